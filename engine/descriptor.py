@@ -1,0 +1,91 @@
+"""Descriptors: an endpoint stated as data, in frozen attrs classes.
+
+Design decisions:
+
+* A descriptor is *data only*: no behaviour hangs off an endpoint. Traits (``encrypted``,
+  ``required``, limits) are read by generic code (validation, encryption, redaction), never by
+  ``if endpoint == ...`` branches.
+* Request fields are grouped by location (``path``, ``query``, ``header``, ``body``); the caller
+  hands one flat payload and the descriptor decides where each key travels.
+* The same ``Field`` class describes request and response values, so one tree walker
+  (``engine.fields``) serves encryption, decryption and log redaction.
+* Classes are frozen: a descriptor is shared by every call and must not change under them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+import attrs
+
+FieldType = Literal["string", "integer", "number", "boolean", "object", "array"]
+BodyKind = Literal["json", "multipart", "none"]
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@attrs.frozen
+class Field:
+    """One value in a request or response, with the limits WeChat Pay documents for it."""
+
+    type: FieldType = "string"
+    required: bool = False
+    label: str = ""
+    encrypted: bool = False
+    enum: Optional[tuple[Any, ...]] = None
+    min_length: Optional[int] = None
+    max_length: Optional[int] = None
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+    pattern: Optional[str] = None
+    min_items: Optional[int] = None
+    max_items: Optional[int] = None
+    example: Any = None
+    fields: dict[str, "Field"] = attrs.field(factory=dict)
+    items: Optional["Field"] = None
+
+
+@attrs.frozen
+class RequestSpec:
+    """Request fields by the place they travel in."""
+
+    path: dict[str, Field] = attrs.field(factory=dict)
+    query: dict[str, Field] = attrs.field(factory=dict)
+    header: dict[str, Field] = attrs.field(factory=dict)
+    body: dict[str, Field] = attrs.field(factory=dict)
+
+    def locations(self) -> tuple[tuple[str, dict[str, Field]], ...]:
+        """The payload-fed locations in a stable order (headers come from ``headers=``)."""
+        return (("path", self.path), ("query", self.query), ("body", self.body))
+
+
+@attrs.frozen
+class Descriptor:
+    """An endpoint: where it lives, what it takes, what it answers.
+
+    ``body`` defaults to ``json`` for methods that carry one and ``none`` for GET/DELETE.
+    ``response`` describes the 2xx body's fields (``encrypted`` marks merchant-key ciphertext).
+    ``free_form`` endpoints take any payload unvalidated (GET/DELETE: query string; else JSON body).
+    """
+
+    id: str
+    method: HttpMethod
+    path: str
+    title: str = ""
+    body: Optional[BodyKind] = None
+    request: RequestSpec = attrs.field(factory=RequestSpec)
+    response: dict[str, Field] = attrs.field(factory=dict)
+    free_form: bool = False
+
+    @property
+    def body_kind(self) -> BodyKind:
+        if self.body is not None:
+            return self.body
+        return "none" if self.method in ("GET", "DELETE") else "json"
+
+
+def adhoc_descriptor(method: str, path: str) -> Descriptor:
+    """A descriptor for ``"METHOD /path"`` calls with no registered endpoint: nothing to validate.
+
+    GET and DELETE send the payload as the query string; other methods as the JSON body.
+    """
+    return Descriptor(id=f"{method} {path}", method=method, path=path, free_form=True)  # type: ignore[arg-type]

@@ -1,0 +1,54 @@
+"""Walking values along descriptor fields.
+
+Design decisions:
+
+* One walker, ``map_encrypted``, applies a function to every value a descriptor marks
+  ``encrypted``, however deep (objects, arrays of objects). Request encryption, response
+  decryption, the sandbox's own decryption and log redaction are all this walker with a different
+  function, so the ``encrypted`` trait cannot mean one thing to the cipher and another to the logs.
+* The walker never mutates: it returns new containers only along the changed branches and leaves
+  values it does not understand (wrong types are the validator's business) untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from engine.descriptor import Field
+
+Transform = Callable[[str, str], str]  # (value, json path) -> new value
+
+
+def any_encrypted(fields: Mapping[str, Field]) -> bool:
+    """True when any field in the tree is marked encrypted."""
+    return any(_field_has_encrypted(f) for f in fields.values())
+
+
+def _field_has_encrypted(field: Field) -> bool:
+    if field.encrypted:
+        return True
+    if field.items is not None and _field_has_encrypted(field.items):
+        return True
+    return any_encrypted(field.fields)
+
+
+def map_encrypted(fields: Mapping[str, Field], data: Any, fn: Transform, path: str = "$") -> Any:
+    """Return ``data`` with ``fn`` applied to every string value marked ``encrypted``."""
+    if not isinstance(data, dict) or not any_encrypted(fields):
+        return data
+    out = dict(data)
+    for name, field in fields.items():
+        if name in out:
+            out[name] = _map_value(field, out[name], fn, f"{path}.{name}")
+    return out
+
+
+def _map_value(field: Field, value: Any, fn: Transform, path: str) -> Any:
+    if field.encrypted:
+        # Empty strings travel as they are: WeChat Pay and the official SDKs do not encrypt them.
+        return fn(value, path) if isinstance(value, str) and value != "" else value
+    if field.type == "object":
+        return map_encrypted(field.fields, value, fn, path)
+    if field.type == "array" and field.items is not None and isinstance(value, list):
+        return [_map_value(field.items, v, fn, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value

@@ -1,0 +1,131 @@
+"""Every extension point of the engine, as pluggy hookspecs with the ``wxpay_`` prefix.
+
+Design decisions:
+
+* Hooks are signature-checked by pluggy: a misspelt hook or argument fails at registration instead
+  of silently never firing.
+* ``firstresult=True`` where exactly one answer is wanted (transport, signer, verifier, field
+  cipher). Built-in implementations are marked ``trylast``, so any user plugin answers first and
+  overrides them without unregistering anything; returning ``None`` hands over to the next one.
+* Observers (``wxpay_before_send``, ``wxpay_after_response``) receive frozen records and return
+  nothing: they watch, they cannot reroute a call. Pluggy wrappers cannot span an awaited network
+  call, so I/O is bracketed by a before and an after hook instead.
+* Nothing here imports the network stack: hooks see ``engine.wire`` records only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Protocol, Union
+
+import attrs
+import pluggy
+
+if TYPE_CHECKING:
+    from engine.descriptor import Descriptor
+    from engine.keys import MerchantCredentials, PlatformKey, PlatformKeyring
+    from engine.wire import RawResponse, Request
+
+PROJECT = "wxpay"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@attrs.frozen
+class TransportConfig:
+    """What a transport needs to know to be built."""
+
+    base_url: str
+    timeout: float
+    connect_timeout: float
+
+
+class Transport(Protocol):
+    """One method to send, one to release resources; the mock is just another transport."""
+
+    async def send(self, request: "Request", config: TransportConfig) -> "RawResponse": ...
+
+    async def aclose(self) -> None: ...
+
+
+@attrs.frozen
+class SigningContext:
+    """Everything a signer needs besides the request: who signs, and this attempt's time and nonce."""
+
+    credentials: "MerchantCredentials"
+    timestamp: int
+    nonce: str
+
+
+@attrs.frozen
+class CallInfo:
+    """What observers learn about the call a request belongs to."""
+
+    endpoint_id: str
+    descriptor: "Descriptor" = attrs.field(repr=False)
+    attempt: int = 1
+
+
+@hookspec
+def wxpay_endpoint_sources() -> list[Union[Path, "Descriptor"]]:
+    """Contribute endpoints: directories of descriptor YAML files and/or ``Descriptor`` objects.
+
+    Called once when an engine is built; later sources override earlier ones with the same id.
+    """
+
+
+@hookspec(firstresult=True)
+def wxpay_transport(config: TransportConfig) -> Optional[Transport]:
+    """Return a transport for ``config.base_url``, or ``None`` to let another plugin serve it.
+
+    Called lazily, once per engine and event loop.
+    """
+
+
+@hookspec(firstresult=True)
+def wxpay_sign_request(request: "Request", signing: SigningContext) -> Optional[str]:
+    """Return the ``Authorization`` header value for ``request`` (its headers do not have one yet).
+
+    ``signing.timestamp`` and ``signing.nonce`` are fresh for every attempt and injectable for tests.
+    """
+
+
+@hookspec(firstresult=True)
+def wxpay_verify_response(response: "RawResponse", keyring: "PlatformKeyring", now: int) -> Optional[str]:
+    """Verify a signed answer (or callback); return the id of the key that verified it.
+
+    Raise ``engine.SignatureError`` to reject it; return ``None`` to defer to the next verifier. If
+    every verifier defers, the answer is rejected: nothing unverified is ever returned.
+    """
+
+
+@hookspec(firstresult=True)
+def wxpay_encrypt_field(plaintext: str, key: "PlatformKey") -> Optional[str]:
+    """Encrypt one sensitive request field for WeChat Pay with ``key``; return the ciphertext.
+
+    The engine names ``key.key_id`` in the ``Wechatpay-Serial`` header of the same request.
+    """
+
+
+@hookspec(firstresult=True)
+def wxpay_decrypt_field(ciphertext: str, credentials: "MerchantCredentials") -> Optional[str]:
+    """Decrypt one response field WeChat Pay encrypted for the merchant; raise ``ValueError`` if it cannot."""
+
+
+@hookspec
+def wxpay_before_send(call: CallInfo, request: "Request") -> None:
+    """Observe a signed request just before a transport sends it (once per attempt)."""
+
+
+@hookspec
+def wxpay_after_response(
+    call: CallInfo,
+    request: "Request",
+    response: Optional["RawResponse"],
+    error: Optional[BaseException],
+    elapsed_ms: float,
+) -> None:
+    """Observe the outcome of one attempt: the raw answer, or the error that replaced it.
+
+    ``response`` has not been verified yet when this runs; observers must not trust its body.
+    """

@@ -1,0 +1,165 @@
+"""Loading and holding key material: the merchant's signing key and WeChat Pay's verifying keys.
+
+Design decisions:
+
+* Every key setting takes PEM text, PEM bytes or a file path; each is parsed once, when the engine
+  is built, so a bad key fails at start-up with a ``CredentialError`` naming the *setting* and the
+  reason, never the key material.
+* Secrets hide from ``repr``: the attrs classes mark key fields ``repr=False``, so an engine, a
+  keyring or a credential printed in a log or a traceback shows ids and serials only.
+* ``PlatformKeyring`` holds WeChat Pay public keys (``PUB_KEY_ID_…``) and platform certificates side
+  by side. An answer's ``Wechatpay-Serial`` picks the key that verifies it; outgoing encryption
+  prefers the public key (the mode WeChat Pay is moving merchants to) and falls back to the newest
+  valid certificate, as the official SDKs do.
+* Certificate serials compare case-insensitively and without leading zeros, because SDKs disagree
+  on whether ``%X`` keeps a leading zero nibble (PROTOCOL.md §2).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from engine.errors import CredentialError
+
+KeySource = Union[str, bytes, os.PathLike]
+
+
+def _read_source(value: KeySource, setting: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str) and "-----BEGIN" in value:
+        return value.encode("ascii", errors="replace")
+    path = Path(value)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CredentialError(f"{setting}: cannot read key file {str(path)!r} ({exc.strerror})") from None
+
+
+def load_private_key(value: KeySource, setting: str = "private_key") -> rsa.RSAPrivateKey:
+    """An RSA private key from PEM (PKCS#8 or PKCS#1) text, bytes, a file path, or a key object."""
+    if isinstance(value, rsa.RSAPrivateKey):
+        return _require_rsa(value, rsa.RSAPrivateKey, setting)
+    data = _read_source(value, setting)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise CredentialError(f"{setting}: not an unencrypted PEM private key") from None
+    return _require_rsa(key, rsa.RSAPrivateKey, setting)
+
+
+def load_public_key(value: KeySource, setting: str = "platform_public_key") -> rsa.RSAPublicKey:
+    """An RSA public key (SPKI PEM) from text, bytes, a file path, or a key object."""
+    if isinstance(value, rsa.RSAPublicKey):
+        return _require_rsa(value, rsa.RSAPublicKey, setting)
+    data = _read_source(value, setting)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError):
+        raise CredentialError(f"{setting}: not a PEM public key (-----BEGIN PUBLIC KEY-----)") from None
+    return _require_rsa(key, rsa.RSAPublicKey, setting)
+
+
+def load_certificate(value: KeySource, setting: str = "platform_certificates") -> x509.Certificate:
+    """An X.509 certificate from PEM text, bytes or a file path."""
+    data = _read_source(value, setting)
+    try:
+        cert = x509.load_pem_x509_certificate(data)
+    except ValueError:
+        raise CredentialError(f"{setting}: not a PEM certificate (-----BEGIN CERTIFICATE-----)") from None
+    _require_rsa(cert.public_key(), rsa.RSAPublicKey, setting)
+    return cert
+
+
+def _require_rsa(key: object, kind: type, setting: str):  # type: ignore[no-untyped-def]
+    if not isinstance(key, kind):
+        raise CredentialError(f"{setting}: expected an RSA key, got {type(key).__name__}")
+    if key.key_size < 2048:  # type: ignore[attr-defined]
+        raise CredentialError(f"{setting}: RSA key of {key.key_size} bits; WeChat Pay uses 2048")  # type: ignore[attr-defined]
+    return key
+
+
+def certificate_serial(cert: x509.Certificate) -> str:
+    """The serial as WeChat Pay writes it: upper-case hex."""
+    return f"{cert.serial_number:X}"
+
+
+def normalize_serial(serial: str) -> str:
+    return serial.strip().upper().lstrip("0") or "0"
+
+
+@attrs.frozen
+class MerchantCredentials:
+    """Who signs the requests: merchant id, API certificate serial and the private key."""
+
+    mchid: str
+    serial_no: str
+    private_key: rsa.RSAPrivateKey = attrs.field(repr=False)
+
+
+@attrs.frozen
+class PlatformKey:
+    """A WeChat Pay verifying/encrypting key, named by a public key id or a certificate serial."""
+
+    key_id: str
+    public_key: rsa.RSAPublicKey = attrs.field(repr=False)
+    kind: str = "public_key"  # or "certificate"
+    not_before: Optional[dt.datetime] = None
+    not_after: Optional[dt.datetime] = None
+
+    @classmethod
+    def from_certificate(cls, cert: x509.Certificate) -> "PlatformKey":
+        return cls(
+            key_id=certificate_serial(cert),
+            public_key=cert.public_key(),  # type: ignore[arg-type]
+            kind="certificate",
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+        )
+
+    def valid_at(self, moment: dt.datetime) -> bool:
+        after_start = self.not_before is None or self.not_before <= moment
+        return after_start and (self.not_after is None or moment <= self.not_after)
+
+
+class PlatformKeyring:
+    """WeChat Pay's keys this merchant trusts, by public key id and by certificate serial."""
+
+    def __init__(self, keys: Iterable[PlatformKey] = ()) -> None:
+        self._keys: dict[str, PlatformKey] = {}
+        for key in keys:
+            self.add(key)
+
+    def add(self, key: PlatformKey) -> None:
+        self._keys[normalize_serial(key.key_id)] = key
+
+    def find(self, key_id: str) -> Optional[PlatformKey]:
+        return self._keys.get(normalize_serial(key_id))
+
+    def ids(self) -> list[str]:
+        return [key.key_id for key in self._keys.values()]
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def __repr__(self) -> str:
+        return f"PlatformKeyring({self.ids()!r})"
+
+    def preferred(self, now: Optional[dt.datetime] = None) -> Optional[PlatformKey]:
+        """The key to encrypt with and to name in ``Wechatpay-Serial``."""
+        moment = now or dt.datetime.now(dt.timezone.utc)
+        keys = list(self._keys.values())
+        public = [k for k in keys if k.kind == "public_key"]
+        if public:
+            return public[-1]
+        valid = [k for k in keys if k.valid_at(moment)]
+        epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+        return max(valid, key=lambda k: k.not_before or epoch, default=None)

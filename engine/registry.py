@@ -1,0 +1,186 @@
+"""Finding descriptors by id, alias or ``"METHOD /path"``, parsing each only when first used.
+
+Design decisions:
+
+* **The id rule.** An endpoint's canonical id is derived from its method and path, so the whole
+  catalogue can follow it mechanically and it reads like the chainable SDK call it mirrors::
+
+      POST /v3/ecommerce/combine-papay/contracts/pre-entrust-sign/mini-program
+      -> v3.ecommerce.combine_papay.contracts.pre_entrust_sign.mini_program.post
+
+  Path segments are lower-cased with every non-alphanumeric run turned into ``_``; a template
+  parameter ``{transaction_id}`` becomes ``_transaction_id_``; the lower-case method comes last.
+  Short, human names (``combine_papay.mini_program``) are *aliases* kept in one ``aliases.yaml``
+  per endpoint directory.
+* **One file per endpoint, named by its id** (``<id>.yaml``). Resolving an id is a dictionary lookup
+  over a directory listing; only the file asked for is read and parsed, then memoised on this
+  registry instance (never in a module global). Aliases are read on the first alias lookup.
+* Later sources win: user directories and plugin endpoints override the built-in ones with the same
+  id, and descriptors registered in Python override files.
+* ``"METHOD /path"`` resolves to a registered descriptor when one matches the path (literal or
+  template), otherwise to an ad-hoc descriptor that is signed, sent and verified but not validated.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+from engine.descriptor import Descriptor, adhoc_descriptor
+from engine.errors import DescriptorError, UnknownEndpointError
+from engine.loader import load_descriptor_file, parse_yaml
+
+ALIASES_FILE = "aliases.yaml"
+_NON_ALNUM = re.compile(r"[^0-9a-z]+")
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def endpoint_id(method: str, path: str) -> str:
+    """The canonical id of ``method path`` under the documented rule."""
+    segments = [_id_segment(s) for s in path.split("?", 1)[0].split("/") if s]
+    return ".".join([*segments, method.lower()])
+
+
+def _id_segment(segment: str) -> str:
+    if segment.startswith("{") and segment.endswith("}"):
+        return f"_{_NON_ALNUM.sub('_', segment[1:-1].lower()).strip('_')}_"
+    return _NON_ALNUM.sub("_", segment.lower()).strip("_")
+
+
+def split_method_path(ref: str) -> Optional[tuple[str, str]]:
+    """``"POST /v3/x"`` -> ``("POST", "/v3/x")``; anything else -> None."""
+    method, _, path = ref.partition(" ")
+    if method.upper() in _METHODS and path.startswith("/"):
+        return method.upper(), path.strip()
+    return None
+
+
+class Registry:
+    """The endpoints one engine knows: files in directories plus descriptors registered in Python."""
+
+    def __init__(self, directories: Sequence[Path] = (), descriptors: Iterable[Descriptor] = ()) -> None:
+        self._directories = [Path(d) for d in directories]
+        self._files: Optional[dict[str, Path]] = None
+        self._aliases: Optional[dict[str, str]] = None
+        self._extra_aliases: dict[str, str] = {}
+        self._loaded: dict[str, Descriptor] = {}
+        self._registered: dict[str, Descriptor] = {}
+        self._routes: Optional[dict[tuple[str, int], list[tuple[tuple[str, ...], str]]]] = None
+        for descriptor in descriptors:
+            self.register(descriptor)
+
+    def register(self, descriptor: Descriptor, aliases: Iterable[str] = ()) -> None:
+        """Add (or override) an endpoint built in Python."""
+        self._registered[descriptor.id] = descriptor
+        for alias in aliases:
+            self._extra_aliases[alias] = descriptor.id
+        self._routes = None
+
+    def get(self, ref: str) -> Descriptor:
+        """Resolve an id, an alias or ``"METHOD /path"``; raise ``UnknownEndpointError`` otherwise."""
+        found = self._by_id(ref) or self._by_id(self._alias_target(ref))
+        if found is not None:
+            return found
+        method_path = split_method_path(ref)
+        if method_path is not None:
+            return self.match(*method_path) or adhoc_descriptor(*method_path)
+        raise UnknownEndpointError(ref, self.suggest(ref))
+
+    def ids(self) -> list[str]:
+        """Every canonical id this registry can resolve, sorted."""
+        return sorted({*self._file_index(), *self._registered})
+
+    def aliases(self) -> dict[str, str]:
+        """Alias -> canonical id."""
+        return {**self._alias_index(), **self._extra_aliases}
+
+    def suggest(self, ref: str, limit: int = 3) -> list[str]:
+        """The closest ids and aliases to a misspelt reference, best first."""
+        names = [*self.ids(), *self.aliases()]
+        close = difflib.get_close_matches(ref, names, n=limit, cutoff=0.5)
+        return close or [n for n in names if ref.split(".")[-1] in n][:limit]
+
+    def match(self, method: str, path: str) -> Optional[Descriptor]:
+        """The registered descriptor whose method and path template match a concrete path."""
+        segments = tuple(_id_segment(s) for s in path.split("?", 1)[0].split("/") if s)
+        candidates = self._route_index().get((method.lower(), len(segments)), [])
+        fits = sorted((w, cid) for pattern, cid in candidates if (w := _route_fit(pattern, segments)) is not None)
+        for _, candidate_id in fits:
+            descriptor = self._by_id(candidate_id)
+            # A file named against the rule could hold another path: trust the loaded template.
+            if descriptor is not None and descriptor.method == method.upper() and _template_fits(descriptor.path, path):
+                return descriptor
+        return None
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _by_id(self, endpoint_id: Optional[str]) -> Optional[Descriptor]:
+        if endpoint_id is None:
+            return None
+        if endpoint_id in self._registered:
+            return self._registered[endpoint_id]
+        if endpoint_id not in self._loaded:
+            path = self._file_index().get(endpoint_id)
+            if path is None:
+                return None
+            self._loaded[endpoint_id] = load_descriptor_file(path, endpoint_id)
+        return self._loaded[endpoint_id]
+
+    def _alias_target(self, ref: str) -> Optional[str]:
+        return self._extra_aliases.get(ref) or self._alias_index().get(ref)
+
+    def _file_index(self) -> dict[str, Path]:
+        if self._files is None:
+            files: dict[str, Path] = {}
+            for directory in self._directories:
+                for path in sorted(directory.glob("*.yaml")):
+                    if path.name != ALIASES_FILE:
+                        files[path.name[: -len(".yaml")]] = path
+            self._files = files
+        return self._files
+
+    def _alias_index(self) -> dict[str, str]:
+        if self._aliases is None:
+            aliases: dict[str, str] = {}
+            for directory in self._directories:
+                aliases.update(_read_aliases(directory / ALIASES_FILE))
+            self._aliases = aliases
+        return self._aliases
+
+    def _route_index(self) -> dict[tuple[str, int], list[tuple[tuple[str, ...], str]]]:
+        if self._routes is None:
+            routes: dict[tuple[str, int], list[tuple[tuple[str, ...], str]]] = {}
+            derived = {known: known for known in self._file_index()}
+            derived.update({endpoint_id(d.method, d.path): known for known, d in self._registered.items()})
+            for canonical, known in derived.items():
+                *segments, method = canonical.split(".")
+                routes.setdefault((method, len(segments)), []).append((tuple(segments), known))
+            self._routes = routes
+        return self._routes
+
+
+def _route_fit(pattern: tuple[str, ...], segments: tuple[str, ...]) -> Optional[int]:
+    """How many template parameters ``pattern`` needs to match ``segments``; None if it does not."""
+    wildcards = 0
+    for expected, actual in zip(pattern, segments, strict=True):
+        if len(expected) > 2 and expected[0] == expected[-1] == "_":
+            wildcards += 1
+        elif expected != actual:
+            return None
+    return wildcards
+
+
+def _template_fits(template: str, path: str) -> bool:
+    pattern = re.sub(r"\\{[^{}/]+\\}", "[^/]+", re.escape(template))
+    return re.fullmatch(pattern, path.split("?", 1)[0]) is not None
+
+
+def _read_aliases(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    raw = parse_yaml(path.read_bytes(), str(path))
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+        raise DescriptorError(str(path), ["expected a mapping of alias: canonical id @ $"])
+    return raw

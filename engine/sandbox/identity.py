@@ -1,0 +1,101 @@
+"""Throwaway credentials for the sandbox: both sides of a WeChat Pay merchant relationship.
+
+Design decisions:
+
+* Keys are generated per sandbox with ``cryptography`` (RSA-2048), never committed; a test suite can
+  generate one identity and share it between engines to keep key generation out of every test.
+* The platform side has both a public key id (``PUB_KEY_ID_…``) and a self-signed certificate over
+  the *same* key, so the sandbox can answer in public-key mode, certificate mode, or both.
+* Secrets are hidden from ``repr``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from engine.keys import certificate_serial
+
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def _new_rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _self_signed(key: rsa.RSAPrivateKey, common_name: str, now: dt.datetime) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(int.from_bytes(secrets.token_bytes(20), "big") >> 1 | 1 << 150)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365 * 5))
+        .sign(key, hashes.SHA256())
+    )
+
+
+@attrs.frozen
+class SandboxIdentity:
+    """A merchant and its WeChat Pay counterpart, as the sandbox and an engine both need them."""
+
+    mchid: str
+    merchant_serial_no: str
+    merchant_key: rsa.RSAPrivateKey = attrs.field(repr=False)
+    platform_key: rsa.RSAPrivateKey = attrs.field(repr=False)
+    platform_public_key_id: str
+    platform_certificate: x509.Certificate = attrs.field(repr=False)
+    apiv3_key: bytes = attrs.field(repr=False)
+
+    @classmethod
+    def generate(cls, mchid: str = "1900000109") -> "SandboxIdentity":
+        now = dt.datetime.now(dt.timezone.utc)
+        platform_key = _new_rsa_key()
+        return cls(
+            mchid=mchid,
+            merchant_serial_no=secrets.token_hex(20).upper(),
+            merchant_key=_new_rsa_key(),
+            platform_key=platform_key,
+            platform_public_key_id="PUB_KEY_ID_" + "".join(secrets.choice("0123456789") for _ in range(34)),
+            platform_certificate=_self_signed(platform_key, "WeChat Pay Sandbox Platform", now),
+            apiv3_key="".join(secrets.choice(_ALNUM) for _ in range(32)).encode("ascii"),
+        )
+
+    @property
+    def platform_certificate_serial(self) -> str:
+        return certificate_serial(self.platform_certificate)
+
+    def merchant_private_pem(self) -> bytes:
+        return self.merchant_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    def platform_public_pem(self) -> bytes:
+        return self.platform_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def platform_certificate_pem(self) -> bytes:
+        return self.platform_certificate.public_bytes(serialization.Encoding.PEM)
+
+    def engine_settings(self, certificates: bool = False) -> dict[str, object]:
+        """Keyword arguments for ``Engine``: public-key mode, plus certificate mode if asked."""
+        settings: dict[str, object] = {
+            "mchid": self.mchid,
+            "serial_no": self.merchant_serial_no,
+            "private_key": self.merchant_private_pem(),
+            "platform_public_key": self.platform_public_pem(),
+            "platform_public_key_id": self.platform_public_key_id,
+            "apiv3_key": self.apiv3_key,
+        }
+        if certificates:
+            settings["platform_certificates"] = [self.platform_certificate_pem()]
+        return settings

@@ -1,0 +1,76 @@
+"""From a validated payload to the parts of a request: target, headers, body bytes.
+
+Design decisions:
+
+* The descriptor decides where each payload key travels (path, query or body); the payload itself
+  stays one flat mapping, as the caller wrote it.
+* Path parameters are percent-encoded with *no* safe characters, so ``/``, ``?``, ``#`` and ``%``
+  in a value can never change the path; dot-segments were already refused by validation.
+* The body is serialized once, compactly, UTF-8 without ``\\u`` escapes; those bytes are both
+  signed and sent.
+* A request with no descriptor (``"GET /v3/..."``) sends its payload as the query string for GET and
+  DELETE and as the JSON body otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+from urllib.parse import quote
+
+import attrs
+
+from engine.descriptor import Descriptor
+
+
+@attrs.frozen
+class PayloadParts:
+    path: dict[str, Any]
+    query: dict[str, Any]
+    body: Any
+
+
+def split_payload(descriptor: Descriptor, payload: Any) -> PayloadParts:
+    """Distribute payload keys to the locations the descriptor gives them."""
+    spec = descriptor.request
+    if descriptor.free_form:
+        return _split_free_form(descriptor, payload)
+    data = payload or {}
+    return PayloadParts(
+        path={k: v for k, v in data.items() if k in spec.path},
+        query={k: v for k, v in data.items() if k in spec.query},
+        body={k: v for k, v in data.items() if k in spec.body},
+    )
+
+
+def _split_free_form(descriptor: Descriptor, payload: Any) -> PayloadParts:
+    if descriptor.body_kind == "none":
+        return PayloadParts(path={}, query=dict(payload or {}), body=None)
+    return PayloadParts(path={}, query={}, body=payload)
+
+
+def build_target(template: str, path_params: Mapping[str, Any], query: Mapping[str, Any]) -> str:
+    """The raw request target: encoded path plus ``?query`` when there is one."""
+    path = template
+    for name, value in path_params.items():
+        path = path.replace("{" + name + "}", quote(_text(value), safe=""))
+    if not query:
+        return path
+    joiner = "&" if "?" in path else "?"
+    return path + joiner + "&".join(f"{quote(k, safe='')}={quote(_text(v), safe='')}" for k, v in query.items())
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def encode_json(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def encode_body(descriptor: Descriptor, body: Any) -> bytes:
+    if descriptor.body_kind == "none" or body is None:
+        return b""
+    return encode_json(body)

@@ -1,0 +1,85 @@
+"""Plain records of what crosses the wire: no HTTP-library types.
+
+Design decisions:
+
+* ``Request`` is the one serialized form of a call: method, raw target (path + query exactly as
+  signed), headers and body bytes. The signer, the logger, every transport and the sandbox read
+  this record, so the bytes that are signed are the bytes that are sent.
+* ``RawResponse`` is what a transport hands back before anything is trusted; ``Response`` is what
+  the engine returns after verification. Only the latter ever reaches a caller.
+* ``Headers`` is a small case-insensitive mapping, because ``Request-ID`` and ``Request-Id`` are the
+  same header and WeChat Pay, proxies and SDKs spell them differently.
+* Reprs show status, ids and sizes, never bodies or header values: records end up in logs and
+  tracebacks, and bodies carry personal data.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Mapping, Optional
+
+import attrs
+
+
+class Headers(Mapping[str, str]):
+    """An immutable, case-insensitive header mapping that keeps the original spelling."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        pairs = items.items() if isinstance(items, Mapping) else items
+        self._items: dict[str, tuple[str, str]] = {k.lower(): (k, v) for k, v in pairs}
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()][1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return (original for original, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def merged(self, extra: Mapping[str, str]) -> "Headers":
+        """A copy with ``extra`` added, replacing same-named headers whatever their case."""
+        return Headers([*self.items(), *extra.items()])
+
+    def __repr__(self) -> str:
+        return f"Headers({sorted(self)!r})"
+
+
+@attrs.frozen
+class Request:
+    """A serialized, possibly signed request, ready for any transport."""
+
+    method: str
+    base_url: str
+    target: str
+    headers: Headers = attrs.field(factory=Headers, repr=False)
+    body: bytes = attrs.field(default=b"", repr=lambda b: f"<{len(b)} bytes>")
+
+    @property
+    def url(self) -> str:
+        return self.base_url.rstrip("/") + self.target
+
+
+@attrs.frozen
+class RawResponse:
+    """An answer as received: not yet verified, not to be trusted."""
+
+    status: int
+    headers: Headers = attrs.field(factory=Headers, repr=False)
+    body: bytes = attrs.field(default=b"", repr=lambda b: f"<{len(b)} bytes>")
+
+
+@attrs.frozen
+class Response:
+    """A verified answer. ``data`` is the decoded body with encrypted fields decrypted."""
+
+    status: int
+    headers: Headers = attrs.field(repr=False)
+    data: Any = attrs.field(repr=False)
+    request_id: str = ""
+    verified_with: Optional[str] = None
+    endpoint_id: str = ""

@@ -1,0 +1,65 @@
+"""Built-in HTTP(S) transport on aiohttp.
+
+Design decisions:
+
+* It serves ``http://`` and ``https://`` base URLs and declines anything else, so other transports
+  (the sandbox, a user's) claim their own schemes without any ordering games.
+* One ``ClientSession`` (one keep-alive connection pool) per transport; the engine keeps one
+  transport per event loop, because aiohttp sessions are bound to the loop that made them.
+* The target is sent byte-for-byte as signed (``encoded=True``): aiohttp must not re-quote it.
+  Redirects are not followed: a redirected answer is not the answer that was asked for.
+* aiohttp and asyncio exceptions are mapped to ``TransportError``/``TransportTimeoutError`` here,
+  in one place, raised ``from`` the cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+import aiohttp
+from yarl import URL
+
+from engine.errors import TransportError, TransportTimeoutError
+from engine.hookspecs import TransportConfig, hookimpl
+from engine.wire import Headers, RawResponse, Request
+
+
+class AiohttpTransport:
+    """Sends ``Request`` records over HTTP with a pooled aiohttp session."""
+
+    def __init__(self, config: TransportConfig) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout, connect=config.connect_timeout)
+        self._session: Optional[aiohttp.ClientSession] = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=True)
+        return self._session
+
+    async def send(self, request: Request, config: TransportConfig) -> RawResponse:
+        try:
+            async with self._client().request(
+                request.method,
+                URL(request.url, encoded=True),
+                data=request.body or None,
+                headers=dict(request.headers.items()),
+                allow_redirects=False,
+            ) as answer:
+                body = await answer.read()
+                return RawResponse(answer.status, Headers(list(answer.headers.items())), body)
+        except asyncio.TimeoutError as exc:
+            raise TransportTimeoutError(f"no answer from {request.base_url} within {config.timeout} s") from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"{request.method} {request.base_url}: {type(exc).__name__}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+@hookimpl(trylast=True)
+def wxpay_transport(config: TransportConfig) -> Optional[AiohttpTransport]:
+    if config.base_url.startswith(("http://", "https://")):
+        return AiohttpTransport(config)
+    return None

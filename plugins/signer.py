@@ -1,0 +1,28 @@
+"""Built-in signer: ``WECHATPAY2-SHA256-RSA2048`` Authorization over the five-line message.
+
+The message is built by ``engine.protocol`` from the request record (raw target, exact body bytes),
+so what is signed is what the transport sends. The private key never leaves ``signing.credentials``.
+"""
+
+from __future__ import annotations
+
+from engine.crypto import rsa_sign
+from engine.hookspecs import SigningContext, hookimpl
+from engine.protocol import SCHEME_RSA, format_authorization, request_message
+from engine.wire import Request
+
+
+@hookimpl(trylast=True)
+def wxpay_sign_request(request: Request, signing: SigningContext) -> str:
+    message = request_message(request.method, request.target, signing.timestamp, signing.nonce, request.body)
+    credentials = signing.credentials
+    return format_authorization(
+        SCHEME_RSA,
+        {
+            "mchid": credentials.mchid,
+            "nonce_str": signing.nonce,
+            "timestamp": str(signing.timestamp),
+            "serial_no": credentials.serial_no,
+            "signature": rsa_sign(credentials.private_key, message),
+        },
+    )

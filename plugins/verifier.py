@@ -1,0 +1,80 @@
+"""Built-in verifier for answers and callbacks (PROTOCOL.md §2).
+
+Design decisions:
+
+* Checks run cheapest first and each failure has its own ``SignatureError.reason``: missing headers,
+  an unsupported signature type, a malformed or stale timestamp (5-minute window), a
+  ``WECHATPAY/SIGNTEST/`` probe, an unknown ``Wechatpay-Serial``, and finally the RSA check itself.
+* The key is chosen by ``Wechatpay-Serial`` among public keys and platform certificates alike, so an
+  engine can run both modes at once during a migration.
+* A probe is reported as such but is never special-cased as success: it fails like any bad signature.
+* Messages name headers, serials and the clock skew, never the signature value.
+"""
+
+from __future__ import annotations
+
+from engine.crypto import rsa_verify
+from engine.errors import SignatureError
+from engine.hookspecs import hookimpl
+from engine.keys import PlatformKey, PlatformKeyring
+from engine.protocol import (
+    CLOCK_WINDOW_SECONDS,
+    H_NONCE,
+    H_SERIAL,
+    H_SIGNATURE,
+    H_SIGNATURE_TYPE,
+    H_TIMESTAMP,
+    PROBE_PREFIX,
+    SCHEME_RSA,
+    response_message,
+)
+from engine.wire import Headers, RawResponse
+
+REQUIRED_HEADERS = (H_TIMESTAMP, H_NONCE, H_SIGNATURE, H_SERIAL)
+
+
+@hookimpl(trylast=True)
+def wxpay_verify_response(response: RawResponse, keyring: PlatformKeyring, now: int) -> str:
+    return verify_signed(response.headers, response.body, keyring, now)
+
+
+def verify_signed(headers: Headers, body: bytes, keyring: PlatformKeyring, now: int) -> str:
+    """Verify a signed answer or callback; return the key id, or raise ``SignatureError``."""
+    _check_headers(headers)
+    timestamp = _check_timestamp(headers[H_TIMESTAMP], now)
+    signature = headers[H_SIGNATURE]
+    if signature.startswith(PROBE_PREFIX):
+        raise SignatureError("probe", "signature is a WECHATPAY/SIGNTEST/ probe; treated as a failed verification")
+    key = _find_key(keyring, headers[H_SERIAL])
+    message = response_message(timestamp, headers[H_NONCE], body)
+    if not rsa_verify(key.public_key, message, signature):
+        raise SignatureError("mismatch", f"signature does not verify with key {key.key_id}")
+    return key.key_id
+
+
+def _check_headers(headers: Headers) -> None:
+    missing = [name for name in REQUIRED_HEADERS if not headers.get(name)]
+    if missing:
+        raise SignatureError("missing_header", f"answer lacks signature header(s): {', '.join(missing)}")
+    signature_type = headers.get(H_SIGNATURE_TYPE, SCHEME_RSA)
+    if signature_type != SCHEME_RSA:
+        raise SignatureError("unsupported_type", f"unsupported {H_SIGNATURE_TYPE} {signature_type!r}")
+
+
+def _check_timestamp(value: str, now: int) -> str:
+    if not value.isdigit():
+        raise SignatureError("bad_timestamp", f"{H_TIMESTAMP} is not a Unix time in seconds")
+    skew = abs(now - int(value))
+    if skew > CLOCK_WINDOW_SECONDS:
+        raise SignatureError(
+            "stale", f"answer timestamp is {skew} s away from the local clock (window {CLOCK_WINDOW_SECONDS} s)"
+        )
+    return value
+
+
+def _find_key(keyring: PlatformKeyring, serial: str) -> PlatformKey:
+    key = keyring.find(serial)
+    if key is None:
+        known = ", ".join(keyring.ids()) or "none"
+        raise SignatureError("unknown_serial", f"answer signed with unknown key {serial!r}; known keys: {known}")
+    return key
