@@ -1,0 +1,192 @@
+"""The ``wechatpay`` command: call any endpoint from a shell, against WeChat Pay or the sandbox.
+
+Design decisions:
+
+* ``wechatpay call ENDPOINT --data JSON|@file [--sandbox]`` prints the verified answer as JSON
+  (status, Request-ID, the key that verified it, data) on stdout; nothing else goes to stdout.
+* Credentials come from flags or ``WECHATPAY_*`` variables; the APIv3 key only from the environment,
+  because command lines are visible to other users of the machine.
+* A user mistake prints one ``error: ...`` line on stderr and exits 2; an answer WeChat Pay refused,
+  a failed verification or a network failure exits 1. No traceback for either: every expected
+  failure is an ``EngineError`` with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from engine import __version__
+from engine.client import BUILTIN_ENDPOINTS, DEFAULT_BASE_URL, Engine
+from engine.errors import EngineError, UsageError, ValidationError
+from engine.registry import Registry
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+ENVIRONMENT = {
+    "mchid": "WECHATPAY_MCHID",
+    "serial_no": "WECHATPAY_SERIAL_NO",
+    "private_key": "WECHATPAY_PRIVATE_KEY",
+    "platform_public_key": "WECHATPAY_PUBLIC_KEY",
+    "platform_public_key_id": "WECHATPAY_PUBLIC_KEY_ID",
+    "platform_certificates": "WECHATPAY_PLATFORM_CERTIFICATES",
+    "apiv3_key": "WECHATPAY_APIV3_KEY",
+    "base_url": "WECHATPAY_BASE_URL",
+}
+
+
+class CliError(Exception):
+    """A mistake on the command line; becomes one ``error:`` line and exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wechatpay", description="WeChat Pay APIv3 from the command line.")
+    parser.add_argument("--version", action="version", version=f"wechatpay-engine {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    call = commands.add_parser("call", help="call an endpoint and print the verified answer")
+    call.add_argument("endpoint", help="an endpoint id or alias, or 'METHOD /v3/path'")
+    call.add_argument("--data", default=None, help="the payload: JSON text, or @FILE to read it from a file")
+    call.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="an extra header")
+    call.add_argument("--sandbox", action="store_true", help="answer from the embedded sandbox (no network)")
+    call.add_argument("--wire", action="store_true", help="with --sandbox: show the request as sent on stderr")
+    _add_credential_flags(call)
+    listing = commands.add_parser("endpoints", help="list the endpoint ids and aliases this engine knows")
+    listing.add_argument("--grep", default="", help="only ids or aliases containing WORD")
+    listing.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
+    return parser
+
+
+def _add_credential_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("credentials (default: WECHATPAY_* environment variables)")
+    group.add_argument("--mchid")
+    group.add_argument("--serial-no", dest="serial_no", help="merchant API certificate serial")
+    group.add_argument("--private-key", dest="private_key", help="merchant private key file (apiclient_key.pem)")
+    group.add_argument("--public-key", dest="platform_public_key", help="WeChat Pay public key file")
+    group.add_argument("--public-key-id", dest="platform_public_key_id", help="PUB_KEY_ID_...")
+    group.add_argument("--platform-certificate", dest="platform_certificates", action="append", help="certificate file")
+    group.add_argument("--base-url", dest="base_url")
+    group.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
+    group.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer (default 30)")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except CliError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except ValidationError as exc:
+        return _fail(f"invalid payload for {exc.endpoint_id}: " + "; ".join(exc.errors), EXIT_USAGE)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except EngineError as exc:
+        return _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "endpoints":
+        return _list_endpoints(args)
+    payload = read_payload(args.data)
+    engine = _engine(args)
+    with engine:
+        response = engine.call(args.endpoint, payload, headers=_headers(args.header))
+        if args.wire and engine.emulator is not None:
+            _show_wire(engine)
+    answer = {
+        "status": response.status,
+        "request_id": response.request_id,
+        "verified_with": response.verified_with,
+        "data": response.data,
+    }
+    print(json.dumps(answer, ensure_ascii=False, indent=2))
+    return EXIT_OK
+
+
+def read_payload(data: Optional[str]) -> Any:
+    """``--data`` as JSON text or ``@file``; ``None`` when absent."""
+    if data is None:
+        return None
+    source = "--data"
+    if data.startswith("@"):
+        source = f"--data file {data[1:]!r}"
+        try:
+            data = Path(data[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot read {source}: {exc.strerror}") from None
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{source} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})") from None
+
+
+def _headers(pairs: Sequence[str]) -> dict[str, str]:
+    headers = {}
+    for pair in pairs:
+        name, sep, value = pair.partition(":")
+        if not sep or not name.strip():
+            raise CliError(f"--header {pair!r} is not NAME:VALUE")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    dirs = args.endpoint_dir
+    if args.sandbox:
+        return Engine.sandbox(endpoint_dirs=dirs, timeout=args.timeout)
+    settings = _credentials(args)
+    return Engine(**settings, endpoint_dirs=dirs, timeout=args.timeout)
+
+
+def _credentials(args: argparse.Namespace) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for name, variable in ENVIRONMENT.items():
+        value = getattr(args, name, None) or os.environ.get(variable)
+        if value:
+            settings[name] = value
+    missing = [ENVIRONMENT[n] for n in ("mchid", "serial_no", "private_key") if n not in settings]
+    if missing:
+        raise CliError(f"missing credentials: set {', '.join(missing)} (or the matching flags), or use --sandbox")
+    certificates = settings.get("platform_certificates")
+    if isinstance(certificates, str):
+        settings["platform_certificates"] = [p for p in certificates.split(os.pathsep) if p]
+    settings.setdefault("base_url", DEFAULT_BASE_URL)
+    return settings
+
+
+def _show_wire(engine: Engine) -> None:
+    """What crossed the (in-process) wire: encrypted fields show as the ciphertext that was sent."""
+    exchange = engine.emulator.last
+    request, answer = exchange.request, exchange.response
+    scheme = request.headers["Authorization"].split(" ", 1)[0]
+    lines = [f"> {request.method} {request.target}"]
+    shown = [name for name in ("Wechatpay-Serial", "Content-Type") if name in request.headers]
+    lines += [f"> {name}: {request.headers[name]}" for name in shown]
+    lines.append(f"> Authorization: {scheme} <signature checked by the sandbox>")
+    lines.append(f"> {request.body.decode('utf-8')}")
+    lines.append(f"< {answer.status}, signed by {answer.headers.get('Wechatpay-Serial', '')}")
+    print("\n".join(lines), file=sys.stderr)
+
+
+def _list_endpoints(args: argparse.Namespace) -> int:
+    registry = Registry([BUILTIN_ENDPOINTS, *map(Path, args.endpoint_dir)])
+    aliases = {target: alias for alias, target in registry.aliases().items()}
+    for endpoint_id in registry.ids():
+        alias = aliases.get(endpoint_id, "")
+        if args.grep in endpoint_id or (alias and args.grep in alias):
+            print(f"{endpoint_id}  ({alias})" if alias else endpoint_id)
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# One command from a fresh clone: create .venv, install the engine with its test tools, and run the
+# main job (a verified call of combine_papay.mini_program) on the embedded sandbox. No network
+# beyond the package index, no WeChat Pay credentials.
+set -euo pipefail
+cd "$(dirname "$0")"
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+.venv/bin/wechatpay call combine_papay.mini_program --data @examples/combine_papay.json --sandbox
