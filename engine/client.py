@@ -89,19 +89,23 @@ class Engine:
 
     @classmethod
     def sandbox(
-        cls, *, identity: Any = None, plugins: Iterable[Any] = (), certificates: bool = False, **options: Any
+        cls, *, identity: Any = None, plugins: Iterable[Any] = (), mode: str = "public_key", **options: Any
     ) -> "Engine":
         """An engine wired to a fresh in-process emulator (``.emulator``): throwaway keys, no network.
 
-        ``identity`` reuses a ``SandboxIdentity`` (saves key generation); ``certificates=True`` adds
-        certificate mode beside public-key mode; other options go to ``Engine``.
+        ``identity`` reuses a ``SandboxIdentity`` (saves key generation); ``mode`` is ``public_key``,
+        ``certificate`` or ``both`` (which WeChat Pay keys the engine trusts); other options go to
+        ``Engine``.
         """
         from engine.plugins.sandbox_transport import SANDBOX_URL, SandboxTransportPlugin
         from engine.sandbox import Sandbox, SandboxIdentity
 
         identity = identity or SandboxIdentity.generate()
         emulator = Sandbox(identity, clock=options.get("clock", time.time))
-        settings = {**identity.engine_settings(certificates=certificates), **options}
+        try:
+            settings = {**identity.engine_settings(mode), **options}
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         engine = cls(base_url=SANDBOX_URL, plugins=[SandboxTransportPlugin(emulator), *plugins], **settings)
         emulator.registry = engine.registry  # the sandbox validates against the engine's own descriptors
         engine.emulator = emulator

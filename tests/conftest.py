@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from engine import Engine
+from engine import Engine, RawResponse, Request, TransportConfig, hookimpl
 from engine.sandbox import SandboxIdentity
 
 DATA = Path(__file__).parent / "data"
@@ -68,3 +68,22 @@ def engine(make_engine: Callable[..., Engine]) -> Engine:
 def vectors() -> dict[str, dict]:
     raw = json.loads((DATA / "vectors.json").read_text(encoding="utf-8"))
     return {v["id"]: v for v in raw["vectors"]}
+
+
+class CannedTransportPlugin:
+    """A user transport plugin that records every request and answers with ``respond(request)``."""
+
+    def __init__(self, respond: Callable[[Request], RawResponse]) -> None:
+        self.respond = respond
+        self.requests: list[Request] = []
+
+    @hookimpl
+    def wxpay_transport(self, config: TransportConfig) -> "CannedTransportPlugin":
+        return self
+
+    async def send(self, request: Request, config: TransportConfig) -> RawResponse:
+        self.requests.append(request)
+        return self.respond(request)
+
+    async def aclose(self) -> None:
+        return None

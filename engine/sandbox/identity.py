@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from engine.keys import certificate_serial
 
+KEY_MODES = ("public_key", "certificate", "both")
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -86,16 +87,19 @@ class SandboxIdentity:
     def platform_certificate_pem(self) -> bytes:
         return self.platform_certificate.public_bytes(serialization.Encoding.PEM)
 
-    def engine_settings(self, certificates: bool = False) -> dict[str, object]:
-        """Keyword arguments for ``Engine``: public-key mode, plus certificate mode if asked."""
+    def engine_settings(self, mode: str = "public_key") -> dict[str, object]:
+        """Keyword arguments for ``Engine`` in ``public_key``, ``certificate`` or ``both`` modes."""
+        if mode not in KEY_MODES:
+            raise ValueError(f"mode must be one of {', '.join(KEY_MODES)}, got {mode!r}")
         settings: dict[str, object] = {
             "mchid": self.mchid,
             "serial_no": self.merchant_serial_no,
             "private_key": self.merchant_private_pem(),
-            "platform_public_key": self.platform_public_pem(),
-            "platform_public_key_id": self.platform_public_key_id,
             "apiv3_key": self.apiv3_key,
         }
-        if certificates:
+        if mode in ("public_key", "both"):
+            settings["platform_public_key"] = self.platform_public_pem()
+            settings["platform_public_key_id"] = self.platform_public_key_id
+        if mode in ("certificate", "both"):
             settings["platform_certificates"] = [self.platform_certificate_pem()]
         return settings
