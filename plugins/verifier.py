@@ -62,7 +62,7 @@ def _check_headers(headers: Headers) -> None:
 
 
 def _check_timestamp(value: str, now: int) -> str:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # str.isdigit alone accepts '²' and full-width digits
         raise SignatureError("bad_timestamp", f"{H_TIMESTAMP} is not a Unix time in seconds")
     skew = abs(now - int(value))
     if skew > CLOCK_WINDOW_SECONDS:

@@ -1,0 +1,184 @@
+"""The exception tree and configuration errors: each says what to fix and leaks no secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import COMBINE_PAPAY
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+import engine as package
+from engine import (
+    ApiError,
+    ConfigurationError,
+    CredentialError,
+    DescriptorError,
+    Engine,
+    EngineError,
+    MalformedResponseError,
+    SignatureError,
+    TransportError,
+    TransportTimeoutError,
+    UnknownEndpointError,
+    UsageError,
+    ValidationError,
+)
+
+
+def test_tree_shape() -> None:
+    for usage in (UnknownEndpointError, DescriptorError, ValidationError, ConfigurationError):
+        assert issubclass(usage, UsageError)
+    assert issubclass(CredentialError, ConfigurationError)
+    assert issubclass(TransportTimeoutError, TransportError)
+    for root_child in (UsageError, TransportError, ApiError, SignatureError, MalformedResponseError):
+        assert root_child.__bases__ == (EngineError,)
+
+
+def test_every_error_class_is_documented_in_the_tree_drawing() -> None:
+    from engine import errors
+
+    for name in dir(errors):
+        value = getattr(errors, name)
+        if isinstance(value, type) and issubclass(value, EngineError):
+            assert name in errors.__doc__, name
+            assert value.__doc__, name
+            assert hasattr(package, name), f"{name} is not exported from engine"
+
+
+def _settings(identity, **changes):
+    return {**identity.engine_settings(), "load_entry_points": False, **changes}
+
+
+@pytest.mark.parametrize("missing", ["mchid", "serial_no"])
+def test_required_identity_settings(identity, missing: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"^{missing} is required"):
+        Engine(**_settings(identity, **{missing: " "}))
+
+
+def test_a_verification_key_is_required(identity) -> None:
+    settings = _settings(identity)
+    del settings["platform_public_key"], settings["platform_public_key_id"]
+    with pytest.raises(ConfigurationError, match="no WeChat Pay key to verify answers with"):
+        Engine(**settings)
+
+
+def test_public_key_needs_its_id(identity) -> None:
+    with pytest.raises(ConfigurationError, match="go together"):
+        Engine(**_settings(identity, platform_public_key_id=None))
+    with pytest.raises(ConfigurationError, match="must start with PUB_KEY_ID_"):
+        Engine(**_settings(identity, platform_public_key_id="12345"))
+
+
+def test_key_files_are_accepted_as_paths(identity, tmp_path: Path) -> None:
+    key_file = tmp_path / "apiclient_key.pem"
+    key_file.write_bytes(identity.merchant_private_pem())
+    public_file = tmp_path / "pub_key.pem"
+    public_file.write_bytes(identity.platform_public_pem())
+    engine = Engine.sandbox(
+        identity=identity, private_key=str(key_file), platform_public_key=public_file, load_entry_points=False
+    )
+    with engine:
+        assert engine.call("combine_papay.mini_program", COMBINE_PAPAY).status == 200
+
+
+def _pem(key) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"private_key": "/nonexistent/apiclient_key.pem"},
+            "private_key: cannot read key file '/nonexistent/apiclient_key.pem'",
+        ),
+        (
+            {"private_key": b"-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n"},
+            "private_key: not an unencrypted PEM private key",
+        ),
+        (
+            {"platform_public_key": b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"},
+            "platform_public_key: not a PEM public key",
+        ),
+        (
+            {"platform_certificates": [b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]},
+            "platform_certificates[0]: not a PEM certificate",
+        ),
+        ({"apiv3_key": "too-short"}, "apiv3_key: must be 32 bytes, got 9"),
+    ],
+)
+def test_bad_key_material(identity, change: dict, message: str) -> None:
+    with pytest.raises(CredentialError) as caught:
+        Engine(**_settings(identity, **change))
+    assert str(caught.value).startswith(message)
+    assert "AAAA" not in str(caught.value) and "not base64" not in str(caught.value)  # material is never echoed
+
+
+def test_wrong_key_kinds_and_sizes(identity) -> None:
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    with pytest.raises(CredentialError, match="RSA key of 1024 bits; WeChat Pay uses 2048"):
+        Engine(**_settings(identity, private_key=_pem(small)))
+    with pytest.raises(CredentialError, match="expected an RSA key, got"):
+        Engine(**_settings(identity, private_key=_pem(ec.generate_private_key(ec.SECP256R1()))))
+
+
+def test_private_key_given_as_a_key_object(identity) -> None:
+    engine = Engine.sandbox(identity=identity, private_key=identity.merchant_key, load_entry_points=False)
+    with engine:
+        assert engine.call("combine_papay.mini_program", COMBINE_PAPAY).status == 200
+
+
+def test_encrypted_fields_need_a_platform_key(identity) -> None:
+    engine = Engine.sandbox(identity=identity, load_entry_points=False)
+    engine.keyring._keys.clear()  # noqa: SLF001 - simulate an engine that lost its keys after start
+    with engine, pytest.raises(ConfigurationError, match="has encrypted fields but the engine holds no WeChat Pay"):
+        engine.call(
+            "individual_contracts.real_name.mini_program",
+            {
+                "appid": "a",
+                "out_contract_code": "b",
+                "openid": "c",
+                "real_name": "d",
+                "cred_type": "ID_CARD",
+                "cred_id": "e",
+            },
+        )
+    assert engine.emulator.exchanges == []
+
+
+def test_unknown_wechatpay_serial_header_is_refused(engine: Engine) -> None:
+    with pytest.raises(ConfigurationError, match="names a key this engine does not hold"):
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY, headers={"Wechatpay-Serial": "PUB_KEY_ID_999"})
+
+
+def test_authorization_cannot_be_passed_in(engine: Engine) -> None:
+    with pytest.raises(UsageError, match="the Authorization header is set by the engine"):
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY, headers={"authorization": "x"})
+    assert engine.emulator.exchanges == []
+
+
+def test_api_error_carries_the_answer(engine: Engine) -> None:
+    with pytest.raises(ApiError) as caught:
+        engine.call("POST /v3/not/served", {"a": 1})
+    error = caught.value
+    assert (error.status, error.code, error.verified) == (404, "RESOURCE_NOT_EXISTS", True)
+    assert error.request_id == engine.emulator.last.response.headers["Request-ID"]
+    assert error.message == "no such API: POST /v3/not/served"
+    assert str(error) == f"WeChat Pay answered 404 RESOURCE_NOT_EXISTS: {error.message} (Request-ID {error.request_id})"
+
+
+def test_sandbox_requires_accept_and_user_agent(engine: Engine) -> None:
+    from engine import Request
+
+    request = Request("POST", "sandbox://wechatpay", "/v3/x", body=b"{}")
+    answer = engine.emulator.handle(request)
+    assert answer.status == 400 and b"INVALID_REQUEST" in answer.body
+
+
+def test_unknown_sandbox_mode(identity) -> None:
+    with pytest.raises(ConfigurationError, match="mode must be one of public_key, certificate, both"):
+        Engine.sandbox(identity=identity, mode="pgp")

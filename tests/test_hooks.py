@@ -1,0 +1,271 @@
+"""Every hook, exercised by a user plugin through a real call; plus registration rules.
+
+``test_meta.py`` checks that each hookspec has a ``test_hook_<name>`` here and a README entry.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import COMBINE_PAPAY, REAL_NAME, CannedTransportPlugin
+
+from engine import (
+    ConfigurationError,
+    Descriptor,
+    Engine,
+    Field,
+    RequestSpec,
+    SignatureError,
+    hookimpl,
+)
+from engine.sandbox.emulator import Exchange
+
+SECRET_ANSWER = Descriptor(
+    id="test.secret.post",
+    method="POST",
+    path="/v3/test/secret",
+    request=RequestSpec(body={"q": Field()}),
+    response={"holder_name": Field(encrypted=True, required=True), "plain": Field(required=True, example="p")},
+)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[tuple] = []
+
+
+def test_hook_wxpay_endpoint_sources(tmp_path: Path, make_engine) -> None:
+    (tmp_path / "v3.plugged.post.yaml").write_text(
+        "method: POST\npath: /v3/plugged\nresponse: {ok: {type: boolean, required: true}}\n"
+    )
+
+    class Endpoints:
+        @hookimpl
+        def wxpay_endpoint_sources(self):
+            return [tmp_path, SECRET_ANSWER]
+
+    engine = make_engine(plugins=[Endpoints()])
+    assert engine.call("v3.plugged.post", {}).data == {"ok": False}
+    assert "test.secret.post" in engine.endpoints()
+
+
+def test_hook_wxpay_transport(identity) -> None:
+    canned = CannedTransportPlugin(lambda request: engine.emulator.handle(request))
+    engine = Engine.sandbox(identity=identity, plugins=[canned], load_entry_points=False)
+    with engine:
+        assert engine.call("combine_papay.mini_program", COMBINE_PAPAY).status == 200
+    assert [r.target for r in canned.requests] == [engine.emulator.last.request.target]
+
+
+def test_hook_wxpay_transport_none_serves_the_url(identity) -> None:
+    engine = Engine(**identity.engine_settings(), base_url="ftp://nowhere", load_entry_points=False)
+    with engine, pytest.raises(ConfigurationError, match="no transport plugin serves base_url 'ftp://nowhere'"):
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+
+
+def test_hook_wxpay_sign_request(make_engine) -> None:
+    class CountingSigner(Recorder):
+        @hookimpl(hookwrapper=True)
+        def wxpay_sign_request(self, request, signing):
+            outcome = yield
+            self.seen.append((request.target, signing.nonce, outcome.get_result()))
+
+    signer = CountingSigner()
+    engine = make_engine(plugins=[signer])
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    target, nonce, authorization = signer.seen[0]
+    assert target == engine.emulator.last.request.target
+    assert f'nonce_str="{nonce}"' in authorization
+    assert engine.emulator.last.request.headers["Authorization"] == authorization
+
+
+def test_hook_wxpay_sign_request_user_signer_overrides_builtin(make_engine) -> None:
+    class BrokenSigner:
+        @hookimpl
+        def wxpay_sign_request(self, request, signing):
+            return 'WECHATPAY2-SHA256-RSA2048 mchid="x",nonce_str="n",timestamp="1",serial_no="s",signature="AAAA"'
+
+    engine = make_engine(plugins=[BrokenSigner()])
+    with pytest.raises(Exception, match="SIGN_ERROR"):
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    assert engine.plugin_manager.is_registered(sys.modules["engine.plugins.signer"])  # built-in still there
+
+
+def test_hook_wxpay_verify_response(make_engine) -> None:
+    class Paranoid(Recorder):
+        @hookimpl
+        def wxpay_verify_response(self, response, keyring, now):
+            self.seen.append(response.status)
+            if b"pre_entrustweb_id" in response.body:
+                raise SignatureError("mismatch", "this plugin trusts no pre-entrust id")
+            return None  # defer to the built-in verifier
+
+    paranoid = Paranoid()
+    engine = make_engine(plugins=[paranoid])
+    with pytest.raises(SignatureError, match="trusts no pre-entrust id"):
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    assert engine.call("password_exempt.ecommerce.pay_redirect_sign", _pay_redirect()).status == 200
+    assert paranoid.seen == [200, 200]
+
+
+def _pay_redirect() -> dict:
+    from conftest import PAY_REDIRECT_SIGN
+
+    return PAY_REDIRECT_SIGN
+
+
+def test_hook_wxpay_verify_response_all_defer_means_rejected(identity) -> None:
+    class Lazy:
+        @hookimpl
+        def wxpay_verify_response(self, response, keyring, now):
+            return None
+
+    engine = Engine.sandbox(identity=identity, plugins=[Lazy()], load_entry_points=False)
+    engine.plugin_manager.unregister(sys.modules["engine.plugins.verifier"])
+    with engine, pytest.raises(SignatureError) as caught:
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    assert caught.value.reason == "unverified"
+
+
+def test_hook_wxpay_encrypt_field(make_engine) -> None:
+    class Tagging(Recorder):
+        @hookimpl(hookwrapper=True)
+        def wxpay_encrypt_field(self, plaintext, key):
+            outcome = yield
+            self.seen.append((len(plaintext), key.key_id, len(outcome.get_result())))
+
+    tagging = Tagging()
+    engine = make_engine(plugins=[tagging])
+    engine.call("individual_contracts.real_name.mini_program", REAL_NAME)
+    key_id = engine.emulator.identity.platform_public_key_id
+    assert [(n, k) for n, k, _ in tagging.seen] == [(len("张三丰"), key_id), (18, key_id)]
+    assert all(size == 344 for _, _, size in tagging.seen)  # base64 of a 256-byte RSA block
+
+
+def test_hook_wxpay_encrypt_field_replacement_reaches_the_wire(make_engine) -> None:
+    class Rot:
+        @hookimpl
+        def wxpay_encrypt_field(self, plaintext, key):
+            return "not-really:" + plaintext[::-1]
+
+    engine = make_engine(plugins=[Rot()])
+    with pytest.raises(Exception, match="PARAM_ERROR"):  # the sandbox cannot decrypt it, like WeChat Pay
+        engine.call("individual_contracts.real_name.mini_program", REAL_NAME)
+    assert json.loads(engine.emulator.last.request.body)["cred_id"] == "not-really:" + REAL_NAME["cred_id"][::-1]
+
+
+def test_hook_wxpay_decrypt_field(make_engine) -> None:
+    class Watching(Recorder):
+        @hookimpl(hookwrapper=True)
+        def wxpay_decrypt_field(self, ciphertext, credentials):
+            outcome = yield
+            self.seen.append((ciphertext, outcome.get_result()))
+
+    watching = Watching()
+    engine = make_engine(plugins=[watching])
+    engine.register(SECRET_ANSWER)
+    data = engine.call("test.secret.post", {"q": "1"}).data
+    on_wire = json.loads(engine.emulator.last.response.body)["holder_name"]
+    assert watching.seen == [(on_wire, data["holder_name"])]
+    assert on_wire != data["holder_name"] and data["plain"] == "p"
+
+
+def test_hook_wxpay_before_send(make_engine) -> None:
+    class Before(Recorder):
+        @hookimpl
+        def wxpay_before_send(self, call, request):
+            self.seen.append((call.endpoint_id, call.attempt, "Authorization" in request.headers))
+
+    before = Before()
+    engine = make_engine(plugins=[before])
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    assert before.seen == [("v3.ecommerce.combine_papay.contracts.pre_entrust_sign.mini_program.post", 1, True)]
+
+
+def test_hook_wxpay_after_response(make_engine) -> None:
+    class After(Recorder):
+        @hookimpl
+        def wxpay_after_response(self, call, request, response, error, elapsed_ms):
+            self.seen.append((response.status if response else None, error, elapsed_ms >= 0))
+
+    after = After()
+    engine = make_engine(plugins=[after])
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    with pytest.raises(Exception, match="RESOURCE_NOT_EXISTS"):
+        engine.call("GET /v3/nothing/here")
+    assert after.seen == [(200, None, True), (404, None, True)]
+
+
+def test_entry_point_plugins_are_loaded(tmp_path: Path, identity, monkeypatch) -> None:
+    package = tmp_path / "acme_wxpay_plugin.py"
+    package.write_text(
+        textwrap.dedent("""
+        from engine import hookimpl
+        CALLS = []
+
+        @hookimpl
+        def wxpay_before_send(call, request):
+            CALLS.append(call.endpoint_id)
+    """)
+    )
+    dist = tmp_path / "acme_wxpay_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-wxpay-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[wechatpay.plugins]\nacme = acme_wxpay_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    engine = Engine.sandbox(identity=identity)  # entry points load by default
+    with engine:
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    import acme_wxpay_plugin
+
+    assert acme_wxpay_plugin.CALLS == ["v3.ecommerce.combine_papay.contracts.pre_entrust_sign.mini_program.post"]
+    without = Engine.sandbox(identity=identity, load_entry_points=False)
+    assert not any(getattr(p, "__name__", "") == "acme_wxpay_plugin" for p in without.plugin_manager.get_plugins())
+
+
+def test_plugin_named_by_import_path(make_engine) -> None:
+    engine = make_engine(plugins=["engine.plugins.call_log"])  # already registered: accepted, not doubled
+    names = [getattr(p, "__name__", "") for p in engine.plugin_manager.get_plugins()]
+    assert names.count("engine.plugins.call_log") == 1
+    with pytest.raises(ConfigurationError, match="cannot import plugin 'no.such.module'"):
+        make_engine(plugins=["no.such.module"])
+
+
+def test_misspelt_hook_is_refused(make_engine) -> None:
+    class Typo:
+        @hookimpl
+        def wxpay_sign_requets(self, request, signing):
+            return "x"
+
+    with pytest.raises(ConfigurationError, match="unknown hook"):
+        make_engine(plugins=[Typo()])
+
+
+def test_wrong_hook_arguments_are_refused(make_engine) -> None:
+    class WrongArgs:
+        @hookimpl
+        def wxpay_sign_request(self, request, credentials):
+            return "x"
+
+    with pytest.raises(ConfigurationError, match="does not match the hook specifications"):
+        make_engine(plugins=[WrongArgs()])
+
+
+def test_engines_do_not_share_plugins(make_engine) -> None:
+    class Marker:
+        @hookimpl
+        def wxpay_before_send(self, call, request):
+            raise AssertionError("must not fire on the other engine")
+
+    make_engine(plugins=[Marker()])
+    assert make_engine().call("combine_papay.mini_program", COMBINE_PAPAY).status == 200
+
+
+def test_exchange_repr_hides_payload(engine: Engine) -> None:
+    engine.call("individual_contracts.real_name.mini_program", REAL_NAME)
+    exchange: Exchange = engine.emulator.last
+    assert REAL_NAME["cred_id"] not in repr(exchange)
