@@ -134,7 +134,7 @@ def test_private_key_given_as_a_key_object(identity) -> None:
 
 def test_encrypted_fields_need_a_platform_key(identity) -> None:
     engine = Engine.sandbox(identity=identity, load_entry_points=False)
-    engine.keyring._keys.clear()  # noqa: SLF001 - simulate an engine that lost its keys after start
+    engine.keyring._keys.clear()
     with engine, pytest.raises(ConfigurationError, match="has encrypted fields but the engine holds no WeChat Pay"):
         engine.call(
             "individual_contracts.real_name.mini_program",

@@ -231,7 +231,7 @@ def test_plugin_named_by_import_path(make_engine) -> None:
     engine = make_engine(plugins=["engine.plugins.call_log"])  # already registered: accepted, not doubled
     names = [getattr(p, "__name__", "") for p in engine.plugin_manager.get_plugins()]
     assert names.count("engine.plugins.call_log") == 1
-    with pytest.raises(ConfigurationError, match="cannot import plugin 'no.such.module'"):
+    with pytest.raises(ConfigurationError, match=r"cannot import plugin 'no\.such\.module'"):
         make_engine(plugins=["no.such.module"])
 
 

@@ -135,9 +135,13 @@ class Sandbox:
             raise _RefusalError(401, "SIGN_ERROR", f"不支持的签名方式 {scheme}")
         if params["mchid"] != self.identity.mchid or params["serial_no"] != self.identity.merchant_serial_no:
             raise _RefusalError(401, "SIGN_ERROR", "商户号或证书序列号不正确")
-        if not (params["timestamp"].isascii() and params["timestamp"].isdigit()) or abs(self.clock() - int(params["timestamp"])) > CLOCK_WINDOW_SECONDS:
+        timestamp = params["timestamp"]
+        if (
+            not (timestamp.isascii() and timestamp.isdigit())
+            or abs(self.clock() - int(timestamp)) > CLOCK_WINDOW_SECONDS
+        ):
             raise _RefusalError(401, "SIGN_ERROR", "时间戳超出允许范围")
-        timestamp, nonce = params["timestamp"], params["nonce_str"]
+        nonce = params["nonce_str"]
         message = request_message(request.method, request.target, timestamp, nonce, request.body)
         if not rsa_verify(self.identity.merchant_key.public_key(), message, params["signature"]):
             raise _RefusalError(401, "SIGN_ERROR", "错误的签名，验签失败", _sign_detail(request, message))
