@@ -77,6 +77,7 @@ class Engine:
         self._apiv3_key = _apiv3_key(apiv3_key)
         self.plugin_manager = build_plugin_manager(plugins, entry_points=load_entry_points)
         self.registry = _registry(self.plugin_manager, endpoint_dirs)
+        _check_limits(timeout, connect_timeout, get_retries)
         settings = Settings(base_url.rstrip("/"), _user_agent(), timeout, connect_timeout, get_retries)
         self._executor = Executor(
             self.registry, self.plugin_manager.hook, self.credentials, self.keyring, settings, clock, nonce_factory
@@ -207,6 +208,14 @@ def _keyring(
             "(public-key mode), platform_certificates (certificate mode), or both"
         )
     return keyring
+
+
+def _check_limits(timeout: float, connect_timeout: float, get_retries: int) -> None:
+    for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    if not isinstance(get_retries, int) or isinstance(get_retries, bool) or get_retries < 0:
+        raise ConfigurationError(f"get_retries must be a whole number >= 0, got {get_retries!r}")
 
 
 def _apiv3_key(value: Union[str, bytes, None]) -> Optional[bytes]:

@@ -30,7 +30,7 @@ from typing import Iterable, Optional, Sequence
 
 from engine.descriptor import Descriptor, adhoc_descriptor
 from engine.errors import DescriptorError, UnknownEndpointError
-from engine.loader import load_descriptor_file, parse_yaml
+from engine.loader import load_descriptor_file, parse_yaml, semantic_problems
 
 ALIASES_FILE = "aliases.yaml"
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
@@ -72,7 +72,10 @@ class Registry:
             self.register(descriptor)
 
     def register(self, descriptor: Descriptor, aliases: Iterable[str] = ()) -> None:
-        """Add (or override) an endpoint built in Python."""
+        """Add (or override) an endpoint built in Python, checked like a file is."""
+        problems = list(semantic_problems(descriptor))
+        if problems:
+            raise DescriptorError(f"{descriptor.id!r} (registered in Python)", problems)
         self._registered[descriptor.id] = descriptor
         for alias in aliases:
             self._extra_aliases[alias] = descriptor.id

@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Mapping
 
+import attrs
+
 from engine.descriptor import Descriptor, Field
 
 Checker = Callable[[Any, str, list[str]], None]
@@ -48,6 +50,9 @@ _JSON_NAMES: dict[type, str] = {
 def compile_validator(descriptor: Descriptor) -> PayloadValidator:
     """Build the payload checker for one descriptor."""
     fields = {name: f for _, group in descriptor.request.locations() for name, f in group.items()}
+    # A path parameter is required whatever the descriptor says: an omitted one would leave
+    # "{name}" in the path, and no endpoint can be reached that way.
+    fields.update({name: attrs.evolve(f, required=True) for name, f in descriptor.request.path.items()})
     check_object = _object_checker(fields, extra=_path_parameter_checks(descriptor.request.path))
 
     def validate(payload: Any) -> list[str]:

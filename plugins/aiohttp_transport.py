@@ -8,6 +8,8 @@ Design decisions:
   transport per event loop, because aiohttp sessions are bound to the loop that made them.
 * The target is sent byte-for-byte as signed (``encoded=True``): aiohttp must not re-quote it.
   Redirects are not followed: a redirected answer is not the answer that was asked for.
+* aiohttp's own retry of idempotent requests on a dropped keep-alive connection is switched off:
+  only the engine decides what is retried, and every attempt it makes is signed afresh.
 * aiohttp and asyncio exceptions are mapped to ``TransportError``/``TransportTimeoutError`` here,
   in one place, raised ``from`` the cause.
 """
@@ -34,7 +36,12 @@ class AiohttpTransport:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=True)
+            session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=True)
+            # aiohttp silently re-sends GET/PUT/DELETE once when a kept-alive connection drops, with
+            # the same Authorization (same nonce: a replay) and behind the engine's retry policy.
+            # There is no public switch; the hang-up test in tests/test_security.py guards this.
+            session._retry_connection = False
+            self._session = session
         return self._session
 
     async def send(self, request: Request, config: TransportConfig) -> RawResponse:

@@ -231,3 +231,13 @@ def test_descriptors_are_frozen(engine: Engine) -> None:
 
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         engine.endpoint("combine_papay.mini_program").path = "/elsewhere"  # type: ignore[misc]
+
+
+def test_python_descriptors_get_the_same_checks_as_files(engine: Engine) -> None:
+    broken = Descriptor(id="py.broken", method="GET", path="/v3/items/{item_id}")
+    with pytest.raises(DescriptorError) as caught:
+        engine.register(broken)
+    assert str(caught.value) == (
+        "invalid descriptor 'py.broken' (registered in Python): "
+        "path parameter {item_id} has no field in request.path @ $.request.path"
+    )
