@@ -18,7 +18,7 @@ from typing import Any, Literal, Optional
 
 import attrs
 
-FieldType = Literal["string", "integer", "number", "boolean", "object", "array"]
+FieldType = Literal["string", "integer", "number", "boolean", "object", "array", "file"]
 BodyKind = Literal["json", "multipart", "none"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -65,6 +65,8 @@ class Descriptor:
     ``body`` defaults to ``json`` for methods that carry one and ``none`` for GET/DELETE.
     ``response`` describes the 2xx body's fields (``encrypted`` marks merchant-key ciphertext).
     ``free_form`` endpoints take any payload unvalidated (GET/DELETE: query string; else JSON body).
+    ``host`` names a host family other than the default API host (``hk`` for apihk), and prefixes
+    the canonical id.
     """
 
     id: str
@@ -75,6 +77,7 @@ class Descriptor:
     request: RequestSpec = attrs.field(factory=RequestSpec)
     response: dict[str, Field] = attrs.field(factory=dict)
     free_form: bool = False
+    host: Optional[str] = None
 
     @property
     def body_kind(self) -> BodyKind:

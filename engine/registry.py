@@ -10,6 +10,7 @@ Design decisions:
 
   Path segments are lower-cased with every non-alphanumeric run turned into ``_``; a template
   parameter ``{transaction_id}`` becomes ``_transaction_id_``; the lower-case method comes last.
+  An endpoint on another host family (``host: hk``) is prefixed with it: ``hk.v3.refunds.post``.
   Short, human names (``combine_papay.mini_program``) are *aliases* kept in one ``aliases.yaml``
   per endpoint directory.
 * **One file per endpoint, named by its id** (``<id>.yaml``). Resolving an id is a dictionary lookup
@@ -37,10 +38,10 @@ _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
-def endpoint_id(method: str, path: str) -> str:
-    """The canonical id of ``method path`` under the documented rule."""
+def endpoint_id(method: str, path: str, host: Optional[str] = None) -> str:
+    """The canonical id of ``method path`` under the documented rule (``host`` families prefix it)."""
     segments = [_id_segment(s) for s in path.split("?", 1)[0].split("/") if s]
-    return ".".join([*segments, method.lower()])
+    return ".".join([*([host] if host else []), *segments, method.lower()])
 
 
 def _id_segment(segment: str) -> str:
@@ -156,7 +157,7 @@ class Registry:
         if self._routes is None:
             routes: dict[tuple[str, int], list[tuple[tuple[str, ...], str]]] = {}
             derived = {known: known for known in self._file_index()}
-            derived.update({endpoint_id(d.method, d.path): known for known, d in self._registered.items()})
+            derived.update({endpoint_id(d.method, d.path, d.host): known for known, d in self._registered.items()})
             for canonical, known in derived.items():
                 *segments, method = canonical.split(".")
                 routes.setdefault((method, len(segments)), []).append((tuple(segments), known))

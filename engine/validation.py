@@ -16,6 +16,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Callable, Mapping
 
@@ -36,6 +37,7 @@ _PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "boolean": (bool,),
     "object": (dict,),
     "array": (list,),
+    "file": (bytes, bytearray, os.PathLike),
 }
 _JSON_NAMES: dict[type, str] = {
     str: "string",
@@ -44,6 +46,7 @@ _JSON_NAMES: dict[type, str] = {
     bool: "boolean",
     dict: "object",
     list: "array",
+    bytes: "bytes",
 }
 
 

@@ -58,7 +58,7 @@ def test_builtin_files_follow_the_id_rule() -> None:
     registry = Registry([BUILTIN_ENDPOINTS])
     for known in registry.ids():
         descriptor = registry.get(known)
-        assert endpoint_id(descriptor.method, descriptor.path) == known
+        assert endpoint_id(descriptor.method, descriptor.path, descriptor.host) == known
 
 
 @pytest.mark.parametrize(("alias", "canonical"), SEED_IDS.items())
@@ -129,7 +129,7 @@ def test_loading_is_lazy(tmp_path: Path, identity) -> None:
         ),
         (
             "method: POST\npath: /v3/x\nrequest:\n  body:\n    a: {type: int}\n",
-            "must be one of string, integer, number, boolean, object, array @ $.request.body.a.type",
+            "must be one of string, integer, number, boolean, object, array, file @ $.request.body.a.type",
         ),
         ("method: GET\npath: /v3/x/{id}\n", "path parameter {id} has no field in request.path @ $.request.path"),
         (
