@@ -37,13 +37,14 @@ from engine.errors import (
 from engine.fields import any_encrypted, map_encrypted
 from engine.hookspecs import CallInfo, SigningContext, TransportConfig
 from engine.keys import MerchantCredentials, PlatformKey, PlatformKeyring
+from engine.multipart import complete_meta
 from engine.protocol import H_REQUEST_ID, H_SERIAL
 from engine.registry import Registry
 from engine.serialize import build_target, encode_body, split_payload
 from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request, Response
 
-RESERVED_HEADERS = ("Authorization",)
+RESERVED_HEADERS = ("Authorization", "Content-Type")
 
 
 @attrs.frozen
@@ -92,6 +93,8 @@ class Executor:
 
     def prepare(self, ref: str, payload: Any, headers: Optional[Mapping[str, str]] = None) -> Prepared:
         descriptor = self.registry.get(ref)
+        if descriptor.body_kind == "multipart":
+            payload = complete_meta(descriptor, payload)
         if not descriptor.free_form:
             self._validate(descriptor, payload)
         user_headers = Headers(headers or {})
@@ -99,12 +102,14 @@ class Executor:
         parts = split_payload(descriptor, payload)
         body = self._encrypt(descriptor, parts.body, key)
         query = self._encrypt_query(descriptor, parts.query, key)
+        encoded = encode_body(descriptor, body)
         request = Request(
             method=descriptor.method,
             base_url=self.settings.base_url,
             target=build_target(descriptor.path, parts.path, query),
-            headers=self._headers(descriptor, user_headers, key),
-            body=encode_body(descriptor, body),
+            headers=self._headers(descriptor, user_headers, key, encoded.content_type),
+            body=encoded.data,
+            signed_body=encoded.signed,
         )
         return Prepared(descriptor, request)
 
@@ -151,13 +156,15 @@ class Executor:
 
         return encrypt
 
-    def _headers(self, descriptor: Descriptor, user_headers: Headers, key: Optional[PlatformKey]) -> Headers:
+    def _headers(
+        self, descriptor: Descriptor, user_headers: Headers, key: Optional[PlatformKey], content_type: Optional[str]
+    ) -> Headers:
         for name in RESERVED_HEADERS:
             if name in user_headers:
                 raise UsageError(f"the {name} header is set by the engine; do not pass it")
         base = {"Accept": "application/json", "User-Agent": self.settings.user_agent}
-        if descriptor.body_kind == "json":
-            base["Content-Type"] = "application/json"
+        if content_type is not None:
+            base["Content-Type"] = content_type
         if key is not None:
             base[H_SERIAL] = key.key_id
         headers = Headers(base).merged(user_headers)

@@ -7,7 +7,8 @@ Design decisions:
 * Path parameters are percent-encoded with *no* safe characters, so ``/``, ``?``, ``#`` and ``%``
   in a value can never change the path; dot-segments were already refused by validation.
 * The body is serialized once, compactly, UTF-8 without ``\\u`` escapes; those bytes are both
-  signed and sent.
+  signed and sent. Uploads are the exception the protocol makes: ``engine.multipart`` builds the
+  body and only its ``meta`` JSON is signed.
 * A request with no descriptor (``"GET /v3/..."``) sends its payload as the query string for GET and
   DELETE and as the JSON body otherwise.
 """
@@ -15,11 +16,12 @@ Design decisions:
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 from urllib.parse import quote
 
 import attrs
 
+from engine import multipart
 from engine.descriptor import Descriptor
 
 
@@ -70,7 +72,26 @@ def encode_json(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def encode_body(descriptor: Descriptor, body: Any) -> bytes:
+@attrs.frozen
+class EncodedBody:
+    """Body bytes, the bytes to sign when they differ (uploads), and the Content-Type."""
+
+    data: bytes = b""
+    signed: Optional[bytes] = None
+    content_type: Optional[str] = None
+
+
+def encode_body(descriptor: Descriptor, body: Any) -> EncodedBody:
     if descriptor.body_kind == "none" or body is None:
-        return b""
-    return encode_json(body)
+        return EncodedBody()
+    if descriptor.body_kind == "multipart":
+        meta = body.get("meta") or {}
+        meta_json = encode_json(meta)
+        upload = multipart.encode(meta, multipart.file_bytes(body.get("file")) or b"", _filename(meta), meta_json)
+        return EncodedBody(upload.body, upload.meta, upload.content_type)
+    return EncodedBody(encode_json(body), None, "application/json")
+
+
+def _filename(meta: Mapping[str, Any]) -> str:
+    name = meta.get("filename")
+    return name if isinstance(name, str) and name else "file"

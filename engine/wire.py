@@ -58,10 +58,16 @@ class Request:
     target: str
     headers: Headers = attrs.field(factory=Headers, repr=False)
     body: bytes = attrs.field(default=b"", repr=lambda b: f"<{len(b)} bytes>")
+    signed_body: Optional[bytes] = attrs.field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return self.base_url.rstrip("/") + self.target
+
+    @property
+    def body_to_sign(self) -> bytes:
+        """The BODY line of the signature: the body itself, or an upload's ``meta`` JSON."""
+        return self.body if self.signed_body is None else self.signed_body
 
 
 @attrs.frozen

@@ -1,7 +1,8 @@
 """Built-in signer: ``WECHATPAY2-SHA256-RSA2048`` Authorization over the five-line message.
 
-The message is built by ``engine.protocol`` from the request record (raw target, exact body bytes),
-so what is signed is what the transport sends. The private key never leaves ``signing.credentials``.
+The message is built by ``engine.protocol`` from the request record (raw target, exact body bytes,
+or an upload's exact ``meta`` JSON), so what is signed is what the transport sends.
+The private key never leaves ``signing.credentials``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from engine.wire import Request
 
 @hookimpl(trylast=True)
 def wxpay_sign_request(request: Request, signing: SigningContext) -> str:
-    message = request_message(request.method, request.target, signing.timestamp, signing.nonce, request.body)
+    message = request_message(request.method, request.target, signing.timestamp, signing.nonce, request.body_to_sign)
     credentials = signing.credentials
     return format_authorization(
         SCHEME_RSA,

@@ -19,6 +19,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -28,6 +29,7 @@ from urllib.parse import unquote
 
 import attrs
 
+from engine import multipart
 from engine.crypto import oaep_decrypt, oaep_encrypt, rsa_sign, rsa_verify
 from engine.descriptor import Descriptor, Field
 from engine.fields import map_encrypted
@@ -142,7 +144,7 @@ class Sandbox:
         ):
             raise _RefusalError(401, "SIGN_ERROR", "时间戳超出允许范围")
         nonce = params["nonce_str"]
-        message = request_message(request.method, request.target, timestamp, nonce, request.body)
+        message = request_message(request.method, request.target, timestamp, nonce, _signed_body(request))
         if not rsa_verify(self.identity.merchant_key.public_key(), message, params["signature"]):
             raise _RefusalError(401, "SIGN_ERROR", "错误的签名，验签失败", _sign_detail(request, message))
 
@@ -150,7 +152,9 @@ class Sandbox:
         payload: dict[str, Any] = {}
         payload.update(_path_params(descriptor, request.target))
         payload.update(_query_params(descriptor, request.target))
-        if request.body and descriptor.body_kind == "json":
+        if descriptor.body_kind == "multipart":
+            payload.update(_upload_payload(request))
+        elif request.body and descriptor.body_kind == "json":
             try:
                 body = json.loads(request.body)
             except (UnicodeDecodeError, json.JSONDecodeError):
@@ -219,6 +223,30 @@ class Sandbox:
             H_REQUEST_ID: secrets.token_hex(20).upper() + "-0",
         }
         return RawResponse(status, Headers(headers), body)
+
+
+def _signed_body(request: Request) -> bytes:
+    """What the client must have signed: the body, or for an upload the raw ``meta`` part."""
+    content_type = request.headers.get("Content-Type", "")
+    if not content_type.startswith("multipart/form-data"):
+        return request.body
+    try:
+        return multipart.decode(content_type, request.body).get("meta", (None, b""))[1]
+    except ValueError:
+        return request.body
+
+
+def _upload_payload(request: Request) -> dict[str, Any]:
+    try:
+        parts = multipart.decode(request.headers.get("Content-Type", ""), request.body)
+        meta = json.loads(parts["meta"][1])
+        content = parts["file"][1]
+    except (ValueError, KeyError):
+        raise _RefusalError(400, "PARAM_ERROR", "上传请求须为multipart/form-data，含meta和file两部分") from None
+    declared = meta.get("sha256") if isinstance(meta, dict) else None
+    if declared is not None and declared != hashlib.sha256(content).hexdigest():
+        raise _RefusalError(400, "PARAM_ERROR", "文件sha256与meta不一致", {"field": "/meta/sha256", "location": "body"})
+    return {"meta": meta, "file": content}
 
 
 def _sign_detail(request: Request, message: bytes) -> dict:

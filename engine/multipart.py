@@ -1,0 +1,105 @@
+"""Media uploads: ``multipart/form-data`` with a signed ``meta`` part and a ``file`` part (PROTOCOL.md §7).
+
+Design decisions:
+
+* The engine builds the multipart bytes itself instead of handing parts to an HTTP library, so the
+  ``meta`` JSON in the body is byte-for-byte the string that is signed (the signature's BODY line is
+  the meta JSON only, never the file).
+* ``filename`` and ``sha256`` (lower-case hex of the file bytes) are computed when the descriptor's
+  meta declares them and the caller left them out; a file may be given as bytes or as a path.
+* Encoding and decoding live together, so the client and the sandbox cannot disagree on the format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Any, Optional
+
+import attrs
+
+from engine.descriptor import Descriptor
+
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?')
+_DISPOSITION = re.compile(r'name="([^"]*)"(?:; filename="([^"]*)")?')
+
+
+@attrs.frozen
+class Upload:
+    """An encoded upload: the wire body, the bytes to sign, and its Content-Type."""
+
+    body: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
+    meta: bytes
+    content_type: str
+
+
+def complete_meta(descriptor: Descriptor, payload: Any) -> Any:
+    """Fill ``meta.filename`` and ``meta.sha256`` from the file when the descriptor declares them."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("meta", {}), dict):
+        return payload
+    meta_field = descriptor.request.body.get("meta")
+    declared = meta_field.fields if meta_field is not None else {}
+    data = file_bytes(payload.get("file"))
+    meta = dict(payload.get("meta") or {})
+    if "filename" in declared and "filename" not in meta and isinstance(payload.get("file"), os.PathLike):
+        meta["filename"] = Path(payload["file"]).name
+    if "sha256" in declared and "sha256" not in meta and data is not None:
+        meta["sha256"] = hashlib.sha256(data).hexdigest()
+    return {**payload, "meta": meta}
+
+
+def file_bytes(value: Any) -> Optional[bytes]:
+    """The file's content from bytes or a path; None when it is neither (validation reports that)."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, os.PathLike):
+        try:
+            return Path(value).read_bytes()
+        except OSError:
+            return None
+    return None
+
+
+def encode(meta: dict, content: bytes, filename: str, meta_json: bytes) -> Upload:
+    """The multipart body: ``meta`` first (as signed), then ``file``."""
+    boundary = secrets.token_hex(16)
+    media_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    body = b"".join(
+        [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="meta";\r\n'.encode(),
+            b"Content-Type: application/json\r\n\r\n",
+            meta_json,
+            f"\r\n--{boundary}\r\n".encode(),
+            f'Content-Disposition: form-data; name="file"; filename="{_quote(filename)}"\r\n'.encode(),
+            f"Content-Type: {media_type}\r\n\r\n".encode(),
+            content,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+    return Upload(body, meta_json, f"multipart/form-data; boundary={boundary}")
+
+
+def _quote(filename: str) -> str:
+    return filename.replace("\\", "_").replace('"', "_").replace("\r", "_").replace("\n", "_")
+
+
+def decode(content_type: str, body: bytes) -> dict[str, tuple[Optional[str], bytes]]:
+    """Parts by name -> (filename, raw bytes). ``ValueError`` when the body is not multipart."""
+    match = _BOUNDARY.search(content_type)
+    if not content_type.startswith("multipart/form-data") or match is None:
+        raise ValueError("not multipart/form-data")
+    delimiter = b"--" + match.group(1).encode()
+    parts: dict[str, tuple[Optional[str], bytes]] = {}
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, separator, content = chunk.partition(b"\r\n\r\n")
+        disposition = _DISPOSITION.search(head.decode("utf-8", errors="replace"))
+        if not separator or disposition is None:
+            raise ValueError("malformed multipart part")
+        parts[disposition.group(1)] = (disposition.group(2), content.removesuffix(b"\r\n"))
+    return parts
