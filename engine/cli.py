@@ -14,6 +14,7 @@ Design decisions:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -21,9 +22,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from engine import __version__
-from engine.client import BUILTIN_ENDPOINTS, DEFAULT_BASE_URL, Engine
+from engine.client import DEFAULT_BASE_URL, Engine
 from engine.errors import EngineError, UsageError, ValidationError
-from engine.registry import Registry
+from engine.registry import BUILTIN_ENDPOINTS, Registry
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -54,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--sandbox", action="store_true", help="answer from the embedded sandbox (no network)")
     call.add_argument("--wire", action="store_true", help="with --sandbox: show the request as sent on stderr")
     _add_credential_flags(call)
+    sandbox = commands.add_parser("sandbox", help="the WeChat Pay emulator").add_subparsers(
+        dest="action", required=True
+    )
+    serve = sandbox.add_parser("serve", help="serve the sandbox over HTTP until Ctrl-C")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
+    serve.add_argument("--port", type=int, default=0, help="port (default: a free one, written to sandbox.json)")
+    serve.add_argument("--state-dir", default=".wechatpay-sandbox", help="where keys and sandbox.json live")
+    serve.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
     listing = commands.add_parser("endpoints", help="list the endpoint ids and aliases this engine knows")
     listing.add_argument("--grep", default="", help="only ids or aliases containing WORD")
     listing.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
@@ -97,6 +106,8 @@ def _fail(message: str, status: int) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "endpoints":
         return _list_endpoints(args)
+    if args.command == "sandbox":
+        return _serve_sandbox(args)
     payload = read_payload(args.data)
     engine = _engine(args)
     with engine:
@@ -176,6 +187,29 @@ def _show_wire(engine: Engine) -> None:
     lines.append(f"> {request.body.decode('utf-8')}")
     lines.append(f"< {answer.status}, signed by {answer.headers.get('Wechatpay-Serial', '')}")
     print("\n".join(lines), file=sys.stderr)
+
+
+def _serve_sandbox(args: argparse.Namespace) -> int:
+    from engine.sandbox import Sandbox, state
+    from engine.sandbox.server import serve_forever
+
+    state_dir = Path(args.state_dir)
+    identity = state.load_or_create(state_dir)
+    sandbox = Sandbox(identity, Registry([BUILTIN_ENDPOINTS, *map(Path, args.endpoint_dir)]))
+
+    def ready(server: Any) -> None:
+        manifest = state.write_manifest(identity, state_dir, server.base_url)
+        print(
+            f"WeChat Pay sandbox at {server.base_url} (credentials: {manifest.resolve()}); Ctrl-C stops it", flush=True
+        )
+
+    try:
+        asyncio.run(serve_forever(sandbox, args.host, args.port, on_ready=ready))
+    except OSError as exc:
+        raise CliError(f"cannot serve on {args.host}:{args.port}: {exc.strerror}") from None
+    except KeyboardInterrupt:
+        print("sandbox stopped", file=sys.stderr)
+    return EXIT_OK
 
 
 def _list_endpoints(args: argparse.Namespace) -> int:

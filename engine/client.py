@@ -19,7 +19,6 @@ import asyncio
 import platform
 import time
 import weakref
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
@@ -40,11 +39,10 @@ from engine.keys import (
 from engine.plugin_manager import build_plugin_manager
 from engine.portal import Portal
 from engine.protocol import new_nonce
-from engine.registry import Registry
+from engine.registry import BUILTIN_ENDPOINTS, Registry
 from engine.wire import Response
 
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
-BUILTIN_ENDPOINTS = Path(str(resources.files("engine.endpoints")))
 
 
 class Engine:
@@ -134,6 +132,16 @@ class Engine:
                 raise ConfigurationError(f"no transport plugin serves base_url {config.base_url!r}")
             self._transports[loop] = transport
         return transport
+
+    def reset_transports(self) -> list[Transport]:
+        """Forget the transports cached per event loop, so the next call asks ``wxpay_transport`` again.
+
+        Nothing is closed: the forgotten transports are returned to whoever owns them
+        (``engine.testing.Stubber`` swaps its stub transport in and out this way).
+        """
+        forgotten = list(self._transports.values())
+        self._transports.clear()
+        return forgotten
 
     # -- endpoints -----------------------------------------------------------------------------
 

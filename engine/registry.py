@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -34,6 +35,7 @@ from engine.errors import DescriptorError, UnknownEndpointError
 from engine.loader import load_descriptor_file, parse_yaml, semantic_problems
 
 ALIASES_FILE = "aliases.yaml"
+BUILTIN_ENDPOINTS = Path(str(resources.files("engine.endpoints")))
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 

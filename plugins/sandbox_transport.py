@@ -1,8 +1,10 @@
 """Built-in in-process transport to the sandbox emulator: no sockets, no network.
 
 ``Engine.sandbox()`` registers a ``SandboxTransportPlugin`` bound to its emulator; it claims the
-``sandbox://`` base URL and hands each ``Request`` record to the emulator's ``handle``, the same
-entry point an HTTP front-end uses, so in-process and served sandboxes behave alike.
+``sandbox://`` base URL and hands each ``Request`` record to the emulator's ``respond``, the same
+entry point the HTTP server uses, so in-process and served sandboxes behave alike. Transport faults
+are acted out as a client would experience them: latency against the engine's timeout
+(``TransportTimeoutError``), a dropped connection or a truncated answer (``TransportError``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Optional
 
+from engine.errors import TransportError, TransportTimeoutError
 from engine.hookspecs import TransportConfig, hookimpl
 from engine.wire import RawResponse, Request
 
@@ -24,8 +27,18 @@ class SandboxTransport:
         self.sandbox = sandbox
 
     async def send(self, request: Request, config: TransportConfig) -> RawResponse:
-        await asyncio.sleep(0)  # behave like I/O: let other tasks run between calls
-        return self.sandbox.handle(request)
+        outcome = self.sandbox.respond(request)
+        fault = outcome.fault
+        delay = fault.seconds if fault is not None and fault.kind == "latency" else 0.0
+        if delay > config.timeout:
+            await asyncio.sleep(config.timeout)
+            raise TransportTimeoutError(f"no answer from the sandbox within {config.timeout} s")
+        await asyncio.sleep(delay)  # zero still yields, like real I/O
+        if fault is not None and fault.kind == "drop":
+            raise TransportError("the sandbox dropped the connection before answering")
+        if fault is not None and fault.kind == "truncate":
+            raise TransportError("the sandbox's answer was cut short (fewer bytes than Content-Length)")
+        return outcome.answer
 
     async def aclose(self) -> None:
         return None

@@ -9,8 +9,7 @@ import pytest
 from conftest import COMBINE_PAPAY
 
 from engine import Descriptor, DescriptorError, Engine, Field, RequestSpec, UnknownEndpointError, endpoint_id
-from engine.client import BUILTIN_ENDPOINTS
-from engine.registry import Registry
+from engine.registry import BUILTIN_ENDPOINTS, Registry
 
 SEED_IDS = {
     "combine_papay.mini_program": "v3.ecommerce.combine_papay.contracts.pre_entrust_sign.mini_program.post",

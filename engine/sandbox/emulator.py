@@ -12,28 +12,37 @@ Design decisions:
 * Every answer, errors included, is signed like WeChat Pay's: ``Wechatpay-Timestamp``, ``-Nonce``,
   ``-Signature``, ``-Serial``, ``-Signature-Type`` and ``Request-ID``, with the key named by the
   request's ``Wechatpay-Serial`` when the sandbox holds it, else with the public key.
-* No sockets here: the in-process transport calls ``handle`` directly, and an HTTP server can wrap
+* Platform keys form a set: the public key (``PUB_KEY_ID_…``) and one or more certificates;
+  ``rotate_certificate()`` adds a new one while the sandbox runs, and ``GET /v3/certificates``
+  answers with every certificate, AEAD-encrypted under the APIv3 key (PROTOCOL.md §5).
+* Faults (``engine.sandbox.faults``) are applied here when they concern the answer, and handed to
+  the front-end (``respond`` returns them) when they concern the transport.
+* No sockets here: the in-process transport calls ``respond`` directly, and the HTTP server wraps
   the same method. Every exchange is recorded, decrypted payload included, so tests can look at the
   wire; the record hides payloads from ``repr``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
 import secrets
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 from urllib.parse import unquote
 
 import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine import multipart
-from engine.crypto import oaep_decrypt, oaep_encrypt, rsa_sign, rsa_verify
+from engine.crypto import aead_encrypt, oaep_decrypt, oaep_encrypt, rsa_sign, rsa_verify
 from engine.descriptor import Descriptor, Field
 from engine.fields import map_encrypted
-from engine.keys import MerchantCredentials, normalize_serial
+from engine.keys import certificate_serial, normalize_serial
 from engine.protocol import (
     CLOCK_WINDOW_SECONDS,
     H_NONCE,
@@ -47,9 +56,11 @@ from engine.protocol import (
     request_message,
     response_message,
 )
-from engine.registry import Registry
+from engine.registry import BUILTIN_ENDPOINTS, Registry
+from engine.sandbox import notify
 from engine.sandbox.answers import error_body, success_body
-from engine.sandbox.identity import SandboxIdentity
+from engine.sandbox.faults import ANSWER_FAULTS, Fault, FaultPlan
+from engine.sandbox.identity import SandboxIdentity, self_signed_certificate
 from engine.serialize import encode_json
 from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request
@@ -71,6 +82,23 @@ class Exchange:
         return json.loads(self.response.body) if self.response.body else None
 
 
+@attrs.frozen
+class Outcome:
+    """An answer plus the transport fault (latency, drop, truncate) the front-end must act out."""
+
+    answer: RawResponse
+    fault: Optional[Fault] = None
+
+
+@attrs.frozen
+class SigningKey:
+    """One of WeChat Pay's keys in the sandbox: a public key id or a certificate serial."""
+
+    key_id: str
+    private_key: rsa.RSAPrivateKey = attrs.field(repr=False)
+    certificate: Optional[x509.Certificate] = attrs.field(default=None, repr=False)
+
+
 class _RefusalError(Exception):
     def __init__(self, status: int, code: str, message: str, detail: Optional[dict] = None) -> None:
         self.status = status
@@ -87,13 +115,25 @@ class Sandbox:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.identity = identity or SandboxIdentity.generate()
-        self.registry = registry or Registry()
+        self.registry = registry or Registry([BUILTIN_ENDPOINTS])
         self.clock = clock
         self.exchanges: list[Exchange] = []
+        self.faults = FaultPlan()
         self._validators: dict[str, PayloadValidator] = {}
-        self._merchant = MerchantCredentials(
-            self.identity.mchid, self.identity.merchant_serial_no, self.identity.merchant_key
+        self._keys: dict[str, SigningKey] = {}
+        self._add_key(SigningKey(self.identity.platform_public_key_id, self.identity.platform_key))
+        self._add_key(
+            SigningKey(
+                self.identity.platform_certificate_serial,
+                self.identity.platform_key,
+                self.identity.platform_certificate,
+            )
         )
+        self.notify_schedule: Sequence[float] = notify.QUICK_SCHEDULE
+        self.deliveries: list[notify.Delivery] = []
+        self._routes: dict[tuple[str, str], Callable[[Request], tuple[int, Optional[dict]]]] = {
+            ("GET", "/v3/certificates"): self._certificates,
+        }
 
     @property
     def last(self) -> Exchange:
@@ -101,32 +141,54 @@ class Sandbox:
         return self.exchanges[-1]
 
     def handle(self, request: Request) -> RawResponse:
-        """Answer one request as WeChat Pay would, and record the exchange."""
+        """Answer one request as WeChat Pay would (transport faults are not acted out here)."""
+        return self.respond(request).answer
+
+    def respond(self, request: Request) -> Outcome:
+        """Answer one request, apply any scripted fault, and record the exchange."""
         endpoint_id: Optional[str] = None
         payload: Any = None
+        fault: Optional[Fault] = None
         try:
-            descriptor, payload = self._accept(request)
-            endpoint_id = descriptor.id
-            status, body = self._succeed(descriptor, payload)
+            self._check_transport_rules(request)
+            route, descriptor = self._route(request)
+            endpoint_id = descriptor.id if descriptor is not None else None
+            fault = self.faults.take(endpoint_id)
+            if fault is not None and fault.kind == "error":
+                raise _RefusalError(fault.status, fault.code, fault.message)
+            status, body, payload = self._serve(request, route, descriptor)
         except _RefusalError as refusal:
             status, body = refusal.status, refusal.body
-        answer = self.sign_answer(status, encode_json(body) if body is not None else b"", request.headers)
+        answer = self._answer(status, encode_json(body) if body is not None else b"", request.headers, fault)
         self.exchanges.append(Exchange(request, answer, endpoint_id, payload))
-        return answer
+        return Outcome(answer, fault if fault is not None and fault.at_transport else None)
 
     # -- the server's checks, in the order WeChat Pay applies them ---------------------------
 
-    def _accept(self, request: Request) -> tuple[Descriptor, dict]:
-        if "Accept" not in request.headers or "User-Agent" not in request.headers:
+    def _check_transport_rules(self, request: Request) -> None:
+        if not request.headers.get("Accept", "").strip() or not request.headers.get("User-Agent", "").strip():
             raise _RefusalError(400, "INVALID_REQUEST", "Http头缺少Accept或User-Agent")
         self._check_signature(request)
+
+    def _route(self, request: Request) -> tuple[Optional[Callable], Optional[Descriptor]]:
         path = request.target.split("?", 1)[0]
         descriptor = self.registry.match(request.method, path)
-        if descriptor is None:
+        route = self._routes.get((request.method, path))
+        if descriptor is None and route is None:
             raise _RefusalError(404, "RESOURCE_NOT_EXISTS", f"no such API: {request.method} {path}")
+        return route, descriptor
+
+    def _serve(
+        self, request: Request, route: Optional[Callable], descriptor: Optional[Descriptor]
+    ) -> tuple[int, Optional[dict], Any]:
+        if route is not None:
+            status, body = route(request)
+            return status, body, None
+        assert descriptor is not None
         payload = self._decrypt(descriptor, request, self._read_payload(descriptor, request))
         self._validate(descriptor, payload)
-        return descriptor, payload
+        status, body = self._succeed(descriptor, payload)
+        return status, body, payload
 
     def _check_signature(self, request: Request) -> None:
         try:
@@ -173,12 +235,12 @@ class Sandbox:
             raise _RefusalError(400, "PARAM_ERROR", "平台私钥解密失败") from None
 
     def _platform_decryptor(self, request: Request) -> Callable[[str], str]:
-        serial = request.headers.get(H_SERIAL, "")
+        key = self._keys.get(normalize_serial(request.headers.get(H_SERIAL, "")))
 
         def decrypt(value: str) -> str:
-            if normalize_serial(serial) not in self._platform_ids():
+            if key is None:
                 raise ValueError("Wechatpay-Serial names no platform key")
-            return oaep_decrypt(self.identity.platform_key, value)
+            return oaep_decrypt(key.private_key, value)
 
         return decrypt
 
@@ -203,26 +265,129 @@ class Sandbox:
 
     # -- signing answers ---------------------------------------------------------------------
 
-    def _platform_ids(self) -> dict[str, str]:
-        ids = (self.identity.platform_public_key_id, self.identity.platform_certificate_serial)
-        return {normalize_serial(i): i for i in ids}
+    # -- callbacks ---------------------------------------------------------------------------
 
-    def sign_answer(self, status: int, body: bytes, request_headers: Headers) -> RawResponse:
-        """Sign an answer with the key the request asked for (``Wechatpay-Serial``), else the public key."""
-        asked = self._platform_ids().get(normalize_serial(request_headers.get(H_SERIAL, "")))
-        serial = asked or self.identity.platform_public_key_id
-        timestamp, nonce = str(int(self.clock())), secrets.token_hex(16)
-        signature = rsa_sign(self.identity.platform_key, response_message(timestamp, nonce, body))
-        headers = {
-            "Content-Type": "application/json; charset=utf-8",
-            H_TIMESTAMP: timestamp,
-            H_NONCE: nonce,
-            H_SIGNATURE: signature,
-            H_SERIAL: serial,
-            H_SIGNATURE_TYPE: SCHEME_RSA,
-            H_REQUEST_ID: secrets.token_hex(20).upper() + "-0",
+    def notification(
+        self, event_type: str, resource: dict[str, Any], *, summary: str = "", original_type: str = "transaction"
+    ) -> RawResponse:
+        """A signed notification envelope with ``resource`` encrypted under the APIv3 key."""
+        return notify.build(self, event_type, resource, summary=summary, original_type=original_type)
+
+    async def notify(self, url: str, notification: RawResponse) -> notify.Delivery:
+        """Deliver a notification to ``url``, retrying on ``notify_schedule``; record the delivery."""
+        delivery = await notify.deliver(url, notification, self.notify_schedule)
+        self.deliveries.append(delivery)
+        return delivery
+
+    def contract_signed(self, out_contract_code: str) -> tuple[str, RawResponse]:
+        """The user finished signing: the notify_url of that pre-entrust-sign and its callback.
+
+        ``PAPAY.SIGN`` mirrors the catalogue's ``PAPAY.TERMINATE``; it is the sandbox's name.
+        """
+        payload = self._request_payload("out_contract_code", out_contract_code)
+        resource = notify.contract_signed_resource(self, payload)
+        return payload["notify_url"], self.notification(
+            "PAPAY.SIGN", resource, summary="签约成功", original_type="papay"
+        )
+
+    def payment_succeeded(self, out_trade_no: str, total: int = 1, appid: Optional[str] = None) -> RawResponse:
+        """A ``TRANSACTION.SUCCESS`` callback for an order."""
+        resource = notify.payment_succeeded_resource(self, out_trade_no, total, appid)
+        return self.notification("TRANSACTION.SUCCESS", resource, summary="支付成功", original_type="transaction")
+
+    def _request_payload(self, name: str, value: Any) -> dict[str, Any]:
+        for exchange in reversed(self.exchanges):
+            if isinstance(exchange.payload, dict) and exchange.payload.get(name) == value:
+                return exchange.payload
+        raise LookupError(f"the sandbox received no request with {name}={value!r}")
+
+    # -- platform keys -------------------------------------------------------------------------
+
+    def _add_key(self, key: SigningKey) -> None:
+        self._keys[normalize_serial(key.key_id)] = key
+
+    def rotate_certificate(self) -> str:
+        """Add a new platform key pair and certificate while the sandbox runs; return its serial."""
+        now = dt.datetime.now(dt.timezone.utc)
+        private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        certificate = self_signed_certificate(private_key, "WeChat Pay Sandbox Platform", now)
+        serial = certificate_serial(certificate)
+        self._add_key(SigningKey(serial, private_key, certificate))
+        return serial
+
+    def certificates(self) -> list[x509.Certificate]:
+        """Every platform certificate the sandbox holds, oldest first."""
+        return [key.certificate for key in self._keys.values() if key.certificate is not None]
+
+    def _certificates(self, request: Request) -> tuple[int, Optional[dict]]:
+        return 200, {"data": [self._encrypted_certificate(cert) for cert in self.certificates()]}
+
+    def _encrypted_certificate(self, cert: x509.Certificate) -> dict:
+        nonce = secrets.token_hex(6)
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        return {
+            "serial_no": certificate_serial(cert),
+            "effective_time": _rfc3339(cert.not_valid_before_utc),
+            "expire_time": _rfc3339(cert.not_valid_after_utc),
+            "encrypt_certificate": {
+                "algorithm": "AEAD_AES_256_GCM",
+                "nonce": nonce,
+                "associated_data": "certificate",
+                "ciphertext": aead_encrypt(self.identity.apiv3_key, nonce, "certificate", pem),
+            },
         }
-        return RawResponse(status, Headers(headers), body)
+
+    def _answer(self, status: int, body: bytes, request_headers: Headers, fault: Optional[Fault]) -> RawResponse:
+        if fault is None or fault.kind not in ANSWER_FAULTS:
+            return self.sign_answer(status, body, request_headers)
+        return corrupt_answer(self, fault.kind, status, body, request_headers)
+
+    def signing_key(self, request_headers: Headers) -> SigningKey:
+        """The key named by the request's ``Wechatpay-Serial`` when held, else the public key."""
+        asked = self._keys.get(normalize_serial(request_headers.get(H_SERIAL, "")))
+        return asked or self._keys[normalize_serial(self.identity.platform_public_key_id)]
+
+    def sign_answer(
+        self, status: int, body: bytes, request_headers: Headers, timestamp: Optional[int] = None
+    ) -> RawResponse:
+        """Sign an answer as WeChat Pay does, with the key the request asked for."""
+        key = self.signing_key(request_headers)
+        return signed_answer(status, body, key.key_id, key.private_key, timestamp or int(self.clock()))
+
+
+def signed_answer(status: int, body: bytes, key_id: str, private_key: rsa.RSAPrivateKey, timestamp: int) -> RawResponse:
+    """A signed answer (or callback) with every header WeChat Pay sends."""
+    nonce = secrets.token_hex(16)
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        H_TIMESTAMP: str(timestamp),
+        H_NONCE: nonce,
+        H_SIGNATURE: rsa_sign(private_key, response_message(timestamp, nonce, body)),
+        H_SERIAL: key_id,
+        H_SIGNATURE_TYPE: SCHEME_RSA,
+        H_REQUEST_ID: secrets.token_hex(20).upper() + "-0",
+    }
+    return RawResponse(status, Headers(headers), body)
+
+
+def corrupt_answer(sandbox: Sandbox, kind: str, status: int, body: bytes, request_headers: Headers) -> RawResponse:
+    """A well-formed answer spoiled in one of the ways ``ANSWER_FAULTS`` names."""
+    if kind == "not_json":
+        return sandbox.sign_answer(status, b"<html><body>502 Bad Gateway</body></html>", request_headers)
+    if kind == "stale_signature":
+        return sandbox.sign_answer(status, body, request_headers, timestamp=int(sandbox.clock()) - 600)
+    if kind == "unknown_serial":
+        stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return signed_answer(
+            status, body, "PUB_KEY_ID_0000000000000000000000000000000000", stranger, int(sandbox.clock())
+        )
+    answer = sandbox.sign_answer(status, body, request_headers)
+    forged = "WECHATPAY/SIGNTEST/" + secrets.token_urlsafe(24) if kind == "probe" else answer.headers[H_SIGNATURE][::-1]
+    return attrs.evolve(answer, headers=answer.headers.merged({H_SIGNATURE: forged}))
+
+
+def _rfc3339(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone(dt.timedelta(hours=8))).isoformat(timespec="seconds")
 
 
 def _signed_body(request: Request) -> bytes:

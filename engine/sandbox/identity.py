@@ -30,14 +30,14 @@ def _new_rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _self_signed(key: rsa.RSAPrivateKey, common_name: str, now: dt.datetime) -> x509.Certificate:
+def self_signed_certificate(key: rsa.RSAPrivateKey, common_name: str, now: dt.datetime) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
-        .serial_number(int.from_bytes(secrets.token_bytes(20), "big") >> 1 | 1 << 150)
+        .serial_number(secrets.randbits(156) | 1 << 156)  # 40 hex digits, like WeChat Pay's serials
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=365 * 5))
         .sign(key, hashes.SHA256())
@@ -66,7 +66,7 @@ class SandboxIdentity:
             merchant_key=_new_rsa_key(),
             platform_key=platform_key,
             platform_public_key_id="PUB_KEY_ID_" + "".join(secrets.choice("0123456789") for _ in range(34)),
-            platform_certificate=_self_signed(platform_key, "WeChat Pay Sandbox Platform", now),
+            platform_certificate=self_signed_certificate(platform_key, "WeChat Pay Sandbox Platform", now),
             apiv3_key="".join(secrets.choice(_ALNUM) for _ in range(32)).encode("ascii"),
         )
 

@@ -1,0 +1,187 @@
+"""The sandbox over HTTP: the same emulator core behind an aiohttp.web server on loopback.
+
+Design decisions:
+
+* One catch-all handler turns each HTTP request into the engine's ``Request`` record with the raw
+  request target (``raw_path``: path and query exactly as sent) and the raw body bytes, and hands it
+  to ``Sandbox.respond``. Nothing is re-parsed or re-serialized, so any client's signature is
+  checked over what it really sent.
+* Transport faults are acted out for real: latency sleeps, ``drop`` closes the connection without
+  an answer, ``truncate`` announces the full Content-Length and sends half.
+* A small control API lives under ``/sandbox/`` (outside WeChat Pay's ``/v3/`` space): rotate the
+  platform certificate, script faults, trigger callbacks, list exchanges. It is unauthenticated,
+  which is why the server binds 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Optional
+
+from aiohttp import web
+
+from engine.sandbox.emulator import Sandbox
+from engine.sandbox.faults import KINDS, Fault
+from engine.wire import Headers, Request
+
+
+class SandboxServer:
+    """Serves one ``Sandbox`` over HTTP until stopped."""
+
+    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sandbox = sandbox
+        self.host = host
+        self.port = port
+        self._runner: Optional[web.AppRunner] = None
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> str:
+        """Bind and start serving; return the base URL (the real port when 0 was asked)."""
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self.base_url
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> "SandboxServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_post("/sandbox/certificates/rotate", self._rotate)
+        app.router.add_post("/sandbox/faults", self._add_fault)
+        app.router.add_delete("/sandbox/faults", self._clear_faults)
+        app.router.add_post("/sandbox/notify", self._notify)
+        app.router.add_get("/sandbox/exchanges", self._exchanges)
+        app.router.add_route("*", "/{tail:.*}", self._wechatpay)
+        return app
+
+    # -- WeChat Pay ----------------------------------------------------------------------------
+
+    async def _wechatpay(self, http: web.Request) -> web.StreamResponse:
+        record = Request(
+            method=http.method,
+            base_url=self.base_url,
+            target=http.raw_path,
+            headers=Headers(list(http.headers.items())),
+            body=await http.read(),
+        )
+        outcome = self.sandbox.respond(record)
+        answer, fault = outcome.answer, outcome.fault
+        if fault is not None and fault.kind == "latency":
+            await asyncio.sleep(fault.seconds)
+        if fault is not None and fault.kind == "drop":
+            _hang_up(http)
+            return web.Response(status=499)  # never reaches the client: the connection is gone
+        headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
+        if fault is not None and fault.kind == "truncate":
+            return await _truncated(http, answer.status, headers, answer.body)
+        return web.Response(status=answer.status, body=answer.body, headers=headers)
+
+    # -- control API -------------------------------------------------------------------------
+
+    async def _rotate(self, http: web.Request) -> web.Response:
+        return web.json_response({"serial_no": self.sandbox.rotate_certificate()})
+
+    async def _add_fault(self, http: web.Request) -> web.Response:
+        spec = await _json(http)
+        kind = spec.get("kind")
+        if kind not in KINDS:
+            return web.json_response({"error": f"kind must be one of {', '.join(KINDS)}"}, status=400)
+        if kind == "error":
+            fault = Fault.error(int(spec.get("status", 500)), spec.get("code", ""), spec.get("message", ""))
+        else:
+            fault = Fault(kind, seconds=float(spec.get("seconds", 0.0)))
+        self.sandbox.faults.add(fault, endpoint=spec.get("endpoint"), times=int(spec.get("times", 1)))
+        return web.json_response({"queued": len(self.sandbox.faults)}, status=201)
+
+    async def _clear_faults(self, http: web.Request) -> web.Response:
+        self.sandbox.faults.clear()
+        return web.Response(status=204)
+
+    async def _notify(self, http: web.Request) -> web.Response:
+        spec = await _json(http)
+        try:
+            url, notification = self._notification(spec)
+        except (KeyError, LookupError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        task = asyncio.create_task(self.sandbox.notify(url, notification))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return web.json_response({"id": json.loads(notification.body)["id"], "url": url}, status=202)
+
+    def _notification(self, spec: dict[str, Any]) -> tuple[str, Any]:
+        if "out_contract_code" in spec:
+            url, notification = self.sandbox.contract_signed(spec["out_contract_code"])
+            return spec.get("url", url), notification
+        if "out_trade_no" in spec:
+            return spec["url"], self.sandbox.payment_succeeded(spec["out_trade_no"], int(spec.get("total", 1)))
+        resource = spec["resource"]
+        original_type = spec.get("original_type", "transaction")
+        event = spec["event_type"]
+        return spec["url"], self.sandbox.notification(
+            event, resource, summary=spec.get("summary", ""), original_type=original_type
+        )
+
+    async def _exchanges(self, http: web.Request) -> web.Response:
+        listing = [
+            {
+                "method": e.request.method,
+                "target": e.request.target,
+                "status": e.response.status,
+                "endpoint": e.endpoint_id,
+            }
+            for e in self.sandbox.exchanges
+        ]
+        return web.json_response(listing)
+
+
+async def _json(http: web.Request) -> dict[str, Any]:
+    try:
+        data = await http.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _hang_up(http: web.Request) -> None:
+    if http.transport is not None:
+        http.transport.close()
+
+
+async def _truncated(http: web.Request, status: int, headers: dict[str, str], body: bytes) -> web.StreamResponse:
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = len(body)
+    await response.prepare(http)
+    await response.write(body[: len(body) // 2])
+    _hang_up(http)
+    return response
+
+
+async def serve_forever(sandbox: Sandbox, host: str, port: int, on_ready: Any = None) -> None:
+    """Serve until cancelled (Ctrl-C in the CLI)."""
+    server = SandboxServer(sandbox, host, port)
+    await server.start()
+    try:
+        if on_ready is not None:
+            on_ready(server)
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()

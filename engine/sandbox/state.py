@@ -1,0 +1,99 @@
+"""A sandbox's identity on disk: created once in a state directory, reused on every start.
+
+Design decisions:
+
+* Each key is its own PEM file, so any client in any language can be pointed at them; the
+  manifest ``sandbox.json`` names every path (absolute) plus ids, serials and the APIv3 key.
+* Private key files and the manifest (which holds the APIv3 key) are written ``0600``: throwaway
+  secrets still deserve the habits of real ones.
+* Reuse is all-or-nothing: a directory with a manifest is loaded as it is; anything else is created.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from engine.keys import load_private_key
+from engine.sandbox.identity import SandboxIdentity
+
+MANIFEST = "sandbox.json"
+FILES = {
+    "merchant_private_key_path": "merchant_private_key.pem",
+    "merchant_public_key_path": "merchant_public_key.pem",
+    "platform_private_key_path": "platform_private_key.pem",
+    "platform_public_key_path": "platform_public_key.pem",
+    "platform_certificate_path": "platform_certificate.pem",
+}
+
+
+def load_or_create(state_dir: Path) -> SandboxIdentity:
+    """The identity stored in ``state_dir``, or a new one written there."""
+    manifest = state_dir / MANIFEST
+    if manifest.exists():
+        return load(state_dir)
+    identity = SandboxIdentity.generate()
+    save(identity, state_dir)
+    return identity
+
+
+def load(state_dir: Path) -> SandboxIdentity:
+    data = json.loads((state_dir / MANIFEST).read_text(encoding="utf-8"))
+    certificate = x509.load_pem_x509_certificate(Path(data["platform_certificate_path"]).read_bytes())
+    return SandboxIdentity(
+        mchid=data["mchid"],
+        merchant_serial_no=data["merchant_serial_no"],
+        merchant_key=load_private_key(Path(data["merchant_private_key_path"])),
+        platform_key=load_private_key(Path(data["platform_private_key_path"])),
+        platform_public_key_id=data["platform_public_key_id"],
+        platform_certificate=certificate,
+        apiv3_key=data["apiv3_key"].encode("ascii"),
+    )
+
+
+def save(identity: SandboxIdentity, state_dir: Path, base_url: Optional[str] = None) -> Path:
+    """Write the key files and the manifest; return the manifest's path."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: (state_dir / filename).resolve() for name, filename in FILES.items()}
+    _write(paths["merchant_private_key_path"], identity.merchant_private_pem(), secret=True)
+    _write(paths["merchant_public_key_path"], _public_pem(identity.merchant_key))
+    _write(paths["platform_private_key_path"], _private_pem(identity.platform_key), secret=True)
+    _write(paths["platform_public_key_path"], identity.platform_public_pem())
+    _write(paths["platform_certificate_path"], identity.platform_certificate_pem())
+    return write_manifest(identity, state_dir, base_url)
+
+
+def write_manifest(identity: SandboxIdentity, state_dir: Path, base_url: Optional[str]) -> Path:
+    manifest: dict[str, Any] = {
+        "base_url": base_url,
+        "mchid": identity.mchid,
+        "merchant_serial_no": identity.merchant_serial_no,
+        "platform_public_key_id": identity.platform_public_key_id,
+        "platform_certificate_serial": identity.platform_certificate_serial,
+        "apiv3_key": identity.apiv3_key.decode("ascii"),
+        **{name: str((state_dir / filename).resolve()) for name, filename in FILES.items()},
+    }
+    path = state_dir / MANIFEST
+    _write(path, json.dumps(manifest, indent=2).encode(), secret=True)
+    return path
+
+
+def _write(path: Path, data: bytes, secret: bool = False) -> None:
+    path.write_bytes(data)
+    if secret:
+        os.chmod(path, 0o600)
+
+
+def _private_pem(key: Any) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _public_pem(key: Any) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -1,0 +1,377 @@
+"""The sandbox served over HTTP: independent clients, faults, certificates, callbacks, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+from conftest import COMBINE_PAPAY, REAL_NAME
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from engine import (
+    ApiError,
+    Engine,
+    MalformedResponseError,
+    SignatureError,
+    TransportError,
+    TransportTimeoutError,
+)
+from engine.sandbox import Sandbox, SandboxIdentity, state
+from engine.sandbox.faults import Fault
+from engine.sandbox.server import SandboxServer
+
+SEED_PATH = "/v3/ecommerce/combine-papay/contracts/pre-entrust-sign/mini-program"
+
+
+@pytest.fixture
+async def served(identity: SandboxIdentity) -> AsyncIterator[SandboxServer]:
+    async with SandboxServer(Sandbox(identity)) as server:
+        yield server
+
+
+@pytest.fixture
+async def http_engine(served: SandboxServer, identity: SandboxIdentity) -> AsyncIterator[Engine]:
+    engine = Engine(**identity.engine_settings(), base_url=served.base_url, load_entry_points=False, timeout=2.0)
+    yield engine
+    await engine.aclose()
+
+
+# -- a client written from PROTOCOL.md alone: plain aiohttp + cryptography, no engine code ----------
+
+
+class IndependentClient:
+    """Signs like the PHP SDK (parameter order mchid, serial_no, timestamp, nonce_str, signature)."""
+
+    def __init__(self, identity: SandboxIdentity, base_url: str) -> None:
+        self.identity = identity
+        self.base_url = base_url
+
+    def authorization(self, method: str, target: str, body: bytes, timestamp: int) -> str:
+        nonce = "n" + os.urandom(8).hex()
+        message = f"{method}\n{target}\n{timestamp}\n{nonce}\n".encode() + body + b"\n"
+        signature = self.identity.merchant_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+        return (
+            f'WECHATPAY2-SHA256-RSA2048 mchid="{self.identity.mchid}",serial_no="{self.identity.merchant_serial_no}",'
+            f'timestamp="{timestamp}",nonce_str="{nonce}",signature="{base64.b64encode(signature).decode()}"'
+        )
+
+    async def send(self, method: str, target: str, body: bytes = b"", **headers: str) -> tuple[int, dict, bytes]:
+        import time
+
+        head = {"Accept": "application/json", "User-Agent": "independent/1.0", "Content-Type": "application/json"}
+        head["Authorization"] = self.authorization(method, target, body, int(time.time()))
+        head.update(headers)
+        async with aiohttp.ClientSession() as session:
+            url = aiohttp.client.URL(self.base_url + target, encoded=True)
+            async with session.request(method, url, data=body or None, headers=head) as answer:
+                return answer.status, dict(answer.headers), await answer.read()
+
+    def answer_is_authentic(self, headers: dict, body: bytes) -> bool:
+        message = f"{headers['Wechatpay-Timestamp']}\n{headers['Wechatpay-Nonce']}\n".encode() + body + b"\n"
+        try:
+            self.identity.platform_key.public_key().verify(
+                base64.b64decode(headers["Wechatpay-Signature"]), message, padding.PKCS1v15(), hashes.SHA256()
+            )
+        except Exception:
+            return False
+        return True
+
+
+async def test_independent_client_gets_verified_answers(served: SandboxServer, identity: SandboxIdentity) -> None:
+    client = IndependentClient(identity, served.base_url)
+    spaced = json.dumps(COMBINE_PAPAY, indent=1).encode()  # spaced JSON with \\u escapes: bytes as sent are signed
+    assert b"\\u5fae" in spaced
+    status, headers, body = await client.send("POST", SEED_PATH, spaced)
+    assert status == 200, body
+    assert headers["Wechatpay-Serial"] == identity.platform_public_key_id
+    assert headers["Wechatpay-Signature-Type"] == "WECHATPAY2-SHA256-RSA2048" and headers["Request-ID"]
+    assert client.answer_is_authentic(headers, body)
+    assert json.loads(body)["out_contract_code"] == COMBINE_PAPAY["out_contract_code"]
+    tampered = body.replace(b"wxwtdk", b"wxwtdX")
+    assert not client.answer_is_authentic(headers, tampered)
+
+
+async def test_independent_client_downloads_certificates(served: SandboxServer, identity: SandboxIdentity) -> None:
+    client = IndependentClient(identity, served.base_url)
+    status, headers, body = await client.send("GET", "/v3/certificates?algorithm_type=RSA")
+    assert status == 200 and client.answer_is_authentic(headers, body)
+    (entry,) = json.loads(body)["data"]
+    sealed = entry["encrypt_certificate"]
+    assert sealed["associated_data"] == "certificate" and sealed["algorithm"] == "AEAD_AES_256_GCM"
+    pem = AESGCM(identity.apiv3_key).decrypt(
+        sealed["nonce"].encode(), base64.b64decode(sealed["ciphertext"]), b"certificate"
+    )
+    assert (
+        f"{x509.load_pem_x509_certificate(pem).serial_number:X}"
+        == entry["serial_no"]
+        == identity.platform_certificate_serial
+    )
+
+
+async def test_answer_signed_with_the_key_the_request_names(served: SandboxServer, identity: SandboxIdentity) -> None:
+    client = IndependentClient(identity, served.base_url)
+    serial = identity.platform_certificate_serial
+    status, headers, _ = await client.send(
+        "POST", SEED_PATH, json.dumps(COMBINE_PAPAY).encode(), **{"Wechatpay-Serial": serial}
+    )
+    assert status == 200 and headers["Wechatpay-Serial"] == serial
+
+
+@pytest.mark.parametrize("missing", ["Accept", "User-Agent"])
+async def test_accept_and_user_agent_are_required(
+    served: SandboxServer, identity: SandboxIdentity, missing: str
+) -> None:
+    client = IndependentClient(identity, served.base_url)
+    status, _, body = await client.send("POST", SEED_PATH, b"{}", **{missing: ""})
+    assert status == 400 and json.loads(body)["code"] == "INVALID_REQUEST"
+
+
+async def test_bad_signature_gets_401_and_unknown_path_404(served: SandboxServer, identity: SandboxIdentity) -> None:
+    client = IndependentClient(identity, served.base_url)
+    status, _, body = await client.send("POST", SEED_PATH, b"{}", Authorization='WECHATPAY2-SHA256-RSA2048 mchid="1"')
+    assert status == 401 and json.loads(body)["code"] == "SIGN_ERROR"
+    status, _, body = await client.send("GET", "/v3/no/such/api")
+    assert status == 404 and json.loads(body)["code"] == "RESOURCE_NOT_EXISTS"
+
+
+async def test_engine_over_http_for_the_seeds(http_engine: Engine, served: SandboxServer) -> None:
+    assert (await http_engine.acall("combine_papay.mini_program", COMBINE_PAPAY)).status == 200
+    response = await http_engine.acall("individual_contracts.real_name.mini_program", REAL_NAME)
+    assert response.data["pre_entrustweb_id"] and served.sandbox.last.payload == REAL_NAME
+
+
+# -- faults: every kind, in process and over HTTP ---------------------------------------------
+
+ERROR_STATUSES = [
+    (400, "PARAM_ERROR"),
+    (401, "SIGN_ERROR"),
+    (403, "NO_AUTH"),
+    (404, "RESOURCE_NOT_EXISTS"),
+    (429, "RATELIMIT_EXCEEDED"),
+    (500, "SYSTEM_ERROR"),
+    (503, "SERVICE_UNAVAILABLE"),
+]
+ANSWER_FAULTS = [
+    ("not_json", MalformedResponseError, None),
+    ("bad_signature", SignatureError, "mismatch"),
+    ("stale_signature", SignatureError, "stale"),
+    ("unknown_serial", SignatureError, "unknown_serial"),
+    ("probe", SignatureError, "probe"),
+]
+TRANSPORT_FAULTS = [("drop", TransportError), ("truncate", TransportError)]
+
+
+def _check_error(caught: Any, expected: type, reason: Any) -> None:
+    assert isinstance(caught, expected), repr(caught)
+    if reason is not None:
+        assert caught.reason == reason
+
+
+@pytest.mark.parametrize(("status", "code"), ERROR_STATUSES)
+async def test_error_faults(http_engine: Engine, served: SandboxServer, status: int, code: str) -> None:
+    served.sandbox.faults.add(
+        Fault.error(status), endpoint="v3.ecommerce.combine_papay.contracts.pre_entrust_sign.mini_program.post"
+    )
+    with pytest.raises(ApiError) as caught:
+        await http_engine.acall("combine_papay.mini_program", COMBINE_PAPAY)
+    assert (caught.value.status, caught.value.code, caught.value.verified) == (status, code, True)
+    assert caught.value.message and caught.value.request_id
+    assert (await http_engine.acall("combine_papay.mini_program", COMBINE_PAPAY)).status == 200  # fired once
+
+
+@pytest.mark.parametrize(("kind", "expected", "reason"), ANSWER_FAULTS + [(k, e, None) for k, e in TRANSPORT_FAULTS])
+async def test_faults_over_http(
+    http_engine: Engine, served: SandboxServer, kind: str, expected: type, reason: Any
+) -> None:
+    served.sandbox.faults.add(Fault(kind))
+    with pytest.raises(Exception) as caught:
+        await http_engine.acall("combine_papay.mini_program", COMBINE_PAPAY)
+    _check_error(caught.value, expected, reason)
+
+
+@pytest.mark.parametrize(("kind", "expected", "reason"), ANSWER_FAULTS + [(k, e, None) for k, e in TRANSPORT_FAULTS])
+def test_faults_in_process(engine: Engine, kind: str, expected: type, reason: Any) -> None:
+    engine.emulator.faults.add(Fault(kind))
+    with pytest.raises(Exception) as caught:
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    _check_error(caught.value, expected, reason)
+
+
+async def test_latency_within_and_beyond_the_timeout(http_engine: Engine, served: SandboxServer) -> None:
+    served.sandbox.faults.add(Fault.latency(0.2))
+    assert (await http_engine.acall("combine_papay.mini_program", COMBINE_PAPAY)).status == 200
+    served.sandbox.faults.add(Fault.latency(3.0))
+    with pytest.raises(TransportTimeoutError):
+        await http_engine.acall("combine_papay.mini_program", COMBINE_PAPAY)
+
+
+def test_latency_in_process_honours_the_timeout(make_engine) -> None:
+    engine = make_engine(timeout=0.1)
+    engine.emulator.faults.add(Fault.latency(5.0))
+    with pytest.raises(TransportTimeoutError):
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+
+
+async def test_faults_scripted_through_the_control_api(http_engine: Engine, served: SandboxServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        spec = {"kind": "error", "status": 429, "times": 2}
+        async with session.post(served.base_url + "/sandbox/faults", json=spec) as answer:
+            assert answer.status == 201
+        async with session.post(served.base_url + "/sandbox/faults", json={"kind": "nonsense"}) as answer:
+            assert answer.status == 400
+    for _ in range(2):
+        with pytest.raises(ApiError, match="RATELIMIT_EXCEEDED"):
+            await http_engine.acall("combine_papay.mini_program", COMBINE_PAPAY)
+    assert (await http_engine.acall("combine_papay.mini_program", COMBINE_PAPAY)).status == 200
+
+
+# -- certificates ---------------------------------------------------------------------------
+
+
+async def test_certificate_rotation_while_running(served: SandboxServer, identity: SandboxIdentity) -> None:
+    client = IndependentClient(identity, served.base_url)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(served.base_url + "/sandbox/certificates/rotate") as answer,
+    ):
+        new_serial = (await answer.json())["serial_no"]
+    assert len(new_serial) == 40
+    status, headers, body = await client.send("GET", "/v3/certificates")
+    serials = [entry["serial_no"] for entry in json.loads(body)["data"]]
+    assert serials == [identity.platform_certificate_serial, new_serial]
+    status, headers, body = await client.send(
+        "POST", SEED_PATH, json.dumps(COMBINE_PAPAY).encode(), **{"Wechatpay-Serial": new_serial}
+    )
+    assert status == 200 and headers["Wechatpay-Serial"] == new_serial
+    assert not client.answer_is_authentic(headers, body)  # signed with the new key, not the first one
+
+
+# -- callbacks ----------------------------------------------------------------------------
+
+
+class Receiver:
+    """A merchant's callback endpoint: verify, decrypt, answer (fails the first ``failures`` times)."""
+
+    def __init__(self, identity: SandboxIdentity, failures: int = 0) -> None:
+        self.identity = identity
+        self.failures = failures
+        self.events: list[tuple[str, dict]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        from engine.plugins.verifier import verify_signed
+
+        from engine.keys import PlatformKey, PlatformKeyring
+        from engine.wire import Headers
+
+        body = await request.read()
+        keyring = PlatformKeyring(
+            [PlatformKey(self.identity.platform_public_key_id, self.identity.platform_key.public_key())]
+        )
+        import time
+
+        verify_signed(Headers(list(request.headers.items())), body, keyring, int(time.time()))
+        if self.failures:
+            self.failures -= 1
+            return web.json_response({"code": "FAIL", "message": "失败"}, status=500)
+        envelope = json.loads(body)
+        resource = envelope["resource"]
+        plaintext = AESGCM(self.identity.apiv3_key).decrypt(
+            resource["nonce"].encode(), base64.b64decode(resource["ciphertext"]), resource["associated_data"].encode()
+        )
+        self.events.append((envelope["event_type"], json.loads(plaintext)))
+        return web.Response(status=204)
+
+
+@pytest.fixture
+async def receiver_url(identity: SandboxIdentity) -> AsyncIterator[tuple[Receiver, str]]:
+    receiver = Receiver(identity, failures=1)
+    app = web.Application()
+    app.router.add_post("/notify", receiver.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield receiver, f"http://127.0.0.1:{port}/notify"
+    await runner.cleanup()
+
+
+async def test_contract_signing_callback_round_trip(http_engine: Engine, served: SandboxServer, receiver_url) -> None:
+    receiver, url = receiver_url
+    await http_engine.acall("combine_papay.mini_program", {**COMBINE_PAPAY, "notify_url": url})
+    async with aiohttp.ClientSession() as session:
+        trigger = {"out_contract_code": COMBINE_PAPAY["out_contract_code"]}
+        async with session.post(served.base_url + "/sandbox/notify", json=trigger) as answer:
+            assert answer.status == 202
+    for _ in range(100):
+        if served.sandbox.deliveries:
+            break
+        await asyncio.sleep(0.05)
+    (delivery,) = served.sandbox.deliveries
+    assert delivery.statuses == (500, 204) and delivery.delivered  # retried after the failure
+    ((event, resource),) = receiver.events
+    assert event == "PAPAY.SIGN"
+    assert resource["out_contract_code"] == COMBINE_PAPAY["out_contract_code"] and resource["plan_id"] == 12535
+
+
+async def test_payment_callback_gives_up_after_the_schedule(engine: Engine) -> None:
+    engine.emulator.notify_schedule = (0.01, 0.01)
+    delivery = await engine.emulator.notify("http://127.0.0.1:9/closed", engine.emulator.payment_succeeded("T1", 100))
+    assert delivery.statuses == (0, 0, 0) and not delivery.delivered
+
+
+# -- state and the command line -------------------------------------------------------------
+
+
+def test_state_directory_is_reused(tmp_path: Path) -> None:
+    first = state.load_or_create(tmp_path)
+    second = state.load_or_create(tmp_path)
+    assert (first.merchant_serial_no, first.platform_public_key_id, first.apiv3_key) == (
+        second.merchant_serial_no,
+        second.platform_public_key_id,
+        second.apiv3_key,
+    )
+    assert oct((tmp_path / "merchant_private_key.pem").stat().st_mode & 0o777) == "0o600"
+
+
+def test_cli_serve_runs_and_stops_cleanly(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("wechatpay")
+    process = subprocess.Popen(
+        [str(script), "sandbox", "serve", "--state-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("WeChat Pay sandbox at http://127.0.0.1:")
+        manifest = json.loads((tmp_path / "sandbox.json").read_text())
+        assert manifest["base_url"] in line and Path(manifest["merchant_private_key_path"]).is_absolute()
+        engine = Engine(
+            mchid=manifest["mchid"],
+            serial_no=manifest["merchant_serial_no"],
+            private_key=manifest["merchant_private_key_path"],
+            platform_public_key=manifest["platform_public_key_path"],
+            platform_public_key_id=manifest["platform_public_key_id"],
+            base_url=manifest["base_url"],
+            load_entry_points=False,
+        )
+        with engine:
+            assert engine.call("combine_papay.mini_program", COMBINE_PAPAY).status == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+    assert process.returncode == 0 and "Traceback" not in err and "sandbox stopped" in err
