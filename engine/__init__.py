@@ -16,8 +16,14 @@ from engine.errors import (
     CredentialError,
     DescriptorError,
     EngineError,
+    MalformedNotificationError,
     MalformedResponseError,
+    NotificationDecryptionError,
+    NotificationError,
+    NotificationSignatureError,
+    ReplayedNotificationError,
     SignatureError,
+    StaleNotificationError,
     TransportError,
     TransportTimeoutError,
     UnknownEndpointError,
@@ -25,6 +31,7 @@ from engine.errors import (
     ValidationError,
 )
 from engine.hookspecs import CallInfo, SigningContext, Transport, TransportConfig, hookimpl
+from engine.notifications import MemoryReplayStore, Notification, Reply
 from engine.registry import endpoint_id
 from engine.wire import Headers, RawResponse, Request, Response
 
@@ -40,13 +47,22 @@ __all__ = [
     "EngineError",
     "Field",
     "Headers",
+    "MalformedNotificationError",
     "MalformedResponseError",
+    "MemoryReplayStore",
+    "Notification",
+    "NotificationDecryptionError",
+    "NotificationError",
+    "NotificationSignatureError",
     "RawResponse",
+    "ReplayedNotificationError",
+    "Reply",
     "Request",
     "RequestSpec",
     "Response",
     "SignatureError",
     "SigningContext",
+    "StaleNotificationError",
     "Transport",
     "TransportConfig",
     "TransportError",

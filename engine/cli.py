@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 
 from engine import __version__
 from engine.client import DEFAULT_BASE_URL, Engine
-from engine.errors import EngineError, UsageError, ValidationError
+from engine.errors import EngineError, NotificationError, UsageError, ValidationError
 from engine.registry import BUILTIN_ENDPOINTS, Registry
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -63,6 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0, help="port (default: a free one, written to sandbox.json)")
     serve.add_argument("--state-dir", default=".wechatpay-sandbox", help="where keys and sandbox.json live")
     serve.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
+    certificates = commands.add_parser("certificates", help="platform certificates").add_subparsers(
+        dest="action", required=True
+    )
+    download = certificates.add_parser("download", help="download, verify and save the platform certificates")
+    download.add_argument("--out", required=True, help="directory for <serial>.pem files")
+    download.add_argument("--sandbox", action="store_true", help="download from the embedded sandbox")
+    _add_credential_flags(download)
+    notify = commands.add_parser("notify", help="callbacks").add_subparsers(dest="action", required=True)
+    verify = notify.add_parser("verify", help="verify and decrypt a callback; print the event or why it was rejected")
+    verify.add_argument("--headers", required=True, help="a file: a JSON object, or 'Name: value' lines")
+    verify.add_argument("--body", required=True, help="a file with the raw body as received")
+    _add_credential_flags(verify)
     listing = commands.add_parser("endpoints", help="list the endpoint ids and aliases this engine knows")
     listing.add_argument("--grep", default="", help="only ids or aliases containing WORD")
     listing.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
@@ -78,6 +90,7 @@ def _add_credential_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--public-key-id", dest="platform_public_key_id", help="PUB_KEY_ID_...")
     group.add_argument("--platform-certificate", dest="platform_certificates", action="append", help="certificate file")
     group.add_argument("--base-url", dest="base_url")
+    group.add_argument("--sandbox-state", help="use the credentials and URL of a served sandbox (its state dir)")
     group.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
     group.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer (default 30)")
 
@@ -92,6 +105,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(f"invalid payload for {exc.endpoint_id}: " + "; ".join(exc.errors), EXIT_USAGE)
     except UsageError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except NotificationError as exc:
+        return _fail(f"rejected ({type(exc).__name__}): {exc}", EXIT_FAILED)
     except EngineError as exc:
         return _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
     except KeyboardInterrupt:
@@ -108,6 +123,10 @@ def _run(args: argparse.Namespace) -> int:
         return _list_endpoints(args)
     if args.command == "sandbox":
         return _serve_sandbox(args)
+    if args.command == "certificates":
+        return _download_certificates(args)
+    if args.command == "notify":
+        return _verify_notification(args)
     payload = read_payload(args.data)
     engine = _engine(args)
     with engine:
@@ -151,15 +170,17 @@ def _headers(pairs: Sequence[str]) -> dict[str, str]:
     return headers
 
 
-def _engine(args: argparse.Namespace) -> Engine:
+def _engine(args: argparse.Namespace, **extra: Any) -> Engine:
     dirs = args.endpoint_dir
-    if args.sandbox:
-        return Engine.sandbox(endpoint_dirs=dirs, timeout=args.timeout)
+    if getattr(args, "sandbox", False):
+        return Engine.sandbox(endpoint_dirs=dirs, timeout=args.timeout, **extra)
     settings = _credentials(args)
-    return Engine(**settings, endpoint_dirs=dirs, timeout=args.timeout)
+    return Engine(**{**settings, **extra}, endpoint_dirs=dirs, timeout=args.timeout)
 
 
 def _credentials(args: argparse.Namespace) -> dict[str, Any]:
+    if args.sandbox_state:
+        return _sandbox_credentials(Path(args.sandbox_state))
     settings: dict[str, Any] = {}
     for name, variable in ENVIRONMENT.items():
         value = getattr(args, name, None) or os.environ.get(variable)
@@ -173,6 +194,69 @@ def _credentials(args: argparse.Namespace) -> dict[str, Any]:
         settings["platform_certificates"] = [p for p in certificates.split(os.pathsep) if p]
     settings.setdefault("base_url", DEFAULT_BASE_URL)
     return settings
+
+
+def _sandbox_credentials(state_dir: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((state_dir / "sandbox.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise CliError(
+            f"no sandbox.json in {str(state_dir)!r}: start 'wechatpay sandbox serve --state-dir' first"
+        ) from None
+    return {
+        "mchid": manifest["mchid"],
+        "serial_no": manifest["merchant_serial_no"],
+        "private_key": manifest["merchant_private_key_path"],
+        "platform_public_key": manifest["platform_public_key_path"],
+        "platform_public_key_id": manifest["platform_public_key_id"],
+        "platform_certificates": [manifest["platform_certificate_path"]],
+        "apiv3_key": manifest["apiv3_key"],
+        "base_url": manifest["base_url"],
+    }
+
+
+def _download_certificates(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    extra = {"mode": "certificate", "platform_certificates": []} if args.sandbox else {}
+    with _engine(args, certificates_dir=out, **extra) as engine:
+        serials = engine.download_certificates()
+    for serial in serials:
+        print(f"{serial}  {out / (serial + '.pem')}")
+    return EXIT_OK
+
+
+def _verify_notification(args: argparse.Namespace) -> int:
+    headers = _read_headers(Path(args.headers))
+    try:
+        body = Path(args.body).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read --body file {args.body!r}: {exc.strerror}") from None
+    with _engine(args) as engine:
+        notification = engine.parse_notification(headers, body)
+    event = {
+        "id": notification.id,
+        "event_type": notification.event_type,
+        "create_time": notification.create_time,
+        "summary": notification.summary,
+        "verified_with": notification.verified_with,
+        "resource": notification.resource,
+    }
+    print(json.dumps(event, ensure_ascii=False, indent=2))
+    return EXIT_OK
+
+
+def _read_headers(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read --headers file {str(path)!r}: {exc.strerror}") from None
+    if text.lstrip().startswith("{"):
+        try:
+            return {str(k): str(v) for k, v in json.loads(text).items()}
+        except (json.JSONDecodeError, AttributeError):
+            raise CliError(f"--headers file {str(path)!r} is not a JSON object") from None
+    pairs = [line.partition(":") for line in text.splitlines() if line.strip()]
+    return {name.strip(): value.strip() for name, _, value in pairs}
 
 
 def _show_wire(engine: Engine) -> None:

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from engine import __version__
+from engine.certificates import CertificateManager
 from engine.descriptor import Descriptor
 from engine.errors import ConfigurationError, CredentialError
 from engine.executor import Executor, Settings
 from engine.hookspecs import Transport
+from engine.invoke import app_parameters, jsapi_parameters
 from engine.keys import (
     KeySource,
     MerchantCredentials,
@@ -36,6 +38,7 @@ from engine.keys import (
     load_private_key,
     load_public_key,
 )
+from engine.notifications import Handler, MemoryReplayStore, Notification, NotificationReceiver, ReplayStore, Reply
 from engine.plugin_manager import build_plugin_manager
 from engine.portal import Portal
 from engine.protocol import new_nonce
@@ -67,12 +70,20 @@ class Engine:
         clock: Callable[[], float] = time.time,
         nonce_factory: Callable[[], str] = new_nonce,
         load_entry_points: bool = True,
+        certificates_dir: Union[str, Path, None] = None,
+        notification_store: Optional[ReplayStore] = None,
     ) -> None:
         self.credentials = MerchantCredentials(
             _required(mchid, "mchid"), _required(serial_no, "serial_no"), load_private_key(private_key)
         )
-        self.keyring = _keyring(platform_public_key, platform_public_key_id, platform_certificates)
         self._apiv3_key = _apiv3_key(apiv3_key)
+        self.keyring = _keyring(platform_public_key, platform_public_key_id, platform_certificates)
+        certificate_mode = bool(platform_certificates) or certificates_dir is not None or not self.keyring
+        if not self.keyring and self._apiv3_key is None:
+            raise ConfigurationError(
+                "no WeChat Pay key to verify answers with: give platform_public_key with platform_public_key_id "
+                "(public-key mode), platform_certificates or apiv3_key to download them (certificate mode), or both"
+            )
         self.plugin_manager = build_plugin_manager(plugins, entry_points=load_entry_points)
         self.registry = _registry(self.plugin_manager, endpoint_dirs)
         _check_limits(timeout, connect_timeout, get_retries)
@@ -82,6 +93,13 @@ class Engine:
         )
         self._transports: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Transport]" = (
             weakref.WeakKeyDictionary()
+        )
+        store_dir = Path(certificates_dir) if certificates_dir is not None else None
+        self.certificates = CertificateManager(self._executor, self._apiv3_key if certificate_mode else None, store_dir)
+        if self.certificates.enabled:
+            self._executor.on_unknown_serial = self.certificates.refresh_for_unknown_serial
+        self.notifications = NotificationReceiver(
+            self._executor.verify, self._apiv3_key, notification_store or MemoryReplayStore(), clock
         )
         self._portal = Portal()
         self.emulator: Any = None  # the in-process Sandbox, on engines made by Engine.sandbox()
@@ -100,7 +118,7 @@ class Engine:
         from engine.sandbox import Sandbox, SandboxIdentity
 
         identity = identity or SandboxIdentity.generate()
-        emulator = Sandbox(identity, clock=options.get("clock", time.time))
+        emulator = Sandbox(identity, clock=options.get("clock", time.time), mode=mode)
         try:
             settings = {**identity.engine_settings(mode), **options}
         except ValueError as exc:
@@ -120,7 +138,47 @@ class Engine:
         self, endpoint: str, payload: Any = None, *, headers: Optional[Mapping[str, str]] = None
     ) -> Response:
         """The async form of ``call``: the same pipeline, awaited."""
-        return await self._executor.run(self._transport(), endpoint, payload, headers)
+        transport = self._transport()
+        if not self.keyring and self.certificates.enabled:  # certificate mode, first contact: fetch them first
+            await self.certificates.refresh(transport)
+        return await self._executor.run(transport, endpoint, payload, headers)
+
+    # -- certificates --------------------------------------------------------------------------
+
+    def download_certificates(self) -> list[str]:
+        """Download (or refresh) the platform certificates now; return their serials."""
+        return self._portal.run(self.adownload_certificates())
+
+    async def adownload_certificates(self) -> list[str]:
+        return await self.certificates.refresh(self._transport())
+
+    def start_certificate_refresh(self, interval: float = 3600.0) -> "asyncio.Task[None]":
+        """For async users: refresh certificates every ``interval`` seconds in a task (cancel it to stop)."""
+        return asyncio.get_running_loop().create_task(self.certificates.run_periodically(self._transport, interval))
+
+    # -- callbacks -----------------------------------------------------------------------------
+
+    def parse_notification(self, headers: Mapping[str, str], body: Union[bytes, str]) -> Notification:
+        """Verify, check and decrypt one callback; raise a ``NotificationError`` saying what failed."""
+        return self.notifications.parse(headers, body)
+
+    async def handle_notification(self, headers: Mapping[str, str], body: bytes, handler: Handler) -> Reply:
+        """Framework-neutral receiver: parse, run ``handler``, acknowledge, and return the reply to send."""
+        return await self.notifications.handle(headers, body, handler)
+
+    def notification_handler(self, handler: Handler) -> Callable[[Any], Any]:
+        """An ``aiohttp.web`` handler receiving callbacks for ``handler``."""
+        return self.notifications.aiohttp_handler(handler)
+
+    # -- payment invocation --------------------------------------------------------------------
+
+    def jsapi_payment(self, appid: str, prepay_id: str) -> dict[str, str]:
+        """Signed parameters for ``wx.requestPayment`` (mini program) or JSAPI."""
+        return jsapi_parameters(self.credentials, appid, prepay_id, self._executor.clock, self._executor.nonce)
+
+    def app_payment(self, appid: str, prepay_id: str) -> dict[str, str]:
+        """Signed parameters for the APP SDK's payment request."""
+        return app_parameters(self.credentials, appid, prepay_id, self._executor.clock, self._executor.nonce)
 
     def _transport(self) -> Transport:
         loop = asyncio.get_running_loop()
@@ -210,11 +268,6 @@ def _keyring(
         certificates = [certificates]
     for index, certificate in enumerate(certificates):
         keyring.add(PlatformKey.from_certificate(load_certificate(certificate, f"platform_certificates[{index}]")))
-    if not keyring:
-        raise ConfigurationError(
-            "no WeChat Pay key to verify answers with: give platform_public_key with platform_public_key_id "
-            "(public-key mode), platform_certificates (certificate mode), or both"
-        )
     return keyring
 
 

@@ -23,7 +23,13 @@ Design decisions:
     │   └── TransportTimeoutError   the answer did not arrive in time
     ├── ApiError                    WeChat Pay answered with a non-2xx status
     ├── SignatureError              the answer failed verification; its data is never returned
-    └── MalformedResponseError      a verified 2xx answer whose body cannot be decoded
+    ├── MalformedResponseError      a verified 2xx answer whose body cannot be decoded
+    └── NotificationError           a callback was rejected; answer WeChat Pay with a 4xx/5xx
+        ├── NotificationSignatureError  forged, probe, unknown key, missing signature headers
+        ├── StaleNotificationError      Wechatpay-Timestamp outside the 5-minute window
+        ├── ReplayedNotificationError   an id already acknowledged, within the window
+        ├── MalformedNotificationError  not the JSON envelope of a notification
+        └── NotificationDecryptionError the resource does not decrypt under the APIv3 key
 """
 
 from __future__ import annotations
@@ -136,3 +142,27 @@ class SignatureError(EngineError):
 
 class MalformedResponseError(EngineError):
     """A verified 2xx answer whose body is not the JSON (or ciphertext) it should be."""
+
+
+class NotificationError(EngineError):
+    """A callback was rejected; reply with ``failure_reply`` so WeChat Pay sends it again."""
+
+
+class NotificationSignatureError(NotificationError, SignatureError):
+    """The callback's signature did not verify (``.reason`` as for ``SignatureError``)."""
+
+
+class StaleNotificationError(NotificationError):
+    """The callback's timestamp is outside the 5-minute window."""
+
+
+class ReplayedNotificationError(NotificationError):
+    """A notification id that was already acknowledged arrived again within the window."""
+
+
+class MalformedNotificationError(NotificationError):
+    """The body is not a notification envelope (JSON with id, event_type, resource...)."""
+
+
+class NotificationDecryptionError(NotificationError):
+    """The resource does not decrypt with AEAD_AES_256_GCM under the APIv3 key."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Awaitable, Callable, Mapping, Optional
 
 import attrs
 
@@ -87,12 +87,15 @@ class Executor:
         self.settings = settings
         self.clock = clock
         self.nonce = nonce
+        self.on_unknown_serial: Optional[Callable[[Any], Awaitable[bool]]] = None
         self._validators: dict[str, PayloadValidator] = {}
 
     # -- prepare ---------------------------------------------------------------------------
 
     def prepare(self, ref: str, payload: Any, headers: Optional[Mapping[str, str]] = None) -> Prepared:
-        descriptor = self.registry.get(ref)
+        descriptor, from_path = self.registry.resolve(ref)
+        if from_path and isinstance(payload, (dict, type(None))):
+            payload = {**from_path, **(payload or {})}  # "GET /v3/x/4200..." fills {transaction_id}
         if descriptor.body_kind == "multipart":
             payload = complete_meta(descriptor, payload)
         if not descriptor.free_form:
@@ -197,8 +200,18 @@ class Executor:
                 if attempt == attempts:
                     raise
                 continue
-            return self.interpret(prepared, raw)
+            return await self._interpret_or_refresh(transport, prepared, raw)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _interpret_or_refresh(self, transport: Any, prepared: Prepared, raw: RawResponse) -> Response:
+        """Interpret; on an unknown serial, let certificate mode refresh once and verify the same answer again."""
+        try:
+            return self.interpret(prepared, raw)
+        except SignatureError as exc:
+            refresh = self.on_unknown_serial
+            if exc.reason != "unknown_serial" or refresh is None or not await refresh(transport):
+                raise
+        return self.interpret(prepared, raw)
 
     async def _attempt(self, transport: Any, call: CallInfo, request: Request) -> RawResponse:
         self.hook.wxpay_before_send(call=call, request=request)
@@ -240,6 +253,10 @@ class Executor:
         if plaintext is None:
             raise ConfigurationError(f"no plugin decrypted the answer field @ {path}")
         return plaintext
+
+    def interpret_error(self, raw: RawResponse) -> ApiError:
+        """The ``ApiError`` a non-2xx answer stands for."""
+        return self._api_error(raw)
 
     def _api_error(self, raw: RawResponse) -> ApiError:
         try:

@@ -29,6 +29,7 @@ import re
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
+from urllib.parse import unquote
 
 from engine.descriptor import Descriptor, adhoc_descriptor
 from engine.errors import DescriptorError, UnknownEndpointError
@@ -86,13 +87,20 @@ class Registry:
 
     def get(self, ref: str) -> Descriptor:
         """Resolve an id, an alias or ``"METHOD /path"``; raise ``UnknownEndpointError`` otherwise."""
+        return self.resolve(ref)[0]
+
+    def resolve(self, ref: str) -> tuple[Descriptor, dict[str, str]]:
+        """Like ``get``, plus the path parameters a concrete ``"METHOD /path"`` carries."""
         found = self._by_id(ref) or self._by_id(self._alias_target(ref))
         if found is not None:
-            return found
+            return found, {}
         method_path = split_method_path(ref)
-        if method_path is not None:
-            return self.match(*method_path) or adhoc_descriptor(*method_path)
-        raise UnknownEndpointError(ref, self.suggest(ref))
+        if method_path is None:
+            raise UnknownEndpointError(ref, self.suggest(ref))
+        matched = self.match(*method_path)
+        if matched is None:
+            return adhoc_descriptor(*method_path), {}
+        return matched, path_parameters(matched.path, method_path[1])
 
     def ids(self) -> list[str]:
         """Every canonical id this registry can resolve, sorted."""
@@ -179,8 +187,24 @@ def _route_fit(pattern: tuple[str, ...], segments: tuple[str, ...]) -> Optional[
 
 
 def _template_fits(template: str, path: str) -> bool:
-    pattern = re.sub(r"\\{[^{}/]+\\}", "[^/]+", re.escape(template))
-    return re.fullmatch(pattern, path.split("?", 1)[0]) is not None
+    return _template_regex(template).fullmatch(path.split("?", 1)[0]) is not None
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\{([^{}/]+)\\}", lambda m: f"(?P<{_group(m.group(1))}>[^/]+)", re.escape(template)))
+
+
+def _group(name: str) -> str:
+    return "p_" + _NON_ALNUM.sub("_", name.lower())
+
+
+def path_parameters(template: str, path: str) -> dict[str, str]:
+    """The percent-decoded values a concrete path gives a template's parameters."""
+    names = re.findall(r"{([^{}/]+)}", template)
+    match = _template_regex(template).fullmatch(path.split("?", 1)[0])
+    if match is None:
+        return {}
+    return {name: unquote(match.group(_group(name))) for name in names}
 
 
 def _read_aliases(path: Path) -> dict[str, str]:

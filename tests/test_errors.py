@@ -59,9 +59,11 @@ def test_required_identity_settings(identity, missing: str) -> None:
 
 def test_a_verification_key_is_required(identity) -> None:
     settings = _settings(identity)
-    del settings["platform_public_key"], settings["platform_public_key_id"]
+    del settings["platform_public_key"], settings["platform_public_key_id"], settings["apiv3_key"]
     with pytest.raises(ConfigurationError, match="no WeChat Pay key to verify answers with"):
         Engine(**settings)
+    settings["apiv3_key"] = identity.apiv3_key
+    assert Engine(**settings).certificates.enabled  # with the APIv3 key alone: certificate mode, downloaded
 
 
 def test_public_key_needs_its_id(identity) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 import secrets
 import time
 from typing import Any, Callable, Optional, Sequence
@@ -56,7 +55,7 @@ from engine.protocol import (
     request_message,
     response_message,
 )
-from engine.registry import BUILTIN_ENDPOINTS, Registry
+from engine.registry import BUILTIN_ENDPOINTS, Registry, path_parameters
 from engine.sandbox import notify
 from engine.sandbox.answers import error_body, success_body
 from engine.sandbox.faults import ANSWER_FAULTS, Fault, FaultPlan
@@ -113,8 +112,10 @@ class Sandbox:
         identity: Optional[SandboxIdentity] = None,
         registry: Optional[Registry] = None,
         clock: Callable[[], float] = time.time,
+        mode: str = "public_key",
     ) -> None:
         self.identity = identity or SandboxIdentity.generate()
+        self.mode = mode  # "certificate": a merchant without a public key; answers default to the newest certificate
         self.registry = registry or Registry([BUILTIN_ENDPOINTS])
         self.clock = clock
         self.exchanges: list[Exchange] = []
@@ -306,8 +307,13 @@ class Sandbox:
     def _add_key(self, key: SigningKey) -> None:
         self._keys[normalize_serial(key.key_id)] = key
 
-    def rotate_certificate(self) -> str:
-        """Add a new platform key pair and certificate while the sandbox runs; return its serial."""
+    def rotate_certificate(self, retire_previous: bool = False) -> str:
+        """Add a new platform key pair and certificate while the sandbox runs; return its serial.
+
+        ``retire_previous`` drops the older certificates, as WeChat Pay eventually does.
+        """
+        if retire_previous:
+            self._keys = {k: v for k, v in self._keys.items() if v.certificate is None}
         now = dt.datetime.now(dt.timezone.utc)
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         certificate = self_signed_certificate(private_key, "WeChat Pay Sandbox Platform", now)
@@ -345,7 +351,11 @@ class Sandbox:
     def signing_key(self, request_headers: Headers) -> SigningKey:
         """The key named by the request's ``Wechatpay-Serial`` when held, else the public key."""
         asked = self._keys.get(normalize_serial(request_headers.get(H_SERIAL, "")))
-        return asked or self._keys[normalize_serial(self.identity.platform_public_key_id)]
+        if asked is not None:
+            return asked
+        if self.mode == "certificate":
+            return [key for key in self._keys.values() if key.certificate is not None][-1]
+        return self._keys[normalize_serial(self.identity.platform_public_key_id)]
 
     def sign_answer(
         self, status: int, body: bytes, request_headers: Headers, timestamp: Optional[int] = None
@@ -429,13 +439,8 @@ def _sign_detail(request: Request, message: bytes) -> dict:
 
 
 def _path_params(descriptor: Descriptor, target: str) -> dict[str, Any]:
-    names = re.findall(r"{([^{}/]+)}", descriptor.path)
-    if not names:
-        return {}
-    pattern = re.sub(r"\\{[^{}/]+\\}", "([^/]+)", re.escape(descriptor.path))
-    match = re.fullmatch(pattern, target.split("?", 1)[0])
-    values = match.groups() if match else ()
-    return {n: _coerce(descriptor.request.path.get(n), unquote(v)) for n, v in zip(names, values, strict=False)}
+    values = path_parameters(descriptor.path, target)
+    return {name: _coerce(descriptor.request.path.get(name), value) for name, value in values.items()}
 
 
 def _query_params(descriptor: Descriptor, target: str) -> dict[str, Any]:

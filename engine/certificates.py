@@ -1,0 +1,156 @@
+"""Certificate mode: download, verify, store and refresh WeChat Pay platform certificates (§5).
+
+Design decisions:
+
+* ``GET /v3/certificates`` goes through the ordinary executor (prepared, signed, sent by the
+  engine's transport); only its verification differs. Each ``encrypt_certificate`` is decrypted with
+  the APIv3 key (associated data ``certificate``) and its serial must equal ``serial_no``. The answer
+  is then verified with a key the engine already trusts or, on first contact, with the certificates
+  the answer itself carries (the bootstrap the official SDKs use): the signature must check out with
+  the certificate named by ``Wechatpay-Serial``, so a tampered list is still refused.
+* Certificates outside their validity window are dropped; encryption uses the newest valid one
+  (``PlatformKeyring.preferred``).
+* Refreshing happens on demand (``refresh``), in the background for async users
+  (``run_periodically``), and when an answer names an unknown serial (rotation), at most once per
+  ``min_interval`` so a flood of forged serials cannot turn into a flood of downloads. After such a
+  refresh the *same* answer is verified again; nothing is re-sent.
+* A directory store keeps ``<serial>.pem`` files, loaded at start, so a restart does not depend on
+  the network.
+* A merchant with no platform certificate (``RESOURCE_NOT_EXISTS``) is told to use public-key mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from cryptography import x509
+
+from engine.crypto import aead_decrypt
+from engine.errors import ApiError, ConfigurationError, MalformedResponseError, SignatureError
+from engine.keys import PlatformKey, PlatformKeyring, certificate_serial, normalize_serial
+from engine.plugins.verifier import verify_signed
+
+if TYPE_CHECKING:
+    from engine.executor import Executor
+
+CERTIFICATES_REF = "GET /v3/certificates"
+
+
+class CertificateManager:
+    """Keeps an engine's platform certificates current."""
+
+    def __init__(
+        self,
+        executor: "Executor",
+        apiv3_key: Optional[bytes],
+        store_dir: Optional[Path] = None,
+        min_interval: float = 60.0,
+    ) -> None:
+        self.executor = executor
+        self.keyring: PlatformKeyring = executor.keyring
+        self.apiv3_key = apiv3_key
+        self.store_dir = store_dir
+        self.min_interval = min_interval
+        self._last_refresh: Optional[float] = None
+        self._lock = asyncio.Lock()
+        if store_dir is not None:
+            self._load_store(store_dir)
+
+    @property
+    def enabled(self) -> bool:
+        return self.apiv3_key is not None
+
+    async def refresh(self, transport: Any) -> list[str]:
+        """Download the certificates now; return the serials added or confirmed."""
+        if self.apiv3_key is None:
+            raise ConfigurationError("downloading platform certificates needs the apiv3_key")
+        async with self._lock:
+            prepared = self.executor.prepare(CERTIFICATES_REF, {"algorithm_type": "RSA"}, None)
+            raw = await transport.send(self.executor.sign(prepared), self.executor.settings.transport_config())
+            if not 200 <= raw.status < 300:
+                raise _explained(self.executor.interpret_error(raw))
+            certificates = self._decrypt_all(raw.body)
+            self._verify_download(raw, certificates)
+            self._last_refresh = self.executor.clock()
+            return [self._keep(cert) for cert in certificates if self._valid(cert)]
+
+    async def refresh_for_unknown_serial(self, transport: Any) -> bool:
+        """Refresh after an unknown serial, unless one happened within ``min_interval``."""
+        now = self.executor.clock()
+        if not self.enabled or (self._last_refresh is not None and now - self._last_refresh < self.min_interval):
+            return False
+        await self.refresh(transport)
+        return True
+
+    async def run_periodically(self, transport_factory: Callable[[], Any], interval: float = 3600.0) -> None:
+        """Refresh every ``interval`` seconds until cancelled (async users: run it as a task)."""
+        while True:
+            await asyncio.sleep(interval)
+            await self.refresh(transport_factory())
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _decrypt_all(self, body: bytes) -> list[x509.Certificate]:
+        assert self.apiv3_key is not None
+        return decrypt_certificates(body, self.apiv3_key)
+
+    def _verify_download(self, raw: Any, certificates: list[x509.Certificate]) -> None:
+        now = int(self.executor.clock())
+        try:
+            self.executor.verify(raw)
+            return
+        except SignatureError as exc:
+            if exc.reason != "unknown_serial":
+                raise
+        bootstrap = PlatformKeyring([*(PlatformKey.from_certificate(c) for c in certificates)])
+        verify_signed(raw.headers, raw.body, bootstrap, now)  # raises SignatureError if forged
+
+    def _valid(self, cert: x509.Certificate) -> bool:
+        moment = dt.datetime.fromtimestamp(self.executor.clock(), dt.timezone.utc)
+        return PlatformKey.from_certificate(cert).valid_at(moment)
+
+    def _keep(self, cert: x509.Certificate) -> str:
+        key = PlatformKey.from_certificate(cert)
+        self.keyring.add(key)
+        if self.store_dir is not None:
+            from cryptography.hazmat.primitives import serialization
+
+            self.store_dir.mkdir(parents=True, exist_ok=True)
+            (self.store_dir / f"{key.key_id}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return key.key_id
+
+    def _load_store(self, store_dir: Path) -> None:
+        for path in sorted(store_dir.glob("*.pem")) if store_dir.is_dir() else ():
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+            if self._valid(cert):
+                self.keyring.add(PlatformKey.from_certificate(cert))
+
+
+def decrypt_certificates(body: bytes, apiv3_key: bytes) -> list[x509.Certificate]:
+    """The certificates of a ``/v3/certificates`` answer, each checked against its ``serial_no``."""
+    try:
+        return [_decrypt_one(entry, apiv3_key) for entry in json.loads(body)["data"]]
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise MalformedResponseError(f"certificate download is not what WeChat Pay sends: {exc}") from None
+
+
+def _decrypt_one(entry: dict[str, Any], apiv3_key: bytes) -> x509.Certificate:
+    sealed = entry["encrypt_certificate"]
+    pem = aead_decrypt(apiv3_key, sealed["nonce"], sealed.get("associated_data", ""), sealed["ciphertext"])
+    cert = x509.load_pem_x509_certificate(pem)
+    if normalize_serial(certificate_serial(cert)) != normalize_serial(entry["serial_no"]):
+        raise ValueError(f"certificate serial {certificate_serial(cert)} differs from serial_no {entry['serial_no']}")
+    return cert
+
+
+def _explained(error: ApiError) -> Exception:
+    if error.code == "RESOURCE_NOT_EXISTS":
+        return ConfigurationError(
+            "WeChat Pay has no platform certificate for this merchant (RESOURCE_NOT_EXISTS): merchants onboarded "
+            "since late 2024 use public-key mode; give platform_public_key and platform_public_key_id instead"
+        )
+    return error

@@ -1,0 +1,155 @@
+"""Certificate mode: download, bootstrap, rotation, refresh on unknown serials, stores; and invocation signatures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import COMBINE_PAPAY, REAL_NAME
+
+from engine import ApiError, ConfigurationError, Engine, MalformedResponseError, SignatureError
+from engine.certificates import decrypt_certificates
+from engine.crypto import rsa_verify
+from engine.keys import load_certificate, load_private_key
+from engine.sandbox.faults import Fault
+
+
+def test_certificate_download_vector(vectors) -> None:
+    vector = vectors["go-certificates-download-decrypt"]
+    (certificate,) = decrypt_certificates(vector["response_body"].encode(), vector["apiv3_key"].encode())
+    entry = json.loads(vector["response_body"])["data"][0]
+    assert f"{certificate.serial_number:X}" == entry["serial_no"].lstrip("0")
+    with pytest.raises(MalformedResponseError):
+        decrypt_certificates(vector["response_body"].encode(), b"wrongAPIv3Key123")
+
+
+def _certificate_only(make_engine, **options) -> Engine:
+    """An engine that knows nothing but its APIv3 key: it must download the certificates itself."""
+    return make_engine(mode="certificate", platform_certificates=[], **options)
+
+
+def test_certificate_mode_bootstraps_by_downloading(make_engine) -> None:
+    engine = _certificate_only(make_engine)
+    assert not engine.keyring and engine.certificates.enabled
+    response = engine.call("individual_contracts.real_name.mini_program", REAL_NAME)
+    serial = engine.emulator.identity.platform_certificate_serial
+    assert engine.keyring.ids() == [serial] and response.verified_with == serial
+    first, second = engine.emulator.exchanges
+    assert first.request.target == "/v3/certificates?algorithm_type=RSA"
+    assert second.request.headers["Wechatpay-Serial"] == serial and second.payload["cred_id"] == REAL_NAME["cred_id"]
+
+
+def test_rotation_is_picked_up_without_a_restart(make_engine) -> None:
+    engine = _certificate_only(make_engine)
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    new_serial = engine.emulator.rotate_certificate()
+    assert new_serial in engine.download_certificates()
+    response = engine.call("individual_contracts.real_name.mini_program", REAL_NAME)
+    assert response.verified_with == new_serial  # the newest certificate is now the one named and used
+    assert engine.emulator.last.payload["cred_id"] == REAL_NAME["cred_id"]
+
+
+def test_unknown_serial_triggers_one_refresh_and_the_same_answer_is_verified(make_engine) -> None:
+    engine = _certificate_only(make_engine)
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    engine.certificates.min_interval = 0
+    new_serial = engine.emulator.rotate_certificate(retire_previous=True)
+    response = engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    assert response.verified_with == new_serial
+    targets = [e.request.target.split("?")[0] for e in engine.emulator.exchanges]
+    assert targets.count("/v3/ecommerce/combine-papay/contracts/pre-entrust-sign/mini-program") == 2  # not re-sent
+    assert targets.count("/v3/certificates") == 2
+
+
+def test_refresh_on_unknown_serial_is_rate_limited(make_engine) -> None:
+    engine = _certificate_only(make_engine)
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)  # bootstrap download just happened
+    engine.emulator.faults.add(Fault("unknown_serial"))
+    with pytest.raises(SignatureError) as caught:
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    assert caught.value.reason == "unknown_serial"
+    assert [e.request.target for e in engine.emulator.exchanges].count("/v3/certificates?algorithm_type=RSA") == 1
+
+
+def test_forged_certificate_download_is_refused(make_engine) -> None:
+    engine = _certificate_only(make_engine)
+    engine.emulator.faults.add(Fault("bad_signature"))
+    with pytest.raises(SignatureError):
+        engine.download_certificates()
+    assert not engine.keyring
+
+
+def test_merchant_without_certificates_is_pointed_to_public_key_mode(make_engine) -> None:
+    engine = _certificate_only(make_engine)
+    engine.emulator.faults.add(Fault.error(404, "RESOURCE_NOT_EXISTS", "无可用的平台证书"))
+    with pytest.raises(ConfigurationError, match="use public-key mode; give platform_public_key"):
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    engine.emulator.faults.add(Fault.error(500))
+    with pytest.raises(ApiError, match="SYSTEM_ERROR"):
+        engine.download_certificates()
+
+
+def test_directory_store_survives_a_restart(make_engine, tmp_path: Path) -> None:
+    engine = _certificate_only(make_engine, certificates_dir=tmp_path)
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    serial = engine.emulator.identity.platform_certificate_serial
+    assert (tmp_path / f"{serial}.pem").exists()
+    restarted = _certificate_only(make_engine, certificates_dir=tmp_path)
+    assert restarted.keyring.ids() == [serial]  # loaded from disk: no download needed
+    restarted.call("combine_papay.mini_program", COMBINE_PAPAY)
+    assert [e.request.target for e in restarted.emulator.exchanges if "certificates" in e.request.target] == []
+
+
+def test_expired_certificates_are_dropped(make_engine, vectors, tmp_path: Path) -> None:
+    expired = vectors["java-wechatpay-platform-keypair"]["certificate_pem"]  # valid until 2025-05-09
+    (tmp_path / "old.pem").write_text(expired)
+    engine = _certificate_only(make_engine, certificates_dir=tmp_path)
+    assert not engine.keyring
+    assert load_certificate(expired).not_valid_after_utc.year == 2025
+
+
+async def test_background_refresh_task(make_engine) -> None:
+    import asyncio
+
+    engine = _certificate_only(make_engine)
+    await engine.acall("combine_papay.mini_program", COMBINE_PAPAY)
+    new_serial = engine.emulator.rotate_certificate()
+    task = engine.start_certificate_refresh(interval=0.01)
+    for _ in range(100):
+        if new_serial in engine.keyring.ids():
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    assert new_serial in engine.keyring.ids()
+    await engine.aclose()
+
+
+def _verifies(engine: Engine, message: str, signature: str) -> bool:
+    public = load_private_key(engine.emulator.identity.merchant_private_pem()).public_key()
+    return rsa_verify(public, message.encode(), signature)
+
+
+def test_jsapi_and_mini_program_payment_parameters(make_engine) -> None:
+    engine = make_engine(clock=lambda: 1700000000, nonce_factory=lambda: "5K8264ILTKCH16CQ2502SI8ZNMTM67VS")
+    params = engine.jsapi_payment("wxd678efh567hg6787", "wx201410272009395522657a690389285100")
+    assert {k: v for k, v in params.items() if k != "paySign"} == {
+        "appId": "wxd678efh567hg6787",
+        "timeStamp": "1700000000",
+        "nonceStr": "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
+        "package": "prepay_id=wx201410272009395522657a690389285100",
+        "signType": "RSA",
+    }
+    message = "wxd678efh567hg6787\n1700000000\n5K8264ILTKCH16CQ2502SI8ZNMTM67VS\nprepay_id=wx201410272009395522657a690389285100\n"
+    assert _verifies(engine, message, params["paySign"])
+
+
+def test_app_payment_parameters(make_engine) -> None:
+    engine = make_engine(clock=lambda: 1700000000, nonce_factory=lambda: "N0NCE")
+    params = engine.app_payment("wxapp", "wx2014")
+    assert (params["partnerid"], params["package"], params["prepayid"]) == (
+        engine.credentials.mchid,
+        "Sign=WXPay",
+        "wx2014",
+    )
+    assert _verifies(engine, "wxapp\n1700000000\nN0NCE\nwx2014\n", params["sign"])
