@@ -70,7 +70,7 @@ class CertificateManager:
             raise ConfigurationError("downloading platform certificates needs the apiv3_key")
         async with self._lock:
             prepared = self.executor.prepare(CERTIFICATES_REF, {"algorithm_type": "RSA"}, None)
-            raw = await transport.send(self.executor.sign(prepared), self.executor.settings.transport_config())
+            raw = await self.executor.exchange(transport, prepared)
             if not 200 <= raw.status < 300:
                 raise _explained(self.executor.interpret_error(raw))
             certificates = self._decrypt_all(raw.body)

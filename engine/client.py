@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from engine import __version__
 from engine.certificates import CertificateManager
+from engine.chain import Chain
 from engine.descriptor import Descriptor
 from engine.errors import ConfigurationError, CredentialError
 from engine.executor import Executor, Settings
@@ -200,6 +201,21 @@ class Engine:
         forgotten = list(self._transports.values())
         self._transports.clear()
         return forgotten
+
+    # -- chainable addressing ------------------------------------------------------------------
+
+    @property
+    def v3(self) -> Chain:
+        """``engine.v3.pay.transactions.jsapi.post(json=...)``: the chainable style (see ``engine.chain``)."""
+        return Chain(self, (("v3", False),))
+
+    def chain(self, path: str) -> Chain:
+        """``engine.chain("v3/pay/transactions/jsapi").post(json=...)``."""
+        return Chain(self)[path]
+
+    def __getitem__(self, path: str) -> Chain:
+        """``engine["v3/pay/transactions/id/{transaction_id}"].get(transaction_id=...)``."""
+        return self.chain(path)
 
     # -- endpoints -----------------------------------------------------------------------------
 

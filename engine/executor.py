@@ -193,9 +193,8 @@ class Executor:
         prepared = self.prepare(ref, payload, headers)
         attempts = 1 + (self.settings.get_retries if prepared.request.method == "GET" else 0)
         for attempt in range(1, attempts + 1):
-            call = CallInfo(prepared.descriptor.id, prepared.descriptor, attempt)
             try:
-                raw = await self._attempt(transport, call, self.sign(prepared))
+                raw = await self.exchange(transport, prepared, attempt)
             except TransportError:
                 if attempt == attempts:
                     raise
@@ -212,6 +211,11 @@ class Executor:
             if exc.reason != "unknown_serial" or refresh is None or not await refresh(transport):
                 raise
         return self.interpret(prepared, raw)
+
+    async def exchange(self, transport: Any, prepared: Prepared, attempt: int = 1) -> RawResponse:
+        """Sign and send one attempt, with the observer hooks around it; the answer is not yet trusted."""
+        call = CallInfo(prepared.descriptor.id, prepared.descriptor, attempt)
+        return await self._attempt(transport, call, self.sign(prepared))
 
     async def _attempt(self, transport: Any, call: CallInfo, request: Request) -> RawResponse:
         self.hook.wxpay_before_send(call=call, request=request)

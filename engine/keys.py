@@ -160,6 +160,6 @@ class PlatformKeyring:
         public = [k for k in keys if k.kind == "public_key"]
         if public:
             return public[-1]
-        valid = [k for k in keys if k.valid_at(moment)]
         epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-        return max(valid, key=lambda k: k.not_before or epoch, default=None)
+        valid = [(k.not_before or epoch, order, k) for order, k in enumerate(keys) if k.valid_at(moment)]
+        return max(valid, key=lambda entry: entry[:2])[2] if valid else None  # ties: the one added last

@@ -102,6 +102,10 @@ class Registry:
             return adhoc_descriptor(*method_path), {}
         return matched, path_parameters(matched.path, method_path[1])
 
+    def __contains__(self, endpoint_id: object) -> bool:
+        """Whether a canonical id is known, without parsing anything."""
+        return endpoint_id in self._registered or endpoint_id in self._file_index()
+
     def ids(self) -> list[str]:
         """Every canonical id this registry can resolve, sorted."""
         return sorted({*self._file_index(), *self._registered})

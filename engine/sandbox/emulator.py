@@ -255,7 +255,7 @@ class Sandbox:
         if errors:
             issue, _, where = errors[0].rpartition(" @ ")
             pointer = "/" + where.removeprefix("$.").replace(".", "/") if where != "$" else ""
-            detail = {"field": pointer, "location": "body", "issue": issue}
+            detail = {"field": pointer, "location": _location(descriptor, pointer), "issue": issue}
             raise _RefusalError(400, "PARAM_ERROR", f"参数错误: {errors[0]}", detail)
 
     def _succeed(self, descriptor: Descriptor, payload: dict) -> tuple[int, Optional[dict]]:
@@ -398,6 +398,15 @@ def corrupt_answer(sandbox: Sandbox, kind: str, status: int, body: bytes, reques
 
 def _rfc3339(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone(dt.timedelta(hours=8))).isoformat(timespec="seconds")
+
+
+def _location(descriptor: Descriptor, pointer: str) -> str:
+    """Where the offending field travels; path and query fields are named, body ones pointed at."""
+    top = pointer.lstrip("/").split("/", 1)[0].split("[", 1)[0]
+    for location in ("path", "query"):
+        if top in getattr(descriptor.request, location):
+            return location
+    return "body"
 
 
 def _signed_body(request: Request) -> bytes:

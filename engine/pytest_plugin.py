@@ -1,0 +1,79 @@
+"""pytest fixtures for testing code that calls WeChat Pay, installed as the ``wechatpay`` pytest plugin.
+
+The package registers this module under the ``pytest11`` entry point group, so the fixtures are
+available in any test suite of a project that installs the engine:
+
+* ``wechatpay_sandbox_identity`` (session): one generated ``SandboxIdentity``, shared by every
+  sandbox engine of the session, because RSA key generation is the slow part.
+* ``wechatpay_sandbox_options``: keyword arguments for ``Engine.sandbox()`` (empty); override it in a
+  ``conftest.py`` to choose a key ``mode``, add ``plugins`` or inject a ``clock``.
+* ``wechatpay_sandbox``: an ``Engine.sandbox()`` engine on that identity, closed after the test.
+* ``wechatpay_stubber``: an active ``engine.testing.Stubber`` around ``wechatpay_sandbox``; after a
+  test that passed, it asserts that every queued answer was used.
+
+Design decisions:
+
+* The engine is imported inside the fixtures, not when pytest loads the plugin, so test suites that
+  never ask for a fixture pay nothing for it.
+* The no-pending-answers check runs only when the test itself passed (a ``pytest_runtest_makereport``
+  wrapper records the outcome): a failing test already says what went wrong, and a second error at
+  teardown about the answers it never reached would only bury it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pytest
+
+if TYPE_CHECKING:
+    from engine import Engine
+    from engine.sandbox import SandboxIdentity
+    from engine.testing import Stubber
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+@pytest.fixture(scope="session")
+def wechatpay_sandbox_identity() -> "SandboxIdentity":
+    """Throwaway merchant and WeChat Pay keys, generated once per test session."""
+    from engine.sandbox import SandboxIdentity
+
+    return SandboxIdentity.generate()
+
+
+@pytest.fixture
+def wechatpay_sandbox_options() -> dict[str, Any]:
+    """Extra keyword arguments for ``Engine.sandbox()``; override this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def wechatpay_sandbox(
+    wechatpay_sandbox_identity: "SandboxIdentity", wechatpay_sandbox_options: dict[str, Any]
+) -> Iterator["Engine"]:
+    """An engine wired to an in-process WeChat Pay sandbox (``.emulator``), closed after the test."""
+    from engine import Engine
+
+    engine = Engine.sandbox(identity=wechatpay_sandbox_identity, **wechatpay_sandbox_options)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def wechatpay_stubber(wechatpay_sandbox: "Engine", request: pytest.FixtureRequest) -> Iterator["Stubber"]:
+    """An active ``Stubber`` on ``wechatpay_sandbox``; a passing test must use every queued answer."""
+    from engine.testing import Stubber
+
+    with Stubber(wechatpay_sandbox) as stub:
+        yield stub
+    if not request.node.stash.get(_CALL_FAILED, True):
+        stub.assert_no_pending_responses()
