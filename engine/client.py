@@ -26,6 +26,7 @@ from engine import __version__
 from engine.certificates import CertificateManager
 from engine.chain import Chain
 from engine.descriptor import Descriptor
+from engine.downloads import Download, download
 from engine.errors import ConfigurationError, CredentialError
 from engine.executor import Executor, Settings
 from engine.hookspecs import Transport
@@ -143,6 +144,16 @@ class Engine:
         if not self.keyring and self.certificates.enabled:  # certificate mode, first contact: fetch them first
             await self.certificates.refresh(transport)
         return await self._executor.run(transport, endpoint, payload, headers)
+
+    # -- downloads -----------------------------------------------------------------------------
+
+    def download(self, endpoint: str, payload: Any, dest: Union[str, Path], *, gunzip: bool = True) -> Download:
+        """Request a bill (verified) and stream its file to ``dest``, checking its digest."""
+        return self._portal.run(self.adownload(endpoint, payload, dest, gunzip=gunzip))
+
+    async def adownload(self, endpoint: str, payload: Any, dest: Union[str, Path], *, gunzip: bool = True) -> Download:
+        step_one = await self.acall(endpoint, payload)
+        return await download(self._executor, self._transport(), step_one, Path(dest), gunzip)
 
     # -- certificates --------------------------------------------------------------------------
 

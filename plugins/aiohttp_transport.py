@@ -17,7 +17,8 @@ Design decisions:
 from __future__ import annotations
 
 import asyncio
-from typing import Optional
+import contextlib
+from typing import Any, Callable, Iterator, Optional
 
 import aiohttp
 from yarl import URL
@@ -45,24 +46,47 @@ class AiohttpTransport:
         return self._session
 
     async def send(self, request: Request, config: TransportConfig) -> RawResponse:
-        try:
-            async with self._client().request(
-                request.method,
-                URL(request.url, encoded=True),
-                data=request.body or None,
-                headers=dict(request.headers.items()),
-                allow_redirects=False,
-            ) as answer:
-                body = await answer.read()
-                return RawResponse(answer.status, Headers(list(answer.headers.items())), body)
-        except asyncio.TimeoutError as exc:
-            raise TransportTimeoutError(f"no answer from {request.base_url} within {config.timeout} s") from exc
-        except aiohttp.ClientError as exc:
-            raise TransportError(f"{request.method} {request.base_url}: {type(exc).__name__}: {exc}") from exc
+        with _mapped_errors(request, config):
+            async with self._open(request) as answer:
+                return RawResponse(answer.status, _headers(answer), await answer.read())
+
+    async def download(self, request: Request, config: TransportConfig, write: Callable[[bytes], None]) -> RawResponse:
+        """Stream a 2xx body to ``write`` in chunks instead of holding it (bill downloads)."""
+        with _mapped_errors(request, config):
+            async with self._open(request) as answer:
+                if not 200 <= answer.status < 300:
+                    return RawResponse(answer.status, _headers(answer), await answer.read())
+                async for chunk in answer.content.iter_chunked(64 * 1024):
+                    write(chunk)
+                return RawResponse(answer.status, _headers(answer), b"")
+
+    def _open(self, request: Request) -> Any:
+        return self._client().request(
+            request.method,
+            URL(request.url, encoded=True),
+            data=request.body or None,
+            headers=dict(request.headers.items()),
+            allow_redirects=False,
+        )
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _headers(answer: aiohttp.ClientResponse) -> Headers:
+    return Headers(list(answer.headers.items()))
+
+
+@contextlib.contextmanager
+def _mapped_errors(request: Request, config: TransportConfig) -> Iterator[None]:
+    """aiohttp and asyncio failures become the engine's transport errors, here and only here."""
+    try:
+        yield
+    except asyncio.TimeoutError as exc:
+        raise TransportTimeoutError(f"no answer from {request.base_url} within {config.timeout} s") from exc
+    except aiohttp.ClientError as exc:
+        raise TransportError(f"{request.method} {request.base_url}: {type(exc).__name__}: {exc}") from exc
 
 
 @hookimpl(trylast=True)

@@ -58,12 +58,14 @@ from engine.protocol import (
 from engine.registry import BUILTIN_ENDPOINTS, Registry, path_parameters
 from engine.sandbox import notify
 from engine.sandbox.answers import error_body, success_body
+from engine.sandbox.bills import BillDesk
 from engine.sandbox.faults import ANSWER_FAULTS, Fault, FaultPlan
 from engine.sandbox.identity import SandboxIdentity, self_signed_certificate
 from engine.serialize import encode_json
 from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request
 
+Route = Callable[[Request, dict, Optional[Fault]], tuple[int, Any]]
 _COERCE: dict[str, Callable[[str], Any]] = {"integer": int, "number": float, "boolean": lambda t: t == "true"}
 
 
@@ -132,8 +134,13 @@ class Sandbox:
         )
         self.notify_schedule: Sequence[float] = notify.QUICK_SCHEDULE
         self.deliveries: list[notify.Delivery] = []
-        self._routes: dict[tuple[str, str], Callable[[Request], tuple[int, Optional[dict]]]] = {
+        self.bills = BillDesk(self.identity.mchid)
+        # Server behaviour no descriptor can state: run after validation, with the validated payload.
+        self._routes: dict[tuple[str, str], Route] = {
             ("GET", "/v3/certificates"): self._certificates,
+            ("GET", "/v3/bill/tradebill"): self._bill,
+            ("GET", "/v3/bill/fundflowbill"): self._bill,
+            ("GET", "/v3/billdownload/file"): self._bill_file,
         }
 
     @property
@@ -157,10 +164,13 @@ class Sandbox:
             fault = self.faults.take(endpoint_id)
             if fault is not None and fault.kind == "error":
                 raise _RefusalError(fault.status, fault.code, fault.message)
-            status, body, payload = self._serve(request, route, descriptor)
+            status, body, payload = self._serve(request, route, descriptor, fault)
         except _RefusalError as refusal:
             status, body = refusal.status, refusal.body
-        answer = self._answer(status, encode_json(body) if body is not None else b"", request.headers, fault)
+        if isinstance(body, RawResponse):  # a file: WeChat Pay does not sign those
+            answer = body
+        else:
+            answer = self._answer(status, encode_json(body) if body is not None else b"", request.headers, fault)
         self.exchanges.append(Exchange(request, answer, endpoint_id, payload))
         return Outcome(answer, fault if fault is not None and fault.at_transport else None)
 
@@ -180,14 +190,16 @@ class Sandbox:
         return route, descriptor
 
     def _serve(
-        self, request: Request, route: Optional[Callable], descriptor: Optional[Descriptor]
-    ) -> tuple[int, Optional[dict], Any]:
+        self, request: Request, route: Optional[Route], descriptor: Optional[Descriptor], fault: Optional[Fault]
+    ) -> tuple[int, Any, Any]:
+        payload: dict[str, Any] = {}
+        if descriptor is not None:
+            payload = self._decrypt(descriptor, request, self._read_payload(descriptor, request))
+            self._validate(descriptor, payload)
         if route is not None:
-            status, body = route(request)
-            return status, body, None
+            status, body = route(request, payload, fault)
+            return status, body, payload
         assert descriptor is not None
-        payload = self._decrypt(descriptor, request, self._read_payload(descriptor, request))
-        self._validate(descriptor, payload)
         status, body = self._succeed(descriptor, payload)
         return status, body, payload
 
@@ -325,7 +337,17 @@ class Sandbox:
         """Every platform certificate the sandbox holds, oldest first."""
         return [key.certificate for key in self._keys.values() if key.certificate is not None]
 
-    def _certificates(self, request: Request) -> tuple[int, Optional[dict]]:
+    def _bill(self, request: Request, payload: dict, fault: Optional[Fault]) -> tuple[int, Any]:
+        return 200, self.bills.request(request.base_url, payload)
+
+    def _bill_file(self, request: Request, payload: dict, fault: Optional[Fault]) -> tuple[int, Any]:
+        corrupt = fault is not None and fault.kind == "corrupt_download"
+        answer = self.bills.file(request.target, corrupt=corrupt)
+        if answer is None:
+            raise _RefusalError(400, "INVALID_REQUEST", "下载链接已失效")
+        return answer.status, answer
+
+    def _certificates(self, request: Request, payload: dict, fault: Optional[Fault]) -> tuple[int, Any]:
         return 200, {"data": [self._encrypted_certificate(cert) for cert in self.certificates()]}
 
     def _encrypted_certificate(self, cert: x509.Certificate) -> dict:

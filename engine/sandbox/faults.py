@@ -29,8 +29,9 @@ ERROR_BODIES: dict[int, tuple[str, str]] = {
     503: ("SERVICE_UNAVAILABLE", "服务不可用，请稍后重试"),
 }
 ANSWER_FAULTS = ("not_json", "bad_signature", "stale_signature", "unknown_serial", "probe")
+DOWNLOAD_FAULTS = ("corrupt_download",)  # the file differs from the digest step 1 announced
 TRANSPORT_FAULTS = ("latency", "drop", "truncate")
-KINDS = ("error", *ANSWER_FAULTS, *TRANSPORT_FAULTS)
+KINDS = ("error", *ANSWER_FAULTS, *DOWNLOAD_FAULTS, *TRANSPORT_FAULTS)
 
 
 @attrs.frozen
