@@ -14,6 +14,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal, Optional
 
 import attrs
@@ -42,6 +43,13 @@ class Field:
     example: Any = None
     fields: dict[str, "Field"] = attrs.field(factory=dict)
     items: Optional["Field"] = None
+
+    @functools.cached_property
+    def holds_encrypted(self) -> bool:
+        """This field or anything inside it is encrypted (computed once: walkers skip clean branches)."""
+        if self.encrypted or (self.items is not None and self.items.holds_encrypted):
+            return True
+        return any(field.holds_encrypted for field in self.fields.values())
 
 
 @attrs.frozen

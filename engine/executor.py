@@ -17,7 +17,6 @@ Design decisions:
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from typing import Any, Awaitable, Callable, Mapping, Optional
@@ -126,7 +125,7 @@ class Executor:
 
     def _platform_key(self, user_headers: Headers) -> Optional[PlatformKey]:
         if H_SERIAL not in user_headers:
-            return self.keyring.preferred(dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc))
+            return self.keyring.preferred(self.clock())
         key = self.keyring.find(user_headers[H_SERIAL])
         if key is None:
             raise ConfigurationError(

@@ -21,26 +21,19 @@ Transform = Callable[[str, str], str]  # (value, json path) -> new value
 
 def any_encrypted(fields: Mapping[str, Field]) -> bool:
     """True when any field in the tree is marked encrypted."""
-    return any(_field_has_encrypted(f) for f in fields.values())
-
-
-def _field_has_encrypted(field: Field) -> bool:
-    if field.encrypted:
-        return True
-    if field.items is not None and _field_has_encrypted(field.items):
-        return True
-    return any_encrypted(field.fields)
+    return any(field.holds_encrypted for field in fields.values())
 
 
 def map_encrypted(fields: Mapping[str, Field], data: Any, fn: Transform, path: str = "$") -> Any:
     """Return ``data`` with ``fn`` applied to every string value marked ``encrypted``."""
-    if not isinstance(data, dict) or not any_encrypted(fields):
+    if not isinstance(data, dict):
         return data
-    out = dict(data)
+    out = None
     for name, field in fields.items():
-        if name in out:
-            out[name] = _map_value(field, out[name], fn, f"{path}.{name}")
-    return out
+        if field.holds_encrypted and name in data:
+            out = out if out is not None else dict(data)
+            out[name] = _map_value(field, data[name], fn, f"{path}.{name}")
+    return data if out is None else out
 
 
 def _map_value(field: Field, value: Any, fn: Transform, path: str) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
@@ -153,13 +154,13 @@ class PlatformKeyring:
     def __repr__(self) -> str:
         return f"PlatformKeyring({self.ids()!r})"
 
-    def preferred(self, now: Optional[dt.datetime] = None) -> Optional[PlatformKey]:
-        """The key to encrypt with and to name in ``Wechatpay-Serial``."""
-        moment = now or dt.datetime.now(dt.timezone.utc)
+    def preferred(self, now: Optional[float] = None) -> Optional[PlatformKey]:
+        """The key to encrypt with and to name in ``Wechatpay-Serial`` (``now``: Unix seconds)."""
         keys = list(self._keys.values())
         public = [k for k in keys if k.kind == "public_key"]
         if public:
             return public[-1]
+        moment = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.timezone.utc)
         epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
         valid = [(k.not_before or epoch, order, k) for order, k in enumerate(keys) if k.valid_at(moment)]
         return max(valid, key=lambda entry: entry[:2])[2] if valid else None  # ties: the one added last

@@ -37,17 +37,22 @@ class Upload:
     content_type: str
 
 
+def file_field(descriptor: Descriptor) -> str:
+    """The name of the descriptor's (first) file part; ``file`` for most uploads."""
+    return next((name for name, field in descriptor.request.body.items() if field.type == "file"), "file")
+
+
 def complete_meta(descriptor: Descriptor, payload: Any) -> Any:
     """Fill ``meta.filename`` and ``meta.sha256`` from the file when the descriptor declares them."""
     if not isinstance(payload, dict) or not isinstance(payload.get("meta", {}), dict):
         return payload
     meta_field = descriptor.request.body.get("meta")
     declared = meta_field.fields if meta_field is not None else {}
-    data = file_bytes(payload.get("file"))
+    source = payload.get(file_field(descriptor))
     meta = dict(payload.get("meta") or {})
-    if "filename" in declared and "filename" not in meta and isinstance(payload.get("file"), os.PathLike):
-        meta["filename"] = Path(payload["file"]).name
-    if "sha256" in declared and "sha256" not in meta and data is not None:
+    if "filename" in declared and "filename" not in meta and isinstance(source, os.PathLike):
+        meta["filename"] = Path(source).name
+    if "sha256" in declared and "sha256" not in meta and (data := file_bytes(source)) is not None:
         meta["sha256"] = hashlib.sha256(data).hexdigest()
     return {**payload, "meta": meta}
 
@@ -64,23 +69,24 @@ def file_bytes(value: Any) -> Optional[bytes]:
     return None
 
 
-def encode(meta: dict, content: bytes, filename: str, meta_json: bytes) -> Upload:
-    """The multipart body: ``meta`` first (as signed), then ``file``."""
+def encode(meta_json: bytes, files: list[tuple[str, str, bytes]], fields: list[tuple[str, str]] = ()) -> Upload:
+    """The multipart body: ``meta`` first (exactly as signed), then the files, then plain fields."""
     boundary = secrets.token_hex(16)
-    media_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-    body = b"".join(
-        [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="meta";\r\n'.encode(),
-            b"Content-Type: application/json\r\n\r\n",
-            meta_json,
-            f"\r\n--{boundary}\r\n".encode(),
-            f'Content-Disposition: form-data; name="file"; filename="{_quote(filename)}"\r\n'.encode(),
-            f"Content-Type: {media_type}\r\n\r\n".encode(),
-            content,
-            f"\r\n--{boundary}--\r\n".encode(),
-        ]
-    )
+    chunks = [_part(boundary, 'name="meta";', "application/json", meta_json)]
+    for name, filename, content in files:
+        media_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        chunks.append(_part(boundary, f'name="{_quote(name)}"; filename="{_quote(filename)}"', media_type, content))
+    for name, value in fields:
+        chunks.append(_part(boundary, f'name="{_quote(name)}"', None, value.encode("utf-8")))
+    body = b"".join(chunks) + f"--{boundary}--\r\n".encode()
     return Upload(body, meta_json, f"multipart/form-data; boundary={boundary}")
+
+
+def _part(boundary: str, disposition: str, media_type: Optional[str], content: bytes) -> bytes:
+    head = f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n"
+    if media_type is not None:
+        head += f"Content-Type: {media_type}\r\n"
+    return head.encode() + b"\r\n" + content + b"\r\n"
 
 
 def _quote(filename: str) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import string
 
 SCHEME_RSA = "WECHATPAY2-SHA256-RSA2048"
 PROBE_PREFIX = "WECHATPAY/SIGNTEST/"
@@ -28,13 +27,15 @@ H_SERIAL = "Wechatpay-Serial"
 H_SIGNATURE_TYPE = "Wechatpay-Signature-Type"
 H_REQUEST_ID = "Request-ID"
 
-_ALPHABET = string.ascii_letters + string.digits
 _AUTH_PAIR = re.compile(r'\s*([a-z_]+)="([^"]*)"\s*(?:,|$)')
 
 
-def new_nonce(length: int = 32) -> str:
-    """A random nonce of ``[0-9A-Za-z]``, 32 characters as the official SDKs send."""
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+def new_nonce() -> str:
+    """32 random upper-case hex characters (16 bytes), the form of the official signing example.
+
+    One ``urandom`` call: drawing 32 characters one by one cost more than the rest of the pipeline.
+    """
+    return secrets.token_hex(16).upper()
 
 
 def request_message(method: str, target: str, timestamp: int | str, nonce: str, body: bytes) -> bytes:

@@ -68,8 +68,11 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # stateless: one instance serves every call
+
+
 def encode_json(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _JSON.encode(data).encode("utf-8")
 
 
 @attrs.frozen
@@ -85,13 +88,29 @@ def encode_body(descriptor: Descriptor, body: Any) -> EncodedBody:
     if descriptor.body_kind == "none" or body is None:
         return EncodedBody()
     if descriptor.body_kind == "multipart":
-        meta = body.get("meta") or {}
-        meta_json = encode_json(meta)
-        upload = multipart.encode(meta, multipart.file_bytes(body.get("file")) or b"", _filename(meta), meta_json)
-        return EncodedBody(upload.body, upload.meta, upload.content_type)
+        return _encode_upload(descriptor, body)
     return EncodedBody(encode_json(body), None, "application/json")
 
 
-def _filename(meta: Mapping[str, Any]) -> str:
-    name = meta.get("filename")
-    return name if isinstance(name, str) and name else "file"
+def _encode_upload(descriptor: Descriptor, body: Mapping[str, Any]) -> EncodedBody:
+    meta = body.get("meta") or {}
+    fields = descriptor.request.body
+    files = [
+        (name, _filename(meta, body[name]), multipart.file_bytes(body[name]) or b"")
+        for name, field in fields.items()
+        if field.type == "file" and name in body
+    ]
+    plain = [
+        (name, _text(body[name]))
+        for name, field in fields.items()
+        if field.type not in ("file", "object") and name in body
+    ]
+    upload = multipart.encode(encode_json(meta), files, plain)
+    return EncodedBody(upload.body, upload.meta, upload.content_type)
+
+
+def _filename(meta: Mapping[str, Any], source: Any) -> str:
+    for key in ("filename", "file_name"):
+        if isinstance(meta.get(key), str) and meta[key]:
+            return meta[key]
+    return getattr(source, "name", None) or "file"

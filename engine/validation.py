@@ -89,7 +89,9 @@ def _object_checker(fields: Mapping[str, Field], extra: Mapping[str, Checker] | 
                 errors.append(f"unknown field @ {path}.{key}")
             else:
                 checker(item, f"{path}.{key}", errors)
-        errors.extend(f"missing required field @ {path}.{name}" for name in required if name not in value)
+        for name in required:
+            if name not in value:
+                errors.append(f"missing required field @ {path}.{name}")
 
     return check
 
@@ -106,12 +108,13 @@ def _chain(first: Checker, second: Checker) -> Checker:
 
 def _field_checker(field: Field) -> Checker:
     expected = _PYTHON_TYPES[field.type]
+    refuse_bool = field.type in ("integer", "number")  # bool is an int to Python, not to WeChat Pay
     refine = _refinement(field)
 
     def check(value: Any, path: str, errors: list[str]) -> None:
         if value is None:
             errors.append(f"must not be null @ {path}")
-        elif not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+        elif not isinstance(value, expected) or (refuse_bool and value.__class__ is bool):
             errors.append(f"expected {field.type}, got {_json_type(value)} @ {path}")
         elif refine is not None:
             refine(value, path, errors)
@@ -132,7 +135,9 @@ def _refinement(field: Field) -> Checker | None:
         parts.append(_object_checker(field.fields))
     elif field.type == "array":
         parts.extend(_array_checks(field))
-    return _all_of(parts) if parts else None
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else _all_of(parts)
 
 
 def _all_of(parts: list[Checker]) -> Checker:

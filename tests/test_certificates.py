@@ -140,7 +140,13 @@ def test_jsapi_and_mini_program_payment_parameters(make_engine) -> None:
         "package": "prepay_id=wx201410272009395522657a690389285100",
         "signType": "RSA",
     }
-    message = "wxd678efh567hg6787\n1700000000\n5K8264ILTKCH16CQ2502SI8ZNMTM67VS\nprepay_id=wx201410272009395522657a690389285100\n"
+    lines = [
+        "wxd678efh567hg6787",
+        "1700000000",
+        "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
+        "prepay_id=wx201410272009395522657a690389285100",
+    ]
+    message = "".join(line + "\n" for line in lines)
     assert _verifies(engine, message, params["paySign"])
 
 

@@ -151,7 +151,9 @@ def test_notify_verify_says_why_it_rejects(capsys, tmp_path: Path) -> None:
         capsys, "notify", "verify", "--headers", str(headers), "--body", str(body), "--sandbox-state", str(state_dir)
     )
     assert status == 1 and out == ""
-    assert err.startswith("error: rejected (NotificationSignatureError): signature does not verify with key PUB_KEY_ID_")
+    assert err.startswith(
+        "error: rejected (NotificationSignatureError): signature does not verify with key PUB_KEY_ID_"
+    )
     status, _, err = run(
         capsys,
         "notify",

@@ -10,6 +10,7 @@ import attrs
 import pytest
 from aiohttp import web
 from conftest import COMBINE_PAPAY
+from engine.plugins.verifier import verify_signed
 
 from engine import (
     Engine,
@@ -23,7 +24,6 @@ from engine import (
 )
 from engine.keys import PlatformKey, PlatformKeyring, load_certificate
 from engine.notifications import MemoryReplayStore, failure_reply, parse_notification, success_reply
-from engine.plugins.verifier import verify_signed
 from engine.protocol import H_SIGNATURE
 from engine.sandbox.server import SandboxServer
 

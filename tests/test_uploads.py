@@ -96,7 +96,7 @@ def test_content_type_cannot_be_overridden(uploader: Engine) -> None:
 
 
 def test_multipart_round_trip_keeps_odd_filenames_harmless() -> None:
-    upload = multipart.encode({}, b"x", 'a"b\r\nc.png', b"{}")
+    upload = multipart.encode(b"{}", [("file", 'a"b\r\nc.png', b"x")])
     parts = multipart.decode(upload.content_type, upload.body)
     assert parts["file"] == ("a_b__c.png", b"x") and parts["meta"] == (None, b"{}")
     with pytest.raises(ValueError, match="not multipart"):

@@ -17,17 +17,16 @@ import secrets
 from typing import Any, Callable, Mapping, Optional
 
 from engine.descriptor import Field
+from engine.fields import map_encrypted
 
 Encrypt = Callable[[str], str]
 
 
 def success_body(fields: Mapping[str, Field], request: Mapping[str, Any], mchid: str, encrypt: Encrypt) -> dict:
-    body: dict[str, Any] = {}
-    for name, field in fields.items():
-        value = _value_for(name, field, request, mchid)
-        if value is not None:
-            body[name] = encrypt(str(value)) if field.encrypted else value
-    return body
+    body = {
+        name: value for name, field in fields.items() if (value := _value_for(name, field, request, mchid)) is not None
+    }
+    return map_encrypted(fields, body, lambda value, path: encrypt(value))  # however deep, like WeChat Pay
 
 
 def _value_for(name: str, field: Field, request: Mapping[str, Any], mchid: str) -> Any:

@@ -228,7 +228,7 @@ class Sandbox:
         payload.update(_path_params(descriptor, request.target))
         payload.update(_query_params(descriptor, request.target))
         if descriptor.body_kind == "multipart":
-            payload.update(_upload_payload(request))
+            payload.update(_upload_payload(descriptor, request))
         elif request.body and descriptor.body_kind == "json":
             try:
                 body = json.loads(request.body)
@@ -442,17 +442,21 @@ def _signed_body(request: Request) -> bytes:
         return request.body
 
 
-def _upload_payload(request: Request) -> dict[str, Any]:
+def _upload_payload(descriptor: Descriptor, request: Request) -> dict[str, Any]:
     try:
         parts = multipart.decode(request.headers.get("Content-Type", ""), request.body)
-        meta = json.loads(parts["meta"][1])
-        content = parts["file"][1]
+        meta = json.loads(parts.pop("meta")[1])
     except (ValueError, KeyError):
-        raise _RefusalError(400, "PARAM_ERROR", "上传请求须为multipart/form-data，含meta和file两部分") from None
+        raise _RefusalError(400, "PARAM_ERROR", "上传请求须为multipart/form-data，含meta部分") from None
+    payload: dict[str, Any] = {"meta": meta}
+    for name, (filename, content) in parts.items():
+        field = descriptor.request.body.get(name)
+        payload[name] = content if filename is not None else _coerce(field, content.decode("utf-8", errors="replace"))
     declared = meta.get("sha256") if isinstance(meta, dict) else None
+    content = payload.get(multipart.file_field(descriptor), b"")
     if declared is not None and declared != hashlib.sha256(content).hexdigest():
         raise _RefusalError(400, "PARAM_ERROR", "文件sha256与meta不一致", {"field": "/meta/sha256", "location": "body"})
-    return {"meta": meta, "file": content}
+    return payload
 
 
 def _sign_detail(request: Request, message: bytes) -> dict:

@@ -1,0 +1,128 @@
+"""Shared pieces of the benchmarks: a sandbox server in its own process, a hand-written baseline
+client, machine facts and the result format.
+
+Design decisions:
+
+* The server under test runs in a *separate process* (``wechatpay sandbox serve``) so client and
+  server do not share an interpreter; both run on this machine's loopback.
+* The baseline is what a careful developer would write by hand with aiohttp and cryptography alone:
+  build the JSON once per call, sign the five-line message, send, verify the answer's signature. It
+  shares no code with the engine, so the ratio measures the engine's own cost.
+* Figures are compared as ratios measured in one run, interleaved, never as absolute targets.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import aiohttp
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_PATH = "/v3/ecommerce/combine-papay/contracts/pre-entrust-sign/mini-program"
+SEED_PAYLOAD = json.loads((ROOT / "examples" / "combine_papay.json").read_text(encoding="utf-8"))
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": _cpu_model(),
+    }
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+@contextlib.contextmanager
+def served_sandbox() -> Iterator[dict[str, Any]]:
+    """Start ``wechatpay sandbox serve`` in a child process; yield its sandbox.json."""
+    state = Path(tempfile.mkdtemp(prefix="wechatpay-bench-"))
+    command = [str(Path(sys.executable).with_name("wechatpay")), "sandbox", "serve", "--state-dir", str(state)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        process.stdout.readline()  # type: ignore[union-attr]  # "WeChat Pay sandbox at ..."
+        yield json.loads((state / "sandbox.json").read_text())
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def engine_settings(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "mchid": manifest["mchid"],
+        "serial_no": manifest["merchant_serial_no"],
+        "private_key": manifest["merchant_private_key_path"],
+        "platform_public_key": manifest["platform_public_key_path"],
+        "platform_public_key_id": manifest["platform_public_key_id"],
+        "base_url": manifest["base_url"],
+        "load_entry_points": False,
+    }
+
+
+class BaselineClient:
+    """Sign, send and verify the seed call with aiohttp and cryptography only."""
+
+    def __init__(self, manifest: dict[str, Any]) -> None:
+        self.manifest = manifest
+        self.key = serialization.load_pem_private_key(Path(manifest["merchant_private_key_path"]).read_bytes(), None)
+        self.platform = serialization.load_pem_public_key(Path(manifest["platform_public_key_path"]).read_bytes())
+        self.session: aiohttp.ClientSession | None = None
+
+    async def call(self) -> dict[str, Any]:
+        if self.session is None:
+            self.session = aiohttp.ClientSession()
+        body = json.dumps(SEED_PAYLOAD, ensure_ascii=False, separators=(",", ":")).encode()
+        timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
+        message = f"POST\n{SEED_PATH}\n{timestamp}\n{nonce}\n".encode() + body + b"\n"
+        signature = base64.b64encode(self.key.sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
+        headers = {
+            "Authorization": (
+                f'WECHATPAY2-SHA256-RSA2048 mchid="{self.manifest["mchid"]}",nonce_str="{nonce}",'
+                f'timestamp="{timestamp}",serial_no="{self.manifest["merchant_serial_no"]}",signature="{signature}"'
+            ),
+            "Accept": "application/json",
+            "User-Agent": "baseline/1.0",
+            "Content-Type": "application/json",
+            "Wechatpay-Serial": self.manifest["platform_public_key_id"],
+        }
+        async with self.session.post(self.manifest["base_url"] + SEED_PATH, data=body, headers=headers) as answer:
+            raw = await answer.read()
+            verify = (
+                f"{answer.headers['Wechatpay-Timestamp']}\n{answer.headers['Wechatpay-Nonce']}\n".encode() + raw + b"\n"
+            )
+            self.platform.verify(
+                base64.b64decode(answer.headers["Wechatpay-Signature"]), verify, padding.PKCS1v15(), hashes.SHA256()
+            )
+            return json.loads(raw)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+def emit(name: str, table: list[tuple[str, ...]], figures: dict[str, Any]) -> None:
+    """Print a table for people and one JSON line for machines."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    print(json.dumps({"benchmark": name, "machine": machine(), **figures}, ensure_ascii=False))

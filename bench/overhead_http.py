@@ -1,0 +1,116 @@
+"""Engine against a hand-written baseline, both calling the sandbox served in another process.
+
+Run: .venv/bin/python bench/overhead_http.py [--seconds 3] [--rounds 3]
+
+Async engine and baseline alternate in rounds at concurrency 1 and 64 (same server, same request);
+the sync engine is measured against the baseline at concurrency 1. Ratio = engine / baseline calls/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import threading
+import time
+from typing import Any, Awaitable, Callable
+
+from common import SEED_PAYLOAD, BaselineClient, emit, engine_settings, served_sandbox
+
+from engine import Engine
+
+
+async def rate(call: Callable[[], Awaitable[Any]], concurrency: int, seconds: float) -> float:
+    """Calls per second with ``concurrency`` workers calling back to back for ``seconds``."""
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await call()
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done / (time.perf_counter() - started)
+
+
+def sync_rate(engine: Engine, seconds: float) -> float:
+    done, deadline, started = 0, time.perf_counter() + seconds, time.perf_counter()
+    while time.perf_counter() < deadline:
+        engine.call("combine_papay.mini_program", SEED_PAYLOAD)
+        done += 1
+    return done / (time.perf_counter() - started)
+
+
+async def measure(manifest: dict[str, Any], seconds: float, rounds: int) -> dict[str, Any]:
+    engine = Engine(**engine_settings(manifest))
+    baseline = BaselineClient(manifest)
+    call_engine = lambda: engine.acall("combine_papay.mini_program", SEED_PAYLOAD)  # noqa: E731
+    for warm in (call_engine, baseline.call):
+        for _ in range(50):
+            await warm()
+    results: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for concurrency in (1, 64):
+            results.setdefault(f"baseline_c{concurrency}", []).append(await rate(baseline.call, concurrency, seconds))
+            results.setdefault(f"engine_c{concurrency}", []).append(await rate(call_engine, concurrency, seconds))
+    await engine.aclose()
+    await baseline.close()
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+def measure_sync(manifest: dict[str, Any], seconds: float, rounds: int) -> dict[str, float]:
+    engine = Engine(**engine_settings(manifest))
+    baseline = BaselineClient(manifest)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def baseline_sync_rate() -> float:
+        done, deadline, started = 0, time.perf_counter() + seconds, time.perf_counter()
+        while time.perf_counter() < deadline:
+            asyncio.run_coroutine_threadsafe(baseline.call(), loop).result()
+            done += 1
+        return done / (time.perf_counter() - started)
+
+    sync_rate(engine, 0.5)
+    base, eng = [], []
+    for _ in range(rounds):
+        base.append(baseline_sync_rate())
+        eng.append(sync_rate(engine, seconds))
+    asyncio.run_coroutine_threadsafe(baseline.close(), loop).result()
+    loop.call_soon_threadsafe(loop.stop)
+    engine.close()
+    return {"baseline_sync_c1": statistics.median(base), "engine_sync_c1": statistics.median(eng)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with served_sandbox() as manifest:
+        figures = asyncio.run(measure(manifest, args.seconds, args.rounds))
+        figures.update(measure_sync(manifest, args.seconds, args.rounds))
+    ratios = {
+        "async_c1": figures["engine_c1"] / figures["baseline_c1"],
+        "async_c64": figures["engine_c64"] / figures["baseline_c64"],
+        "sync_c1": figures["engine_sync_c1"] / figures["baseline_sync_c1"],
+    }
+    targets = {"async_c1": 0.90, "async_c64": 0.90, "sync_c1": 0.85}
+    table = [("case", "engine calls/s", "baseline calls/s", "ratio", "target")]
+    for case, (eng, base) in {
+        "async_c1": ("engine_c1", "baseline_c1"),
+        "async_c64": ("engine_c64", "baseline_c64"),
+        "sync_c1": ("engine_sync_c1", "baseline_sync_c1"),
+    }.items():
+        table.append(
+            (case, f"{figures[eng]:.0f}", f"{figures[base]:.0f}", f"{ratios[case]:.3f}", f">= {targets[case]}")
+        )
+    emit("overhead_http", table, {"calls_per_second": figures, "ratios": ratios, "targets": targets})
+
+
+if __name__ == "__main__":
+    main()
