@@ -75,9 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--headers", required=True, help="a file: a JSON object, or 'Name: value' lines")
     verify.add_argument("--body", required=True, help="a file with the raw body as received")
     _add_credential_flags(verify)
-    listing = commands.add_parser("endpoints", help="list the endpoint ids and aliases this engine knows")
-    listing.add_argument("--grep", default="", help="only ids or aliases containing WORD")
+    endpoints = commands.add_parser("endpoints", help="discover endpoints").add_subparsers(dest="action")
+    listing = endpoints.add_parser("list", help="list canonical ids (and aliases)")
+    listing.add_argument("--grep", default="", help="only ids, aliases or titles containing WORD")
     listing.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
+    show = endpoints.add_parser("show", help="method, path, fields and an example payload of one endpoint")
+    show.add_argument("endpoint", help="an id, an alias or 'METHOD /path'")
+    show.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
+    imports = endpoints.add_parser("import", help="import the wechatpay-openapi catalogue into descriptor files")
+    imports.add_argument("catalogue", help="the catalogue directory (with v3/, hk/, global/, definitions/)")
+    imports.add_argument("--out", default=str(BUILTIN_ENDPOINTS), help="where to write (default: the built-ins)")
     return parser
 
 
@@ -120,7 +127,7 @@ def _fail(message: str, status: int) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "endpoints":
-        return _list_endpoints(args)
+        return _endpoints(args)
     if args.command == "sandbox":
         return _serve_sandbox(args)
     if args.command == "certificates":
@@ -296,14 +303,65 @@ def _serve_sandbox(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _list_endpoints(args: argparse.Namespace) -> int:
-    registry = Registry([BUILTIN_ENDPOINTS, *map(Path, args.endpoint_dir)])
+def _endpoints(args: argparse.Namespace) -> int:
+    if args.action == "import":
+        from engine.catalogue import main_import
+
+        return main_import([args.catalogue, "--out", args.out])
+    registry = Registry([BUILTIN_ENDPOINTS, *map(Path, getattr(args, "endpoint_dir", []))])
+    if args.action == "show":
+        print(json.dumps(describe(registry.get(args.endpoint)), ensure_ascii=False, indent=2, default=_jsonable))
+        return EXIT_OK
+    return _list_endpoints(registry, getattr(args, "grep", ""))
+
+
+def _list_endpoints(registry: Registry, word: str) -> int:
     aliases = {target: alias for alias, target in registry.aliases().items()}
     for endpoint_id in registry.ids():
         alias = aliases.get(endpoint_id, "")
-        if args.grep in endpoint_id or (alias and args.grep in alias):
+        if word in endpoint_id or (alias and word in alias):
             print(f"{endpoint_id}  ({alias})" if alias else endpoint_id)
     return EXIT_OK
+
+
+def describe(descriptor: Any) -> dict[str, Any]:
+    """What ``endpoints show`` prints: the facts of a descriptor and a payload that validates."""
+    from engine.examples import example_payload
+
+    def fields(group: dict) -> dict[str, Any]:
+        return {name: _field_summary(field) for name, field in group.items()}
+
+    return {
+        "id": descriptor.id,
+        "title": descriptor.title,
+        "method": descriptor.method,
+        "path": descriptor.path,
+        "body": descriptor.body_kind,
+        "request": {
+            loc: fields(getattr(descriptor.request, loc))
+            for loc in ("path", "query", "header", "body")
+            if getattr(descriptor.request, loc)
+        },
+        "response": fields(descriptor.response),
+        "example_payload": example_payload(descriptor),
+    }
+
+
+def _field_summary(field: Any) -> Any:
+    summary = field.type + (" required" if field.required else "") + (" encrypted" if field.encrypted else "")
+    if field.enum:
+        summary += " one of " + "|".join(str(v) for v in field.enum)
+    if field.label:
+        summary += f" — {field.label}"
+    if field.fields:
+        return {"": summary, **{n: _field_summary(f) for n, f in field.fields.items()}}
+    if field.items is not None:
+        return {"": summary, "[]": _field_summary(field.items)}
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    return f"<{len(value)} bytes>" if isinstance(value, (bytes, bytearray)) else str(value)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -93,7 +93,7 @@ def test_refused_answer_exits_1(capsys) -> None:
 
 
 def test_endpoints_listing(capsys) -> None:
-    status, out, _ = run(capsys, "endpoints", "--grep", "real_name")
+    status, out, _ = run(capsys, "endpoints", "list", "--grep", "real_name")
     assert status == 0
     lines = out.splitlines()
     assert (
@@ -166,3 +166,24 @@ def test_notify_verify_says_why_it_rejects(capsys, tmp_path: Path) -> None:
         str(state_dir),
     )
     assert status == 2 and err.startswith("error: cannot read --headers file")
+
+
+def test_endpoints_show(capsys) -> None:
+    status, out, _ = run(capsys, "endpoints", "show", "individual_contracts.real_name.mini_program")
+    shown = json.loads(out)
+    assert status == 0 and shown["method"] == "POST"
+    assert shown["path"] == "/v3/ecommerce/individual-contracts/pre-entrust-sign-with-real-name-identity/mini-program"
+    assert shown["request"]["body"]["cred_id"].startswith("string required encrypted")
+    assert shown["request"]["header"]["Wechatpay-Serial"].startswith("string required")
+    assert set(shown["example_payload"]) >= {"appid", "real_name", "cred_id", "cred_type"}
+
+
+def test_endpoints_import_writes_descriptors(capsys, tmp_path: Path) -> None:
+    catalogue = ROOT.parent / "shared" / "catalog" / "wechatpay-openapi"
+    if not catalogue.is_dir():  # the repository's own import test covers the catalogue; this covers the command
+        catalogue = tmp_path / "cat"
+        (catalogue / "v3" / "demo").mkdir(parents=True)
+        (catalogue / "definitions").mkdir()
+        (catalogue / "v3" / "demo" / "ping.yaml").write_text("get:\n  summary: ping\n  responses: {}\n")
+    status, _, _ = run(capsys, "endpoints", "import", str(catalogue), "--out", str(tmp_path / "out"))
+    assert status == 0 and len(list((tmp_path / "out").glob("*.yaml"))) >= 1
