@@ -26,17 +26,18 @@ from __future__ import annotations
 
 import difflib
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 from urllib.parse import unquote
 
+import engine.endpoints as endpoints_package
 from engine.descriptor import Descriptor, adhoc_descriptor
 from engine.errors import DescriptorError, UnknownEndpointError
 from engine.loader import load_descriptor_file, parse_yaml, semantic_problems
 
 ALIASES_FILE = "aliases.yaml"
-BUILTIN_ENDPOINTS = Path(str(resources.files("engine.endpoints")))
+# The data package's directory (importlib.resources would pull in tempfile & co. at import time).
+BUILTIN_ENDPOINTS = Path(next(iter(endpoints_package.__path__)))
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 

@@ -94,7 +94,7 @@ class SandboxIdentity:
         settings: dict[str, object] = {
             "mchid": self.mchid,
             "serial_no": self.merchant_serial_no,
-            "private_key": self.merchant_private_pem(),
+            "private_key": self.merchant_key,  # the object: parsing PEM again would re-validate the key
             "apiv3_key": self.apiv3_key,
         }
         if mode in ("public_key", "both"):
