@@ -10,7 +10,9 @@ Design decisions:
 
   Path segments are lower-cased with every non-alphanumeric run turned into ``_``; a template
   parameter ``{transaction_id}`` becomes ``_transaction_id_``; the lower-case method comes last.
-  An endpoint on another host family (``host: hk``) is prefixed with it: ``hk.v3.refunds.post``.
+  An endpoint served from another host (``host: hk``, from the catalogue's ``x-baseuri``) is
+  prefixed with it: ``hk.v3.global.certificates.get``. (The catalogue's ``hk/`` and ``global/``
+  folders are URL prefixes on the main host, so ``/hk/v3/refunds`` is simply ``hk.v3.refunds.post``.)
   Short, human names (``combine_papay.mini_program``) are *aliases* kept in one ``aliases.yaml``
   per endpoint directory.
 * **One file per endpoint, named by its id** (``<id>.yaml``). Resolving an id is a dictionary lookup
