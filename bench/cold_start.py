@@ -60,19 +60,32 @@ def main() -> None:
     for _ in range(args.runs):
         engine_runs.append(run(ENGINE, str(state_dir), str(example)))
         floor_runs.append(run(FLOOR))
-    seconds = {"engine": statistics.median(r[0] for r in engine_runs), "floor": statistics.median(r[0] for r in floor_runs)}
-    rss_mb = {"engine": statistics.median(r[1] for r in engine_runs) / 1024, "floor": statistics.median(r[1] for r in floor_runs) / 1024}
+    runs = {"engine": engine_runs, "floor": floor_runs}
+    seconds = {name: statistics.median(r[0] for r in rs) for name, rs in runs.items()}
+    rss_mb = {name: statistics.median(r[1] for r in rs) / 1024 for name, rs in runs.items()}
     extra = {"seconds": seconds["engine"] - seconds["floor"], "rss_mb": rss_mb["engine"] - rss_mb["floor"]}
     descriptors = len(list(BUILTIN_ENDPOINTS.glob("*.yaml"))) - 1
     table = [
         ("process", "wall s (median)", "peak RSS MB"),
         ("floor: import aiohttp + cryptography", f"{seconds['floor']:.3f}", f"{rss_mb['floor']:.1f}"),
-        (f"engine: import, build from key files, 1 call ({descriptors} descriptors)", f"{seconds['engine']:.3f}",
-         f"{rss_mb['engine']:.1f}"),
+        (
+            f"engine: import, build from key files, 1 call ({descriptors} descriptors)",
+            f"{seconds['engine']:.3f}",
+            f"{rss_mb['engine']:.1f}",
+        ),
         ("engine over floor (targets: +0.25 s, +25 MB)", f"+{extra['seconds']:.3f}", f"+{extra['rss_mb']:.1f}"),
     ]
-    emit("cold_start", table, {"seconds": seconds, "rss_mb": rss_mb, "extra": extra, "descriptors": descriptors,
-                               "targets": {"seconds": 0.25, "rss_mb": 25}})
+    emit(
+        "cold_start",
+        table,
+        {
+            "seconds": seconds,
+            "rss_mb": rss_mb,
+            "extra": extra,
+            "descriptors": descriptors,
+            "targets": {"seconds": 0.25, "rss_mb": 25},
+        },
+    )
 
 
 if __name__ == "__main__":

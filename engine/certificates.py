@@ -7,7 +7,8 @@ Design decisions:
   the APIv3 key (associated data ``certificate``) and its serial must equal ``serial_no``. The answer
   is then verified with a key the engine already trusts or, on first contact, with the certificates
   the answer itself carries (the bootstrap the official SDKs use): the signature must check out with
-  the certificate named by ``Wechatpay-Serial``, so a tampered list is still refused.
+  the certificate named by ``Wechatpay-Serial``. That bootstrap happens only while no key is
+  trusted yet; afterwards a download must verify with a trusted key, so a forged list cannot add one.
 * Certificates outside their validity window are dropped; encryption uses the newest valid one
   (``PlatformKeyring.preferred``).
 * Refreshing happens on demand (``refresh``), in the background for async users
@@ -24,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from cryptography import x509
 
 from engine.crypto import aead_decrypt
-from engine.errors import ApiError, ConfigurationError, MalformedResponseError, SignatureError
+from engine.errors import ApiError, ConfigurationError, EngineError, MalformedResponseError, SignatureError
 from engine.keys import PlatformKey, PlatformKeyring, certificate_serial, normalize_serial
 from engine.plugins.verifier import verify_signed
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from engine.executor import Executor
 
 CERTIFICATES_REF = "GET /v3/certificates"
+logger = logging.getLogger("engine.certificates")
 
 
 class CertificateManager:
@@ -87,10 +90,15 @@ class CertificateManager:
         return True
 
     async def run_periodically(self, transport_factory: Callable[[], Any], interval: float = 3600.0) -> None:
-        """Refresh every ``interval`` seconds until cancelled (async users: run it as a task)."""
+        """Refresh every ``interval`` seconds until cancelled; a failed round is logged, not fatal."""
         while True:
             await asyncio.sleep(interval)
-            await self.refresh(transport_factory())
+            try:
+                await self.refresh(transport_factory())
+            except EngineError as exc:
+                logger.warning(
+                    "platform certificate refresh failed (%s); retrying in %.0f s", type(exc).__name__, interval
+                )
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -104,7 +112,9 @@ class CertificateManager:
             self.executor.verify(raw)
             return
         except SignatureError as exc:
-            if exc.reason != "unknown_serial":
+            # Bootstrap from the carried certificates only on first contact: once a key is trusted,
+            # a download must verify with it, or anyone holding the APIv3 key could slip one in.
+            if exc.reason != "unknown_serial" or self.keyring:
                 raise
         bootstrap = PlatformKeyring([*(PlatformKey.from_certificate(c) for c in certificates)])
         verify_signed(raw.headers, raw.body, bootstrap, now)  # raises SignatureError if forged
@@ -140,7 +150,9 @@ def decrypt_certificates(body: bytes, apiv3_key: bytes) -> list[x509.Certificate
 
 def _decrypt_one(entry: dict[str, Any], apiv3_key: bytes) -> x509.Certificate:
     sealed = entry["encrypt_certificate"]
-    pem = aead_decrypt(apiv3_key, sealed["nonce"], sealed.get("associated_data", ""), sealed["ciphertext"])
+    if sealed.get("algorithm") != "AEAD_AES_256_GCM" or sealed.get("associated_data") != "certificate":
+        raise ValueError("encrypt_certificate must be AEAD_AES_256_GCM with associated_data 'certificate'")
+    pem = aead_decrypt(apiv3_key, sealed["nonce"], sealed["associated_data"], sealed["ciphertext"])
     cert = x509.load_pem_x509_certificate(pem)
     if normalize_serial(certificate_serial(cert)) != normalize_serial(entry["serial_no"]):
         raise ValueError(f"certificate serial {certificate_serial(cert)} differs from serial_no {entry['serial_no']}")

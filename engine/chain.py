@@ -123,6 +123,8 @@ def _fill(template: str, values: Mapping[str, Any]) -> str:
         name = match.group(1)
         if name not in values:
             raise UsageError(f"the path needs a value for {{{name}}}: pass {name}=... to the call")
+        if str(values[name]) in ("", ".", ".."):
+            raise UsageError(f"path parameter must not be empty, '.' or '..' @ $.{name}")
         return quote(str(values[name]), safe="")
 
     return re.sub(r"{([^{}/]+)}", replace, template)

@@ -101,7 +101,11 @@ class Engine:
         if self.certificates.enabled:
             self._executor.on_unknown_serial = self.certificates.refresh_for_unknown_serial
         self.notifications = NotificationReceiver(
-            self._executor.verify, self._apiv3_key, notification_store or MemoryReplayStore(), clock
+            self._executor.verify,
+            self._apiv3_key,
+            notification_store or MemoryReplayStore(),
+            clock,
+            self._refresh_for_unknown_serial if self.certificates.enabled else None,
         )
         self._portal = Portal()
         self.emulator: Any = None  # the in-process Sandbox, on engines made by Engine.sandbox()
@@ -172,7 +176,16 @@ class Engine:
 
     def parse_notification(self, headers: Mapping[str, str], body: Union[bytes, str]) -> Notification:
         """Verify, check and decrypt one callback; raise a ``NotificationError`` saying what failed."""
-        return self.notifications.parse(headers, body)
+        if self.notifications.refresh_keys is None:
+            return self.notifications.parse(headers, body)
+        return self._portal.run(self.notifications.aparse(headers, body))
+
+    async def aparse_notification(self, headers: Mapping[str, str], body: Union[bytes, str]) -> Notification:
+        """The async form of ``parse_notification``."""
+        return await self.notifications.aparse(headers, body)
+
+    async def _refresh_for_unknown_serial(self) -> bool:
+        return await self.certificates.refresh_for_unknown_serial(self._transport())
 
     async def handle_notification(self, headers: Mapping[str, str], body: bytes, handler: Handler) -> Reply:
         """Framework-neutral receiver: parse, run ``handler``, acknowledge, and return the reply to send."""

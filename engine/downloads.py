@@ -29,6 +29,7 @@ import attrs
 from engine.descriptor import adhoc_descriptor
 from engine.errors import MalformedResponseError, UsageError
 from engine.executor import Executor, Prepared
+from engine.hookspecs import CallInfo
 from engine.wire import Headers, RawResponse, Request, Response
 
 CHUNK = 64 * 1024
@@ -63,8 +64,14 @@ class _Sink:
         self.inflater: Optional[Any] = None
         self.size = 0
         self.compressed = False
+        self.head = b""
 
     def write(self, chunk: bytes) -> None:
+        if self.size == 0 and len(chunk) < len(GZIP_MAGIC):  # too short to tell gzip from text yet
+            self.head += chunk
+            if len(self.head) < len(GZIP_MAGIC):
+                return
+            chunk, self.head = self.head, b""
         if self.size == 0 and self.inflater is None and chunk.startswith(GZIP_MAGIC):
             self.compressed = True
             self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -74,6 +81,10 @@ class _Sink:
         self.size += len(chunk)
 
     def close(self) -> None:
+        if self.head:  # a body shorter than the gzip magic: plain text
+            self.digest.update(self.head)
+            self.file.write(self.head)
+            self.size += len(self.head)
         if self.inflater is not None:
             tail = self.inflater.flush()
             self.digest.update(tail)
@@ -91,11 +102,14 @@ async def download(executor: Executor, transport: Any, step_one: Response, dest:
         raise UsageError(
             f"{step_one.endpoint_id} did not answer with {exc.args[0]}: it is not a bill endpoint"
         ) from None
-    request = executor.sign(Prepared(adhoc_descriptor("GET", "/"), _download_request(executor, url)))
+    unsigned = _download_request(executor, url)
+    descriptor = adhoc_descriptor("GET", unsigned.target.split("?", 1)[0])
+    request = executor.sign(Prepared(descriptor, unsigned))
     partial = dest.with_name(dest.name + ".partial")
     sink = _Sink(partial, hash_type, gunzip)
+    call = CallInfo(descriptor.id, descriptor)
     try:
-        answer = await _stream(transport, request, executor, sink.write)
+        answer = await executor.observed(call, request, lambda: _stream(transport, request, executor, sink.write))
         sink.close()
         _check(answer, executor, sink.digest.hexdigest(), str(expected).lower())
         os.replace(partial, dest)

@@ -132,7 +132,7 @@ class SignatureError(EngineError):
     """An answer (or callback) failed verification, so its data is withheld.
 
     ``.reason`` is one of ``missing_header``, ``unsupported_type``, ``bad_timestamp``, ``stale``,
-    ``unknown_serial``, ``probe``, ``mismatch``, ``unverified``.
+    ``unknown_serial``, ``expired``, ``probe``, ``mismatch``, ``unverified``.
     """
 
     def __init__(self, reason: str, message: str) -> None:

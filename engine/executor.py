@@ -27,6 +27,7 @@ from engine.descriptor import Descriptor
 from engine.errors import (
     ApiError,
     ConfigurationError,
+    EngineError,
     MalformedResponseError,
     SignatureError,
     TransportError,
@@ -39,7 +40,7 @@ from engine.keys import MerchantCredentials, PlatformKey, PlatformKeyring
 from engine.multipart import complete_meta
 from engine.protocol import H_REQUEST_ID, H_SERIAL
 from engine.registry import Registry
-from engine.serialize import build_target, encode_body, split_payload
+from engine.serialize import build_target, encode_body, from_text, split_payload
 from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request, Response
 
@@ -92,9 +93,11 @@ class Executor:
     # -- prepare ---------------------------------------------------------------------------
 
     def prepare(self, ref: str, payload: Any, headers: Optional[Mapping[str, str]] = None) -> Prepared:
-        descriptor, from_path = self.registry.resolve(ref)
-        if from_path and isinstance(payload, (dict, type(None))):
-            payload = {**from_path, **(payload or {})}  # "GET /v3/x/4200..." fills {transaction_id}
+        descriptor, from_ref = self.registry.resolve(ref)
+        if from_ref and isinstance(payload, (dict, type(None))):
+            # "GET /v3/x/4200?mchid=1" fills {transaction_id} and mchid, typed as the descriptor says.
+            located = {**descriptor.request.query, **descriptor.request.path}
+            payload = {**{k: from_text(located.get(k), v) for k, v in from_ref.items()}, **(payload or {})}
         if descriptor.body_kind == "multipart":
             payload = complete_meta(descriptor, payload)
         if not descriptor.free_form:
@@ -164,6 +167,9 @@ class Executor:
         for name in RESERVED_HEADERS:
             if name in user_headers:
                 raise UsageError(f"the {name} header is set by the engine; do not pass it")
+        for name, value in user_headers.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise UsageError(f"the {name!r} header contains a line break, which could inject headers")
         base = {"Accept": "application/json", "User-Agent": self.settings.user_agent}
         if content_type is not None:
             base["Content-Type"] = content_type
@@ -207,7 +213,15 @@ class Executor:
             return self.interpret(prepared, raw)
         except SignatureError as exc:
             refresh = self.on_unknown_serial
-            if exc.reason != "unknown_serial" or refresh is None or not await refresh(transport):
+            if exc.reason != "unknown_serial" or refresh is None:
+                raise
+            try:
+                refreshed = await refresh(transport)
+            except EngineError as refresh_error:
+                # The request did reach WeChat Pay: report the unverifiable answer, never a transport
+                # failure that would invite the caller to send a POST again.
+                raise exc from refresh_error
+            if not refreshed:
                 raise
         return self.interpret(prepared, raw)
 
@@ -217,12 +231,18 @@ class Executor:
         return await self._attempt(transport, call, self.sign(prepared))
 
     async def _attempt(self, transport: Any, call: CallInfo, request: Request) -> RawResponse:
+        return await self.observed(call, request, lambda: transport.send(request, self.settings.transport_config()))
+
+    async def observed(
+        self, call: CallInfo, request: Request, send: Callable[[], Awaitable[RawResponse]]
+    ) -> RawResponse:
+        """Run ``send`` between the ``wxpay_before_send`` and ``wxpay_after_response`` observers."""
         self.hook.wxpay_before_send(call=call, request=request)
         started = time.perf_counter()
         raw: Optional[RawResponse] = None
         error: Optional[BaseException] = None
         try:
-            raw = await transport.send(request, self.settings.transport_config())
+            raw = await send()
             return raw
         except BaseException as exc:
             error = exc

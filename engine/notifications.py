@@ -22,6 +22,7 @@ Design decisions:
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from typing import Any, Awaitable, Callable, Mapping, Optional, Protocol, Union
@@ -30,6 +31,7 @@ import attrs
 
 from engine.crypto import aead_decrypt
 from engine.errors import (
+    EngineError,
     MalformedNotificationError,
     NotificationDecryptionError,
     NotificationError,
@@ -41,6 +43,7 @@ from engine.errors import (
 from engine.protocol import CLOCK_WINDOW_SECONDS, H_REQUEST_ID
 from engine.wire import Headers, RawResponse
 
+logger = logging.getLogger("engine.notifications")
 ENVELOPE_FIELDS = ("id", "create_time", "event_type", "resource_type", "resource")
 RESOURCE_FIELDS = ("algorithm", "ciphertext", "nonce")
 
@@ -77,10 +80,15 @@ class ReplayStore(Protocol):
         """Remember that the merchant processed this id."""
 
 
-class MemoryReplayStore:
-    """Acknowledged ids in memory, forgotten after the window (thread-safe)."""
+REPLAY_MEMORY_SECONDS = 2 * CLOCK_WINDOW_SECONDS + 60
+"""A callback stays acceptable until its timestamp + 300 s, and its timestamp may run 300 s ahead of
+our clock, so an acknowledged id is remembered for both windows plus a margin."""
 
-    def __init__(self, window: float = CLOCK_WINDOW_SECONDS) -> None:
+
+class MemoryReplayStore:
+    """Acknowledged ids in memory, forgotten after ``window`` seconds (thread-safe)."""
+
+    def __init__(self, window: float = REPLAY_MEMORY_SECONDS) -> None:
         self.window = window
         self._seen: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -208,12 +216,18 @@ class NotificationReceiver:
     """An engine's callback side: its verifier, APIv3 key, clock and replay store."""
 
     def __init__(
-        self, verify: Verify, apiv3_key: Optional[bytes], store: ReplayStore, clock: Callable[[], float] = time.time
+        self,
+        verify: Verify,
+        apiv3_key: Optional[bytes],
+        store: ReplayStore,
+        clock: Callable[[], float] = time.time,
+        refresh_keys: Optional[Callable[[], Awaitable[bool]]] = None,
     ) -> None:
         self.verify = verify
         self.apiv3_key = apiv3_key
         self.store = store
         self.clock = clock
+        self.refresh_keys = refresh_keys  # certificate mode: a rotated certificate signs callbacks too
 
     def parse(self, headers: Union[Mapping[str, str], Headers], body: Union[bytes, str]) -> Notification:
         return parse_notification(
@@ -223,17 +237,29 @@ class NotificationReceiver:
     def acknowledge(self, notification: Notification) -> None:
         self.store.acknowledge(notification.id, self.clock())
 
+    async def aparse(self, headers: Mapping[str, str], body: Union[bytes, str]) -> Notification:
+        """``parse``, refreshing the platform certificates once if the callback names an unknown one."""
+        try:
+            return self.parse(headers, body)
+        except NotificationSignatureError as exc:
+            if exc.reason != "unknown_serial" or self.refresh_keys is None or not await self.refresh_keys():
+                raise
+        return self.parse(headers, body)
+
     async def handle(self, headers: Mapping[str, str], body: bytes, handler: Handler) -> Reply:
         """Parse, run ``handler``, acknowledge when it returns; any failure gets a failure reply."""
         try:
-            notification = self.parse(headers, body)
+            notification = await self.aparse(headers, body)
         except NotificationError as exc:
             return failure_reply(exc)
+        except EngineError as exc:  # the certificate refresh itself failed: WeChat Pay will send it again
+            return failure_reply(f"certificate refresh failed: {type(exc).__name__}", 503)
         try:
             outcome = handler(notification)
             if outcome is not None:
                 await outcome
         except Exception:  # any handler failure means "send it again", never a crash
+            logger.exception("callback handler failed for %s (%s)", notification.id, notification.event_type)
             return failure_reply("处理失败，请稍后重试", 500)
         self.acknowledge(notification)
         return success_reply()

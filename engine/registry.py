@@ -30,7 +30,7 @@ import difflib
 import re
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 import engine.endpoints as endpoints_package
 from engine.descriptor import Descriptor, adhoc_descriptor
@@ -93,7 +93,7 @@ class Registry:
         return self.resolve(ref)[0]
 
     def resolve(self, ref: str) -> tuple[Descriptor, dict[str, str]]:
-        """Like ``get``, plus the path parameters a concrete ``"METHOD /path"`` carries."""
+        """Like ``get``, plus the path and query values (as text) a concrete ``"METHOD /path?q"`` carries."""
         found = self._by_id(ref) or self._by_id(self._alias_target(ref))
         if found is not None:
             return found, {}
@@ -102,8 +102,9 @@ class Registry:
             raise UnknownEndpointError(ref, self.suggest(ref))
         matched = self.match(*method_path)
         if matched is None:
-            return adhoc_descriptor(*method_path), {}
-        return matched, path_parameters(matched.path, method_path[1])
+            return adhoc_descriptor(*method_path), {}  # sent as written, query included
+        query = dict(parse_qsl(method_path[1].partition("?")[2], keep_blank_values=True))
+        return matched, {**query, **path_parameters(matched.path, method_path[1])}
 
     def __contains__(self, endpoint_id: object) -> bool:
         """Whether a canonical id is known, without parsing anything."""

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import attrs
 
 from engine import multipart
-from engine.descriptor import Descriptor
+from engine.descriptor import Descriptor, Field
 
 
 @attrs.frozen
@@ -65,7 +65,31 @@ def build_target(template: str, path_params: Mapping[str, Any], query: Mapping[s
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_text(item) for item in value)  # query arrays travel comma-separated
     return str(value)
+
+
+def from_text(field: Optional[Field], text: str) -> Any:
+    """The inverse of the query/path encoding: ``"10"`` -> 10 for an integer field, and so on."""
+    if field is None:
+        return text
+    if field.type == "array":
+        return [from_text(field.items, item) for item in text.split(",")] if text else []
+    convert = _FROM_TEXT.get(field.type)
+    if convert is None:
+        return text
+    try:
+        return convert(text)
+    except ValueError:
+        return text  # validation will say what is wrong with it
+
+
+_FROM_TEXT: dict[str, Any] = {
+    "integer": int,
+    "number": float,
+    "boolean": lambda text: {"true": True, "false": False}[text],
+}
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # stateless: one instance serves every call

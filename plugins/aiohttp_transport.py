@@ -85,6 +85,10 @@ def _mapped_errors(request: Request, config: TransportConfig) -> Iterator[None]:
         yield
     except asyncio.TimeoutError as exc:
         raise TransportTimeoutError(f"no answer from {request.base_url} within {config.timeout} s") from exc
+    except aiohttp.ClientResponseError as exc:
+        # Not chained: these carry request_info, whose repr holds the Authorization header, and error
+        # reporters record causes and their locals.
+        raise TransportError(f"{request.method} {request.base_url}: {type(exc).__name__}: {exc}") from None
     except aiohttp.ClientError as exc:
         raise TransportError(f"{request.method} {request.base_url}: {type(exc).__name__}: {exc}") from exc
 

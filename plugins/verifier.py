@@ -13,6 +13,8 @@ Design decisions:
 
 from __future__ import annotations
 
+import datetime as dt
+
 from engine.crypto import rsa_verify
 from engine.errors import SignatureError
 from engine.hookspecs import hookimpl
@@ -46,6 +48,8 @@ def verify_signed(headers: Headers, body: bytes, keyring: PlatformKeyring, now: 
     if signature.startswith(PROBE_PREFIX):
         raise SignatureError("probe", "signature is a WECHATPAY/SIGNTEST/ probe; treated as a failed verification")
     key = _find_key(keyring, headers[H_SERIAL])
+    if key.kind == "certificate" and not key.valid_at(dt.datetime.fromtimestamp(now, dt.timezone.utc)):
+        raise SignatureError("expired", f"answer signed with certificate {key.key_id}, outside its validity period")
     message = response_message(timestamp, headers[H_NONCE], body)
     if not rsa_verify(key.public_key, message, signature):
         raise SignatureError("mismatch", f"signature does not verify with key {key.key_id}")

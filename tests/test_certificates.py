@@ -54,12 +54,37 @@ def test_unknown_serial_triggers_one_refresh_and_the_same_answer_is_verified(mak
     engine = _certificate_only(make_engine)
     engine.call("combine_papay.mini_program", COMBINE_PAPAY)
     engine.certificates.min_interval = 0
-    new_serial = engine.emulator.rotate_certificate(retire_previous=True)
+    new_serial = engine.emulator.rotate_certificate()
+    engine.emulator.answer_key = new_serial  # WeChat Pay starts answering with the new certificate
     response = engine.call("combine_papay.mini_program", COMBINE_PAPAY)
     assert response.verified_with == new_serial
     targets = [e.request.target.split("?")[0] for e in engine.emulator.exchanges]
     assert targets.count("/v3/ecommerce/combine-papay/contracts/pre-entrust-sign/mini-program") == 2  # not re-sent
     assert targets.count("/v3/certificates") == 2
+
+
+def test_a_trusted_key_is_never_replaced_by_a_self_signed_download(make_engine) -> None:
+    engine = _certificate_only(make_engine)
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    trusted = engine.keyring.ids()
+    engine.certificates.min_interval = 0
+    # The old certificate vanishes at once: the new list is signed only by a key the engine never
+    # trusted. Accepting it would let anyone holding the APIv3 key slip a certificate in.
+    engine.emulator.rotate_certificate(retire_previous=True)
+    with pytest.raises(SignatureError) as caught:
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    assert caught.value.reason == "unknown_serial" and engine.keyring.ids() == trusted
+
+
+def test_a_failed_refresh_reports_the_unverifiable_answer(make_engine) -> None:
+    engine = _certificate_only(make_engine)
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    engine.certificates.min_interval = 0
+    engine.emulator.answer_key = engine.emulator.rotate_certificate()
+    engine.emulator.faults.add(Fault("drop"), endpoint="v3.certificates.get")  # the refresh itself fails
+    with pytest.raises(SignatureError) as caught:  # not TransportError: the POST did reach WeChat Pay
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    assert caught.value.reason == "unknown_serial" and isinstance(caught.value.__cause__, Exception)
 
 
 def test_refresh_on_unknown_serial_is_rate_limited(make_engine) -> None:
@@ -159,3 +184,25 @@ def test_app_payment_parameters(make_engine) -> None:
         "wx2014",
     )
     assert _verifies(engine, "wxapp\n1700000000\nN0NCE\nwx2014\n", params["sign"])
+
+
+def test_callbacks_signed_with_a_rotated_certificate_refresh_once(make_engine) -> None:
+    engine = _certificate_only(make_engine)
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    engine.certificates.min_interval = 0
+    engine.emulator.answer_key = new_serial = engine.emulator.rotate_certificate()
+    callback = engine.emulator.payment_succeeded("T-ROT", 9)
+    notification = engine.parse_notification(dict(callback.headers.items()), callback.body)
+    assert notification.verified_with == new_serial and notification.resource["out_trade_no"] == "T-ROT"
+
+
+async def test_async_callback_handler_refreshes_too(make_engine) -> None:
+    engine = _certificate_only(make_engine)
+    await engine.acall("combine_papay.mini_program", COMBINE_PAPAY)
+    engine.certificates.min_interval = 0
+    engine.emulator.answer_key = engine.emulator.rotate_certificate()
+    callback = engine.emulator.payment_succeeded("T-ROT2", 9)
+    seen = []
+    reply = await engine.handle_notification(dict(callback.headers.items()), callback.body, seen.append)
+    assert reply.status == 204 and seen[0].resource["out_trade_no"] == "T-ROT2"
+    await engine.aclose()

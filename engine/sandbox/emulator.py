@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine import multipart
 from engine.crypto import aead_encrypt, oaep_decrypt, oaep_encrypt, rsa_sign, rsa_verify
-from engine.descriptor import Descriptor, Field
+from engine.descriptor import Descriptor
 from engine.fields import map_encrypted
 from engine.keys import certificate_serial, normalize_serial
 from engine.protocol import (
@@ -61,12 +61,11 @@ from engine.sandbox.answers import error_body, success_body
 from engine.sandbox.bills import BillDesk
 from engine.sandbox.faults import ANSWER_FAULTS, Fault, FaultPlan
 from engine.sandbox.identity import SandboxIdentity, self_signed_certificate
-from engine.serialize import encode_json
+from engine.serialize import encode_json, from_text
 from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request
 
 Route = Callable[[Request, dict, Optional[Fault]], tuple[int, Any]]
-_COERCE: dict[str, Callable[[str], Any]] = {"integer": int, "number": float, "boolean": lambda t: t == "true"}
 
 
 @attrs.frozen
@@ -132,6 +131,9 @@ class Sandbox:
                 self.identity.platform_certificate,
             )
         )
+        # WeChat Pay switching its answers to a new certificate during a rotation: every answer but
+        # the certificate list (signed as asked, so clients can still verify it) uses this key id.
+        self.answer_key: Optional[str] = None
         self.notify_schedule: Sequence[float] = notify.QUICK_SCHEDULE
         self.deliveries: list[notify.Delivery] = []
         self.bills = BillDesk(self.identity.mchid)
@@ -170,7 +172,7 @@ class Sandbox:
         if isinstance(body, RawResponse):  # a file: WeChat Pay does not sign those
             answer = body
         else:
-            answer = self._answer(status, encode_json(body) if body is not None else b"", request.headers, fault)
+            answer = self._answer(request, status, encode_json(body) if body is not None else b"", fault)
         self.exchanges.append(Exchange(request, answer, endpoint_id, payload))
         return Outcome(answer, fault if fault is not None and fault.at_transport else None)
 
@@ -365,7 +367,10 @@ class Sandbox:
             },
         }
 
-    def _answer(self, status: int, body: bytes, request_headers: Headers, fault: Optional[Fault]) -> RawResponse:
+    def _answer(self, request: Request, status: int, body: bytes, fault: Optional[Fault]) -> RawResponse:
+        request_headers = request.headers
+        if self.answer_key is not None and not request.target.startswith("/v3/certificates"):
+            request_headers = request_headers.merged({H_SERIAL: self.answer_key})
         if fault is None or fault.kind not in ANSWER_FAULTS:
             return self.sign_answer(status, body, request_headers)
         return corrupt_answer(self, fault.kind, status, body, request_headers)
@@ -375,7 +380,7 @@ class Sandbox:
         asked = self._keys.get(normalize_serial(request_headers.get(H_SERIAL, "")))
         if asked is not None:
             return asked
-        if self.mode == "certificate":
+        if self.mode in ("certificate", "both"):  # WeChat Pay signs with the certificate unless asked otherwise
             return [key for key in self._keys.values() if key.certificate is not None][-1]
         return self._keys[normalize_serial(self.identity.platform_public_key_id)]
 
@@ -451,7 +456,7 @@ def _upload_payload(descriptor: Descriptor, request: Request) -> dict[str, Any]:
     payload: dict[str, Any] = {"meta": meta}
     for name, (filename, content) in parts.items():
         field = descriptor.request.body.get(name)
-        payload[name] = content if filename is not None else _coerce(field, content.decode("utf-8", errors="replace"))
+        payload[name] = content if filename is not None else from_text(field, content.decode("utf-8", errors="replace"))
     declared = meta.get("sha256") if isinstance(meta, dict) else None
     content = payload.get(multipart.file_field(descriptor), b"")
     if declared is not None and declared != hashlib.sha256(content).hexdigest():
@@ -475,20 +480,10 @@ def _sign_detail(request: Request, message: bytes) -> dict:
 
 def _path_params(descriptor: Descriptor, target: str) -> dict[str, Any]:
     values = path_parameters(descriptor.path, target)
-    return {name: _coerce(descriptor.request.path.get(name), value) for name, value in values.items()}
+    return {name: from_text(descriptor.request.path.get(name), value) for name, value in values.items()}
 
 
 def _query_params(descriptor: Descriptor, target: str) -> dict[str, Any]:
     _, _, query = target.partition("?")
     pairs = (item.partition("=") for item in query.split("&") if item)
-    return {unquote(k): _coerce(descriptor.request.query.get(unquote(k)), unquote(v)) for k, _, v in pairs}
-
-
-def _coerce(field: Optional[Field], text: str) -> Any:
-    convert = _COERCE.get(field.type) if field is not None else None
-    if convert is None:
-        return text
-    try:
-        return convert(text)
-    except ValueError:
-        return text
+    return {unquote(k): from_text(descriptor.request.query.get(unquote(k)), unquote(v)) for k, _, v in pairs}
