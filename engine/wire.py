@@ -15,6 +15,7 @@ Design decisions:
 
 from __future__ import annotations
 
+from collections import abc
 from typing import Any, Iterable, Iterator, Mapping, Optional
 
 import attrs
@@ -26,7 +27,7 @@ class Headers(Mapping[str, str]):
     __slots__ = ("_items",)
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
-        pairs = items.items() if isinstance(items, Mapping) else items
+        pairs = items.items() if isinstance(items, abc.Mapping) else items  # not typing.Mapping: slow check
         self._items: dict[str, tuple[str, str]] = {k.lower(): (k, v) for k, v in pairs}
 
     def __getitem__(self, name: str) -> str:
@@ -41,9 +42,19 @@ class Headers(Mapping[str, str]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        item = self._items.get(name.lower())
+        return default if item is None else item[1]
+
+    def items(self) -> Any:  # type: ignore[override]
+        """(name, value) pairs with their original spelling (a view, without per-key lookups)."""
+        return self._items.values()
+
     def merged(self, extra: Mapping[str, str]) -> "Headers":
         """A copy with ``extra`` added, replacing same-named headers whatever their case."""
-        return Headers([*self.items(), *extra.items()])
+        copy = Headers()
+        copy._items = {**self._items, **{k.lower(): (k, v) for k, v in extra.items()}}
+        return copy
 
     def __repr__(self) -> str:
         return f"Headers({sorted(self)!r})"
