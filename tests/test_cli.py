@@ -183,7 +183,8 @@ def test_endpoints_import_writes_descriptors(capsys, tmp_path: Path) -> None:
     if not catalogue.is_dir():  # the repository's own import test covers the catalogue; this covers the command
         catalogue = tmp_path / "cat"
         (catalogue / "v3" / "demo").mkdir(parents=True)
-        (catalogue / "definitions").mkdir()
+        for folder in ("hk", "global", "definitions"):
+            (catalogue / folder).mkdir()
         (catalogue / "v3" / "demo" / "ping.yaml").write_text("get:\n  summary: ping\n  responses: {}\n")
     status, _, _ = run(capsys, "endpoints", "import", str(catalogue), "--out", str(tmp_path / "out"))
     assert status == 0 and len(list((tmp_path / "out").glob("*.yaml"))) >= 1
