@@ -48,6 +48,7 @@ from engine.registry import BUILTIN_ENDPOINTS, Registry
 from engine.wire import Response
 
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
+DEFAULT_HOSTS = {"hk": "https://apihk.mch.weixin.qq.com"}
 
 
 class Engine:
@@ -74,6 +75,7 @@ class Engine:
         load_entry_points: bool = True,
         certificates_dir: Union[str, Path, None] = None,
         notification_store: Optional[ReplayStore] = None,
+        hosts: Optional[Mapping[str, str]] = None,
     ) -> None:
         self.credentials = MerchantCredentials(
             _required(mchid, "mchid"), _required(serial_no, "serial_no"), load_private_key(private_key)
@@ -89,7 +91,9 @@ class Engine:
         self.plugin_manager = build_plugin_manager(plugins, entry_points=load_entry_points)
         self.registry = _registry(self.plugin_manager, endpoint_dirs)
         _check_limits(timeout, connect_timeout, get_retries)
-        settings = Settings(base_url.rstrip("/"), _user_agent(), timeout, connect_timeout, get_retries)
+        settings = Settings(
+            base_url.rstrip("/"), _user_agent(), timeout, connect_timeout, get_retries, _hosts(base_url, hosts)
+        )
         self._executor = Executor(
             self.registry, self.plugin_manager.hook, self.credentials, self.keyring, settings, clock, nonce_factory
         )
@@ -317,6 +321,15 @@ def _check_limits(timeout: float, connect_timeout: float, get_retries: int) -> N
             raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
     if not isinstance(get_retries, int) or isinstance(get_retries, bool) or get_retries < 0:
         raise ConfigurationError(f"get_retries must be a whole number >= 0, got {get_retries!r}")
+
+
+def _hosts(base_url: str, hosts: Optional[Mapping[str, str]]) -> dict[str, str]:
+    """Host families: WeChat Pay's own for the production base URL; else (sandbox, proxy) all the same URL."""
+    if hosts is not None:
+        return {family: url.rstrip("/") for family, url in hosts.items()}
+    if base_url.rstrip("/") == DEFAULT_BASE_URL:
+        return dict(DEFAULT_HOSTS)
+    return {family: base_url.rstrip("/") for family in DEFAULT_HOSTS}
 
 
 def _apiv3_key(value: Union[str, bytes, None]) -> Optional[bytes]:

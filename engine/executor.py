@@ -54,6 +54,18 @@ class Settings:
     timeout: float = 30.0
     connect_timeout: float = 10.0
     get_retries: int = 1
+    hosts: Mapping[str, str] = attrs.field(factory=dict)
+
+    def base_url_for(self, descriptor: Descriptor) -> str:
+        """Where a descriptor is served: its host family's URL, or the engine's base URL."""
+        if descriptor.host is None:
+            return self.base_url
+        try:
+            return self.hosts[descriptor.host]
+        except KeyError:
+            family = descriptor.host
+            message = f"{descriptor.id} is served from the {family!r} host: give Engine(hosts={{{family!r}: url}})"
+            raise ConfigurationError(message) from None
 
     def transport_config(self) -> TransportConfig:
         return TransportConfig(self.base_url, self.timeout, self.connect_timeout)
@@ -110,7 +122,7 @@ class Executor:
         encoded = encode_body(descriptor, body)
         request = Request(
             method=descriptor.method,
-            base_url=self.settings.base_url,
+            base_url=self.settings.base_url_for(descriptor),
             target=build_target(descriptor.path, parts.path, query),
             headers=self._headers(descriptor, user_headers, key, encoded.content_type),
             body=encoded.data,

@@ -38,6 +38,7 @@ from engine.errors import DescriptorError, UnknownEndpointError
 from engine.loader import load_descriptor_file, parse_yaml, semantic_problems
 
 ALIASES_FILE = "aliases.yaml"
+HOST_FAMILIES = ("hk",)  # hosts other than the main API host that descriptors may name (host: hk)
 # The data package's directory (importlib.resources would pull in tempfile & co. at import time).
 BUILTIN_ENDPOINTS = Path(next(iter(endpoints_package.__path__)))
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
@@ -126,15 +127,22 @@ class Registry:
 
     def match(self, method: str, path: str) -> Optional[Descriptor]:
         """The registered descriptor whose method and path template match a concrete path."""
+        found = self.matches(method, path)
+        return found[0] if found else None
+
+    def matches(self, method: str, path: str) -> list[Descriptor]:
+        """Every descriptor fitting ``method path``, most specific (fewest template parameters) first."""
         segments = tuple(_id_segment(s) for s in path.split("?", 1)[0].split("/") if s)
         candidates = self._route_index().get((method.lower(), len(segments)), [])
         fits = sorted((w, cid) for pattern, cid in candidates if (w := _route_fit(pattern, segments)) is not None)
+        found: list[Descriptor] = []
         for _, candidate_id in fits:
             descriptor = self._by_id(candidate_id)
             # A file named against the rule could hold another path: trust the loaded template.
-            if descriptor is not None and descriptor.method == method.upper() and _template_fits(descriptor.path, path):
-                return descriptor
-        return None
+            fitting = descriptor is not None and descriptor.method == method.upper()
+            if fitting and _template_fits(descriptor.path, path) and descriptor not in found:
+                found.append(descriptor)
+        return found
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -173,10 +181,13 @@ class Registry:
 
     def _route_index(self) -> dict[tuple[str, int], list[tuple[tuple[str, ...], str]]]:
         if self._routes is None:
+            entries = [(known, known) for known in self._file_index()]
+            # An id may start with a host family (hk.v3.global.certificates.get = host hk + /v3/...):
+            # index it without the prefix too; the loaded descriptor's real path confirms any match.
+            entries += [(k.split(".", 1)[1], k) for k in self._file_index() if k.split(".", 1)[0] in HOST_FAMILIES]
+            entries += [(endpoint_id(d.method, d.path), known) for known, d in self._registered.items()]
             routes: dict[tuple[str, int], list[tuple[tuple[str, ...], str]]] = {}
-            derived = {known: known for known in self._file_index()}
-            derived.update({endpoint_id(d.method, d.path, d.host): known for known, d in self._registered.items()})
-            for canonical, known in derived.items():
+            for canonical, known in entries:
                 *segments, method = canonical.split(".")
                 routes.setdefault((method, len(segments)), []).append((tuple(segments), known))
             self._routes = routes

@@ -185,11 +185,20 @@ class Sandbox:
 
     def _route(self, request: Request) -> tuple[Optional[Callable], Optional[Descriptor]]:
         path = request.target.split("?", 1)[0]
-        descriptor = self.registry.match(request.method, path)
+        candidates = self.registry.matches(request.method, path)
         route = self._routes.get((request.method, path))
-        if descriptor is None and route is None:
+        if not candidates and route is None:
             raise _RefusalError(404, "RESOURCE_NOT_EXISTS", f"no such API: {request.method} {path}")
-        return route, descriptor
+        return route, self._best_fit(request, candidates)
+
+    def _best_fit(self, request: Request, candidates: list[Descriptor]) -> Optional[Descriptor]:
+        """Two templates can share a shape (/x/{business_code} and /x/{applyment_id}): like the real
+        server, tell them apart by what the request carries, taking the first that validates."""
+        if len(candidates) > 1:
+            for descriptor in candidates:
+                if self._accepts(descriptor, request):
+                    return descriptor
+        return candidates[0] if candidates else None
 
     def _serve(
         self, request: Request, route: Optional[Route], descriptor: Optional[Descriptor], fault: Optional[Fault]
@@ -204,6 +213,13 @@ class Sandbox:
         assert descriptor is not None
         status, body = self._succeed(descriptor, payload)
         return status, body, payload
+
+    def _accepts(self, descriptor: Descriptor, request: Request) -> bool:
+        try:
+            self._validate(descriptor, self._decrypt(descriptor, request, self._read_payload(descriptor, request)))
+        except _RefusalError:
+            return False
+        return True
 
     def _check_signature(self, request: Request) -> None:
         try:
