@@ -30,6 +30,8 @@ import aiohttp
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from engine.sandbox import state
+
 ROOT = Path(__file__).resolve().parent.parent
 SEED_PATH = "/v3/ecommerce/combine-papay/contracts/pre-entrust-sign/mini-program"
 SEED_PAYLOAD = json.loads((ROOT / "examples" / "combine_papay.json").read_text(encoding="utf-8"))
@@ -56,27 +58,20 @@ def _cpu_model() -> str:
 @contextlib.contextmanager
 def served_sandbox() -> Iterator[dict[str, Any]]:
     """Start ``wechatpay sandbox serve`` in a child process; yield its sandbox.json."""
-    state = Path(tempfile.mkdtemp(prefix="wechatpay-bench-"))
-    command = [str(Path(sys.executable).with_name("wechatpay")), "sandbox", "serve", "--state-dir", str(state)]
+    state_dir = Path(tempfile.mkdtemp(prefix="wechatpay-bench-"))
+    command = [str(Path(sys.executable).with_name("wechatpay")), "sandbox", "serve", "--state-dir", str(state_dir)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         process.stdout.readline()  # type: ignore[union-attr]  # "WeChat Pay sandbox at ..."
-        yield json.loads((state / "sandbox.json").read_text())
+        yield {**json.loads((state_dir / "sandbox.json").read_text()), "state_dir": str(state_dir)}
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
 def engine_settings(manifest: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "mchid": manifest["mchid"],
-        "serial_no": manifest["merchant_serial_no"],
-        "private_key": manifest["merchant_private_key_path"],
-        "platform_public_key": manifest["platform_public_key_path"],
-        "platform_public_key_id": manifest["platform_public_key_id"],
-        "base_url": manifest["base_url"],
-        "load_entry_points": False,
-    }
+    settings = state.engine_settings(Path(manifest["state_dir"]))
+    return {**settings, "platform_certificates": [], "load_entry_points": False}  # public-key mode, like the baseline
 
 
 class BaselineClient:

@@ -204,22 +204,13 @@ def _credentials(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _sandbox_credentials(state_dir: Path) -> dict[str, Any]:
+    from engine.sandbox import state
+
     try:
-        manifest = json.loads((state_dir / "sandbox.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        raise CliError(
-            f"no sandbox.json in {str(state_dir)!r}: start 'wechatpay sandbox serve --state-dir' first"
-        ) from None
-    return {
-        "mchid": manifest["mchid"],
-        "serial_no": manifest["merchant_serial_no"],
-        "private_key": manifest["merchant_private_key_path"],
-        "platform_public_key": manifest["platform_public_key_path"],
-        "platform_public_key_id": manifest["platform_public_key_id"],
-        "platform_certificates": [manifest["platform_certificate_path"]],
-        "apiv3_key": manifest["apiv3_key"],
-        "base_url": manifest["base_url"],
-    }
+        return state.engine_settings(state_dir)
+    except (OSError, KeyError, json.JSONDecodeError):
+        hint = "start 'wechatpay sandbox serve --state-dir' first"
+        raise CliError(f"no sandbox.json in {str(state_dir)!r}: {hint}") from None
 
 
 def _download_certificates(args: argparse.Namespace) -> int:

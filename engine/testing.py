@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine import multipart
 from engine.client import Engine
-from engine.crypto import oaep_encrypt, rsa_sign
+from engine.crypto import oaep_encrypt
 from engine.descriptor import Descriptor, Field, RequestSpec
 from engine.errors import UsageError
 from engine.fields import map_encrypted
@@ -62,19 +62,12 @@ from engine.hookspecs import CallInfo, TransportConfig, hookimpl
 from engine.keys import PlatformKey, PlatformKeyring, normalize_serial
 from engine.plugins.verifier import verify_signed
 from engine.protocol import (
-    H_NONCE,
-    H_REQUEST_ID,
     H_SERIAL,
-    H_SIGNATURE,
-    H_SIGNATURE_TYPE,
-    H_TIMESTAMP,
-    SCHEME_RSA,
-    new_nonce,
-    response_message,
 )
+from engine.sandbox.emulator import signed_answer
 from engine.serialize import build_target, encode_json, split_payload
 from engine.validation import compile_validator
-from engine.wire import Headers, RawResponse, Request
+from engine.wire import RawResponse, Request
 
 __all__ = ["StubAssertionError", "StubResponseError", "Stubber"]
 
@@ -280,19 +273,9 @@ class Stubber:
         return map_encrypted(fields, payload, lambda value, path: _Secret(self._plaintexts.get(value, value)))
 
     def _sign(self, queued: _Queued) -> RawResponse:
-        timestamp = str(int(self.engine._executor.clock()))  # the engine's clock, injected or not
-        nonce = new_nonce()
-        headers = {
-            H_TIMESTAMP: timestamp,
-            H_NONCE: nonce,
-            H_SIGNATURE: rsa_sign(self._key, response_message(timestamp, nonce, queued.body)),
-            H_SERIAL: self.key_id,
-            H_SIGNATURE_TYPE: SCHEME_RSA,
-            H_REQUEST_ID: secrets.token_hex(20).upper(),
-        }
-        if queued.body:
-            headers["Content-Type"] = "application/json; charset=utf-8"
-        return RawResponse(queued.status, Headers(headers).merged(queued.headers), queued.body)
+        timestamp = int(self.engine._executor.clock())  # the engine's clock, injected or not
+        answer = signed_answer(queued.status, queued.body, self.key_id, self._key, timestamp)
+        return RawResponse(answer.status, answer.headers.merged(queued.headers), answer.body)
 
     def __repr__(self) -> str:
         return f"<Stubber key_id={self.key_id} active={self.active} queued={len(self._queue)}>"

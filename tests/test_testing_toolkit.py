@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -259,7 +260,7 @@ def test_error_answers_become_api_errors(engine: Engine) -> None:
             engine.call("combine_papay.mini_program", COMBINE_PAPAY)
     error = caught.value
     assert (error.status, error.code, error.message, error.detail) == (400, "PARAM_ERROR", "参数错误", detail)
-    assert error.verified is True and len(error.request_id) == 40
+    assert error.verified is True and re.fullmatch(r"[0-9A-F]{40}-0", error.request_id) is not None
     assert json.loads(watcher.bodies[0]) == {"code": "PARAM_ERROR", "message": "参数错误", "detail": detail}
 
 

@@ -61,6 +61,21 @@ def _own_key(path: Path) -> Any:
     return serialization.load_pem_private_key(path.read_bytes(), None, unsafe_skip_rsa_key_validation=True)
 
 
+def engine_settings(state_dir: Path) -> dict[str, Any]:
+    """``Engine`` keyword arguments for a served sandbox, from its ``sandbox.json`` (both key modes)."""
+    manifest = json.loads((state_dir / MANIFEST).read_text(encoding="utf-8"))
+    return {
+        "mchid": manifest["mchid"],
+        "serial_no": manifest["merchant_serial_no"],
+        "private_key": manifest["merchant_private_key_path"],
+        "platform_public_key": manifest["platform_public_key_path"],
+        "platform_public_key_id": manifest["platform_public_key_id"],
+        "platform_certificates": [manifest["platform_certificate_path"]],
+        "apiv3_key": manifest["apiv3_key"],
+        "base_url": manifest["base_url"],
+    }
+
+
 def save(identity: SandboxIdentity, state_dir: Path, base_url: Optional[str] = None) -> Path:
     """Write the key files and the manifest; return the manifest's path."""
     state_dir.mkdir(parents=True, exist_ok=True)
