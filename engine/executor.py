@@ -165,8 +165,10 @@ class Executor:
                 "platform certificate to encrypt them with"
             )
 
+        encrypt_field = single_implementation(self.hook.wxpay_encrypt_field)  # resolved once per call, not per field
+
         def encrypt(value: str, path: str) -> str:
-            ciphertext = self.hook.wxpay_encrypt_field(plaintext=value, key=key)
+            ciphertext = encrypt_field(plaintext=value, key=key)
             if ciphertext is None:
                 raise ConfigurationError(f"no plugin encrypted the field @ {path}")
             return ciphertext
@@ -307,6 +309,23 @@ class Executor:
             request_id=raw.headers.get(H_REQUEST_ID, ""),
             verified=verified,
         )
+
+
+def single_implementation(hook_caller: Any) -> Callable[..., Any]:
+    """The hook itself, or, when exactly one plain implementation is registered, that function.
+
+    Calling the only implementation directly is what pluggy would do, minus its dispatch (about a
+    microsecond and a half a call: it adds up over 15 encrypted fields). Any second implementation,
+    wrapper or override makes this return the hook caller unchanged.
+    """
+    implementations = hook_caller.get_hookimpls()
+    if len(implementations) != 1:
+        return hook_caller
+    only = implementations[0]
+    if only.hookwrapper or only.wrapper:
+        return hook_caller
+    wanted = only.argnames
+    return lambda **arguments: only.function(*(arguments[name] for name in wanted))
 
 
 def _decode(raw: RawResponse) -> Any:

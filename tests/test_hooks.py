@@ -269,3 +269,28 @@ def test_exchange_repr_hides_payload(engine: Engine) -> None:
     engine.call("individual_contracts.real_name.mini_program", REAL_NAME)
     exchange: Exchange = engine.emulator.last
     assert REAL_NAME["cred_id"] not in repr(exchange)
+
+
+def test_single_implementation_fast_path_keeps_pluggy_semantics(make_engine) -> None:
+    from engine.executor import single_implementation
+
+    engine = make_engine()
+    hook = engine.plugin_manager.hook.wxpay_encrypt_field
+    assert single_implementation(hook) is not hook  # only the built-in: called directly
+
+    class Narrow:  # an implementation may take fewer arguments than the spec offers
+        @hookimpl
+        def wxpay_encrypt_field(self, plaintext):
+            return "narrow:" + plaintext
+
+    engine.plugin_manager.unregister(sys.modules["engine.plugins.field_crypto"])
+    engine.plugin_manager.register(Narrow())
+    assert single_implementation(hook)(plaintext="x", key=None) == "narrow:x"
+
+    class Wrapper:
+        @hookimpl(hookwrapper=True)
+        def wxpay_encrypt_field(self, plaintext, key):
+            yield
+
+    engine.plugin_manager.register(Wrapper())
+    assert single_implementation(hook) is hook  # more than one, or a wrapper: pluggy dispatches
