@@ -34,7 +34,6 @@ from cryptography import x509
 from engine.crypto import aead_decrypt
 from engine.errors import ApiError, ConfigurationError, EngineError, MalformedResponseError, SignatureError
 from engine.keys import PlatformKey, PlatformKeyring, certificate_serial, normalize_serial
-from engine.plugins.verifier import verify_signed
 
 if TYPE_CHECKING:
     from engine.executor import Executor
@@ -117,7 +116,8 @@ class CertificateManager:
             if exc.reason != "unknown_serial" or self.keyring:
                 raise
         bootstrap = PlatformKeyring([*(PlatformKey.from_certificate(c) for c in certificates)])
-        verify_signed(raw.headers, raw.body, bootstrap, now)  # raises SignatureError if forged
+        if not self.executor.hook.wxpay_verify_response(response=raw, keyring=bootstrap, now=now):
+            raise SignatureError("unverified", "no verifier plugin accepted the certificate download")
 
     def _valid(self, cert: x509.Certificate) -> bool:
         moment = dt.datetime.fromtimestamp(self.executor.clock(), dt.timezone.utc)

@@ -198,9 +198,19 @@ def failure_reply(error: Union[BaseException, str], status: Optional[int] = None
     """A 4xx/5xx with the documented ``{"code": "FAIL", "message": ...}`` body; WeChat Pay re-sends."""
     if status is None:
         status = _failure_status(error)
-    message = str(error) if isinstance(error, (NotificationError, str)) else "处理失败"
+    message = _public_reason(error)
     body = json.dumps({"code": "FAIL", "message": message}, ensure_ascii=False).encode("utf-8")
     return Reply(status, body, {"Content-Type": "application/json; charset=utf-8"})
+
+
+def _public_reason(error: Union[BaseException, str]) -> str:
+    """What the sender of a rejected callback is told: the kind of failure, never our key ids or details."""
+    if isinstance(error, str):
+        return error
+    for kind, reason in _PUBLIC_REASONS:
+        if isinstance(error, kind):
+            return reason
+    return "处理失败"
 
 
 def _failure_status(error: Union[BaseException, str]) -> int:
@@ -208,6 +218,14 @@ def _failure_status(error: Union[BaseException, str]) -> int:
         return 401  # as the Java SDK answers a failed verification
     return 400 if isinstance(error, NotificationError) else 500
 
+
+_PUBLIC_REASONS: tuple[tuple[type, str], ...] = (
+    (NotificationSignatureError, "签名验证失败"),
+    (StaleNotificationError, "时间戳超出允许范围"),
+    (ReplayedNotificationError, "重复的通知"),
+    (MalformedNotificationError, "报文格式错误"),
+    (NotificationDecryptionError, "报文解密失败"),
+)
 
 Handler = Callable[[Notification], Union[Awaitable[None], None]]
 

@@ -10,6 +10,9 @@ available in any test suite of a project that installs the engine:
 * ``wechatpay_sandbox``: an ``Engine.sandbox()`` engine on that identity, closed after the test.
 * ``wechatpay_stubber``: an active ``engine.testing.Stubber`` around ``wechatpay_sandbox``; after a
   test that passed, it asserts that every queued answer was used.
+* ``wechatpay_sandbox_server``: the sandbox served over HTTP on 127.0.0.1 (a free port) for the
+  test, with ``.base_url``, ``.sandbox``, ``.identity`` and ``.engine(**options)`` building engines
+  pointed at it (closed after the test). Any HTTP client, in any language, can be pointed there too.
 
 Design decisions:
 
@@ -66,6 +69,41 @@ def wechatpay_sandbox(
     engine = Engine.sandbox(identity=wechatpay_sandbox_identity, **wechatpay_sandbox_options)
     yield engine
     engine.close()
+
+
+class RunningSandbox:
+    """What ``wechatpay_sandbox_server`` yields: a served sandbox and engines pointed at it."""
+
+    def __init__(self, thread: Any, identity: "SandboxIdentity") -> None:
+        self.thread = thread
+        self.identity = identity
+        self.base_url: str = thread.base_url
+        self.sandbox = thread.sandbox
+        self._engines: list["Engine"] = []
+
+    def engine(self, **options: Any) -> "Engine":
+        from engine import Engine
+
+        settings = {**self.identity.engine_settings(), "base_url": self.base_url, **options}
+        engine = Engine(**settings)
+        self._engines.append(engine)
+        return engine
+
+    def close_engines(self) -> None:
+        for engine in self._engines:
+            engine.close()
+
+
+@pytest.fixture
+def wechatpay_sandbox_server(wechatpay_sandbox_identity: "SandboxIdentity") -> Iterator[RunningSandbox]:
+    """The sandbox served over HTTP on 127.0.0.1 for one test."""
+    from engine.sandbox import Sandbox
+    from engine.sandbox.server import ServerThread
+
+    with ServerThread(Sandbox(wechatpay_sandbox_identity)) as thread:
+        running = RunningSandbox(thread, wechatpay_sandbox_identity)
+        yield running
+        running.close_engines()
 
 
 @pytest.fixture

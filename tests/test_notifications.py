@@ -148,7 +148,7 @@ async def test_replays_are_rejected_but_unacknowledged_retries_are_not(engine: E
     second = await engine.handle_notification(headers, body, flaky)  # WeChat Pay's retry: processed
     assert (second.status, second.body) == (204, b"")
     third = await engine.handle_notification(headers, body, flaky)  # the same message again: a replay
-    assert third.status == 400 and b"already acknowledged" in third.body
+    assert third.status == 400 and json.loads(third.body) == {"code": "FAIL", "message": "重复的通知"}
     assert len(attempts) == 2
     with pytest.raises(ReplayedNotificationError):
         engine.parse_notification(headers, body)
@@ -205,3 +205,11 @@ async def test_served_sandbox_delivers_to_the_engine_handler(identity, receiving
         delivery = await server.sandbox.notify(url, server.sandbox.payment_succeeded("T-9", 5))
     assert delivery.delivered and received[0].resource["out_trade_no"] == "T-9"
     await asyncio.sleep(0)
+
+
+async def test_rejection_replies_do_not_reveal_our_keys(engine: Engine) -> None:
+    headers, body = _sandbox_callback(engine)
+    reply = await engine.handle_notification({**headers, "Wechatpay-Serial": "PUB_KEY_ID_1"}, body, lambda n: None)
+    assert reply.status == 401 and json.loads(reply.body) == {"code": "FAIL", "message": "签名验证失败"}
+    assert engine.emulator.identity.platform_public_key_id.encode() not in reply.body
+    await engine.aclose()

@@ -470,3 +470,21 @@ def test_fixture_checks_pending_answers_after_passing_tests_only(pytester: pytes
     result.assert_outcomes(passed=1, failed=1, errors=1)
     result.stdout.fnmatch_lines(["*StubAssertionError: 1 queued answer was not used: *(500 SYSTEM_ERROR)"])
     assert "the test's own failure" in result.stdout.str()
+
+
+def test_sandbox_server_fixture_serves_any_http_client(wechatpay_sandbox_server) -> None:
+    import urllib.request
+
+    served = wechatpay_sandbox_server
+    engine = served.engine()
+    answer = engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    assert answer.status == 200 and served.base_url.startswith("http://127.0.0.1:")
+    assert served.sandbox.last.request.target.startswith("/v3/ecommerce/combine-papay/")
+    with urllib.request.urlopen(served.base_url + "/sandbox/exchanges", timeout=10) as listing:
+        assert json.loads(listing.read())[-1]["status"] == 200
+
+
+async def test_sandbox_server_fixture_in_async_tests(wechatpay_sandbox_server) -> None:
+    engine = wechatpay_sandbox_server.engine()
+    assert (await engine.acall("combine_papay.mini_program", COMBINE_PAPAY)).verified_with
+    await engine.aclose()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any, Optional
 
 from aiohttp import web
@@ -185,3 +186,35 @@ async def serve_forever(sandbox: Sandbox, host: str, port: int, on_ready: Any = 
         await asyncio.Event().wait()
     finally:
         await server.stop()
+
+
+class ServerThread:
+    """A ``SandboxServer`` on its own event loop in a background thread, for sync and async callers.
+
+    ``with ServerThread(sandbox) as server: ... server.base_url ...``: it is listening when the
+    ``with`` body starts and stopped, its port released, when it ends.
+    """
+
+    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.server = SandboxServer(sandbox, host, port)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="wechatpay-sandbox", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self.server.sandbox
+
+    def __enter__(self) -> "ServerThread":
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(timeout=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()

@@ -104,9 +104,13 @@ def write_manifest(identity: SandboxIdentity, state_dir: Path, base_url: Optiona
 
 
 def _write(path: Path, data: bytes, secret: bool = False) -> None:
-    path.write_bytes(data)
-    if secret:
-        os.chmod(path, 0o600)
+    if not secret:
+        path.write_bytes(data)
+        return
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
+    os.fchmod(descriptor, 0o600)  # an existing file keeps its old mode through O_CREAT
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
 
 
 def _private_pem(key: Any) -> bytes:
