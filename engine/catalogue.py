@@ -68,7 +68,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import attrs
 import yaml
 
-from engine.errors import DescriptorError
+from engine.errors import DescriptorError, UsageError
 from engine.loader import structure_descriptor
 from engine.registry import ALIASES_FILE, BUILTIN_ENDPOINTS, endpoint_id
 
@@ -168,7 +168,7 @@ class ImportReport:
         ]
 
 
-class CatalogueError(Exception):
+class CatalogueError(UsageError):
     """The catalogue cannot be read at all (missing folder, unreadable YAML)."""
 
 

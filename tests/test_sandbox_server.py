@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import COMBINE_PAPAY, REAL_NAME
+from conftest import COMBINE_PAPAY, PAY_REDIRECT_SIGN, REAL_NAME
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -102,6 +102,36 @@ async def test_independent_client_gets_verified_answers(served: SandboxServer, i
     assert json.loads(body)["out_contract_code"] == COMBINE_PAPAY["out_contract_code"]
     tampered = body.replace(b"wxwtdk", b"wxwtdX")
     assert not client.answer_is_authentic(headers, tampered)
+
+
+SEED_CALLS = [
+    (SEED_PATH, COMBINE_PAPAY, ()),
+    ("/v3/password-exempt-contract/contracts/ecommerce/pre-entrust-sign/pay-redirect-sign", PAY_REDIRECT_SIGN, ()),
+    (
+        "/v3/ecommerce/individual-contracts/pre-entrust-sign-with-real-name-identity/mini-program",
+        REAL_NAME,
+        ("real_name", "cred_id"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "payload", "sensitive"), SEED_CALLS)
+async def test_independent_client_calls_every_seed(
+    served: SandboxServer, identity: SandboxIdentity, path: str, payload: dict, sensitive: tuple
+) -> None:
+    client = IndependentClient(identity, served.base_url)
+    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    platform = identity.platform_key.public_key()
+    wire = {
+        k: base64.b64encode(platform.encrypt(v.encode(), oaep)).decode() if k in sensitive else v
+        for k, v in payload.items()
+    }
+    status, headers, body = await client.send(
+        "POST", path, json.dumps(wire).encode(), **{"Wechatpay-Serial": identity.platform_public_key_id}
+    )
+    assert status == 200, body
+    assert client.answer_is_authentic(headers, body)
+    assert served.sandbox.last.payload == payload  # what the client encrypted, the sandbox decrypted
 
 
 async def test_independent_client_downloads_certificates(served: SandboxServer, identity: SandboxIdentity) -> None:

@@ -445,13 +445,12 @@ def http_engine(identity: SandboxIdentity, base_url: str, **options: Any) -> Eng
 @pytest.mark.parametrize(("ref", "payload", "hits"), [(PAPAY, COMBINE_PAPAY, 1), ("GET /v3/certificates", None, 2)])
 async def test_aiohttp_timeout_is_transport_timeout_error(identity, slow_server, ref, payload, hits) -> None:
     engine = http_engine(identity, slow_server.base_url, timeout=0.2)
-    started = time.perf_counter()
     try:
+        # The server holds every request for 2 s: without the 0.2 s timeout the call would succeed.
         with pytest.raises(TransportTimeoutError):
             await engine.acall(ref, payload)
     finally:
         await engine.aclose()
-    assert time.perf_counter() - started < 1.5
     assert slow_server.hits == hits
 
 

@@ -1,0 +1,28 @@
+"""Every descriptor the engine knows, called through the engine over real HTTP to the served sandbox."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+from test_meta import ROUND_TRIP_IDS
+
+from engine import Engine
+from engine.examples import example_headers, example_payload
+from engine.sandbox import Sandbox, SandboxIdentity
+from engine.sandbox.server import ServerThread
+
+
+@pytest.fixture(scope="module")
+def http_engine(identity: SandboxIdentity) -> Iterator[Engine]:
+    with ServerThread(Sandbox(identity)) as server:
+        engine = Engine(**identity.engine_settings(), base_url=server.base_url, load_entry_points=False)
+        yield engine
+        engine.close()
+
+
+@pytest.mark.parametrize("endpoint_id", ROUND_TRIP_IDS)
+def test_every_descriptor_over_http(http_engine: Engine, endpoint_id: str) -> None:
+    descriptor = http_engine.endpoint(endpoint_id)
+    response = http_engine.call(endpoint_id, example_payload(descriptor), headers=example_headers(descriptor))
+    assert 200 <= response.status < 300 and response.verified_with == http_engine.keyring.ids()[0]
