@@ -33,7 +33,7 @@ from cryptography import x509
 
 from engine.crypto import aead_decrypt
 from engine.errors import ApiError, ConfigurationError, EngineError, MalformedResponseError, SignatureError
-from engine.keys import PlatformKey, PlatformKeyring, certificate_serial, normalize_serial
+from engine.keys import PlatformKey, PlatformKeyring, certificate_pem, certificate_serial, normalize_serial
 
 if TYPE_CHECKING:
     from engine.executor import Executor
@@ -127,10 +127,8 @@ class CertificateManager:
         key = PlatformKey.from_certificate(cert)
         self.keyring.add(key)
         if self.store_dir is not None:
-            from cryptography.hazmat.primitives import serialization
-
             self.store_dir.mkdir(parents=True, exist_ok=True)
-            (self.store_dir / f"{key.key_id}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            (self.store_dir / f"{key.key_id}.pem").write_bytes(certificate_pem(cert))
         return key.key_id
 
     def _load_store(self, store_dir: Path) -> None:

@@ -21,7 +21,7 @@ import datetime as dt
 import os
 import time
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 import attrs
 from cryptography import x509
@@ -86,6 +86,23 @@ def _require_rsa(key: object, kind: type, setting: str):  # type: ignore[no-unty
     if key.key_size < 2048:  # type: ignore[attr-defined]
         raise CredentialError(f"{setting}: RSA key of {key.key_size} bits; WeChat Pay uses 2048")  # type: ignore[attr-defined]
     return key
+
+
+def private_pem(key: rsa.RSAPrivateKey) -> bytes:
+    """PKCS#8 PEM, unencrypted (what apiclient_key.pem holds)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def public_pem(key: Any) -> bytes:
+    """SPKI PEM of a public key, or of a private key's public half."""
+    public = key.public_key() if hasattr(key, "private_bytes") else key
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def certificate_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def certificate_serial(cert: x509.Certificate) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from typing import Any, Mapping, Optional
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import attrs
 
@@ -60,6 +60,13 @@ def build_target(template: str, path_params: Mapping[str, Any], query: Mapping[s
         return path
     joiner = "&" if "?" in path else "?"
     return path + joiner + "&".join(f"{quote(k, safe='')}={quote(_text(v), safe='')}" for k, v in query.items())
+
+
+def query_values(target: str) -> dict[str, str]:
+    """The raw query of a request target as decoded text values: the inverse of ``build_target``."""
+    _, _, query = target.partition("?")
+    pairs = (item.partition("=") for item in query.split("&") if item)
+    return {unquote(name): unquote(value) for name, _, value in pairs}
 
 
 def _text(value: Any) -> str:

@@ -42,12 +42,10 @@ Design decisions:
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import threading
 from collections import deque
 from typing import Any, Mapping, Optional, Sequence
-from urllib.parse import unquote
 
 import attrs
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -64,14 +62,14 @@ from engine.plugins.verifier import verify_signed
 from engine.protocol import (
     H_SERIAL,
 )
+from engine.registry import path_parameters
 from engine.sandbox.emulator import signed_answer
-from engine.serialize import build_target, encode_json, split_payload
+from engine.serialize import build_target, encode_json, query_values, split_payload
 from engine.validation import compile_validator
 from engine.wire import RawResponse, Request
 
 __all__ = ["StubAssertionError", "StubResponseError", "Stubber"]
 
-_PARAMETER = re.compile(r"{([^{}/]+)}")
 _JSON_NAMES = {list: "array", str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
@@ -387,11 +385,11 @@ def _encode(descriptor: Descriptor, data: Any) -> bytes:
 
 def _decoded_request(descriptor: Descriptor, request: Request) -> Any:
     """What a request carried, as one payload: path parameters, query, body (all decoded)."""
-    path, _, query = request.target.partition("?")
     body = _decoded_body(request)
     if body is not None and not isinstance(body, dict):
         return body  # a free-form JSON body that is not an object
-    return {**_path_values(descriptor.path, path), **_query_values(query), **(body or {})}
+    target = request.target
+    return {**path_parameters(descriptor.path, target), **query_values(target), **(body or {})}
 
 
 def _decoded_body(request: Request) -> Any:
@@ -402,20 +400,6 @@ def _decoded_body(request: Request) -> Any:
         parts = multipart.decode(content_type, request.body)
         return {"meta": json.loads(parts["meta"][1]), "file": parts["file"][1]}
     return json.loads(request.body)
-
-
-def _path_values(template: str, path: str) -> dict[str, str]:
-    pieces = _PARAMETER.split(template)  # literal, name, literal, name, ...
-    if len(pieces) == 1:
-        return {}
-    regex = "".join(re.escape(piece) if index % 2 == 0 else "([^/]+)" for index, piece in enumerate(pieces))
-    match = re.fullmatch(regex, path)
-    return {} if match is None else {name: unquote(v) for name, v in zip(pieces[1::2], match.groups(), strict=True)}
-
-
-def _query_values(query: str) -> dict[str, str]:
-    pairs = (item.partition("=") for item in query.split("&") if item)
-    return {unquote(name): unquote(value) for name, _, value in pairs}
 
 
 def _expected_on_wire(descriptor: Descriptor, payload: Any) -> Any:
@@ -436,8 +420,7 @@ def _expected_on_wire(descriptor: Descriptor, payload: Any) -> Any:
 
 
 def _decoded_target(descriptor: Descriptor, target: str) -> dict[str, str]:
-    path, _, query = target.partition("?")
-    return {**_path_values(descriptor.path, path), **_query_values(query)}
+    return {**path_parameters(descriptor.path, target), **query_values(target)}
 
 
 def _expected_body(descriptor: Descriptor, body: Any) -> dict[str, Any]:

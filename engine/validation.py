@@ -30,7 +30,7 @@ PayloadValidator = Callable[[Any], list[str]]
 # RSA-2048 with OAEP/SHA-1 holds at most 256 - 2*20 - 2 bytes of plaintext.
 MAX_ENCRYPTED_BYTES = 214
 
-_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
+PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
     "integer": (int,),
     "number": (int, float),
@@ -107,7 +107,7 @@ def _chain(first: Checker, second: Checker) -> Checker:
 
 
 def _field_checker(field: Field) -> Checker:
-    expected = _PYTHON_TYPES[field.type]
+    expected = PYTHON_TYPES[field.type]
     refuse_bool = field.type in ("integer", "number")  # bool is an int to Python, not to WeChat Pay
     refine = _refinement(field)
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from engine.descriptor import Field
 from engine.fields import map_encrypted
+from engine.validation import PYTHON_TYPES
 
 Encrypt = Callable[[str], str]
 
@@ -57,8 +58,7 @@ def generate(name: str, field: Field, request: Mapping[str, Any] = {}, mchid: st
 
 
 def _fits(field: Field, value: Any) -> bool:
-    kinds = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict, "array": list}
-    return isinstance(value, kinds[field.type])
+    return isinstance(value, PYTHON_TYPES[field.type])
 
 
 def error_body(code: str, message: str, detail: Optional[dict] = None) -> dict:

@@ -30,7 +30,6 @@ import json
 import secrets
 import time
 from typing import Any, Callable, Optional, Sequence
-from urllib.parse import unquote
 
 import attrs
 from cryptography import x509
@@ -61,7 +60,7 @@ from engine.sandbox.answers import error_body, success_body
 from engine.sandbox.bills import BillDesk
 from engine.sandbox.faults import ANSWER_FAULTS, Fault, FaultPlan
 from engine.sandbox.identity import SandboxIdentity, self_signed_certificate
-from engine.serialize import encode_json, from_text
+from engine.serialize import encode_json, from_text, query_values
 from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request
 
@@ -500,6 +499,4 @@ def _path_params(descriptor: Descriptor, target: str) -> dict[str, Any]:
 
 
 def _query_params(descriptor: Descriptor, target: str) -> dict[str, Any]:
-    _, _, query = target.partition("?")
-    pairs = (item.partition("=") for item in query.split("&") if item)
-    return {unquote(k): from_text(descriptor.request.query.get(unquote(k)), unquote(v)) for k, _, v in pairs}
+    return {name: from_text(descriptor.request.query.get(name), v) for name, v in query_values(target).items()}

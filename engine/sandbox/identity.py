@@ -16,11 +16,11 @@ import secrets
 
 import attrs
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from engine.keys import certificate_serial
+from engine.keys import certificate_pem, certificate_serial, private_pem, public_pem
 
 KEY_MODES = ("public_key", "certificate", "both")
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -75,17 +75,13 @@ class SandboxIdentity:
         return certificate_serial(self.platform_certificate)
 
     def merchant_private_pem(self) -> bytes:
-        return self.merchant_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        return private_pem(self.merchant_key)
 
     def platform_public_pem(self) -> bytes:
-        return self.platform_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        return public_pem(self.platform_key)
 
     def platform_certificate_pem(self) -> bytes:
-        return self.platform_certificate.public_bytes(serialization.Encoding.PEM)
+        return certificate_pem(self.platform_certificate)
 
     def engine_settings(self, mode: str = "public_key") -> dict[str, object]:
         """Keyword arguments for ``Engine`` in ``public_key``, ``certificate`` or ``both`` modes."""

@@ -19,7 +19,7 @@ from typing import Any, Optional
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from engine.keys import load_private_key
+from engine.keys import load_private_key, private_pem, public_pem
 from engine.sandbox.identity import SandboxIdentity
 
 MANIFEST = "sandbox.json"
@@ -81,8 +81,8 @@ def save(identity: SandboxIdentity, state_dir: Path, base_url: Optional[str] = N
     state_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: (state_dir / filename).resolve() for name, filename in FILES.items()}
     _write(paths["merchant_private_key_path"], identity.merchant_private_pem(), secret=True)
-    _write(paths["merchant_public_key_path"], _public_pem(identity.merchant_key))
-    _write(paths["platform_private_key_path"], _private_pem(identity.platform_key), secret=True)
+    _write(paths["merchant_public_key_path"], public_pem(identity.merchant_key))
+    _write(paths["platform_private_key_path"], private_pem(identity.platform_key), secret=True)
     _write(paths["platform_public_key_path"], identity.platform_public_pem())
     _write(paths["platform_certificate_path"], identity.platform_certificate_pem())
     return write_manifest(identity, state_dir, base_url)
@@ -111,13 +111,3 @@ def _write(path: Path, data: bytes, secret: bool = False) -> None:
     os.fchmod(descriptor, 0o600)  # an existing file keeps its old mode through O_CREAT
     with os.fdopen(descriptor, "wb") as file:
         file.write(data)
-
-
-def _private_pem(key: Any) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _public_pem(key: Any) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
