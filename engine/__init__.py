@@ -8,7 +8,8 @@ plugins (see ``engine.hookspecs``). Importing this package does no I/O and regis
 
 __version__ = "0.1.0"
 
-from engine.client import DEFAULT_BASE_URL, Engine
+from engine.client import Engine
+from engine.configuration import DEFAULT_BASE_URL
 from engine.descriptor import Descriptor, Field, RequestSpec
 from engine.errors import (
     ApiError,
@@ -30,14 +31,18 @@ from engine.errors import (
     UsageError,
     ValidationError,
 )
-from engine.hookspecs import CallInfo, SigningContext, Transport, TransportConfig, hookimpl
+from engine.hookspecs import CallInfo, SigningContext, hookimpl
+from engine.keyprovider import KeyProvider, StaticKeys
+from engine.keys import MerchantSigner, PrivateKeySigner
 from engine.notifications import MemoryReplayStore, Notification, Reply
 from engine.registry import endpoint_id
+from engine.transport import BaseTransport, MockTransport, Transport, TransportConfig
 from engine.wire import Headers, RawResponse, Request, Response
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "ApiError",
+    "BaseTransport",
     "CallInfo",
     "ConfigurationError",
     "CredentialError",
@@ -47,13 +52,17 @@ __all__ = [
     "EngineError",
     "Field",
     "Headers",
+    "KeyProvider",
     "MalformedNotificationError",
     "MalformedResponseError",
     "MemoryReplayStore",
+    "MerchantSigner",
+    "MockTransport",
     "Notification",
     "NotificationDecryptionError",
     "NotificationError",
     "NotificationSignatureError",
+    "PrivateKeySigner",
     "RawResponse",
     "ReplayedNotificationError",
     "Reply",
@@ -63,6 +72,7 @@ __all__ = [
     "SignatureError",
     "SigningContext",
     "StaleNotificationError",
+    "StaticKeys",
     "Transport",
     "TransportConfig",
     "TransportError",

@@ -2,8 +2,9 @@
 
 Design decisions:
 
-* ``GET /v3/certificates`` goes through the ordinary executor (prepared, signed, sent by the
-  engine's transport); only its verification differs. Each ``encrypt_certificate`` is decrypted with
+* A key provider (``engine.keyprovider``): the executor awaits ``ready()`` and ``for_serial()``;
+  nothing is patched into it. ``GET /v3/certificates`` is prepared by the ordinary pipeline and sent
+  by the ordinary send loop; only its verification differs. Each ``encrypt_certificate`` is decrypted with
   the APIv3 key (associated data ``certificate``) and its serial must equal ``serial_no``. The answer
   is then verified with a key the engine already trusts or, on first contact, with the certificates
   the answer itself carries (the bootstrap the official SDKs use): the signature must check out with
@@ -14,7 +15,8 @@ Design decisions:
 * Refreshing happens on demand (``refresh``), in the background for async users
   (``run_periodically``), and when an answer names an unknown serial (rotation), at most once per
   ``min_interval`` so a flood of forged serials cannot turn into a flood of downloads. After such a
-  refresh the *same* answer is verified again; nothing is re-sent.
+  refresh the *same* answer is verified again; nothing is re-sent. Downloads on one event loop are
+  single-flight (the loop's ``certificates`` lock, owned by ``engine.runtime``).
 * A directory store keeps ``<serial>.pem`` files, loaded at start, so a restart does not depend on
   the network.
 * A merchant with no platform certificate (``RESOURCE_NOT_EXISTS``) is told to use public-key mode.
@@ -27,7 +29,7 @@ import datetime as dt
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from cryptography import x509
 
@@ -36,64 +38,65 @@ from engine.errors import ApiError, ConfigurationError, EngineError, MalformedRe
 from engine.keys import PlatformKey, PlatformKeyring, certificate_pem, certificate_serial, normalize_serial
 
 if TYPE_CHECKING:
-    from engine.executor import Executor
+    from engine.pipeline import Pipeline
+    from engine.sender import Sender
 
 CERTIFICATES_REF = "GET /v3/certificates"
 logger = logging.getLogger("engine.certificates")
 
 
-class CertificateManager:
-    """Keeps an engine's platform certificates current."""
+class CertificateKeys:
+    """Certificate mode as a key provider: downloads, verifies, stores and rotates the certificates."""
+
+    refreshes = True
 
     def __init__(
         self,
-        executor: "Executor",
-        apiv3_key: Optional[bytes],
+        keyring: PlatformKeyring,
+        pipeline: "Pipeline",
+        sender: "Sender",
+        apiv3_key: bytes,
         store_dir: Optional[Path] = None,
         min_interval: float = 60.0,
     ) -> None:
-        self.executor = executor
-        self.keyring: PlatformKeyring = executor.keyring
-        self.apiv3_key = apiv3_key
+        self.keyring = keyring
+        self._pipeline = pipeline
+        self._sender = sender
+        self._apiv3_key = apiv3_key
         self.store_dir = store_dir
         self.min_interval = min_interval
         self._last_refresh: Optional[float] = None
-        self._lock = asyncio.Lock()
         if store_dir is not None:
             self._load_store(store_dir)
 
-    @property
-    def enabled(self) -> bool:
-        return self.apiv3_key is not None
+    async def ready(self) -> None:
+        if not self.keyring:  # first contact: nothing to encrypt or verify with yet
+            async with self._sender.runtime.resources().lock("certificates"):
+                if not self.keyring:
+                    await self._download()
 
-    async def refresh(self, transport: Any) -> list[str]:
-        """Download the certificates now; return the serials added or confirmed."""
-        if self.apiv3_key is None:
-            raise ConfigurationError("downloading platform certificates needs the apiv3_key")
-        async with self._lock:
-            prepared = self.executor.prepare(CERTIFICATES_REF, {"algorithm_type": "RSA"}, None)
-            raw = await self.executor.exchange(transport, prepared)
-            if not 200 <= raw.status < 300:
-                raise _explained(self.executor.interpret_error(raw))
-            certificates = self._decrypt_all(raw.body)
-            self._verify_download(raw, certificates)
-            self._last_refresh = self.executor.clock()
-            return [self._keep(cert) for cert in certificates if self._valid(cert)]
-
-    async def refresh_for_unknown_serial(self, transport: Any) -> bool:
+    async def for_serial(self, serial: str) -> Optional[PlatformKey]:
         """Refresh after an unknown serial, unless one happened within ``min_interval``."""
-        now = self.executor.clock()
-        if not self.enabled or (self._last_refresh is not None and now - self._last_refresh < self.min_interval):
-            return False
-        await self.refresh(transport)
-        return True
+        key = self.keyring.find(serial)
+        if key is not None:
+            return key
+        now = self._pipeline.clock()
+        if self._last_refresh is not None and now - self._last_refresh < self.min_interval:
+            return None
+        await self.refresh()
+        return self.keyring.find(serial)
 
-    async def run_periodically(self, transport_factory: Callable[[], Any], interval: float = 3600.0) -> None:
+    async def refresh(self) -> list[str]:
+        """Download the certificates now; return the serials added or confirmed (single-flight per loop)."""
+        async with self._sender.runtime.resources().lock("certificates"):
+            return await self._download()
+
+    async def run_periodically(self, interval: float = 3600.0) -> None:
         """Refresh every ``interval`` seconds until cancelled; a failed round is logged, not fatal."""
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.refresh(transport_factory())
+                await self.refresh()
             except EngineError as exc:
                 logger.warning(
                     "platform certificate refresh failed (%s); retrying in %.0f s", type(exc).__name__, interval
@@ -101,14 +104,19 @@ class CertificateManager:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _decrypt_all(self, body: bytes) -> list[x509.Certificate]:
-        assert self.apiv3_key is not None
-        return decrypt_certificates(body, self.apiv3_key)
+    async def _download(self) -> list[str]:
+        prepared = self._pipeline.prepare(CERTIFICATES_REF, {"algorithm_type": "RSA"}, None)
+        raw = await self._sender.send(prepared)
+        if not 200 <= raw.status < 300:
+            raise _explained(self._pipeline.interpret_error(raw))
+        certificates = decrypt_certificates(raw.body, self._apiv3_key)
+        self._verify_download(raw, certificates)
+        self._last_refresh = self._pipeline.clock()
+        return [self._keep(cert) for cert in certificates if self._valid(cert)]
 
     def _verify_download(self, raw: Any, certificates: list[x509.Certificate]) -> None:
-        now = int(self.executor.clock())
         try:
-            self.executor.verify(raw)
+            self._pipeline.verify(raw)
             return
         except SignatureError as exc:
             # Bootstrap from the carried certificates only on first contact: once a key is trusted,
@@ -116,11 +124,10 @@ class CertificateManager:
             if exc.reason != "unknown_serial" or self.keyring:
                 raise
         bootstrap = PlatformKeyring([*(PlatformKey.from_certificate(c) for c in certificates)])
-        if not self.executor.hook.wxpay_verify_response(response=raw, keyring=bootstrap, now=now):
-            raise SignatureError("unverified", "no verifier plugin accepted the certificate download")
+        self._pipeline.verify(raw, bootstrap)
 
     def _valid(self, cert: x509.Certificate) -> bool:
-        moment = dt.datetime.fromtimestamp(self.executor.clock(), dt.timezone.utc)
+        moment = dt.datetime.fromtimestamp(self._pipeline.clock(), dt.timezone.utc)
         return PlatformKey.from_certificate(cert).valid_at(moment)
 
     def _keep(self, cert: x509.Certificate) -> str:

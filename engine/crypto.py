@@ -26,7 +26,17 @@ _PKCS1 = padding.PKCS1v15()
 
 def rsa_sign(private_key: rsa.RSAPrivateKey, message: bytes) -> str:
     """SHA256withRSA signature of ``message``, base64-encoded."""
-    return base64.b64encode(private_key.sign(message, _PKCS1, hashes.SHA256())).decode("ascii")
+    return base64.b64encode(rsa_sign_bytes(private_key, message)).decode("ascii")
+
+
+def rsa_sign_bytes(private_key: rsa.RSAPrivateKey, message: bytes) -> bytes:
+    """SHA256withRSA signature of ``message``, raw (what a key-level signer returns)."""
+    return private_key.sign(message, _PKCS1, hashes.SHA256())
+
+
+def oaep_decrypt_bytes(private_key: rsa.RSAPrivateKey, ciphertext: bytes) -> bytes:
+    """RSA-OAEP/SHA-1 decryption of raw ciphertext (``ValueError`` when it does not decrypt)."""
+    return private_key.decrypt(ciphertext, _OAEP)
 
 
 def rsa_verify(public_key: rsa.RSAPublicKey, message: bytes, signature_b64: str) -> bool:

@@ -9,7 +9,8 @@ Design decisions:
   checked before the file is declared complete.
 * ``download_url`` must be on the engine's own origin: an Authorization header is never sent to a
   host the merchant did not configure.
-* The body is streamed (transports that can, do; others hand over their body), decompressed on the
+* The signed GET goes through the ordinary send loop with a sink: the transport protocol's
+  ``stream`` writes the body in chunks instead of holding it. It is decompressed on the
   fly when it is gzip, hashed over the *uncompressed* bytes as WeChat Pay computes it, and written to
   ``<dest>.partial``. Only a matching digest renames it to ``dest``; a mismatch or any failure
   removes the partial file, so nothing incomplete looks finished.
@@ -21,18 +22,17 @@ import hashlib
 import os
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 from urllib.parse import urlsplit
 
 import attrs
 
 from engine.descriptor import adhoc_descriptor
 from engine.errors import MalformedResponseError, UsageError
-from engine.executor import Executor, Prepared
-from engine.hookspecs import CallInfo
-from engine.wire import Headers, RawResponse, Request, Response
+from engine.executor import Executor
+from engine.pipeline import Prepared, Settings
+from engine.wire import Headers, Request, Response
 
-CHUNK = 64 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -93,7 +93,7 @@ class _Sink:
         self.file.close()
 
 
-async def download(executor: Executor, transport: Any, step_one: Response, dest: Path, gunzip: bool = True) -> Download:
+async def download(executor: Executor, step_one: Response, dest: Path, gunzip: bool = True) -> Download:
     """Follow a verified bill answer to its file, checking the digest; see the module docstring."""
     data = step_one.data if isinstance(step_one.data, dict) else {}
     try:
@@ -102,49 +102,33 @@ async def download(executor: Executor, transport: Any, step_one: Response, dest:
         raise UsageError(
             f"{step_one.endpoint_id} did not answer with {exc.args[0]}: it is not a bill endpoint"
         ) from None
-    unsigned = _download_request(executor, url)
-    descriptor = adhoc_descriptor("GET", unsigned.target.split("?", 1)[0])
-    request = executor.sign(Prepared(descriptor, unsigned))
+    prepared = _download_request(executor.pipeline.settings, str(url))
     partial = dest.with_name(dest.name + ".partial")
-    sink = _Sink(partial, hash_type, gunzip)
-    call = CallInfo(descriptor.id, descriptor)
+    sink = _Sink(partial, str(hash_type), gunzip)
     try:
-        answer = await executor.observed(call, request, lambda: _stream(transport, request, executor, sink.write))
+        answer = await executor.sender.send(prepared, sink=sink.write)
         sink.close()
-        _check(answer, executor, sink.digest.hexdigest(), str(expected).lower())
+        if not 200 <= answer.status < 300:
+            raise executor.pipeline.interpret_error(answer)
+        _check(sink.digest.hexdigest(), str(expected).lower())
         os.replace(partial, dest)
     except BaseException:
         sink.file.close()
         partial.unlink(missing_ok=True)
         raise
-    return Download(dest, dest.stat().st_size, hash_type, str(expected), sink.compressed)
+    return Download(dest, dest.stat().st_size, str(hash_type), str(expected), sink.compressed)
 
 
-def _download_request(executor: Executor, url: str) -> Request:
-    base, target = urlsplit(executor.settings.base_url), urlsplit(url)
+def _download_request(settings: Settings, url: str) -> Prepared:
+    base, target = urlsplit(settings.base_url), urlsplit(url)
     if (target.scheme, target.netloc) != (base.scheme, base.netloc):
-        raise UsageError(
-            f"download_url is on {target.scheme}://{target.netloc}, not the engine's {executor.settings.base_url}"
-        )
+        raise UsageError(f"download_url is on {target.scheme}://{target.netloc}, not the engine's {settings.base_url}")
     raw_target = target.path + (f"?{target.query}" if target.query else "")
-    headers = Headers({"Accept": "*/*", "User-Agent": executor.settings.user_agent})
-    return Request("GET", executor.settings.base_url, raw_target, headers=headers)
+    headers = Headers({"Accept": "*/*", "User-Agent": settings.user_agent})
+    descriptor = adhoc_descriptor("GET", target.path)
+    return Prepared(descriptor, Request("GET", settings.base_url, raw_target, headers=headers))
 
 
-async def _stream(transport: Any, request: Request, executor: Executor, write: Callable[[bytes], None]) -> RawResponse:
-    config = executor.settings.transport_config()
-    streaming = getattr(transport, "download", None)
-    if streaming is not None:
-        return await streaming(request, config, write)
-    answer = await transport.send(request, config)
-    if 200 <= answer.status < 300:
-        for start in range(0, len(answer.body), CHUNK):
-            write(answer.body[start : start + CHUNK])
-    return answer
-
-
-def _check(answer: RawResponse, executor: Executor, actual: str, expected: str) -> None:
-    if not 200 <= answer.status < 300:
-        raise executor.interpret_error(answer)
+def _check(actual: str, expected: str) -> None:
     if actual != expected:
         raise DigestMismatchError(f"the downloaded bill's digest {actual} differs from the announced {expected}")

@@ -1,347 +1,53 @@
-"""The one generic executor: every endpoint, sync or async, runs through these stages.
+"""The one generic executor: every endpoint, sync or async, runs through here.
 
 Design decisions:
 
-* Sans-I/O core: resolve -> validate -> encrypt -> serialize (``prepare``), sign (``sign``),
-  verify -> decode -> decrypt (``interpret``) are plain synchronous methods; only ``run`` awaits,
-  and only around the transport. The sync API drives this same coroutine, it never copies it.
-* Stages pass small frozen records (``Prepared``, ``Request``, ``RawResponse``), never untyped dicts.
-* Every attempt is signed afresh (new timestamp and nonce, both injectable). Only GET is retried
-  automatically, and only after a transport failure: a POST that may have reached WeChat Pay is
-  never sent twice behind the caller's back.
-* A 2xx answer is returned only after a verifier hook accepted it; if none does, the call fails.
-  Non-2xx answers become ``ApiError`` (their signature is checked only to report ``.verified``).
-* The ``Wechatpay-Serial`` header always names the WeChat Pay key this engine encrypts with and
-  verifies by, so WeChat Pay signs its answer with a key the engine holds (PROTOCOL.md §2).
+* A straight line: ``await keys.ready()`` -> ``pipeline.prepare`` -> ``sender.send`` (signs and
+  sends each attempt) -> ``pipeline.interpret``. The sans-I/O stages live in ``engine.pipeline``,
+  the send loop in ``engine.sender``, key freshness behind ``engine.keyprovider``; this module only
+  strings them together, and depends on them, never the other way round.
+* An answer signed by a key the keyring lacks is verified again after the key provider found that
+  key (certificate rotation); the request is not sent again. If the provider itself fails then, the
+  unverifiable answer is reported, never a transport failure that would invite a resend.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from typing import Any, Awaitable, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
-import attrs
-
-from engine.descriptor import Descriptor
-from engine.errors import (
-    ApiError,
-    ConfigurationError,
-    EngineError,
-    MalformedResponseError,
-    SignatureError,
-    TransportError,
-    UsageError,
-    ValidationError,
-)
-from engine.fields import any_encrypted, map_encrypted
-from engine.hookspecs import CallInfo, SigningContext, TransportConfig
-from engine.keys import MerchantCredentials, PlatformKey, PlatformKeyring
-from engine.multipart import complete_meta
-from engine.protocol import H_REQUEST_ID, H_SERIAL
-from engine.registry import Registry
-from engine.serialize import build_target, encode_body, from_text, split_payload
-from engine.validation import PayloadValidator, compile_validator
-from engine.wire import Headers, RawResponse, Request, Response
-
-RESERVED_HEADERS = ("Authorization", "Content-Type")
-
-
-@attrs.frozen
-class Settings:
-    base_url: str
-    user_agent: str
-    timeout: float = 30.0
-    connect_timeout: float = 10.0
-    get_retries: int = 1
-    hosts: Mapping[str, str] = attrs.field(factory=dict)
-
-    def base_url_for(self, descriptor: Descriptor) -> str:
-        """Where a descriptor is served: its host family's URL, or the engine's base URL."""
-        if descriptor.host is None:
-            return self.base_url
-        try:
-            return self.hosts[descriptor.host]
-        except KeyError:
-            family = descriptor.host
-            message = f"{descriptor.id} is served from the {family!r} host: give Engine(hosts={{{family!r}: url}})"
-            raise ConfigurationError(message) from None
-
-    def transport_config(self) -> TransportConfig:
-        return TransportConfig(self.base_url, self.timeout, self.connect_timeout)
-
-
-@attrs.frozen
-class Prepared:
-    """A validated, encrypted, serialized call, waiting to be signed for each attempt."""
-
-    descriptor: Descriptor = attrs.field(repr=lambda d: d.id)
-    request: Request
+from engine.errors import EngineError, SignatureError
+from engine.keyprovider import KeyProvider
+from engine.pipeline import Pipeline, Prepared
+from engine.protocol import H_SERIAL
+from engine.sender import Sender
+from engine.wire import RawResponse, Response
 
 
 class Executor:
-    """Runs calls for one engine: its registry, plugins, credentials and keys."""
+    """Runs calls for one engine."""
 
-    def __init__(
-        self,
-        registry: Registry,
-        hook: Any,
-        credentials: MerchantCredentials,
-        keyring: PlatformKeyring,
-        settings: Settings,
-        clock: Callable[[], float],
-        nonce: Callable[[], str],
-    ) -> None:
-        self.registry = registry
-        self.hook = hook
-        self.credentials = credentials
-        self.keyring = keyring
-        self.settings = settings
-        self.clock = clock
-        self.nonce = nonce
-        self.on_unknown_serial: Optional[Callable[[Any], Awaitable[bool]]] = None
-        self._validators: dict[str, PayloadValidator] = {}
+    def __init__(self, pipeline: Pipeline, sender: Sender, keys: KeyProvider) -> None:
+        self.pipeline = pipeline
+        self.sender = sender
+        self.keys = keys
 
-    # -- prepare ---------------------------------------------------------------------------
+    async def run(self, ref: str, payload: Any, headers: Optional[Mapping[str, str]]) -> Response:
+        await self.keys.ready()
+        prepared = self.pipeline.prepare(ref, payload, headers)
+        raw = await self.sender.send(prepared)
+        return await self.interpret(prepared, raw)
 
-    def prepare(self, ref: str, payload: Any, headers: Optional[Mapping[str, str]] = None) -> Prepared:
-        descriptor, from_ref = self.registry.resolve(ref)
-        if from_ref and isinstance(payload, (dict, type(None))):
-            # "GET /v3/x/4200?mchid=1" fills {transaction_id} and mchid, typed as the descriptor says.
-            located = {**descriptor.request.query, **descriptor.request.path}
-            payload = {**{k: from_text(located.get(k), v) for k, v in from_ref.items()}, **(payload or {})}
-        if descriptor.body_kind == "multipart":
-            payload = complete_meta(descriptor, payload)
-        if not descriptor.free_form:
-            self._validate(descriptor, payload)
-        user_headers = Headers(headers or {})
-        key = self._platform_key(user_headers)
-        parts = split_payload(descriptor, payload)
-        body = self._encrypt(descriptor, parts.body, key)
-        query = self._encrypt_query(descriptor, parts.query, key)
-        encoded = encode_body(descriptor, body)
-        request = Request(
-            method=descriptor.method,
-            base_url=self.settings.base_url_for(descriptor),
-            target=build_target(descriptor.path, parts.path, query),
-            headers=self._headers(descriptor, user_headers, key, encoded.content_type),
-            body=encoded.data,
-            signed_body=encoded.signed,
-        )
-        return Prepared(descriptor, request)
-
-    def _validate(self, descriptor: Descriptor, payload: Any) -> None:
-        validator = self._validators.get(descriptor.id)
-        if validator is None:
-            validator = self._validators[descriptor.id] = compile_validator(descriptor)
-        errors = validator({} if payload is None else payload)
-        if errors:
-            raise ValidationError(descriptor.id, errors)
-
-    def _platform_key(self, user_headers: Headers) -> Optional[PlatformKey]:
-        if H_SERIAL not in user_headers:
-            return self.keyring.preferred(self.clock())
-        key = self.keyring.find(user_headers[H_SERIAL])
-        if key is None:
-            raise ConfigurationError(
-                f"the {H_SERIAL} header names a key this engine does not hold; known: {', '.join(self.keyring.ids())}"
-            )
-        return key
-
-    def _encrypt(self, descriptor: Descriptor, body: Any, key: Optional[PlatformKey]) -> Any:
-        if not any_encrypted(descriptor.request.body):
-            return body
-        return map_encrypted(descriptor.request.body, body, self._encryptor(descriptor, key))
-
-    def _encrypt_query(self, descriptor: Descriptor, query: dict[str, Any], key: Optional[PlatformKey]) -> Any:
-        if not any_encrypted(descriptor.request.query):
-            return query
-        return map_encrypted(descriptor.request.query, query, self._encryptor(descriptor, key))
-
-    def _encryptor(self, descriptor: Descriptor, key: Optional[PlatformKey]) -> Callable[[str, str], str]:
-        if key is None:
-            raise ConfigurationError(
-                f"{descriptor.id} has encrypted fields but the engine holds no WeChat Pay public key or "
-                "platform certificate to encrypt them with"
-            )
-
-        encrypt_field = single_implementation(self.hook.wxpay_encrypt_field)  # resolved once per call, not per field
-
-        def encrypt(value: str, path: str) -> str:
-            ciphertext = encrypt_field(plaintext=value, key=key)
-            if ciphertext is None:
-                raise ConfigurationError(f"no plugin encrypted the field @ {path}")
-            return ciphertext
-
-        return encrypt
-
-    def _headers(
-        self, descriptor: Descriptor, user_headers: Headers, key: Optional[PlatformKey], content_type: Optional[str]
-    ) -> Headers:
-        for name in RESERVED_HEADERS:
-            if name in user_headers:
-                raise UsageError(f"the {name} header is set by the engine; do not pass it")
-        for name, value in user_headers.items():
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-                raise UsageError(f"the {name!r} header contains a line break, which could inject headers")
-        base = {"Accept": "application/json", "User-Agent": self.settings.user_agent}
-        if content_type is not None:
-            base["Content-Type"] = content_type
-        if key is not None:
-            base[H_SERIAL] = key.key_id
-        headers = Headers(base).merged(user_headers)
-        missing = [n for n, f in descriptor.request.header.items() if f.required and n not in headers]
-        if missing:
-            raise ValidationError(descriptor.id, [f"missing required header @ $headers.{n}" for n in missing])
-        return headers
-
-    # -- sign ------------------------------------------------------------------------------
-
-    def sign(self, prepared: Prepared) -> Request:
-        """The prepared request with a fresh Authorization header."""
-        context = SigningContext(self.credentials, int(self.clock()), self.nonce())
-        authorization = self.hook.wxpay_sign_request(request=prepared.request, signing=context)
-        if authorization is None:
-            raise ConfigurationError("no plugin signed the request")
-        headers = prepared.request.headers.merged({"Authorization": authorization})
-        return attrs.evolve(prepared.request, headers=headers)
-
-    # -- send ------------------------------------------------------------------------------
-
-    async def run(self, transport: Any, ref: str, payload: Any, headers: Optional[Mapping[str, str]]) -> Response:
-        prepared = self.prepare(ref, payload, headers)
-        attempts = 1 + (self.settings.get_retries if prepared.request.method == "GET" else 0)
-        for attempt in range(1, attempts + 1):
-            try:
-                raw = await self.exchange(transport, prepared, attempt)
-            except TransportError:
-                if attempt == attempts:
-                    raise
-                continue
-            return await self._interpret_or_refresh(transport, prepared, raw)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _interpret_or_refresh(self, transport: Any, prepared: Prepared, raw: RawResponse) -> Response:
-        """Interpret; on an unknown serial, let certificate mode refresh once and verify the same answer again."""
+    async def interpret(self, prepared: Prepared, raw: RawResponse) -> Response:
+        """``pipeline.interpret``, once more after the key provider found an unknown serial's key."""
         try:
-            return self.interpret(prepared, raw)
+            return self.pipeline.interpret(prepared, raw)
         except SignatureError as exc:
-            refresh = self.on_unknown_serial
-            if exc.reason != "unknown_serial" or refresh is None:
+            if exc.reason != "unknown_serial" or not self.keys.refreshes:
                 raise
             try:
-                refreshed = await refresh(transport)
+                found = await self.keys.for_serial(raw.headers.get(H_SERIAL, ""))
             except EngineError as refresh_error:
-                # The request did reach WeChat Pay: report the unverifiable answer, never a transport
-                # failure that would invite the caller to send a POST again.
                 raise exc from refresh_error
-            if not refreshed:
+            if found is None:
                 raise
-        return self.interpret(prepared, raw)
-
-    async def exchange(self, transport: Any, prepared: Prepared, attempt: int = 1) -> RawResponse:
-        """Sign and send one attempt, with the observer hooks around it; the answer is not yet trusted."""
-        call = CallInfo(prepared.descriptor.id, prepared.descriptor, attempt)
-        return await self._attempt(transport, call, self.sign(prepared))
-
-    async def _attempt(self, transport: Any, call: CallInfo, request: Request) -> RawResponse:
-        return await self.observed(call, request, lambda: transport.send(request, self.settings.transport_config()))
-
-    async def observed(
-        self, call: CallInfo, request: Request, send: Callable[[], Awaitable[RawResponse]]
-    ) -> RawResponse:
-        """Run ``send`` between the ``wxpay_before_send`` and ``wxpay_after_response`` observers."""
-        self.hook.wxpay_before_send(call=call, request=request)
-        started = time.perf_counter()
-        raw: Optional[RawResponse] = None
-        error: Optional[BaseException] = None
-        try:
-            raw = await send()
-            return raw
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            elapsed = (time.perf_counter() - started) * 1000
-            self.hook.wxpay_after_response(call=call, request=request, response=raw, error=error, elapsed_ms=elapsed)
-
-    # -- interpret -------------------------------------------------------------------------
-
-    def interpret(self, prepared: Prepared, raw: RawResponse) -> Response:
-        """Verify, decode and decrypt an answer; raise for anything that is not a trusted 2xx."""
-        if not 200 <= raw.status < 300:
-            raise self._api_error(raw)
-        key_id = self.verify(raw)
-        data = map_encrypted(prepared.descriptor.response, _decode(raw), self._decrypt)
-        request_id = raw.headers.get(H_REQUEST_ID, "")
-        return Response(raw.status, raw.headers, data, request_id, key_id, prepared.descriptor.id)
-
-    def verify(self, raw: RawResponse) -> str:
-        key_id = self.hook.wxpay_verify_response(response=raw, keyring=self.keyring, now=int(self.clock()))
-        if not key_id:
-            raise SignatureError("unverified", "no verifier plugin accepted the answer; its data is withheld")
-        return key_id
-
-    def _decrypt(self, value: str, path: str) -> str:
-        try:
-            plaintext = self.hook.wxpay_decrypt_field(ciphertext=value, credentials=self.credentials)
-        except ValueError:
-            raise MalformedResponseError(f"cannot decrypt the encrypted answer field @ {path}") from None
-        if plaintext is None:
-            raise ConfigurationError(f"no plugin decrypted the answer field @ {path}")
-        return plaintext
-
-    def interpret_error(self, raw: RawResponse) -> ApiError:
-        """The ``ApiError`` a non-2xx answer stands for."""
-        return self._api_error(raw)
-
-    def _api_error(self, raw: RawResponse) -> ApiError:
-        try:
-            verified = bool(self.verify(raw))
-        except SignatureError:
-            verified = False
-        body = _error_body(raw.body)
-        return ApiError(
-            status=raw.status,
-            code=str(body.get("code") or f"HTTP_{raw.status}"),
-            message=str(body.get("message") or "no error message in the answer"),
-            detail=body.get("detail"),
-            request_id=raw.headers.get(H_REQUEST_ID, ""),
-            verified=verified,
-        )
-
-
-def single_implementation(hook_caller: Any) -> Callable[..., Any]:
-    """The hook itself, or, when exactly one plain implementation is registered, that function.
-
-    Calling the only implementation directly is what pluggy would do, minus its dispatch (about a
-    microsecond and a half a call: it adds up over 15 encrypted fields). Any second implementation,
-    wrapper or override makes this return the hook caller unchanged.
-    """
-    implementations = hook_caller.get_hookimpls()
-    if len(implementations) != 1:
-        return hook_caller
-    only = implementations[0]
-    if only.hookwrapper or only.wrapper:
-        return hook_caller
-    wanted = only.argnames
-    return lambda **arguments: only.function(*(arguments[name] for name in wanted))
-
-
-def _decode(raw: RawResponse) -> Any:
-    if not raw.body:
-        return None
-    try:
-        return json.loads(raw.body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        kind = raw.headers.get("Content-Type", "unknown content type")
-        message = f"verified {raw.status} answer is not JSON ({kind}, {len(raw.body)} bytes)"
-        raise MalformedResponseError(message) from None
-
-
-def _error_body(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        return self.pipeline.interpret(prepared, raw)

@@ -16,10 +16,12 @@ Design decisions:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import attrs
 import pluggy
+
+from engine.transport import Transport, TransportConfig
 
 if TYPE_CHECKING:
     from engine.descriptor import Descriptor
@@ -29,23 +31,6 @@ if TYPE_CHECKING:
 PROJECT = "wxpay"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
-
-
-@attrs.frozen
-class TransportConfig:
-    """What a transport needs to know to be built."""
-
-    base_url: str
-    timeout: float
-    connect_timeout: float
-
-
-class Transport(Protocol):
-    """One method to send, one to release resources; the mock is just another transport."""
-
-    async def send(self, request: "Request", config: TransportConfig) -> "RawResponse": ...
-
-    async def aclose(self) -> None: ...
 
 
 @attrs.frozen
@@ -78,7 +63,8 @@ def wxpay_endpoint_sources() -> list[Union[Path, "Descriptor"]]:
 def wxpay_transport(config: TransportConfig) -> Optional[Transport]:
     """Return a transport for ``config.base_url``, or ``None`` to let another plugin serve it.
 
-    Called lazily, once per engine and event loop.
+    Called lazily, once per engine and event loop, unless the engine was given ``transport=``.
+    The transport must implement ``engine.Transport`` (``send``, ``stream``, ``aclose``).
     """
 
 

@@ -4,7 +4,8 @@ Design decisions:
 
 * The signature is the same SHA256withRSA over lines ending in ``\\n`` as API requests, with the
   merchant key: JSAPI/mini-program ``appId\\ntimeStamp\\nnonceStr\\npackage\\n``; APP
-  ``appid\\ntimestamp\\nnoncestr\\nprepayid\\n``. Parameter names and casing are exactly what
+  ``appid\\ntimestamp\\nnoncestr\\nprepayid\\n``, made by the merchant's key-level signer like every other
+  merchant signature. Parameter names and casing are exactly what
   ``wx.requestPayment`` and the app SDKs expect, so the result can be handed to the client as is.
 * Timestamp and nonce come from the engine's injectable clock and nonce factory.
 """
@@ -13,12 +14,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from engine.crypto import rsa_sign
 from engine.keys import MerchantCredentials
 
 
 def _signed(credentials: MerchantCredentials, *lines: str) -> str:
-    return rsa_sign(credentials.private_key, "".join(f"{line}\n" for line in lines).encode("utf-8"))
+    return credentials.sign("".join(f"{line}\n" for line in lines).encode("utf-8"))
 
 
 def jsapi_parameters(

@@ -17,18 +17,21 @@ Design decisions:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Protocol, Union, runtime_checkable
 
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from engine.errors import CredentialError
+from engine.crypto import oaep_decrypt_bytes, rsa_sign_bytes
+from engine.errors import ConfigurationError, CredentialError
 
 KeySource = Union[str, bytes, os.PathLike]
 
@@ -114,13 +117,84 @@ def normalize_serial(serial: str) -> str:
     return serial.strip().upper().lstrip("0") or "0"
 
 
+@runtime_checkable
+class MerchantSigner(Protocol):
+    """The merchant key, wherever it lives (process memory, a KMS, an HSM).
+
+    ``sign(data)`` returns the RSASSA-PKCS1-v1_5/SHA-256 signature of ``data`` (raw bytes, not
+    base64). An optional ``decrypt(ciphertext)`` undoes RSA-OAEP/SHA-1 for answer fields WeChat Pay
+    encrypted for the merchant; an optional ``public_key()`` lets test tools encrypt for it.
+    """
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+class PrivateKeySigner:
+    """The built-in signer: an RSA private key held in this process (``Engine(private_key=...)``)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, private_key: rsa.RSAPrivateKey) -> None:
+        self._key = private_key
+
+    def sign(self, data: bytes) -> bytes:
+        return rsa_sign_bytes(self._key, data)
+
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        return oaep_decrypt_bytes(self._key, ciphertext)
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self._key.public_key()
+
+    def __repr__(self) -> str:
+        return "<PrivateKeySigner>"
+
+
+def merchant_signer(private_key: Any, signer: Any) -> MerchantSigner:
+    """The signer an engine uses: ``signer`` itself, or one holding ``private_key``; exactly one of the two."""
+    if signer is not None and private_key is not None:
+        raise ConfigurationError("give either private_key or signer, not both")
+    if signer is None:
+        if private_key is None:
+            raise ConfigurationError("private_key: required (or give signer=, an object with sign(data) -> bytes)")
+        return PrivateKeySigner(load_private_key(private_key))
+    if not callable(getattr(signer, "sign", None)):
+        raise ConfigurationError(f"signer: {type(signer).__name__} has no sign(data: bytes) -> bytes method")
+    decrypt = getattr(signer, "decrypt", None)
+    if decrypt is not None and not callable(decrypt):
+        raise ConfigurationError("signer: its decrypt attribute is not callable")
+    return signer  # type: ignore[no-any-return]
+
+
 @attrs.frozen
 class MerchantCredentials:
-    """Who signs the requests: merchant id, API certificate serial and the private key."""
+    """Who signs the requests: merchant id, API certificate serial and the key-level signer."""
 
     mchid: str
     serial_no: str
-    private_key: rsa.RSAPrivateKey = attrs.field(repr=False)
+    signer: MerchantSigner = attrs.field(repr=False)
+
+    def sign(self, message: bytes) -> str:
+        """The base64 signature of ``message`` with the merchant key: every merchant signature is made here."""
+        signature = self.signer.sign(message)
+        if not isinstance(signature, (bytes, bytearray)):
+            raise ConfigurationError(f"signer.sign returned {type(signature).__name__}, not bytes")
+        return base64.b64encode(signature).decode("ascii")
+
+    def decrypt(self, ciphertext_b64: str) -> str:
+        """An answer field WeChat Pay encrypted for the merchant; ``ValueError`` when it does not decrypt."""
+        decrypt = getattr(self.signer, "decrypt", None)
+        if decrypt is None:
+            raise ConfigurationError("the signer has no decrypt(ciphertext) method, needed for encrypted answer fields")
+        try:
+            return bytes(decrypt(base64.b64decode(ciphertext_b64, validate=True))).decode("utf-8")
+        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+            raise ValueError("RSA-OAEP decryption failed") from None
+
+    def public_key(self) -> Optional[rsa.RSAPublicKey]:
+        """The merchant public key, when the signer can tell it (test tools encrypt answers with it)."""
+        public_key = getattr(self.signer, "public_key", None)
+        return public_key() if callable(public_key) else None
 
 
 @attrs.frozen

@@ -25,7 +25,7 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Awaitable, Callable, Mapping, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Optional, Protocol, Union
 
 import attrs
 
@@ -40,8 +40,11 @@ from engine.errors import (
     SignatureError,
     StaleNotificationError,
 )
-from engine.protocol import CLOCK_WINDOW_SECONDS, H_REQUEST_ID
+from engine.protocol import CLOCK_WINDOW_SECONDS, H_REQUEST_ID, H_SERIAL
 from engine.wire import Headers, RawResponse
+
+if TYPE_CHECKING:
+    from engine.keyprovider import KeyProvider
 
 logger = logging.getLogger("engine.notifications")
 ENVELOPE_FIELDS = ("id", "create_time", "event_type", "resource_type", "resource")
@@ -236,16 +239,16 @@ class NotificationReceiver:
     def __init__(
         self,
         verify: Verify,
+        keys: "KeyProvider",
         apiv3_key: Optional[bytes],
         store: ReplayStore,
         clock: Callable[[], float] = time.time,
-        refresh_keys: Optional[Callable[[], Awaitable[bool]]] = None,
     ) -> None:
         self.verify = verify
+        self.keys = keys  # certificate mode: a rotated certificate signs callbacks too
         self.apiv3_key = apiv3_key
         self.store = store
         self.clock = clock
-        self.refresh_keys = refresh_keys  # certificate mode: a rotated certificate signs callbacks too
 
     def parse(self, headers: Union[Mapping[str, str], Headers], body: Union[bytes, str]) -> Notification:
         return parse_notification(
@@ -260,7 +263,9 @@ class NotificationReceiver:
         try:
             return self.parse(headers, body)
         except NotificationSignatureError as exc:
-            if exc.reason != "unknown_serial" or self.refresh_keys is None or not await self.refresh_keys():
+            if exc.reason != "unknown_serial" or not self.keys.refreshes:
+                raise
+            if await self.keys.for_serial(str(Headers(headers).get(H_SERIAL, ""))) is None:
                 raise
         return self.parse(headers, body)
 

@@ -10,12 +10,13 @@ that each call is the one expected, with the payload expected::
 
 Design decisions:
 
-* Built on the engine's own hooks; nothing is patched. While active, a plugin's ``wxpay_transport``
-  (``tryfirst``) serves every base URL with the stub transport, so nothing reaches a real transport.
-  The engine caches one transport per event loop, so the cache is cleared on activation and on
-  deactivation (``Engine.reset_transports``). The same plugin's ``wxpay_before_send`` tells the stub
-  which endpoint each request belongs to (a request sent without that hook is named by its method
-  and path).
+* Built on the engine's own hooks and its one mock transport; nothing is patched. While active, a
+  plugin's ``wxpay_transport`` (``tryfirst``) serves every base URL with a ``MockTransport`` whose
+  handler answers from the queue, so nothing reaches a real transport. The engine keeps one
+  transport per event loop, so those are retired on activation and on deactivation
+  (``Runtime.retire_transports``: they close with their loop or the engine, never leak). The same
+  plugin's ``wxpay_before_send`` tells the stub which endpoint each request belongs to (a request
+  sent without that hook is named by its method and path).
 * Stubbed answers are verified for real; nothing unverified is returned, even in tests. Each Stubber
   generates a throwaway RSA key named ``STUB_KEY_ID_…`` and signs every answer as WeChat Pay does
   (``Wechatpay-*`` headers and ``Request-ID``; the timestamp comes from the engine's clock, so injected
@@ -56,7 +57,7 @@ from engine.crypto import oaep_encrypt
 from engine.descriptor import Descriptor, Field, RequestSpec
 from engine.errors import UsageError
 from engine.fields import map_encrypted
-from engine.hookspecs import CallInfo, TransportConfig, hookimpl
+from engine.hookspecs import CallInfo, hookimpl
 from engine.keys import PlatformKey, PlatformKeyring, normalize_serial
 from engine.plugins.verifier import verify_signed
 from engine.protocol import (
@@ -65,10 +66,11 @@ from engine.protocol import (
 from engine.registry import path_parameters
 from engine.sandbox.emulator import signed_answer
 from engine.serialize import build_target, encode_json, query_values, split_payload
+from engine.transport import BaseTransport, MockTransport, TransportConfig
 from engine.validation import compile_validator
 from engine.wire import RawResponse, Request
 
-__all__ = ["StubAssertionError", "StubResponseError", "Stubber"]
+__all__ = ["BaseTransport", "MockTransport", "StubAssertionError", "StubResponseError", "Stubber"]
 
 _JSON_NAMES = {list: "array", str: "string", int: "integer", float: "number", bool: "boolean"}
 
@@ -142,7 +144,7 @@ class Stubber:
             return
         self.engine.plugin_manager.register(self.transport_plugin)
         self.engine.plugin_manager.register(self.verifier_plugin)
-        self.engine.reset_transports()
+        self.engine.runtime.retire_transports()
         self.active = True
 
     def deactivate(self) -> None:
@@ -152,7 +154,7 @@ class Stubber:
         for plugin in (self.transport_plugin, self.verifier_plugin):
             if self.engine.plugin_manager.is_registered(plugin):
                 self.engine.plugin_manager.unregister(plugin)
-        self.engine.reset_transports()
+        self.engine.runtime.retire_transports()
         self._calls.clear()
         self._plaintexts.clear()
         self.active = False
@@ -230,7 +232,9 @@ class Stubber:
     def _encode_answer(self, descriptor: Descriptor, data: Any) -> bytes:
         if data is None:
             return b""
-        public_key = self.engine.credentials.private_key.public_key()
+        public_key = self.engine.credentials.public_key()
+        if public_key is None:
+            raise UsageError("the engine's signer has no public_key(): cannot encrypt answer fields for it")
         sealed = map_encrypted(descriptor.response, data, lambda value, path: oaep_encrypt(public_key, value))
         return _encode(descriptor, sealed)
 
@@ -271,7 +275,7 @@ class Stubber:
         return map_encrypted(fields, payload, lambda value, path: _Secret(self._plaintexts.get(value, value)))
 
     def _sign(self, queued: _Queued) -> RawResponse:
-        timestamp = int(self.engine._executor.clock())  # the engine's clock, injected or not
+        timestamp = int(self.engine.clock())  # the engine's clock, injected or not
         answer = signed_answer(queued.status, queued.body, self.key_id, self._key, timestamp)
         return RawResponse(answer.status, answer.headers.merged(queued.headers), answer.body)
 
@@ -284,10 +288,11 @@ class _StubTransportPlugin:
 
     def __init__(self, stubber: Stubber) -> None:
         self._stubber = stubber
+        self.transport = MockTransport(stubber._answer, record=False)
 
     @hookimpl(tryfirst=True)
-    def wxpay_transport(self, config: TransportConfig) -> "_StubTransportPlugin":
-        return self
+    def wxpay_transport(self, config: TransportConfig) -> MockTransport:
+        return self.transport
 
     @hookimpl
     def wxpay_before_send(self, call: CallInfo, request: Request) -> None:
@@ -300,11 +305,6 @@ class _StubTransportPlugin:
             self._stubber._plaintexts[ciphertext] = plaintext  # so expected_payload compares plaintexts
         return ciphertext
 
-    async def send(self, request: Request, config: TransportConfig) -> RawResponse:
-        return self._stubber._answer(request)
-
-    async def aclose(self) -> None:
-        return None
 
 
 class _StubVerifierPlugin:

@@ -4,8 +4,9 @@ Design decisions:
 
 * It serves ``http://`` and ``https://`` base URLs and declines anything else, so other transports
   (the sandbox, a user's) claim their own schemes without any ordering games.
-* One ``ClientSession`` (one keep-alive connection pool) per transport; the engine keeps one
-  transport per event loop, because aiohttp sessions are bound to the loop that made them.
+* One ``ClientSession`` (one keep-alive connection pool) per transport; ``engine.runtime`` makes one
+  transport per event loop and closes it with that loop, because aiohttp sessions are bound to the
+  loop that made them.
 * The target is sent byte-for-byte as signed (``encoded=True``): aiohttp must not re-quote it.
   Redirects are not followed: a redirected answer is not the answer that was asked for.
 * aiohttp's own retry of idempotent requests on a dropped keep-alive connection is switched off:
@@ -18,17 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import aiohttp
 from yarl import URL
 
 from engine.errors import TransportError, TransportTimeoutError
-from engine.hookspecs import TransportConfig, hookimpl
+from engine.hookspecs import hookimpl
+from engine.transport import BaseTransport, TransportConfig, Write
 from engine.wire import Headers, RawResponse, Request
 
 
-class AiohttpTransport:
+class AiohttpTransport(BaseTransport):
     """Sends ``Request`` records over HTTP with a pooled aiohttp session."""
 
     def __init__(self, config: TransportConfig) -> None:
@@ -50,7 +52,7 @@ class AiohttpTransport:
             async with self._open(request) as answer:
                 return RawResponse(answer.status, _headers(answer), await answer.read())
 
-    async def download(self, request: Request, config: TransportConfig, write: Callable[[bytes], None]) -> RawResponse:
+    async def stream(self, request: Request, config: TransportConfig, write: Write) -> RawResponse:
         """Stream a 2xx body to ``write`` in chunks instead of holding it (bill downloads)."""
         with _mapped_errors(request, config):
             async with self._open(request) as answer:

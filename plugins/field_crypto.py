@@ -7,7 +7,7 @@ to ``key.key_id``, so the serial always names the key the fields were encrypted 
 
 from __future__ import annotations
 
-from engine.crypto import oaep_decrypt, oaep_encrypt
+from engine.crypto import oaep_encrypt
 from engine.hookspecs import hookimpl
 from engine.keys import MerchantCredentials, PlatformKey
 
@@ -19,4 +19,4 @@ def wxpay_encrypt_field(plaintext: str, key: PlatformKey) -> str:
 
 @hookimpl(trylast=True)
 def wxpay_decrypt_field(ciphertext: str, credentials: MerchantCredentials) -> str:
-    return oaep_decrypt(credentials.private_key, ciphertext)
+    return credentials.decrypt(ciphertext)

@@ -1,7 +1,8 @@
 """Built-in in-process transport to the sandbox emulator: no sockets, no network.
 
 ``Engine.sandbox()`` registers a ``SandboxTransportPlugin`` bound to its emulator; it claims the
-``sandbox://`` base URL and hands each ``Request`` record to the emulator's ``respond``, the same
+``sandbox://`` base URL with a ``MockTransport`` (the project's one mock) that hands each ``Request``
+record to the emulator's ``respond``, the same
 entry point the HTTP server uses, so in-process and served sandboxes behave alike. Transport faults
 are acted out as a client would experience them: latency against the engine's timeout
 (``TransportTimeoutError``), a dropped connection or a truncated answer (``TransportError``).
@@ -13,7 +14,8 @@ import asyncio
 from typing import TYPE_CHECKING, Optional
 
 from engine.errors import TransportError, TransportTimeoutError
-from engine.hookspecs import TransportConfig, hookimpl
+from engine.hookspecs import hookimpl
+from engine.transport import MockTransport, TransportConfig
 from engine.wire import RawResponse, Request
 
 if TYPE_CHECKING:
@@ -22,12 +24,11 @@ if TYPE_CHECKING:
 SANDBOX_URL = "sandbox://wechatpay"
 
 
-class SandboxTransport:
-    def __init__(self, sandbox: "Sandbox") -> None:
-        self.sandbox = sandbox
+def sandbox_transport(sandbox: "Sandbox", config: TransportConfig) -> MockTransport:
+    """The engine's transport to ``sandbox``: the one mock transport, acting out the sandbox's faults."""
 
-    async def send(self, request: Request, config: TransportConfig) -> RawResponse:
-        outcome = self.sandbox.respond(request)
+    async def respond(request: Request) -> RawResponse:
+        outcome = sandbox.respond(request)
         fault = outcome.fault
         delay = fault.seconds if fault is not None and fault.kind == "latency" else 0.0
         if delay > config.timeout:
@@ -40,8 +41,7 @@ class SandboxTransport:
             raise TransportError("the sandbox's answer was cut short (fewer bytes than Content-Length)")
         return outcome.answer
 
-    async def aclose(self) -> None:
-        return None
+    return MockTransport(respond, record=False)
 
 
 class SandboxTransportPlugin:
@@ -51,7 +51,7 @@ class SandboxTransportPlugin:
         self.sandbox = sandbox
 
     @hookimpl(trylast=True)
-    def wxpay_transport(self, config: TransportConfig) -> Optional[SandboxTransport]:
+    def wxpay_transport(self, config: TransportConfig) -> Optional[MockTransport]:
         if config.base_url.startswith("sandbox://"):
-            return SandboxTransport(self.sandbox)
+            return sandbox_transport(self.sandbox, config)
         return None

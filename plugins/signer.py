@@ -2,12 +2,12 @@
 
 The message is built by ``engine.protocol`` from the request record (raw target, exact body bytes,
 or an upload's exact ``meta`` JSON), so what is signed is what the transport sends.
-The private key never leaves ``signing.credentials``.
+The merchant key never leaves the key-level signer of ``signing.credentials`` (a private key in
+memory, or a KMS/HSM behind ``Engine(signer=...)``).
 """
 
 from __future__ import annotations
 
-from engine.crypto import rsa_sign
 from engine.hookspecs import SigningContext, hookimpl
 from engine.protocol import SCHEME_RSA, format_authorization, request_message
 from engine.wire import Request
@@ -24,6 +24,6 @@ def wxpay_sign_request(request: Request, signing: SigningContext) -> str:
             "nonce_str": signing.nonce,
             "timestamp": str(signing.timestamp),
             "serial_no": credentials.serial_no,
-            "signature": rsa_sign(credentials.private_key, message),
+            "signature": credentials.sign(message),
         },
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
-from engine import Engine, RawResponse, Request, TransportConfig, hookimpl
+from engine import Engine
 from engine.sandbox import SandboxIdentity
 
 DATA = Path(__file__).parent / "data"
@@ -37,6 +38,21 @@ REAL_NAME = {
     "cred_type": "ID_CARD",
     "cred_id": "110101199003074477",
 }
+
+
+_real_getaddrinfo = socket.getaddrinfo
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "")
+
+
+def _loopback_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+    """Tests and benchmarks talk to loopback only: any other name fails here, before a DNS query."""
+    name = host.decode() if isinstance(host, bytes) else str(host or "")
+    if name not in LOOPBACK_NAMES and not name.startswith("127."):
+        raise OSError(f"the test suite must not reach the network (tried to resolve {name!r})")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _loopback_only  # every test process, from the first import on
 
 
 @pytest.fixture(scope="session")
@@ -68,22 +84,3 @@ def engine(make_engine: Callable[..., Engine]) -> Engine:
 def vectors() -> dict[str, dict]:
     raw = json.loads((DATA / "vectors.json").read_text(encoding="utf-8"))
     return {v["id"]: v for v in raw["vectors"]}
-
-
-class CannedTransportPlugin:
-    """A user transport plugin that records every request and answers with ``respond(request)``."""
-
-    def __init__(self, respond: Callable[[Request], RawResponse]) -> None:
-        self.respond = respond
-        self.requests: list[Request] = []
-
-    @hookimpl
-    def wxpay_transport(self, config: TransportConfig) -> "CannedTransportPlugin":
-        return self
-
-    async def send(self, request: Request, config: TransportConfig) -> RawResponse:
-        self.requests.append(request)
-        return self.respond(request)
-
-    async def aclose(self) -> None:
-        return None

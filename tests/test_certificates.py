@@ -31,7 +31,7 @@ def _certificate_only(make_engine, **options) -> Engine:
 
 def test_certificate_mode_bootstraps_by_downloading(make_engine) -> None:
     engine = _certificate_only(make_engine)
-    assert not engine.keyring and engine.certificates.enabled
+    assert not engine.keyring and engine.keys.refreshes
     response = engine.call("individual_contracts.real_name.mini_program", REAL_NAME)
     serial = engine.emulator.identity.platform_certificate_serial
     assert engine.keyring.ids() == [serial] and response.verified_with == serial
@@ -53,7 +53,7 @@ def test_rotation_is_picked_up_without_a_restart(make_engine) -> None:
 def test_unknown_serial_triggers_one_refresh_and_the_same_answer_is_verified(make_engine) -> None:
     engine = _certificate_only(make_engine)
     engine.call("combine_papay.mini_program", COMBINE_PAPAY)
-    engine.certificates.min_interval = 0
+    engine.keys.min_interval = 0
     new_serial = engine.emulator.rotate_certificate()
     engine.emulator.answer_key = new_serial  # WeChat Pay starts answering with the new certificate
     response = engine.call("combine_papay.mini_program", COMBINE_PAPAY)
@@ -67,7 +67,7 @@ def test_a_trusted_key_is_never_replaced_by_a_self_signed_download(make_engine) 
     engine = _certificate_only(make_engine)
     engine.call("combine_papay.mini_program", COMBINE_PAPAY)
     trusted = engine.keyring.ids()
-    engine.certificates.min_interval = 0
+    engine.keys.min_interval = 0
     # The old certificate vanishes at once: the new list is signed only by a key the engine never
     # trusted. Accepting it would let anyone holding the APIv3 key slip a certificate in.
     engine.emulator.rotate_certificate(retire_previous=True)
@@ -79,9 +79,9 @@ def test_a_trusted_key_is_never_replaced_by_a_self_signed_download(make_engine) 
 def test_a_failed_refresh_reports_the_unverifiable_answer(make_engine) -> None:
     engine = _certificate_only(make_engine)
     engine.call("combine_papay.mini_program", COMBINE_PAPAY)
-    engine.certificates.min_interval = 0
+    engine.keys.min_interval = 0
     engine.emulator.answer_key = engine.emulator.rotate_certificate()
-    engine.emulator.faults.add(Fault("drop"), endpoint="v3.certificates.get")  # the refresh itself fails
+    engine.emulator.faults.add(Fault("drop"), endpoint="v3.certificates.get", times=2)  # the refresh fails, retry too
     with pytest.raises(SignatureError) as caught:  # not TransportError: the POST did reach WeChat Pay
         engine.call("combine_papay.mini_program", COMBINE_PAPAY)
     assert caught.value.reason == "unknown_serial" and isinstance(caught.value.__cause__, Exception)
@@ -189,7 +189,7 @@ def test_app_payment_parameters(make_engine) -> None:
 def test_callbacks_signed_with_a_rotated_certificate_refresh_once(make_engine) -> None:
     engine = _certificate_only(make_engine)
     engine.call("combine_papay.mini_program", COMBINE_PAPAY)
-    engine.certificates.min_interval = 0
+    engine.keys.min_interval = 0
     engine.emulator.answer_key = new_serial = engine.emulator.rotate_certificate()
     callback = engine.emulator.payment_succeeded("T-ROT", 9)
     notification = engine.parse_notification(dict(callback.headers.items()), callback.body)
@@ -199,7 +199,7 @@ def test_callbacks_signed_with_a_rotated_certificate_refresh_once(make_engine) -
 async def test_async_callback_handler_refreshes_too(make_engine) -> None:
     engine = _certificate_only(make_engine)
     await engine.acall("combine_papay.mini_program", COMBINE_PAPAY)
-    engine.certificates.min_interval = 0
+    engine.keys.min_interval = 0
     engine.emulator.answer_key = engine.emulator.rotate_certificate()
     callback = engine.emulator.payment_succeeded("T-ROT2", 9)
     seen = []

@@ -63,7 +63,7 @@ def test_a_verification_key_is_required(identity) -> None:
     with pytest.raises(ConfigurationError, match="no WeChat Pay key to verify answers with"):
         Engine(**settings)
     settings["apiv3_key"] = identity.apiv3_key
-    assert Engine(**settings).certificates.enabled  # with the APIv3 key alone: certificate mode, downloaded
+    assert Engine(**settings).keys.refreshes  # with the APIv3 key alone: certificate mode, downloaded
 
 
 def test_public_key_needs_its_id(identity) -> None:

@@ -22,6 +22,7 @@ from engine import (
     Engine,
     Headers,
     MalformedResponseError,
+    MockTransport,
     RawResponse,
     Response,
     SignatureError,
@@ -96,24 +97,6 @@ def fullwidth(digits: str) -> str:
     return digits.translate({ord(d): 0xFF10 + int(d) for d in "0123456789"})
 
 
-class ForgingTransport:
-    """A user transport plugin: the sandbox answers, then ``forge`` rewrites the answer."""
-
-    def __init__(self, forge: Callable[[RawResponse], RawResponse]) -> None:
-        self.forge = forge
-        self.emulator: Any = None
-
-    @hookimpl
-    def wxpay_transport(self, config: Any) -> "ForgingTransport":
-        return self
-
-    async def send(self, request: Any, config: Any) -> RawResponse:
-        return self.forge(self.emulator.handle(request))
-
-    async def aclose(self) -> None:
-        return None
-
-
 @pytest.fixture(scope="session")
 def keys(identity: SandboxIdentity) -> Keys:
     foreign = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -125,10 +108,10 @@ def forged(make_engine: Callable[..., Engine], keys: Keys) -> Callable[..., Engi
     """``forged(forge, plugins=[...])``: a sandbox engine whose answers pass through ``forge``."""
 
     def build(forge: Forge, plugins: tuple = (), **options: Any) -> Engine:
-        transport = ForgingTransport(lambda raw: forge(raw, keys))
-        engine = make_engine(plugins=[transport, *plugins], **options)
-        transport.emulator = engine.emulator
-        return engine
+        made: list[Engine] = []
+        transport = MockTransport(lambda request: forge(made[0].emulator.handle(request), keys))
+        made.append(make_engine(plugins=plugins, transport=transport, **options))
+        return made[0]
 
     return build
 

@@ -11,15 +11,17 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import COMBINE_PAPAY, REAL_NAME, CannedTransportPlugin
+from conftest import COMBINE_PAPAY, REAL_NAME
 
 from engine import (
     ConfigurationError,
     Descriptor,
     Engine,
     Field,
+    MockTransport,
     RequestSpec,
     SignatureError,
+    TransportConfig,
     hookimpl,
 )
 from engine.sandbox.emulator import Exchange
@@ -54,8 +56,14 @@ def test_hook_wxpay_endpoint_sources(tmp_path: Path, make_engine) -> None:
 
 
 def test_hook_wxpay_transport(identity) -> None:
-    canned = CannedTransportPlugin(lambda request: engine.emulator.handle(request))
-    engine = Engine.sandbox(identity=identity, plugins=[canned], load_entry_points=False)
+    canned = MockTransport(lambda request: engine.emulator.handle(request))
+
+    class TransportPlugin:
+        @hookimpl
+        def wxpay_transport(self, config: TransportConfig) -> MockTransport:
+            return canned
+
+    engine = Engine.sandbox(identity=identity, plugins=[TransportPlugin()], load_entry_points=False)
     with engine:
         assert engine.call("combine_papay.mini_program", COMBINE_PAPAY).status == 200
     assert [r.target for r in canned.requests] == [engine.emulator.last.request.target]
@@ -272,7 +280,7 @@ def test_exchange_repr_hides_payload(engine: Engine) -> None:
 
 
 def test_single_implementation_fast_path_keeps_pluggy_semantics(make_engine) -> None:
-    from engine.executor import single_implementation
+    from engine.pipeline import single_implementation
 
     engine = make_engine()
     hook = engine.plugin_manager.hook.wxpay_encrypt_field

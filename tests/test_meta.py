@@ -144,7 +144,7 @@ def test_bill_file_is_refused_by_call(builtin_engine: Engine) -> None:
 
 
 def test_host_family_descriptor_goes_to_its_host(builtin_engine: Engine) -> None:
-    from engine.executor import Settings
+    from engine.pipeline import Settings
 
     descriptor = builtin_engine.endpoint("hk.v3.global.certificates.get")
     assert descriptor.host == "hk"

@@ -35,6 +35,8 @@ from engine import (
     Descriptor,
     Engine,
     Field,
+    MockTransport,
+    RawResponse,
     RequestSpec,
     TransportError,
     TransportTimeoutError,
@@ -304,26 +306,17 @@ async def test_validation_errors_keep_secrets_out(make_engine, identity, debug_l
 # == retries, timeouts, refused connections ========================================================
 
 
-class FailingTransport:
-    """A user transport plugin that records every request and fails it like a dropped connection."""
+def failing_transport(error: type = TransportError) -> MockTransport:
+    """A transport that records every request and fails it like a dropped connection."""
 
-    def __init__(self, error: type = TransportError) -> None:
-        self.error = error
-        self.requests: list[Request] = []
+    def fail(request: Request) -> RawResponse:
+        raise error("connection reset by peer (simulated)")
 
-    @hookimpl
-    def wxpay_transport(self, config: Any) -> "FailingTransport":
-        return self
+    return MockTransport(fail)
 
-    async def send(self, request: Request, config: Any) -> Any:
-        self.requests.append(request)
-        raise self.error("connection reset by peer (simulated)")
 
-    async def aclose(self) -> None:
-        return None
-
-    def authorizations(self) -> list[dict[str, str]]:
-        return [parse_authorization(r.headers["Authorization"])[1] for r in self.requests]
+def authorizations(transport: MockTransport) -> list[dict[str, str]]:
+    return [parse_authorization(r.headers["Authorization"])[1] for r in transport.requests]
 
 
 def stepping_clock(step: float = 1.0) -> Callable[[], float]:
@@ -352,19 +345,19 @@ NON_GET_CALLS = [
 @pytest.mark.parametrize("error", [TransportError, TransportTimeoutError])
 @pytest.mark.parametrize(("method", "ref", "payload"), NON_GET_CALLS, ids=[r for _, r, _ in NON_GET_CALLS])
 async def test_non_get_is_never_retried(make_engine, mode, error, method, ref, payload) -> None:
-    transport = FailingTransport(error)
-    engine = make_engine(plugins=[transport], get_retries=5)
+    transport = failing_transport(error)
+    engine = make_engine(transport=transport, get_retries=5)
     raised = await failure(engine, mode, ref, payload, TransportError)
     assert type(raised) is error
     assert [r.method for r in transport.requests] == [method]
 
 
 async def test_get_is_retried_once_and_signed_afresh(make_engine, identity, mode) -> None:
-    transport = FailingTransport()
-    engine = make_engine(plugins=[transport], clock=stepping_clock())
+    transport = failing_transport()
+    engine = make_engine(transport=transport, clock=stepping_clock())
     await failure(engine, mode, "GET /v3/certificates", None, TransportError)
     assert len(transport.requests) == 2
-    auths = transport.authorizations()
+    auths = authorizations(transport)
     assert auths[0]["nonce_str"] != auths[1]["nonce_str"]
     assert auths[0]["timestamp"] != auths[1]["timestamp"]
     assert auths[0]["signature"] != auths[1]["signature"]
@@ -374,17 +367,17 @@ async def test_get_is_retried_once_and_signed_afresh(make_engine, identity, mode
 
 
 async def test_get_retries_have_distinct_nonces_within_one_second(make_engine, mode) -> None:
-    transport = FailingTransport()
-    engine = make_engine(plugins=[transport], clock=lambda: 1_700_000_000.0, get_retries=3)
+    transport = failing_transport()
+    engine = make_engine(transport=transport, clock=lambda: 1_700_000_000.0, get_retries=3)
     await failure(engine, mode, "GET /v3/certificates", None, TransportError)
-    nonces = [a["nonce_str"] for a in transport.authorizations()]
+    nonces = [a["nonce_str"] for a in authorizations(transport)]
     assert len(nonces) == 4 and len(set(nonces)) == 4
 
 
 @pytest.mark.parametrize(("retries", "attempts"), [(0, 1), (2, 3)])
 def test_get_retries_setting_is_honoured(make_engine, retries: int, attempts: int) -> None:
-    transport = FailingTransport()
-    engine = make_engine(plugins=[transport], get_retries=retries)
+    transport = failing_transport()
+    engine = make_engine(transport=transport, get_retries=retries)
     with pytest.raises(TransportError):
         engine.call("GET /v3/certificates")
     assert len(transport.requests) == attempts

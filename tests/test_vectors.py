@@ -9,13 +9,22 @@ import base64
 import json
 
 import pytest
-from conftest import CannedTransportPlugin
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from engine import ApiError, Engine, Headers, RawResponse, Request, SignatureError, SigningContext, hookimpl
+from engine import (
+    ApiError,
+    Engine,
+    Headers,
+    MockTransport,
+    RawResponse,
+    Request,
+    SignatureError,
+    SigningContext,
+    hookimpl,
+)
 from engine.crypto import aead_decrypt, aead_encrypt, rsa_sign
-from engine.keys import MerchantCredentials, load_private_key
+from engine.keys import MerchantCredentials, PrivateKeySigner, load_private_key
 from engine.protocol import format_authorization, parse_authorization, request_message, response_message
 
 NO_ANSWER = RawResponse(500, Headers({}), b"")
@@ -41,13 +50,16 @@ class FormatOnlySigner:
         return format_authorization(self.scheme, params)
 
 
-def _vector_engine(vector: dict, *, mchid: str, serial_no: str, timestamp: int, nonce: str, plugins=()) -> Engine:
+def _vector_engine(
+    vector: dict, *, mchid: str, serial_no: str, timestamp: int, nonce: str, plugins=(), transport=None
+) -> Engine:
     return Engine(
         mchid=mchid,
         serial_no=serial_no,
         private_key=vector["private_key_pem"],
         platform_certificates=[vector["certificate_pem"]],
         plugins=list(plugins),
+        transport=transport,
         clock=lambda: timestamp,
         nonce_factory=lambda: nonce,
         load_entry_points=False,
@@ -63,14 +75,14 @@ def test_sha256_rsa_signature_is_reproduced(vectors) -> None:
 def test_official_request_message_and_real_signature(vectors) -> None:
     keys = vectors["go-sha256withrsa-sign-source"]
     example = vectors["official-request-sign-message-example"]
-    canned = CannedTransportPlugin(lambda request: NO_ANSWER)
+    canned = MockTransport(lambda request: NO_ANSWER)
     engine = _vector_engine(
         keys,
         mchid="1900009191",
         serial_no="1DDE55AD98ED71D6EDD4A4A16996DE7B47773A8C",
         timestamp=example["timestamp"],
         nonce=example["nonce"],
-        plugins=[canned],
+        transport=canned,
     )
     with engine, pytest.raises(ApiError):  # the canned 500 ends the call; the request is what matters
         engine.call("GET /v3/certificates")
@@ -91,14 +103,15 @@ def test_go_authorization_format_through_a_signer_plugin(vectors) -> None:
     keys = vectors["go-sha256withrsa-sign-source"]
     cases = vectors["go-authorization-header-format-mock-signer"]["cases"]
     first = cases[0]
-    canned = CannedTransportPlugin(lambda request: NO_ANSWER)
+    canned = MockTransport(lambda request: NO_ANSWER)
     engine = _vector_engine(
         keys,
         mchid=first["mchid"],
         serial_no=first["serial_no"],
         timestamp=first["timestamp"],
         nonce=first["nonce"],
-        plugins=[canned, FormatOnlySigner("WECHATPAY2-Mock")],
+        plugins=[FormatOnlySigner("WECHATPAY2-Mock")],
+        transport=canned,
     )
     with engine, pytest.raises(ApiError):
         engine.call("GET /v3/certificates")
@@ -115,14 +128,15 @@ def test_go_authorization_format_through_a_signer_plugin(vectors) -> None:
 def test_java_canonical_url_with_query(vectors) -> None:
     keys = vectors["go-sha256withrsa-sign-source"]
     vector = vectors["java-credential-canonical-url-with-query"]
-    canned = CannedTransportPlugin(lambda request: NO_ANSWER)
+    canned = MockTransport(lambda request: NO_ANSWER)
     engine = _vector_engine(
         keys,
         mchid="1234567891",
         serial_no="5F1C72E2A8931B72A2E13AF8DEE92471EB397115",
         timestamp=vector["timestamp"],
         nonce=vector["nonce"],
-        plugins=[canned, FormatOnlySigner("WECHATPAY2-fake-algorithm", "fake-sign")],
+        plugins=[FormatOnlySigner("WECHATPAY2-fake-algorithm", "fake-sign")],
+        transport=canned,
     )
     with engine, pytest.raises(ApiError):
         engine.call("GET /v3/pay/transactions/id/1217752501201407033233368018", {"mchid": "1230000109"})
@@ -139,7 +153,7 @@ def _notify_engine(vector: dict, now: int, respond) -> Engine:
         serial_no="0123456789ABC",
         private_key=vector["platform_private_key_pem"],
         platform_certificates=[vector["platform_certificate_pem"]],
-        plugins=[CannedTransportPlugin(respond)],
+        transport=MockTransport(respond),
         clock=lambda: now,
         load_entry_points=False,
     )
@@ -220,7 +234,7 @@ def test_php_parameter_order_parses_like_go_order(vectors) -> None:
 def test_oaep_decryption_vectors_through_the_decrypt_hook(make_engine, vectors, vector_id: str) -> None:
     vector = vectors[vector_id]
     hook = make_engine().plugin_manager.hook
-    credentials = MerchantCredentials("1", "S", load_private_key(vector["private_key_pem"]))
+    credentials = MerchantCredentials("1", "S", PrivateKeySigner(load_private_key(vector["private_key_pem"])))
     assert (
         hook.wxpay_decrypt_field(ciphertext=vector["ciphertext_b64"], credentials=credentials)
         == (vector["expected_plaintext"])

@@ -1,0 +1,100 @@
+"""Turning ``Engine(...)`` keyword settings into checked parts: keys, limits, hosts, descriptors.
+
+Design decisions:
+
+* Every setting is checked when the engine is built, and a bad one raises ``ConfigurationError``
+  (``CredentialError`` for key material) naming the *setting* and what is wrong with it. Messages
+  never carry a credential's value.
+* These are plain functions, so ``Engine.__init__`` reads as a list of settings and
+  ``Engine.from_env``-style constructors can reuse them.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+from engine import __version__
+from engine.descriptor import Descriptor
+from engine.errors import ConfigurationError, CredentialError
+from engine.keys import KeySource, PlatformKey, PlatformKeyring, load_certificate, load_public_key
+from engine.registry import BUILTIN_ENDPOINTS, Registry
+
+DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
+DEFAULT_HOSTS = {"hk": "https://apihk.mch.weixin.qq.com"}
+
+
+def required_text(value: Any, setting: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{setting} is required (a non-empty string)")
+    return value.strip()
+
+
+def build_keyring(
+    public_key: Optional[KeySource], public_key_id: Optional[str], certificates: Sequence[KeySource]
+) -> PlatformKeyring:
+    keyring = PlatformKeyring()
+    if (public_key is None) != (public_key_id is None):
+        raise ConfigurationError("platform_public_key and platform_public_key_id go together: give both or neither")
+    if public_key is not None and public_key_id is not None:
+        if not public_key_id.startswith("PUB_KEY_ID_"):
+            raise ConfigurationError("platform_public_key_id: must start with PUB_KEY_ID_ (the value given does not)")
+        keyring.add(PlatformKey(public_key_id, load_public_key(public_key)))
+    if isinstance(certificates, (str, bytes, Path)):
+        certificates = [certificates]
+    for index, certificate in enumerate(certificates):
+        keyring.add(PlatformKey.from_certificate(load_certificate(certificate, f"platform_certificates[{index}]")))
+    return keyring
+
+
+def check_limits(timeout: float, connect_timeout: float, get_retries: int) -> None:
+    for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    if not isinstance(get_retries, int) or isinstance(get_retries, bool) or get_retries < 0:
+        raise ConfigurationError(f"get_retries must be a whole number >= 0, got {get_retries!r}")
+
+
+def host_families(base_url: str, hosts: Optional[Mapping[str, str]]) -> dict[str, str]:
+    """Host families: WeChat Pay's own for the production base URL; else (sandbox, proxy) all the same URL."""
+    if hosts is not None:
+        return {family: url.rstrip("/") for family, url in hosts.items()}
+    if base_url.rstrip("/") == DEFAULT_BASE_URL:
+        return dict(DEFAULT_HOSTS)
+    return {family: base_url.rstrip("/") for family in DEFAULT_HOSTS}
+
+
+def parse_apiv3_key(value: Union[str, bytes, None]) -> Optional[bytes]:
+    if value is None:
+        return None
+    if not isinstance(value, (str, bytes, bytearray)):
+        raise CredentialError(f"apiv3_key: must be 32 bytes of text or bytes, got {type(value).__name__}")
+    try:
+        key = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    except UnicodeEncodeError:
+        raise CredentialError("apiv3_key: not encodable as UTF-8") from None
+    if len(key) != 32:
+        raise CredentialError(f"apiv3_key: must be 32 bytes, got {len(key)}")
+    return key
+
+
+def build_registry(plugin_manager: Any, endpoint_dirs: Sequence[Union[str, Path]]) -> Registry:
+    directories: list[Path] = [BUILTIN_ENDPOINTS]
+    descriptors: list[Descriptor] = []
+    for contributed in reversed(plugin_manager.hook.wxpay_endpoint_sources()):
+        for source in contributed or ():
+            if isinstance(source, Descriptor):
+                descriptors.append(source)
+            else:
+                directories.append(Path(source))
+    for directory in endpoint_dirs:
+        path = Path(directory)
+        if not path.is_dir():
+            raise ConfigurationError(f"endpoint_dirs: {str(path)!r} is not a directory")
+        directories.append(path)
+    return Registry(directories, descriptors)
+
+
+def user_agent() -> str:
+    return f"wechatpay-engine/{__version__} ({platform.system()}) Python/{platform.python_version()}"

@@ -1,0 +1,109 @@
+"""The transport seam: the protocol every transport implements, and the one mock transport.
+
+Design decisions:
+
+* A transport is three coroutines over plain records (``engine.wire``): ``send`` a request and
+  return the answer whole, ``stream`` a request's 2xx body to a ``write`` callback instead of holding
+  it (bill downloads), and ``aclose``. Streaming is part of the protocol, not a method looked up with
+  ``getattr``; ``BaseTransport`` gives any transport a ``stream`` built on ``send`` and a no-op
+  ``aclose``, so a minimal transport writes ``send`` only.
+* ``MockTransport(handler)`` is the only mock in the project (httpx's idea): ``handler`` receives
+  the engine's ``Request`` record and returns, or awaits to, a ``RawResponse``. The Stubber, the
+  in-process sandbox, the test helpers and the bench stand-ins are all built on it. It holds no
+  event-loop state, so one instance serves every loop and thread.
+* ``check_transport`` is the one place a transport object is checked against the protocol, so a
+  wrong object fails when it is handed over, with a ``ConfigurationError`` naming the setting.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Awaitable, Callable, Protocol, Union, runtime_checkable
+
+import attrs
+
+from engine.errors import ConfigurationError
+from engine.wire import RawResponse, Request
+
+CHUNK = 64 * 1024
+Write = Callable[[bytes], None]
+
+
+@attrs.frozen
+class TransportConfig:
+    """What a transport needs to know to be built and to send."""
+
+    base_url: str
+    timeout: float
+    connect_timeout: float
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Send, stream, release: the whole contract between the engine and the network."""
+
+    async def send(self, request: Request, config: TransportConfig) -> RawResponse: ...
+
+    async def stream(self, request: Request, config: TransportConfig, write: Write) -> RawResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+class BaseTransport:
+    """Defaults for transports that only know how to ``send``."""
+
+    async def send(self, request: Request, config: TransportConfig) -> RawResponse:
+        raise NotImplementedError
+
+    async def stream(self, request: Request, config: TransportConfig, write: Write) -> RawResponse:
+        """Send, then hand a 2xx body to ``write`` in chunks; the answer returned has no body."""
+        answer = await self.send(request, config)
+        if not 200 <= answer.status < 300:
+            return answer
+        for start in range(0, len(answer.body), CHUNK):
+            write(answer.body[start : start + CHUNK])
+        return RawResponse(answer.status, answer.headers, b"")
+
+    async def aclose(self) -> None:
+        return None
+
+
+Handler = Callable[[Request], Union[RawResponse, Awaitable[RawResponse]]]
+
+
+class MockTransport(BaseTransport):
+    """A transport answering every request with ``handler(request)`` (sync or async).
+
+    ``requests`` keeps the requests sent, in order, unless ``record=False`` (long benchmarks).
+    """
+
+    def __init__(self, handler: Handler, *, record: bool = True) -> None:
+        if not callable(handler):
+            raise ConfigurationError("MockTransport(handler): handler must be callable")
+        self.handler = handler
+        self.record = record
+        self.requests: list[Request] = []
+
+    async def send(self, request: Request, config: TransportConfig) -> RawResponse:
+        if self.record:
+            self.requests.append(request)
+        answer = self.handler(request)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if not isinstance(answer, RawResponse):
+            raise ConfigurationError(f"MockTransport handler returned {type(answer).__name__}, not a RawResponse")
+        return answer
+
+    def __repr__(self) -> str:
+        return f"<MockTransport {getattr(self.handler, '__qualname__', type(self.handler).__name__)}>"
+
+
+def check_transport(candidate: Any, setting: str) -> Transport:
+    """``candidate`` if it implements the transport protocol, else a ``ConfigurationError``."""
+    missing = [name for name in ("send", "stream", "aclose") if not callable(getattr(candidate, name, None))]
+    if missing:
+        raise ConfigurationError(
+            f"{setting}: {type(candidate).__name__} is not a transport (no {', '.join(missing)}); "
+            "subclass engine.BaseTransport or use engine.MockTransport"
+        )
+    return candidate  # type: ignore[no-any-return]
