@@ -18,7 +18,7 @@ from typing import Any
 
 from common import SEED_PAYLOAD, emit
 
-from engine import Descriptor, Engine, Field, RawResponse, Request, TransportConfig, hookimpl
+from engine import Descriptor, Engine, Field, MockTransport, RawResponse
 from engine.crypto import oaep_encrypt, rsa_sign, rsa_verify
 from engine.examples import example_value
 from engine.protocol import response_message
@@ -28,23 +28,6 @@ from engine.sandbox.emulator import signed_answer
 
 SEED = "v3.ecommerce.combine_papay.contracts.pre_entrust_sign.mini_program.post"
 ROUNDS = 7
-
-
-class CannedAnswer:
-    """A transport plugin returning one pre-signed answer, whatever was asked."""
-
-    def __init__(self, answer: RawResponse) -> None:
-        self.answer = answer
-
-    @hookimpl(tryfirst=True)
-    def wxpay_transport(self, config: TransportConfig) -> "CannedAnswer":
-        return self
-
-    async def send(self, request: Request, config: TransportConfig) -> RawResponse:
-        return self.answer
-
-    async def aclose(self) -> None:
-        return None
 
 
 def full_value(name: str, field: Field) -> Any:
@@ -85,7 +68,6 @@ def per_call_us(engine: Engine, endpoint: str, payload: Any, headers: dict[str, 
         for _ in range(calls):
             await engine.acall(endpoint, payload, headers=headers)
         elapsed = time.perf_counter() - started
-        await engine.aclose()
         return elapsed / calls * 1e6
 
     return asyncio.run(run())
@@ -109,7 +91,8 @@ def floor_us(identity: SandboxIdentity, answer: RawResponse, encrypted: int, cal
 def case(identity: SandboxIdentity, descriptor: Descriptor, payload: Any, calls: int) -> dict[str, Any]:
     body = b'{"mchid":"1900000109"}'
     answer = signed_answer(200, body, identity.platform_public_key_id, identity.platform_key, int(time.time()))
-    engine = Engine(**identity.engine_settings(), plugins=[CannedAnswer(answer)], load_entry_points=False)
+    canned = MockTransport(lambda request: answer, record=False)
+    engine = Engine(**identity.engine_settings(), transport=canned, load_entry_points=False)
     headers = {
         n: "header-value" for n, f in descriptor.request.header.items() if f.required and n != "Wechatpay-Serial"
     }
