@@ -1,0 +1,332 @@
+"""The runtime architecture under real deployment shapes: fork, many event loops, threads, closing,
+the transport seam and the key-level signer."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import threading
+from typing import Any, Callable
+
+import pytest
+from conftest import COMBINE_PAPAY, PAY_REDIRECT_SIGN, REAL_NAME
+
+from engine import (
+    ConfigurationError,
+    Engine,
+    MockTransport,
+    PrivateKeySigner,
+    RawResponse,
+    Request,
+    TransportTimeoutError,
+    UsageError,
+)
+from engine.crypto import rsa_verify
+from engine.examples import example_payload
+from engine.sandbox import Sandbox, SandboxIdentity
+from engine.sandbox.server import ServerThread
+
+PAPAY = "combine_papay.mini_program"
+SEEDS = [
+    (PAPAY, COMBINE_PAPAY),
+    ("password_exempt.ecommerce.pay_redirect_sign", PAY_REDIRECT_SIGN),
+    ("individual_contracts.real_name.mini_program", REAL_NAME),
+]
+
+
+@pytest.fixture
+def served(identity: SandboxIdentity) -> Any:
+    with ServerThread(Sandbox(identity, mode="both")) as thread:
+        yield thread
+
+
+def http_engine(identity: SandboxIdentity, served: Any, mode: str = "public_key", **options: Any) -> Engine:
+    return Engine(**{**identity.engine_settings(mode), "base_url": served.base_url, "load_entry_points": False, **options})
+
+
+# == fork ===========================================================================================
+
+
+def _in_child(work: Callable[[], Any]) -> Any:
+    """Run ``work`` in a forked child; return what it returned (or raise what it raised) in the parent."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            outcome = {"ok": work()}
+        except BaseException as exc:
+            outcome = {"error": f"{type(exc).__name__}: {exc}"}
+        os.write(write, json.dumps(outcome).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        outcome = json.loads(pipe.read() or '{"error": "the child died without a word"}')
+    os.waitpid(pid, 0)
+    if "error" in outcome:
+        raise AssertionError(f"in the forked child: {outcome['error']}")
+    return outcome["ok"]
+
+
+@pytest.mark.parametrize("where", ["in_process", "http"])
+def test_a_fork_after_a_sync_call_leaves_parent_and_child_working(identity, served, where) -> None:
+    engine = Engine.sandbox(identity=identity) if where == "in_process" else http_engine(identity, served)
+    with engine:
+        assert engine.call(PAPAY, COMBINE_PAPAY).status == 200  # the parent has a loop and a pool now
+
+        def child() -> list[int]:
+            sync = engine.call(PAPAY, COMBINE_PAPAY).status
+            in_loop = asyncio.run(engine.acall(PAPAY, COMBINE_PAPAY)).status
+            again = engine.call(PAPAY, COMBINE_PAPAY).status
+            return [sync, in_loop, again]
+
+        assert _in_child(child) == [200, 200, 200]
+        assert engine.call(PAPAY, COMBINE_PAPAY).status == 200
+        assert asyncio.run(engine.acall(PAPAY, COMBINE_PAPAY)).status == 200
+
+
+def test_a_fork_after_a_call_from_inside_a_running_loop_uses_a_fresh_portal(identity) -> None:
+    engine = Engine.sandbox(identity=identity)
+
+    async def sync_call_inside_a_loop() -> int:
+        return engine.call(PAPAY, COMBINE_PAPAY).status  # a running loop here: the portal thread serves it
+
+    assert asyncio.run(sync_call_inside_a_loop()) == 200
+    assert _in_child(lambda: asyncio.run(sync_call_inside_a_loop())) == 200
+    engine.close()
+
+
+# == many event loops ===============================================================================
+
+
+@pytest.mark.filterwarnings("error")
+def test_ten_event_loops_with_concurrent_certificate_downloads_and_calls(identity, served) -> None:
+    engine = http_engine(identity, served, mode="certificate")
+
+    async def one_loop() -> None:
+        downloads = [engine.adownload_certificates() for _ in range(3)]
+        calls = [engine.acall(PAPAY, COMBINE_PAPAY) for _ in range(3)]
+        results = await asyncio.gather(*downloads, *calls)
+        assert all(serials for serials in results[:3])
+        assert all(answer.status == 200 for answer in results[3:])
+
+    for _ in range(10):
+        asyncio.run(one_loop())
+    assert engine.runtime._loops == {}  # every loop's resources went with the loop
+    for _ in range(2):  # and sync threads afterwards share a lock that is theirs
+        threads = [threading.Thread(target=engine.download_certificates) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    engine.close()
+    gc.collect()  # an unclosed aiohttp session or connector would warn here, and warnings are errors
+
+
+@pytest.mark.filterwarnings("error")
+def test_twenty_asyncio_runs_leave_no_transport_behind(identity, served) -> None:
+    engine = http_engine(identity, served)
+    for _ in range(20):
+        assert asyncio.run(engine.acall(PAPAY, COMBINE_PAPAY)).status == 200
+    assert engine.runtime._loops == {}
+    engine.close()
+    gc.collect()
+
+
+def test_a_background_refresh_task_ends_with_its_loop(identity, served) -> None:
+    engine = http_engine(identity, served, mode="certificate")
+
+    async def start() -> asyncio.Task[None]:
+        await engine.adownload_certificates()
+        return engine.start_certificate_refresh(interval=3600)
+
+    task = asyncio.run(start())
+    assert task.cancelled()
+    engine.close()
+
+
+# == threads and the sync drivers ===================================================================
+
+
+def test_sync_calls_from_many_threads(identity, served) -> None:
+    engine = http_engine(identity, served)
+    statuses: list[int] = []
+
+    def work() -> None:
+        for _ in range(5):
+            statuses.append(engine.call(PAPAY, COMBINE_PAPAY).status)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 30
+    engine.close()
+    assert engine.runtime._thread_loops == {} and engine.runtime._loops == {}
+
+
+def _hanging(request: Request) -> Any:
+    async def never() -> RawResponse:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    return never()
+
+
+@pytest.mark.parametrize("where", ["thread", "inside_a_loop"])
+def test_a_sync_wait_is_bounded_even_when_the_transport_never_answers(identity, where) -> None:
+    engine = Engine(
+        **identity.engine_settings(),
+        transport=MockTransport(_hanging),
+        timeout=0.1,
+        connect_timeout=0.1,
+        get_retries=0,
+        load_entry_points=False,
+    )
+
+    async def inside() -> None:
+        engine.call(PAPAY, COMBINE_PAPAY)
+
+    with pytest.raises(TransportTimeoutError, match="cancelled"):
+        if where == "thread":
+            engine.call(PAPAY, COMBINE_PAPAY)
+        else:
+            asyncio.run(inside())
+    engine.close()
+
+
+# == closing ========================================================================================
+
+
+def test_a_closed_engine_refuses_calls_instead_of_hanging_or_reopening(identity) -> None:
+    engine = Engine.sandbox(identity=identity)
+    assert engine.call(PAPAY, COMBINE_PAPAY).status == 200
+    engine.close()
+    engine.close()  # closing twice is fine
+    with pytest.raises(UsageError, match="closed"):
+        engine.call(PAPAY, COMBINE_PAPAY)
+    with pytest.raises(UsageError, match="closed"):
+        asyncio.run(engine.acall(PAPAY, COMBINE_PAPAY))
+    with pytest.raises(UsageError, match="closed"):
+        engine.download_certificates()
+
+
+def test_aclose_inside_the_loop_then_refuses(identity) -> None:
+    engine = Engine.sandbox(identity=identity)
+
+    async def run() -> None:
+        await engine.acall(PAPAY, COMBINE_PAPAY)
+        await engine.aclose()
+        with pytest.raises(UsageError):
+            await engine.acall(PAPAY, COMBINE_PAPAY)
+
+    asyncio.run(run())
+
+
+# == the transport seam =============================================================================
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_engine_transport_takes_a_mock_transport(identity, kind) -> None:
+    emulator = Sandbox(identity)
+
+    def answer(request: Request) -> RawResponse:
+        return emulator.handle(request)
+
+    async def answer_later(request: Request) -> RawResponse:
+        await asyncio.sleep(0)
+        return emulator.handle(request)
+
+    transport = MockTransport(answer if kind == "sync" else answer_later)
+    with Engine(**identity.engine_settings(), transport=transport, load_entry_points=False) as engine:
+        assert engine.call(PAPAY, COMBINE_PAPAY).data["plan_id"] == COMBINE_PAPAY["plan_id"]
+        assert asyncio.run(engine.acall(PAPAY, COMBINE_PAPAY)).status == 200
+    assert [r.method for r in transport.requests] == ["POST", "POST"]
+
+
+def test_a_transport_that_is_not_one_is_refused_by_name(identity) -> None:
+    class HalfTransport:
+        async def send(self, request: Request, config: Any) -> RawResponse:
+            raise AssertionError("never called")
+
+    with pytest.raises(ConfigurationError, match=r"^transport: HalfTransport is not a transport \(no stream, aclose\)"):
+        Engine(**identity.engine_settings(), transport=HalfTransport(), load_entry_points=False)
+
+
+def test_a_mock_handler_returning_something_else_is_a_configuration_error(identity) -> None:
+    transport = MockTransport(lambda request: {"status": 200})  # type: ignore[arg-type, return-value]
+    with Engine(**identity.engine_settings(), transport=transport, load_entry_points=False) as engine:
+        with pytest.raises(ConfigurationError, match="not a RawResponse"):
+            engine.call(PAPAY, COMBINE_PAPAY)
+
+
+# == the key-level signer ===========================================================================
+
+
+class KmsSigner:
+    """What a KMS client looks like to the engine: it signs bytes it is handed, and keeps a log."""
+
+    def __init__(self, identity: SandboxIdentity) -> None:
+        self._remote = PrivateKeySigner(identity.merchant_key)  # "the HSM"
+        self.signed: list[bytes] = []
+
+    def sign(self, data: bytes) -> bytes:
+        self.signed.append(data)
+        return self._remote.sign(data)
+
+
+def test_a_kms_signer_makes_every_merchant_signature(identity) -> None:
+    signer = KmsSigner(identity)
+    engine = Engine.sandbox(identity=identity, private_key=None, signer=signer)
+    for endpoint, payload in SEEDS:
+        assert engine.call(endpoint, payload).status == 200
+    assert [exchange.response.status for exchange in engine.emulator.exchanges] == [200, 200, 200]  # it verified them
+    parameters = engine.jsapi_payment("wxd678efh567hg6787", "wx201410272009395522657a690389285100")
+    message = "".join(f"{parameters[k]}\n" for k in ("appId", "timeStamp", "nonceStr", "package")).encode()
+    assert rsa_verify(identity.merchant_key.public_key(), message, parameters["paySign"])
+    assert len(signer.signed) == 4 and signer.signed[-1] == message
+    engine.close()
+
+
+def test_a_signer_without_decrypt_cannot_open_encrypted_answer_fields(identity) -> None:
+    engine = Engine.sandbox(identity=identity, private_key=None, signer=KmsSigner(identity))
+    descriptor = engine.endpoint("v3.aggracct_bc.wb_channel.account.mch_archives.get")
+    with pytest.raises(ConfigurationError, match="no decrypt"):
+        engine.call(descriptor.id, example_payload(descriptor))
+    engine.close()
+
+
+def test_a_signer_with_decrypt_opens_them(identity) -> None:
+    engine = Engine.sandbox(identity=identity, private_key=None, signer=PrivateKeySigner(identity.merchant_key))
+    descriptor = engine.endpoint("v3.aggracct_bc.wb_channel.account.mch_archives.get")
+    assert engine.call(descriptor.id, example_payload(descriptor)).status == 200
+    engine.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"signer": object()}, r"^signer: object has no sign\(data: bytes\) -> bytes method$"),
+        ({"signer": "not-a-signer"}, r"^signer: str has no sign"),
+        ({"signer": PrivateKeySigner.__new__(PrivateKeySigner), "private_key": "x"}, "either private_key or signer"),
+        ({"private_key": None}, r"^private_key: required"),
+    ],
+)
+def test_bad_signer_settings_name_the_setting(identity, options, message) -> None:
+    settings = {**identity.engine_settings(), "private_key": None, **options}
+    with pytest.raises(ConfigurationError, match=message):
+        Engine(**settings, load_entry_points=False)
+
+
+def test_a_signer_returning_text_is_a_configuration_error(identity) -> None:
+    class TextSigner:
+        def sign(self, data: bytes) -> str:
+            return "c2lnbmF0dXJl"
+
+    engine = Engine.sandbox(identity=identity, private_key=None, signer=TextSigner())
+    with pytest.raises(ConfigurationError, match="not bytes"):
+        engine.call(PAPAY, COMBINE_PAPAY)
+    assert engine.emulator.exchanges == []
+    engine.close()
