@@ -43,7 +43,8 @@ def served(identity: SandboxIdentity) -> Any:
 
 
 def http_engine(identity: SandboxIdentity, served: Any, mode: str = "public_key", **options: Any) -> Engine:
-    return Engine(**{**identity.engine_settings(mode), "base_url": served.base_url, "load_entry_points": False, **options})
+    settings = {**identity.engine_settings(mode), "base_url": served.base_url, "load_entry_points": False}
+    return Engine(**{**settings, **options})
 
 
 # == fork ===========================================================================================
@@ -257,9 +258,9 @@ def test_a_transport_that_is_not_one_is_refused_by_name(identity) -> None:
 
 def test_a_mock_handler_returning_something_else_is_a_configuration_error(identity) -> None:
     transport = MockTransport(lambda request: {"status": 200})  # type: ignore[arg-type, return-value]
-    with Engine(**identity.engine_settings(), transport=transport, load_entry_points=False) as engine:
-        with pytest.raises(ConfigurationError, match="not a RawResponse"):
-            engine.call(PAPAY, COMBINE_PAPAY)
+    engine = Engine(**identity.engine_settings(), transport=transport, load_entry_points=False)
+    with engine, pytest.raises(ConfigurationError, match="not a RawResponse"):
+        engine.call(PAPAY, COMBINE_PAPAY)
 
 
 # == the key-level signer ===========================================================================
