@@ -10,10 +10,12 @@ __version__ = "0.1.0"
 
 from engine.client import Engine
 from engine.configuration import DEFAULT_BASE_URL
-from engine.descriptor import Descriptor, Field, RequestSpec
+from engine.descriptor import Descriptor, Field, Idempotency, RequestSpec
 from engine.errors import (
     ApiError,
     ConfigurationError,
+    ConnectError,
+    ConnectTimeoutError,
     CredentialError,
     DescriptorError,
     EngineError,
@@ -22,11 +24,14 @@ from engine.errors import (
     NotificationDecryptionError,
     NotificationError,
     NotificationSignatureError,
+    Reconcile,
     ReplayedNotificationError,
     SignatureError,
     StaleNotificationError,
     TransportError,
     TransportTimeoutError,
+    UnconfirmedError,
+    UnconfirmedTimeoutError,
     UnknownEndpointError,
     UsageError,
     ValidationError,
@@ -36,6 +41,7 @@ from engine.keyprovider import KeyProvider, StaticKeys
 from engine.keys import MerchantSigner, PrivateKeySigner
 from engine.notifications import MemoryReplayStore, Notification, Reply
 from engine.registry import endpoint_id
+from engine.retry import RetryPolicy
 from engine.transport import BaseTransport, MockTransport, Transport, TransportConfig
 from engine.wire import Headers, RawResponse, Request, Response
 
@@ -45,6 +51,8 @@ __all__ = [
     "BaseTransport",
     "CallInfo",
     "ConfigurationError",
+    "ConnectError",
+    "ConnectTimeoutError",
     "CredentialError",
     "Descriptor",
     "DescriptorError",
@@ -52,6 +60,7 @@ __all__ = [
     "EngineError",
     "Field",
     "Headers",
+    "Idempotency",
     "KeyProvider",
     "MalformedNotificationError",
     "MalformedResponseError",
@@ -64,11 +73,13 @@ __all__ = [
     "NotificationSignatureError",
     "PrivateKeySigner",
     "RawResponse",
+    "Reconcile",
     "ReplayedNotificationError",
     "Reply",
     "Request",
     "RequestSpec",
     "Response",
+    "RetryPolicy",
     "SignatureError",
     "SigningContext",
     "StaleNotificationError",
@@ -77,6 +88,8 @@ __all__ = [
     "TransportConfig",
     "TransportError",
     "TransportTimeoutError",
+    "UnconfirmedError",
+    "UnconfirmedTimeoutError",
     "UnknownEndpointError",
     "UsageError",
     "ValidationError",

@@ -46,13 +46,14 @@ from engine.pipeline import Pipeline, Settings
 from engine.plugin_manager import build_plugin_manager
 from engine.protocol import new_nonce
 from engine.registry import Registry
+from engine.retry import RetryPolicy
 from engine.runtime import Runtime
 from engine.sender import Sender
 from engine.transport import BaseTransport, Transport, TransportConfig, Write, check_transport
 from engine.wire import RawResponse, Request, Response
 
 T = TypeVar("T")
-SYNC_MARGIN_SECONDS = 5.0
+SYNC_MARGIN_SECONDS = 1.0
 
 
 class Engine:
@@ -75,7 +76,10 @@ class Engine:
         endpoint_dirs: Sequence[Union[str, Path]] = (),
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
-        get_retries: int = 1,
+        retry: Optional[RetryPolicy] = None,
+        proxy: Optional[str] = None,
+        trust_env: bool = False,
+        pool_size: int = 100,
         clock: Callable[[], float] = time.time,
         nonce_factory: Callable[[], str] = new_nonce,
         load_entry_points: bool = True,
@@ -98,20 +102,23 @@ class Engine:
         given = [_GivenTransport(check_transport(transport, "transport"))] if transport is not None else []
         self.plugin_manager = build_plugin_manager([*plugins, *given], entry_points=load_entry_points)
         self.registry: Registry = configuration.build_registry(self.plugin_manager, endpoint_dirs)
-        configuration.check_limits(timeout, connect_timeout, get_retries)
+        configuration.check_limits(timeout, connect_timeout, pool_size)
         settings = Settings(
             base_url.rstrip("/"),
             configuration.user_agent(),
             timeout,
             connect_timeout,
-            get_retries,
             configuration.host_families(base_url, hosts),
+            configuration.check_proxy(proxy),
+            bool(trust_env),
+            pool_size,
         )
+        self.retry = configuration.check_retry(retry)
         self.pipeline = Pipeline(
             self.registry, self.plugin_manager.hook, self.credentials, keyring, settings, clock, nonce_factory
         )
         self.runtime = Runtime(self._make_transport)
-        sender = Sender(self.pipeline, self.runtime)
+        sender = Sender(self.pipeline, self.runtime, self.retry)
         certificate_mode = bool(platform_certificates) or certificates_dir is not None or not keyring
         store_dir = Path(certificates_dir) if certificates_dir is not None else None
         self.keys: KeyProvider = (
@@ -151,16 +158,34 @@ class Engine:
 
     # -- calling -------------------------------------------------------------------------------
 
-    def call(self, endpoint: str, payload: Any = None, *, headers: Optional[Mapping[str, str]] = None) -> Response:
-        """Validate, encrypt, sign, send, verify and decrypt one call; block until done."""
-        return self._run_sync(lambda: self.acall(endpoint, payload, headers=headers))
+    def call(
+        self,
+        endpoint: str,
+        payload: Any = None,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        retry: Optional[RetryPolicy] = None,
+    ) -> Response:
+        """Validate, encrypt, sign, send, verify and decrypt one call; block until done.
+
+        ``retry`` replaces the engine's retry policy for this call (``RetryPolicy.never()``: one attempt).
+        """
+        policy = configuration.check_retry(retry) if retry is not None else self.retry
+        bound = self._sync_bound(policy)
+        return self.runtime.run_sync(lambda: self.acall(endpoint, payload, headers=headers, retry=policy), bound)
 
     async def acall(
-        self, endpoint: str, payload: Any = None, *, headers: Optional[Mapping[str, str]] = None
+        self,
+        endpoint: str,
+        payload: Any = None,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        retry: Optional[RetryPolicy] = None,
     ) -> Response:
         """The async form of ``call``: the same pipeline, awaited."""
         self.runtime.check_open()
-        return await self._executor.run(endpoint, payload, headers)
+        policy = configuration.check_retry(retry) if retry is not None else None
+        return await self._executor.run(endpoint, payload, headers, policy)
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -173,13 +198,12 @@ class Engine:
         return self.keys.keyring
 
     def _run_sync(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        return self.runtime.run_sync(make, self._sync_bound())
+        return self.runtime.run_sync(make, self._sync_bound(self.retry))
 
-    def _sync_bound(self) -> float:
-        """How long a sync caller may wait: every attempt of a call and of a certificate refresh, plus a margin."""
-        settings = self.pipeline.settings
-        per_request = (settings.timeout + settings.connect_timeout) * (1 + settings.get_retries)
-        return 3 * per_request + SYNC_MARGIN_SECONDS
+    def _sync_bound(self, policy: RetryPolicy) -> float:
+        """How long a sync caller may wait: a call may need a certificate download and a refresh besides
+        itself, each within its policy's deadline; plus a margin."""
+        return 3 * policy.deadline + SYNC_MARGIN_SECONDS
 
     def _make_transport(self) -> Transport:
         config = self.pipeline.settings.transport_config()

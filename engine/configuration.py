@@ -14,12 +14,14 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
+from urllib.parse import urlsplit
 
 from engine import __version__
 from engine.descriptor import Descriptor
 from engine.errors import ConfigurationError, CredentialError
 from engine.keys import KeySource, PlatformKey, PlatformKeyring, load_certificate, load_public_key
 from engine.registry import BUILTIN_ENDPOINTS, Registry
+from engine.retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
 DEFAULT_HOSTS = {"hk": "https://apihk.mch.weixin.qq.com"}
@@ -48,12 +50,37 @@ def build_keyring(
     return keyring
 
 
-def check_limits(timeout: float, connect_timeout: float, get_retries: int) -> None:
+def check_limits(timeout: float, connect_timeout: float, pool_size: int) -> None:
     for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
-    if not isinstance(get_retries, int) or isinstance(get_retries, bool) or get_retries < 0:
-        raise ConfigurationError(f"get_retries must be a whole number >= 0, got {get_retries!r}")
+    if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 1:
+        raise ConfigurationError(f"pool_size must be a whole number >= 1, got {pool_size!r}")
+
+
+def check_retry(retry: Any) -> RetryPolicy:
+    """The retry policy: the default one for ``None``, else a ``RetryPolicy`` (``RetryPolicy.never()`` for none)."""
+    if retry is None:
+        return RetryPolicy()
+    if not isinstance(retry, RetryPolicy):
+        raise ConfigurationError(f"retry must be an engine.RetryPolicy, got {type(retry).__name__}")
+    return retry
+
+
+def check_proxy(proxy: Any) -> Optional[str]:
+    """An ``http://`` or ``https://`` proxy URL (its credentials, if any, are never echoed)."""
+    if proxy is None:
+        return None
+    if not isinstance(proxy, str):
+        raise ConfigurationError(f"proxy must be an http(s) URL string, got {type(proxy).__name__}")
+    try:
+        parts = urlsplit(proxy)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        raise ConfigurationError("proxy: not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError("proxy: must be an http:// or https:// URL with a host")
+    return proxy
 
 
 def host_families(base_url: str, hosts: Optional[Mapping[str, str]]) -> dict[str, str]:

@@ -10,6 +10,8 @@ Design decisions:
 * The same ``Field`` class describes request and response values, so one tree walker
   (``engine.fields``) serves encryption, decryption and log redaction.
 * Classes are frozen: a descriptor is shared by every call and must not change under them.
+* Whether an operation may be sent again is a trait (``idempotency``), not a method check, so a
+  descriptor file or a plugin can declare or clear it.
 """
 
 from __future__ import annotations
@@ -67,6 +69,25 @@ class RequestSpec:
 
 
 @attrs.frozen
+class Idempotency:
+    """Why sending this operation again cannot do anything twice (the retry policy reads it).
+
+    ``key``: a body field WeChat Pay de-duplicates on (a business number such as ``out_trade_no``);
+    ``query``: the id of the operation that finds the outcome by that number; ``header``: a header
+    (``Idempotency-Key``) whose value the engine generates once per call and sends on every
+    attempt; ``safe_method``: the method itself changes nothing (GET).
+    """
+
+    key: Optional[str] = None
+    query: Optional[str] = None
+    header: Optional[str] = None
+    safe_method: bool = False
+
+
+SAFE_METHOD = Idempotency(safe_method=True)
+
+
+@attrs.frozen
 class Descriptor:
     """An endpoint: where it lives, what it takes, what it answers.
 
@@ -74,7 +95,7 @@ class Descriptor:
     ``response`` describes the 2xx body's fields (``encrypted`` marks merchant-key ciphertext).
     ``free_form`` endpoints take any payload unvalidated (GET/DELETE: query string; else JSON body).
     ``host`` names a host family other than the default API host (``hk`` for apihk), and prefixes
-    the canonical id.
+    the canonical id. ``idempotency`` says why resending is safe (``None``: it is not; GET always is).
     """
 
     id: str
@@ -86,6 +107,11 @@ class Descriptor:
     response: dict[str, Field] = attrs.field(factory=dict)
     free_form: bool = False
     host: Optional[str] = None
+    idempotency: Optional[Idempotency] = attrs.field()
+
+    @idempotency.default
+    def _method_idempotency(self) -> Optional[Idempotency]:
+        return SAFE_METHOD if self.method == "GET" else None
 
     @property
     def body_kind(self) -> BodyKind:

@@ -20,7 +20,11 @@ Design decisions:
     │   └── ConfigurationError      the engine was built with missing or inconsistent settings
     │       └── CredentialError     a key, certificate or APIv3 key cannot be used
     ├── TransportError              no complete answer arrived (connection failed, reset...)
-    │   └── TransportTimeoutError   the answer did not arrive in time
+    │   ├── TransportTimeoutError   the answer did not arrive in time
+    │   ├── ConnectError            no connection was made: nothing was sent
+    │   │   └── ConnectTimeoutError     ...because connecting took too long (also a TransportTimeoutError)
+    │   └── UnconfirmedError        a state-changing request may have arrived: reconcile (.reconcile)
+    │       └── UnconfirmedTimeoutError ...and its last attempt timed out (also a TransportTimeoutError)
     ├── ApiError                    WeChat Pay answered with a non-2xx status
     ├── SignatureError              the answer failed verification; its data is never returned
     ├── MalformedResponseError      a verified 2xx answer whose body cannot be decoded
@@ -34,7 +38,9 @@ Design decisions:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
+
+import attrs
 
 
 class EngineError(Exception):
@@ -101,12 +107,53 @@ class TransportTimeoutError(TransportError):
     """The answer did not arrive within the configured timeout."""
 
 
+class ConnectError(TransportError):
+    """No connection was made (refused, no route, name or proxy unreachable): nothing was sent."""
+
+
+class ConnectTimeoutError(ConnectError, TransportTimeoutError):
+    """The connection was not established in time: nothing was sent."""
+
+
+@attrs.frozen
+class Reconcile:
+    """How to find out what happened to a request WeChat Pay may have received.
+
+    Look the object up with ``engine.call(query, {field: value, ...})``: ``field`` is the business
+    number WeChat Pay de-duplicates on, ``value`` what was sent, ``query`` the id of the operation
+    that finds it (``None`` when the descriptors name none).
+    """
+
+    endpoint_id: str
+    field: Optional[str] = None
+    value: Any = None
+    query: Optional[str] = None
+
+
+class UnconfirmedError(TransportError):
+    """A request that changes state may have reached WeChat Pay, and no answer confirmed it.
+
+    Do not guess: look the outcome up. ``.reconcile`` (a ``Reconcile``, or ``None`` when the
+    operation has no business number) says with which operation and number.
+    """
+
+    def __init__(self, message: str, reconcile: Optional[Reconcile] = None) -> None:
+        self.reconcile = reconcile
+        super().__init__(message)
+
+
+class UnconfirmedTimeoutError(UnconfirmedError, TransportTimeoutError):
+    """An ``UnconfirmedError`` whose last attempt timed out (so ``except TransportTimeoutError`` sees it)."""
+
+
 class ApiError(EngineError):
     """WeChat Pay answered with a non-2xx status.
 
     Attributes mirror the error body: ``.status``, ``.code``, ``.message``, ``.detail``, plus
     ``.request_id`` (quote it to WeChat Pay support) and ``.verified`` (whether the error answer
-    carried a valid signature; error bodies are informational, never trusted data).
+    carried a valid signature; error bodies are informational, never trusted data). The message of
+    an unverified answer says so: its text is the server's claim, not WeChat Pay's word.
+    ``.reconcile`` is set on a ``5xx`` to a state-changing request: its outcome is unknown.
     """
 
     def __init__(
@@ -117,6 +164,7 @@ class ApiError(EngineError):
         detail: Any = None,
         request_id: str = "",
         verified: bool = False,
+        reconcile: Optional[Reconcile] = None,
     ) -> None:
         self.status = status
         self.code = code
@@ -124,8 +172,10 @@ class ApiError(EngineError):
         self.detail = detail
         self.request_id = request_id
         self.verified = verified
+        self.reconcile = reconcile
         rid = f" (Request-ID {request_id})" if request_id else ""
-        super().__init__(f"WeChat Pay answered {status} {code}: {message}{rid}")
+        who = "WeChat Pay answered" if verified else "an unverified answer (not WeChat Pay's word) claims"
+        super().__init__(f"{who} {status} {code}: {message}{rid}")
 
 
 class SignatureError(EngineError):

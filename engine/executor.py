@@ -19,6 +19,7 @@ from engine.errors import EngineError, SignatureError
 from engine.keyprovider import KeyProvider
 from engine.pipeline import Pipeline, Prepared
 from engine.protocol import H_SERIAL
+from engine.retry import RetryPolicy
 from engine.sender import Sender
 from engine.wire import RawResponse, Response
 
@@ -31,10 +32,12 @@ class Executor:
         self.sender = sender
         self.keys = keys
 
-    async def run(self, ref: str, payload: Any, headers: Optional[Mapping[str, str]]) -> Response:
+    async def run(
+        self, ref: str, payload: Any, headers: Optional[Mapping[str, str]], policy: Optional[RetryPolicy] = None
+    ) -> Response:
         await self.keys.ready()
         prepared = self.pipeline.prepare(ref, payload, headers)
-        raw = await self.sender.send(prepared)
+        raw = await self.sender.send(prepared, policy=policy)
         return await self.interpret(prepared, raw)
 
     async def interpret(self, prepared: Prepared, raw: RawResponse) -> Response:

@@ -126,6 +126,21 @@ def semantic_problems(descriptor: Descriptor) -> Iterator[str]:
     for location, fields in (*descriptor.request.locations(), ("header", descriptor.request.header)):
         yield from _field_problems(fields, f"$.request.{location}")
     yield from _field_problems(descriptor.response, "$.response")
+    yield from _idempotency_problems(descriptor)
+
+
+def _idempotency_problems(descriptor: Descriptor) -> Iterator[str]:
+    trait = descriptor.idempotency
+    if trait is None:
+        return
+    if trait.key is not None and trait.key not in descriptor.request.body:
+        yield f"idempotency key {trait.key!r} is not a request body field @ $.idempotency.key"
+    if trait.header is not None and trait.header not in descriptor.request.header:
+        yield f"idempotency header {trait.header!r} is not a request header @ $.idempotency.header"
+    if trait.safe_method and descriptor.method != "GET":
+        yield "safe_method is only for GET @ $.idempotency.safe_method"
+    if descriptor.method != "GET" and trait.key is None and trait.header is None:
+        yield "a non-GET operation is safe to resend only by a key or a header @ $.idempotency"
 
 
 def _duplicate_names(descriptor: Descriptor) -> Iterator[str]:

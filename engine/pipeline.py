@@ -26,6 +26,7 @@ from engine.errors import (
     ApiError,
     ConfigurationError,
     MalformedResponseError,
+    Reconcile,
     SignatureError,
     UsageError,
     ValidationError,
@@ -49,8 +50,10 @@ class Settings:
     user_agent: str
     timeout: float = 30.0
     connect_timeout: float = 10.0
-    get_retries: int = 1
     hosts: Mapping[str, str] = attrs.field(factory=dict)
+    proxy: Optional[str] = attrs.field(default=None, repr=False)  # may carry proxy credentials
+    trust_env: bool = False
+    pool_size: int = 100
 
     def base_url_for(self, descriptor: Descriptor) -> str:
         """Where a descriptor is served: its host family's URL, or the engine's base URL."""
@@ -64,15 +67,21 @@ class Settings:
             raise ConfigurationError(message) from None
 
     def transport_config(self) -> TransportConfig:
-        return TransportConfig(self.base_url, self.timeout, self.connect_timeout)
+        return TransportConfig(
+            self.base_url, self.timeout, self.connect_timeout, self.proxy, self.trust_env, self.pool_size
+        )
 
 
 @attrs.frozen
 class Prepared:
-    """A validated, encrypted, serialized call, waiting to be signed for each attempt."""
+    """A validated, encrypted, serialized call, waiting to be signed for each attempt.
+
+    ``reconcile`` says how to look the outcome up should it stay unknown (state-changing calls).
+    """
 
     descriptor: Descriptor = attrs.field(repr=lambda d: d.id)
     request: Request
+    reconcile: Optional[Reconcile] = attrs.field(default=None, repr=False)
 
 
 class Pipeline:
@@ -123,7 +132,7 @@ class Pipeline:
             body=encoded.data,
             signed_body=encoded.signed,
         )
-        return Prepared(descriptor, request)
+        return Prepared(descriptor, request, _reconcile(descriptor, parts.body))
 
     def _validate(self, descriptor: Descriptor, payload: Any) -> None:
         validator = self._validators.get(descriptor.id)
@@ -182,6 +191,9 @@ class Pipeline:
         base = {"Accept": "application/json", "User-Agent": self.settings.user_agent}
         if content_type is not None:
             base["Content-Type"] = content_type
+        trait = descriptor.idempotency
+        if trait is not None and trait.header is not None and trait.header not in user_headers:
+            base[trait.header] = self.nonce()  # made once per call: every attempt resends the same key
         if key is not None:
             base[H_SERIAL] = key.key_id
         headers = Headers(base).merged(user_headers)
@@ -206,7 +218,7 @@ class Pipeline:
     def interpret(self, prepared: Prepared, raw: RawResponse) -> Response:
         """Verify, decode and decrypt an answer; raise for anything that is not a trusted 2xx."""
         if not 200 <= raw.status < 300:
-            raise self._api_error(raw)
+            raise self._api_error(raw, prepared)
         key_id = self.verify(raw)
         data = map_encrypted(prepared.descriptor.response, _decode(raw), self._decrypt)
         request_id = raw.headers.get(H_REQUEST_ID, "")
@@ -229,11 +241,11 @@ class Pipeline:
             raise ConfigurationError(f"no plugin decrypted the answer field @ {path}")
         return plaintext
 
-    def interpret_error(self, raw: RawResponse) -> ApiError:
+    def interpret_error(self, raw: RawResponse, prepared: Optional[Prepared] = None) -> ApiError:
         """The ``ApiError`` a non-2xx answer stands for."""
-        return self._api_error(raw)
+        return self._api_error(raw, prepared)
 
-    def _api_error(self, raw: RawResponse) -> ApiError:
+    def _api_error(self, raw: RawResponse, prepared: Optional[Prepared] = None) -> ApiError:
         try:
             verified = bool(self.verify(raw))
         except SignatureError:
@@ -246,7 +258,19 @@ class Pipeline:
             detail=body.get("detail"),
             request_id=raw.headers.get(H_REQUEST_ID, ""),
             verified=verified,
+            reconcile=prepared.reconcile if prepared is not None and raw.status >= 500 else None,
         )
+
+
+def _reconcile(descriptor: Descriptor, body: Any) -> Optional[Reconcile]:
+    """For a state-changing call: the business number that finds its outcome, and where to look."""
+    if descriptor.method == "GET":
+        return None
+    trait = descriptor.idempotency
+    if trait is None or trait.key is None:
+        return Reconcile(descriptor.id)
+    value = body.get(trait.key) if isinstance(body, dict) else None
+    return Reconcile(descriptor.id, trait.key, value, trait.query)
 
 
 def single_implementation(hook_caller: Any) -> Callable[..., Any]:

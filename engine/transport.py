@@ -18,7 +18,7 @@ Design decisions:
 from __future__ import annotations
 
 import inspect
-from typing import Any, Awaitable, Callable, Protocol, Union, runtime_checkable
+from typing import Any, Awaitable, Callable, Optional, Protocol, Union, runtime_checkable
 
 import attrs
 
@@ -36,6 +36,9 @@ class TransportConfig:
     base_url: str
     timeout: float
     connect_timeout: float
+    proxy: Optional[str] = attrs.field(default=None, repr=False)  # may carry proxy credentials
+    trust_env: bool = False
+    pool_size: int = 100
 
 
 @runtime_checkable

@@ -11,8 +11,12 @@ Design decisions:
   Redirects are not followed: a redirected answer is not the answer that was asked for.
 * aiohttp's own retry of idempotent requests on a dropped keep-alive connection is switched off:
   only the engine decides what is retried, and every attempt it makes is signed afresh.
-* aiohttp and asyncio exceptions are mapped to ``TransportError``/``TransportTimeoutError`` here,
-  in one place, raised ``from`` the cause.
+* aiohttp and asyncio exceptions are mapped to the engine's transport errors here, in one place:
+  ``ConnectError`` (and ``ConnectTimeoutError``) when no connection was made, so nothing was sent
+  and any operation may be retried; ``TransportTimeoutError``/``TransportError`` when the request
+  may have been written. A failing proxy is named by scheme, host and port, never its credentials.
+* Timeouts, the proxy, ``trust_env`` (environment proxies, off unless asked) and the pool size
+  come from ``TransportConfig``; the timeout is per request, so the retry deadline can cut it.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import Any, Iterator, Optional
+from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
 
-from engine.errors import TransportError, TransportTimeoutError
+from engine.errors import ConnectError, ConnectTimeoutError, TransportError, TransportTimeoutError
 from engine.hookspecs import hookimpl
 from engine.transport import BaseTransport, TransportConfig, Write
 from engine.wire import Headers, RawResponse, Request
@@ -34,12 +39,13 @@ class AiohttpTransport(BaseTransport):
     """Sends ``Request`` records over HTTP with a pooled aiohttp session."""
 
     def __init__(self, config: TransportConfig) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout, connect=config.connect_timeout)
+        self._config = config
         self._session: Optional[aiohttp.ClientSession] = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=True)
+            connector = aiohttp.TCPConnector(limit=self._config.pool_size)
+            session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=self._config.trust_env)
             # aiohttp silently re-sends GET/PUT/DELETE once when a kept-alive connection drops, with
             # the same Authorization (same nonce: a replay) and behind the engine's retry policy.
             # There is no public switch; the hang-up test in tests/test_security.py guards this.
@@ -49,26 +55,28 @@ class AiohttpTransport(BaseTransport):
 
     async def send(self, request: Request, config: TransportConfig) -> RawResponse:
         with _mapped_errors(request, config):
-            async with self._open(request) as answer:
+            async with self._open(request, config) as answer:
                 return RawResponse(answer.status, _headers(answer), await answer.read())
 
     async def stream(self, request: Request, config: TransportConfig, write: Write) -> RawResponse:
         """Stream a 2xx body to ``write`` in chunks instead of holding it (bill downloads)."""
         with _mapped_errors(request, config):
-            async with self._open(request) as answer:
+            async with self._open(request, config) as answer:
                 if not 200 <= answer.status < 300:
                     return RawResponse(answer.status, _headers(answer), await answer.read())
                 async for chunk in answer.content.iter_chunked(64 * 1024):
                     write(chunk)
                 return RawResponse(answer.status, _headers(answer), b"")
 
-    def _open(self, request: Request) -> Any:
+    def _open(self, request: Request, config: TransportConfig) -> Any:
         return self._client().request(
             request.method,
             URL(request.url, encoded=True),
             data=request.body or None,
             headers=dict(request.headers.items()),
             allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=config.timeout, connect=config.connect_timeout),
+            proxy=config.proxy,
         )
 
     async def aclose(self) -> None:
@@ -85,14 +93,35 @@ def _mapped_errors(request: Request, config: TransportConfig) -> Iterator[None]:
     """aiohttp and asyncio failures become the engine's transport errors, here and only here."""
     try:
         yield
+    except aiohttp.ClientProxyConnectionError as exc:
+        raise ConnectError(f"cannot reach the proxy {_proxy_name(config.proxy)}: {exc.os_error}") from None
+    except aiohttp.ClientHttpProxyError as exc:
+        raise ConnectError(f"the proxy {_proxy_name(config.proxy)} refused the request ({exc.status})") from None
+    except _CONNECT_TIMEOUTS as exc:
+        raise ConnectTimeoutError(f"no connection to {request.base_url} within {config.connect_timeout} s") from exc
     except asyncio.TimeoutError as exc:
         raise TransportTimeoutError(f"no answer from {request.base_url} within {config.timeout} s") from exc
+    except aiohttp.ClientConnectorError as exc:  # refused, unreachable, name not found: nothing was sent
+        raise ConnectError(f"{request.method} {request.base_url}: cannot connect ({exc.os_error})") from exc
     except aiohttp.ClientResponseError as exc:
         # Not chained: these carry request_info, whose repr holds the Authorization header, and error
         # reporters record causes and their locals.
         raise TransportError(f"{request.method} {request.base_url}: {type(exc).__name__}: {exc}") from None
     except aiohttp.ClientError as exc:
         raise TransportError(f"{request.method} {request.base_url}: {type(exc).__name__}: {exc}") from exc
+
+
+# aiohttp >= 3.10 tells a connect timeout apart from a read timeout; older ones do not.
+_CONNECT_TIMEOUTS: tuple[type[BaseException], ...] = tuple(
+    kind for kind in (getattr(aiohttp, "ConnectionTimeoutError", None),) if kind is not None
+)
+
+
+def _proxy_name(proxy: Optional[str]) -> str:
+    """The proxy's scheme, host and port: never its credentials."""
+    parts = urlsplit(proxy or "")
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 @hookimpl(trylast=True)

@@ -81,7 +81,7 @@ def test_a_failed_refresh_reports_the_unverifiable_answer(make_engine) -> None:
     engine.call("combine_papay.mini_program", COMBINE_PAPAY)
     engine.keys.min_interval = 0
     engine.emulator.answer_key = engine.emulator.rotate_certificate()
-    engine.emulator.faults.add(Fault("drop"), endpoint="v3.certificates.get", times=2)  # the refresh fails, retry too
+    engine.emulator.faults.add(Fault("drop"), endpoint="v3.certificates.get", times=3)  # all attempts
     with pytest.raises(SignatureError) as caught:  # not TransportError: the POST did reach WeChat Pay
         engine.call("combine_papay.mini_program", COMBINE_PAPAY)
     assert caught.value.reason == "unknown_serial" and isinstance(caught.value.__cause__, Exception)
@@ -110,7 +110,7 @@ def test_merchant_without_certificates_is_pointed_to_public_key_mode(make_engine
     engine.emulator.faults.add(Fault.error(404, "RESOURCE_NOT_EXISTS", "无可用的平台证书"))
     with pytest.raises(ConfigurationError, match="use public-key mode; give platform_public_key"):
         engine.call("combine_papay.mini_program", COMBINE_PAPAY)
-    engine.emulator.faults.add(Fault.error(500))
+    engine.emulator.faults.add(Fault.error(500), times=3)  # a GET is retried: every attempt fails
     with pytest.raises(ApiError, match="SYSTEM_ERROR"):
         engine.download_certificates()
 

@@ -20,6 +20,7 @@ from engine import (
     PrivateKeySigner,
     RawResponse,
     Request,
+    RetryPolicy,
     TransportTimeoutError,
     UsageError,
 )
@@ -183,7 +184,7 @@ def test_a_sync_wait_is_bounded_even_when_the_transport_never_answers(identity, 
         transport=MockTransport(_hanging),
         timeout=0.1,
         connect_timeout=0.1,
-        get_retries=0,
+        retry=RetryPolicy(max_attempts=1, deadline=0.3),
         load_entry_points=False,
     )
 

@@ -38,8 +38,10 @@ from engine import (
     MockTransport,
     RawResponse,
     RequestSpec,
+    RetryPolicy,
     TransportError,
     TransportTimeoutError,
+    UnconfirmedError,
     UsageError,
     ValidationError,
     hookimpl,
@@ -346,21 +348,24 @@ NON_GET_CALLS = [
 @pytest.mark.parametrize(("method", "ref", "payload"), NON_GET_CALLS, ids=[r for _, r, _ in NON_GET_CALLS])
 async def test_non_get_is_never_retried(make_engine, mode, error, method, ref, payload) -> None:
     transport = failing_transport(error)
-    engine = make_engine(transport=transport, get_retries=5)
-    raised = await failure(engine, mode, ref, payload, TransportError)
-    assert type(raised) is error
+    engine = make_engine(transport=transport, retry=RetryPolicy(max_attempts=6, base_delay=0, max_delay=0))
+    raised = await failure(engine, mode, ref, payload, UnconfirmedError)
+    assert type(raised.__cause__) is error  # it may have reached WeChat Pay: reconcile, do not resend
     assert [r.method for r in transport.requests] == [method]
 
 
-async def test_get_is_retried_once_and_signed_afresh(make_engine, identity, mode) -> None:
+QUICK = RetryPolicy(base_delay=0, max_delay=0)  # the default three attempts, without the waits
+
+
+async def test_get_is_retried_and_signed_afresh(make_engine, identity, mode) -> None:
     transport = failing_transport()
-    engine = make_engine(transport=transport, clock=stepping_clock())
+    engine = make_engine(transport=transport, clock=stepping_clock(), retry=QUICK)
     await failure(engine, mode, "GET /v3/certificates", None, TransportError)
-    assert len(transport.requests) == 2
+    assert len(transport.requests) == 3
     auths = authorizations(transport)
-    assert auths[0]["nonce_str"] != auths[1]["nonce_str"]
-    assert auths[0]["timestamp"] != auths[1]["timestamp"]
-    assert auths[0]["signature"] != auths[1]["signature"]
+    assert len({a["nonce_str"] for a in auths}) == 3
+    assert len({a["timestamp"] for a in auths}) == 3
+    assert len({a["signature"] for a in auths}) == 3
     for request in transport.requests:
         assert request.target == "/v3/certificates"
         assert_validly_signed(identity, request)
@@ -368,25 +373,26 @@ async def test_get_is_retried_once_and_signed_afresh(make_engine, identity, mode
 
 async def test_get_retries_have_distinct_nonces_within_one_second(make_engine, mode) -> None:
     transport = failing_transport()
-    engine = make_engine(transport=transport, clock=lambda: 1_700_000_000.0, get_retries=3)
+    policy = RetryPolicy(max_attempts=4, base_delay=0, max_delay=0)
+    engine = make_engine(transport=transport, clock=lambda: 1_700_000_000.0, retry=policy)
     await failure(engine, mode, "GET /v3/certificates", None, TransportError)
     nonces = [a["nonce_str"] for a in authorizations(transport)]
     assert len(nonces) == 4 and len(set(nonces)) == 4
 
 
-@pytest.mark.parametrize(("retries", "attempts"), [(0, 1), (2, 3)])
-def test_get_retries_setting_is_honoured(make_engine, retries: int, attempts: int) -> None:
+@pytest.mark.parametrize("attempts", [1, 3, 5])
+def test_max_attempts_is_honoured(make_engine, attempts: int) -> None:
     transport = failing_transport()
-    engine = make_engine(transport=transport, get_retries=retries)
+    engine = make_engine(transport=transport, retry=RetryPolicy(max_attempts=attempts, base_delay=0, max_delay=0))
     with pytest.raises(TransportError):
         engine.call("GET /v3/certificates")
     assert len(transport.requests) == attempts
 
 
-def test_negative_get_retries_is_a_configuration_error(identity: SandboxIdentity) -> None:
-    """``get_retries=-1`` would leave no attempt at all (the executor then hits ``AssertionError``)."""
-    with pytest.raises(ConfigurationError):
-        Engine.sandbox(identity=identity, load_entry_points=False, get_retries=-1)
+def test_zero_attempts_is_a_configuration_error(identity: SandboxIdentity) -> None:
+    """``max_attempts=0`` would leave no attempt at all."""
+    with pytest.raises(ConfigurationError, match=r"retry\.max_attempts"):
+        Engine.sandbox(identity=identity, load_entry_points=False, retry=RetryPolicy(max_attempts=0))
 
 
 async def test_get_answered_with_an_error_is_not_retried(make_engine, mode) -> None:
@@ -435,7 +441,7 @@ def http_engine(identity: SandboxIdentity, base_url: str, **options: Any) -> Eng
     return Engine(**identity.engine_settings(), base_url=base_url, load_entry_points=False, **options)
 
 
-@pytest.mark.parametrize(("ref", "payload", "hits"), [(PAPAY, COMBINE_PAPAY, 1), ("GET /v3/certificates", None, 2)])
+@pytest.mark.parametrize(("ref", "payload", "hits"), [(PAPAY, COMBINE_PAPAY, 1), ("GET /v3/certificates", None, 3)])
 async def test_aiohttp_timeout_is_transport_timeout_error(identity, slow_server, ref, payload, hits) -> None:
     engine = http_engine(identity, slow_server.base_url, timeout=0.2)
     try:
@@ -505,7 +511,7 @@ async def hang_up_server() -> AsyncIterator[HangUpServer]:
         (PAPAY, COMBINE_PAPAY, 1),
         ("PUT /v3/anything", {"a": 1}, 1),
         ("DELETE /v3/anything/1", None, 1),
-        ("GET /v3/certificates", None, 2),
+        ("GET /v3/certificates", None, 3),
     ],
     ids=["POST", "PUT", "DELETE", "GET"],
 )

@@ -172,6 +172,8 @@ class Sandbox:
             answer = body
         else:
             answer = self._answer(request, status, encode_json(body) if body is not None else b"", fault)
+        if fault is not None and fault.retry_after is not None:  # not signed: WeChat Pay signs the body only
+            answer = attrs.evolve(answer, headers=answer.headers.merged({"Retry-After": str(fault.retry_after)}))
         self.exchanges.append(Exchange(request, answer, endpoint_id, payload))
         return Outcome(answer, fault if fault is not None and fault.at_transport else None)
 

@@ -41,12 +41,13 @@ class Fault:
     code: str = ""
     message: str = ""
     seconds: float = 0.0
+    retry_after: Optional[int] = None  # an error answer's Retry-After header, in seconds
 
     @classmethod
-    def error(cls, status: int, code: str = "", message: str = "") -> "Fault":
+    def error(cls, status: int, code: str = "", message: str = "", retry_after: Optional[int] = None) -> "Fault":
         """A WeChat Pay error answer; code and message default to the real ones for the status."""
         default_code, default_message = ERROR_BODIES.get(status, ("SYSTEM_ERROR", "系统异常"))
-        return cls("error", status, code or default_code, message or default_message)
+        return cls("error", status, code or default_code, message or default_message, retry_after=retry_after)
 
     @classmethod
     def latency(cls, seconds: float) -> "Fault":

@@ -107,7 +107,13 @@ class SandboxServer:
         if kind not in KINDS:
             return web.json_response({"error": f"kind must be one of {', '.join(KINDS)}"}, status=400)
         if kind == "error":
-            fault = Fault.error(int(spec.get("status", 500)), spec.get("code", ""), spec.get("message", ""))
+            retry_after = spec.get("retry_after")
+            fault = Fault.error(
+                int(spec.get("status", 500)),
+                spec.get("code", ""),
+                spec.get("message", ""),
+                int(retry_after) if retry_after is not None else None,
+            )
         else:
             fault = Fault(kind, seconds=float(spec.get("seconds", 0.0)))
         self.sandbox.faults.add(fault, endpoint=spec.get("endpoint"), times=int(spec.get("times", 1)))
