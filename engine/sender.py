@@ -41,6 +41,7 @@ from engine.transport import Transport, TransportConfig, Write
 from engine.wire import RawResponse, Request
 
 logger = logging.getLogger("engine.retries")
+_sleep = asyncio.sleep  # the backoff wait, looked up at each use so tests can record it instead
 Outcome = Union[RawResponse, TransportError]
 
 
@@ -77,7 +78,7 @@ class Sender:
                 _reason(outcome),
                 wait,
             )
-            await asyncio.sleep(wait)
+            await _sleep(wait)
 
     async def _attempt(
         self,
