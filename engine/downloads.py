@@ -27,17 +27,13 @@ from urllib.parse import urlsplit
 import attrs
 
 from engine.descriptor import adhoc_descriptor
-from engine.errors import MalformedResponseError, UsageError
+from engine.errors import DigestMismatchError, MalformedResponseError, UsageError
 from engine.executor import Executor, Prepared
 from engine.hookspecs import CallInfo
 from engine.wire import Headers, RawResponse, Request, Response
 
 CHUNK = 64 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
-
-
-class DigestMismatchError(MalformedResponseError):
-    """The downloaded file's digest differs from the one the verified answer announced."""
 
 
 @attrs.frozen
