@@ -11,10 +11,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from engine.plugins.verifier import verify_signed
 
 from engine import Engine, SignatureError, UsageError, hookimpl
 from engine.keys import PlatformKey, PlatformKeyring
+from engine.plugins.verifier import verify_signed
 from engine.sandbox.emulator import signed_answer
 
 
