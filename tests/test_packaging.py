@@ -52,6 +52,7 @@ def test_the_wheel_carries_the_package_its_plugins_its_descriptors_and_py_typed(
 def test_the_wheel_holds_nothing_but_the_runtime_package(wheel: zipfile.ZipFile) -> None:
     tops = {name.split("/")[0] for name in wheel.namelist()}
     assert tops == {"engine", "wechatpay_engine-0.1.0.dist-info"}
+    assert not [n for n in wheel.namelist() if "catalogue" in n or n.startswith("tools/")]
     links = [info.filename for info in wheel.infolist() if stat.S_ISLNK(info.external_attr >> 16)]
     assert links == []  # the checkout's engine/plugins and engine/endpoints links became real files
 
