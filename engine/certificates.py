@@ -120,7 +120,7 @@ class CertificateManager:
             raise SignatureError("unverified", "no verifier plugin accepted the certificate download")
 
     def _valid(self, cert: x509.Certificate) -> bool:
-        moment = dt.datetime.fromtimestamp(self.executor.clock(), dt.timezone.utc)
+        moment = dt.datetime.fromtimestamp(self.executor.clock(), dt.UTC)
         return PlatformKey.from_certificate(cert).valid_at(moment)
 
     def _keep(self, cert: x509.Certificate) -> str:

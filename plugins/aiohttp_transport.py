@@ -16,7 +16,6 @@ Design decisions:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Any, Callable, Iterator, Optional
 
@@ -83,7 +82,7 @@ def _mapped_errors(request: Request, config: TransportConfig) -> Iterator[None]:
     """aiohttp and asyncio failures become the engine's transport errors, here and only here."""
     try:
         yield
-    except asyncio.TimeoutError as exc:
+    except TimeoutError as exc:
         raise TransportTimeoutError(f"no answer from {request.base_url} within {config.timeout} s") from exc
     except aiohttp.ClientResponseError as exc:
         # Not chained: these carry request_info, whose repr holds the Authorization header, and error

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import zipfile
+from email.parser import Parser
 from pathlib import Path
 from typing import Iterator
 
@@ -55,6 +56,14 @@ def test_the_wheel_holds_nothing_but_the_runtime_package(wheel: zipfile.ZipFile)
     assert not [n for n in wheel.namelist() if "catalogue" in n or n.startswith("tools/")]
     links = [info.filename for info in wheel.infolist() if stat.S_ISLNK(info.external_attr >> 16)]
     assert links == []  # the checkout's engine/plugins and engine/endpoints links became real files
+
+
+def test_the_wheel_states_the_pythons_it_is_tested_on(wheel: zipfile.ZipFile) -> None:
+    metadata = Parser().parsestr(wheel.read("wechatpay_engine-0.1.0.dist-info/METADATA").decode())
+    assert metadata["Requires-Python"] == ">=3.11"
+    pythons = [c for c in metadata.get_all("Classifier") if c.startswith("Programming Language :: Python :: 3.")]
+    assert pythons and all(c.rsplit(" ", 1)[1] in {"3.11", "3.12", "3.13"} for c in pythons)
+    assert f"{sys.version_info.major}.{sys.version_info.minor}" in {c.rsplit(" ", 1)[1] for c in pythons}
 
 
 @pytest.mark.parametrize("name", ["plugins", "endpoints"])
