@@ -2,7 +2,8 @@
 
 Each class of the tree has a real instance here, raised by a real failure (a sandbox fault, a bad
 payload, a tampered callback, a malformed descriptor file...), never one built by hand, so a class
-whose constructor or attributes change is tested as the engine raises it. The list of classes is
+whose constructor or attributes change is tested as the engine raises it (a class raised only as its
+subclasses, ``NotificationError``, is tested through one of them). The list of classes is
 found by walking ``EngineError.__subclasses__()`` after importing every module of the package, so a
 new class without a case here fails ``test_every_class_has_a_real_failure``.
 """
@@ -25,7 +26,6 @@ from conftest import COMBINE_PAPAY
 
 import engine
 from engine import Engine, EngineError, errors
-from engine.sandbox import SandboxIdentity
 from engine.sandbox.faults import Fault
 from engine.testing import Stubber
 from engine.wire import Headers
@@ -36,7 +36,6 @@ PROTOCOLS = sorted({2, pickle.HIGHEST_PROTOCOL})
 LOCAL_EXCEPTIONS = {
     "engine.cli.CliError": "a command-line mistake, turned into one 'error:' line and exit status 2 by main()",
     "engine.sandbox.emulator._RefusalError": "the emulator's control flow, turned into an error answer",
-
 }
 
 
@@ -67,11 +66,10 @@ def _error_classes() -> list[type[BaseException]]:
 
 
 class World:
-    """What the failures need: sandbox engines sharing the session identity, and a scratch folder."""
+    """What the failures need: sandbox engines (sharing the session's identity), a scratch folder."""
 
-    def __init__(self, make_engine: Callable[..., Engine], identity: SandboxIdentity, tmp_path: Path) -> None:
+    def __init__(self, make_engine: Callable[..., Engine], tmp_path: Path) -> None:
         self.make_engine = make_engine
-        self.identity = identity
         self.tmp_path = tmp_path
 
     def raised(self, action: Callable[[], Any]) -> BaseException:
@@ -210,8 +208,8 @@ def test_every_class_has_a_real_failure() -> None:
 
 
 @pytest.fixture
-def world(make_engine: Callable[..., Engine], identity: SandboxIdentity, tmp_path: Path) -> World:
-    return World(make_engine, identity, tmp_path)
+def world(make_engine: Callable[..., Engine], tmp_path: Path) -> World:
+    return World(make_engine, tmp_path)
 
 
 def _same(copy: BaseException, original: BaseException) -> None:
@@ -256,9 +254,9 @@ def test_exception_classes_are_defined_in_engine_errors() -> None:
 
 def _refused_call_in_a_worker() -> None:
     """Runs in a worker process: a real call that WeChat Pay (the sandbox) refuses."""
-    with Engine.sandbox(load_entry_points=False) as engine:
-        engine.emulator.faults.add(Fault.error(503))
-        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    with Engine.sandbox(load_entry_points=False) as sandboxed:
+        sandboxed.emulator.faults.add(Fault.error(503))
+        sandboxed.call("combine_papay.mini_program", COMBINE_PAPAY)
 
 
 def test_an_api_error_crosses_a_process_pool() -> None:
