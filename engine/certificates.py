@@ -127,7 +127,7 @@ class CertificateKeys:
         self._pipeline.verify(raw, bootstrap)
 
     def _valid(self, cert: x509.Certificate) -> bool:
-        moment = dt.datetime.fromtimestamp(self._pipeline.clock(), dt.timezone.utc)
+        moment = dt.datetime.fromtimestamp(self._pipeline.clock(), dt.UTC)
         return PlatformKey.from_certificate(cert).valid_at(moment)
 
     def _keep(self, cert: x509.Certificate) -> str:

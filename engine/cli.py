@@ -82,9 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
     show = endpoints.add_parser("show", help="method, path, fields and an example payload of one endpoint")
     show.add_argument("endpoint", help="an id, an alias or 'METHOD /path'")
     show.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
-    imports = endpoints.add_parser("import", help="import the wechatpay-openapi catalogue into descriptor files")
-    imports.add_argument("catalogue", help="the catalogue directory (with v3/, hk/, global/, definitions/)")
-    imports.add_argument("--out", default=str(BUILTIN_ENDPOINTS), help="where to write (default: the built-ins)")
     return parser
 
 
@@ -295,10 +292,6 @@ def _serve_sandbox(args: argparse.Namespace) -> int:
 
 
 def _endpoints(args: argparse.Namespace) -> int:
-    if args.action == "import":
-        from engine.catalogue import main_import
-
-        return main_import([args.catalogue, "--out", args.out])
     registry = Registry([BUILTIN_ENDPOINTS, *map(Path, getattr(args, "endpoint_dir", []))])
     if args.action == "show":
         print(json.dumps(describe(registry.get(args.endpoint)), ensure_ascii=False, indent=2, default=_jsonable))

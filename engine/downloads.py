@@ -28,16 +28,12 @@ from urllib.parse import urlsplit
 import attrs
 
 from engine.descriptor import adhoc_descriptor
-from engine.errors import MalformedResponseError, UsageError
+from engine.errors import DigestMismatchError, MalformedResponseError, UsageError
 from engine.executor import Executor
 from engine.pipeline import Prepared, Settings
 from engine.wire import Headers, Request, Response
 
 GZIP_MAGIC = b"\x1f\x8b"
-
-
-class DigestMismatchError(MalformedResponseError):
-    """The downloaded file's digest differs from the one the verified answer announced."""
 
 
 @attrs.frozen

@@ -9,6 +9,15 @@ Design decisions:
   key (``SignatureError``: the answer cannot be trusted and its data is withheld).
 * Messages say what to fix. They never carry key material, Authorization values or the plaintext of
   encrypted fields: they are built from names, paths and counts, never from secret values.
+* **Errors travel.** Celery, process pools and multiprocessing pickle exceptions, and the default
+  pickling of an exception calls ``cls(*exc.args)``, which breaks as soon as ``__init__`` takes
+  other arguments than the message. So every class here (through ``_Travelling``) remembers the
+  arguments it was constructed with, and ``__reduce__`` rebuilds it by calling the class with them
+  again, then restores ``args`` and the instance attributes. One mechanism for every class, present
+  and future: a subclass only has to keep its constructor arguments picklable. As with any
+  exception, ``__traceback__``, ``__cause__`` and ``__context__`` do not travel.
+* Every exception class the package raises to its callers is defined here and exported from
+  ``engine``; the modules that raise them (``engine.downloads``, ``engine.testing``) import them.
 
 ::
 
@@ -17,8 +26,9 @@ Design decisions:
     │   ├── UnknownEndpointError    no descriptor for that id (closest ids suggested)
     │   ├── DescriptorError         a descriptor file or object is malformed
     │   ├── ValidationError         the payload breaks its descriptor (.errors lists every problem)
-    │   └── ConfigurationError      the engine was built with missing or inconsistent settings
-    │       └── CredentialError     a key, certificate or APIv3 key cannot be used
+    │   ├── ConfigurationError      the engine was built with missing or inconsistent settings
+    │   │   └── CredentialError     a key, certificate or APIv3 key cannot be used
+    │   └── StubResponseError       engine.testing: a canned answer breaks its descriptor
     ├── TransportError              no complete answer arrived (connection failed, reset...)
     │   ├── TransportTimeoutError   the answer did not arrive in time
     │   ├── ConnectError            no connection was made: nothing was sent
@@ -28,22 +38,54 @@ Design decisions:
     ├── ApiError                    WeChat Pay answered with a non-2xx status
     ├── SignatureError              the answer failed verification; its data is never returned
     ├── MalformedResponseError      a verified 2xx answer whose body cannot be decoded
+    │   └── DigestMismatchError     a downloaded bill differs from the digest its answer announced
     └── NotificationError           a callback was rejected; answer WeChat Pay with a 4xx/5xx
         ├── NotificationSignatureError  forged, probe, unknown key, missing signature headers
         ├── StaleNotificationError      Wechatpay-Timestamp outside the 5-minute window
         ├── ReplayedNotificationError   an id already acknowledged, within the window
         ├── MalformedNotificationError  not the JSON envelope of a notification
         └── NotificationDecryptionError the resource does not decrypt under the APIv3 key
+
+    AssertionError
+    └── StubAssertionError          engine.testing: a call did not match the Stubber's queue
+                                    (an AssertionError, so test runners report a failed test)
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import attrs
 
 
-class EngineError(Exception):
+def _rebuild(
+    cls: type[BaseException], arguments: tuple[Any, ...], keywords: Mapping[str, Any], args: tuple[Any, ...]
+) -> BaseException:
+    """Unpickle a ``_Travelling`` error: construct it as it was constructed, then restore ``args``."""
+    error = cls(*arguments, **keywords)
+    error.args = args
+    return error
+
+
+class _Travelling(BaseException):
+    """Mixin for exceptions that survive ``pickle`` whatever their ``__init__`` takes.
+
+    ``__new__`` records the constructor's arguments (in ``_init_arguments``); ``__reduce__`` hands
+    them to ``_rebuild`` with the instance attributes as state, so unpickling runs ``__init__``
+    again with the same arguments, and then restores ``args`` and ``vars()`` exactly.
+    """
+
+    def __new__(cls, *arguments: Any, **keywords: Any) -> _Travelling:
+        error = super().__new__(cls, *arguments, **keywords)
+        error._init_arguments = (arguments, keywords)
+        return error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        arguments, keywords = self._init_arguments
+        return _rebuild, (type(self), arguments, keywords, self.args), dict(vars(self))
+
+
+class EngineError(_Travelling, Exception):
     """Root of every error the engine raises on purpose."""
 
 
@@ -90,6 +132,20 @@ class ValidationError(UsageError):
 
 class ConfigurationError(UsageError):
     """The engine settings are missing something or contradict each other."""
+
+
+class StubResponseError(UsageError):
+    """``engine.testing``: a canned answer cannot be queued (it breaks its descriptor, or its status).
+
+    ``.problems`` lists each problem, in ``engine.validation``'s ``"message @ $.path"`` form.
+    """
+
+    def __init__(self, endpoint_id: str, problems: Sequence[str]) -> None:
+        self.endpoint_id = endpoint_id
+        self.problems = tuple(problems)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        listing = "\n  ".join(self.problems)
+        super().__init__(f"{len(self.problems)} {noun} in the canned answer for {endpoint_id}:\n  {listing}")
 
 
 class CredentialError(ConfigurationError):
@@ -194,6 +250,10 @@ class MalformedResponseError(EngineError):
     """A verified 2xx answer whose body is not the JSON (or ciphertext) it should be."""
 
 
+class DigestMismatchError(MalformedResponseError):
+    """``engine.download``: the file's digest differs from the one the verified answer announced."""
+
+
 class NotificationError(EngineError):
     """A callback was rejected; reply with ``failure_reply`` so WeChat Pay sends it again."""
 
@@ -216,3 +276,11 @@ class MalformedNotificationError(NotificationError):
 
 class NotificationDecryptionError(NotificationError):
     """The resource does not decrypt with AEAD_AES_256_GCM under the APIv3 key."""
+
+
+class StubAssertionError(_Travelling, AssertionError):
+    """``engine.testing``: a call did not match the Stubber's queue.
+
+    Nothing was queued, another endpoint was expected, or another payload. An ``AssertionError``,
+    so that test runners report it as a failed test rather than an error.
+    """

@@ -251,7 +251,7 @@ class PlatformKeyring:
         public = [k for k in keys if k.kind == "public_key"]
         if public:
             return public[-1]
-        moment = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.timezone.utc)
-        epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+        moment = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC)
+        epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
         valid = [(k.not_before or epoch, order, k) for order, k in enumerate(keys) if k.valid_at(moment)]
         return max(valid, key=lambda entry: entry[:2])[2] if valid else None  # ties: the one added last

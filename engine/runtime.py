@@ -241,7 +241,7 @@ class Runtime:
 async def _bounded(coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
     try:
         return await asyncio.wait_for(coroutine, timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise TransportTimeoutError(f"no result within {timeout:.0f} s; the call was cancelled") from None
 
 

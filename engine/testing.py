@@ -46,7 +46,7 @@ import json
 import secrets
 import threading
 from collections import deque
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 import attrs
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -55,7 +55,7 @@ from engine import multipart
 from engine.client import Engine
 from engine.crypto import oaep_encrypt
 from engine.descriptor import Descriptor, Field, RequestSpec
-from engine.errors import UsageError
+from engine.errors import StubAssertionError, StubResponseError, UsageError
 from engine.fields import map_encrypted
 from engine.hookspecs import CallInfo, hookimpl
 from engine.keys import PlatformKey, PlatformKeyring, normalize_serial
@@ -73,24 +73,6 @@ from engine.wire import RawResponse, Request
 __all__ = ["BaseTransport", "MockTransport", "StubAssertionError", "StubResponseError", "Stubber"]
 
 _JSON_NAMES = {list: "array", str: "string", int: "integer", float: "number", bool: "boolean"}
-
-
-class StubAssertionError(AssertionError):
-    """A call did not match the queue: nothing queued, another endpoint expected, or another payload."""
-
-
-class StubResponseError(UsageError):
-    """A canned answer cannot be queued: it breaks its descriptor or its status does not fit.
-
-    ``.problems`` lists each problem, in ``engine.validation``'s ``"message @ $.path"`` form.
-    """
-
-    def __init__(self, endpoint_id: str, problems: Sequence[str]) -> None:
-        self.endpoint_id = endpoint_id
-        self.problems = tuple(problems)
-        noun = "problem" if len(self.problems) == 1 else "problems"
-        listing = "\n  ".join(self.problems)
-        super().__init__(f"{len(self.problems)} {noun} in the canned answer for {endpoint_id}:\n  {listing}")
 
 
 @attrs.frozen(repr=False)

@@ -21,7 +21,6 @@ Design decisions:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Any, Iterator, Optional
 from urllib.parse import urlsplit
@@ -99,7 +98,7 @@ def _mapped_errors(request: Request, config: TransportConfig) -> Iterator[None]:
         raise ConnectError(f"the proxy {_proxy_name(config.proxy)} refused the request ({exc.status})") from None
     except _CONNECT_TIMEOUTS as exc:
         raise ConnectTimeoutError(f"no connection to {request.base_url} within {config.connect_timeout} s") from exc
-    except asyncio.TimeoutError as exc:
+    except TimeoutError as exc:
         raise TransportTimeoutError(f"no answer from {request.base_url} within {config.timeout} s") from exc
     except aiohttp.ClientConnectorError as exc:  # refused, unreachable, name not found: nothing was sent
         raise ConnectError(f"{request.method} {request.base_url}: cannot connect ({exc.os_error})") from exc

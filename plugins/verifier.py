@@ -48,7 +48,7 @@ def verify_signed(headers: Headers, body: bytes, keyring: PlatformKeyring, now: 
     if signature.startswith(PROBE_PREFIX):
         raise SignatureError("probe", "signature is a WECHATPAY/SIGNTEST/ probe; treated as a failed verification")
     key = _find_key(keyring, headers[H_SERIAL])
-    if key.kind == "certificate" and not key.valid_at(dt.datetime.fromtimestamp(now, dt.timezone.utc)):
+    if key.kind == "certificate" and not key.valid_at(dt.datetime.fromtimestamp(now, dt.UTC)):
         raise SignatureError("expired", f"answer signed with certificate {key.key_id}, outside its validity period")
     message = response_message(timestamp, headers[H_NONCE], body)
     if not rsa_verify(key.public_key, message, signature):

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from engine.catalogue import ImportReport, import_catalogue, main_import, short_label
 from engine.examples import example_payload
 from engine.registry import BUILTIN_ENDPOINTS, Registry, endpoint_id
 from engine.validation import compile_validator
+from tools.import_catalogue import CHECKOUT_ENDPOINTS, ImportReport, import_catalogue, main_import, short_label
+
+ROOT = Path(__file__).resolve().parent.parent
 
 OPERATIONS = 1019  # v3/, hk/ and global/ at the commit SOURCE.md names: 568 POST, 403 GET, 30 PATCH, ...
 SOURCE_FILES = 936
-# Defects of the catalogue itself, each worked around and listed by `python -m engine.catalogue PATH`.
+# Defects of the catalogue itself, each worked around and listed by `python -m tools.import_catalogue PATH`.
 CATALOGUE_REPAIRS = 160
 
 
@@ -60,11 +64,11 @@ def test_nothing_is_left_unexpressed(fresh: tuple[ImportReport, Path]) -> None:
 
 def test_a_fresh_import_equals_the_committed_descriptors(fresh: tuple[ImportReport, Path]) -> None:
     _, out = fresh
-    committed = {p.name: p.read_bytes() for p in BUILTIN_ENDPOINTS.glob("*.yaml") if p.name != "aliases.yaml"}
+    committed = {p.name: p.read_bytes() for p in CHECKOUT_ENDPOINTS.glob("*.yaml") if p.name != "aliases.yaml"}
     imported = {p.name: p.read_bytes() for p in out.glob("*.yaml")}
     assert sorted(committed) == sorted(imported)
     differing = [name for name in imported if imported[name] != committed[name]]
-    assert differing == [], f"re-run `python -m engine.catalogue PATH`: {differing[:5]}"
+    assert differing == [], f"re-run `python -m tools.import_catalogue PATH`: {differing[:5]}"
 
 
 # -- the committed descriptors (no catalogue needed) ---------------------------------------------------
@@ -269,6 +273,15 @@ def test_console_entry(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     assert out[0].startswith("imported 1 operations from 1 files: 0 stale files removed, 1 unexpressed, 0 repaired")
     assert any(line.startswith("unexpressed: v3/things/{thing_id}.yaml POST") for line in out[1:])
     assert main_import([str(tmp_path / "nowhere")]) == 2
+
+
+def test_the_importer_writes_into_the_checkout_not_the_installed_package() -> None:
+    assert CHECKOUT_ENDPOINTS == ROOT / "endpoints"
+    assert (ROOT / "engine" / "endpoints").resolve() == CHECKOUT_ENDPOINTS  # the package's link to it
+    command = [sys.executable, "-m", "tools.import_catalogue", "--help"]  # as a maintainer runs it
+    help_text = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert help_text.startswith("usage: python -m tools.import_catalogue")
+    assert "the endpoints/ folder of this checkout" in " ".join(help_text.split())
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ import attrs
 import pytest
 from aiohttp import web
 from conftest import COMBINE_PAPAY
-from engine.plugins.verifier import verify_signed
 
 from engine import (
     Engine,
@@ -24,6 +23,7 @@ from engine import (
 )
 from engine.keys import PlatformKey, PlatformKeyring, load_certificate
 from engine.notifications import MemoryReplayStore, failure_reply, parse_notification, success_reply
+from engine.plugins.verifier import verify_signed
 from engine.protocol import H_SIGNATURE
 from engine.sandbox.server import SandboxServer
 

@@ -11,10 +11,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from engine.plugins.verifier import verify_signed
 
 from engine import Engine, SignatureError, UsageError, hookimpl
 from engine.keys import PlatformKey, PlatformKeyring
+from engine.plugins.verifier import verify_signed
 from engine.sandbox.emulator import signed_answer
 
 
@@ -59,7 +59,7 @@ def test_undescribed_chain_refuses_dot_segments(engine: Engine, value: str) -> N
 def test_expired_certificate_no_longer_verifies(identity) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old")])
-    past = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    past = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -70,7 +70,7 @@ def test_expired_certificate_no_longer_verifies(identity) -> None:
         .not_valid_after(past + dt.timedelta(days=30))
         .sign(key, hashes.SHA256())
     )
-    now = int(dt.datetime.now(dt.timezone.utc).timestamp())
+    now = int(dt.datetime.now(dt.UTC).timestamp())
     answer = signed_answer(200, b"{}", "3039", key, now)
     with pytest.raises(SignatureError) as caught:
         verify_signed(answer.headers, answer.body, PlatformKeyring([PlatformKey.from_certificate(cert)]), now)

@@ -301,9 +301,8 @@ class Receiver:
         self.events: list[tuple[str, dict]] = []
 
     async def handle(self, request: web.Request) -> web.Response:
-        from engine.plugins.verifier import verify_signed
-
         from engine.keys import PlatformKey, PlatformKeyring
+        from engine.plugins.verifier import verify_signed
         from engine.wire import Headers
 
         body = await request.read()

@@ -345,7 +345,7 @@ class Sandbox:
         """
         if retire_previous:
             self._keys = {k: v for k, v in self._keys.items() if v.certificate is None}
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         certificate = self_signed_certificate(private_key, "WeChat Pay Sandbox Platform", now)
         serial = certificate_serial(certificate)

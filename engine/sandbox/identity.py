@@ -58,7 +58,7 @@ class SandboxIdentity:
 
     @classmethod
     def generate(cls, mchid: str = "1900000109") -> "SandboxIdentity":
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         platform_key = _new_rsa_key()
         return cls(
             mchid=mchid,

@@ -92,7 +92,7 @@ async def _attempt(session: aiohttp.ClientSession, url: str, notification: RawRe
         async with session.post(url, data=notification.body, headers=headers) as answer:
             await answer.read()
             return answer.status
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return 0
 
 

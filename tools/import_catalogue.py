@@ -2,9 +2,16 @@
 
 ``import_catalogue(source, out)`` reads the APIv3 part of TheNorthMemory/wechatpay-openapi (MIT;
 ``../shared/catalog/wechatpay-openapi``), writes one ``<canonical id>.yaml`` per operation and returns
-an ``ImportReport``. ``python -m engine.catalogue PATH [--out DIR]`` runs it from a shell.
+an ``ImportReport``. From the root of a checkout, ``python -m tools.import_catalogue PATH [--out DIR]``
+runs it from a shell.
 
 Design decisions:
+
+* **A developer tool, outside the installed package.** Only maintainers regenerate the built-in
+  descriptors, so the importer is not in the wheel, and by default it writes into the ``endpoints/``
+  folder of the checkout it belongs to (found from this file's location, never from the installed
+  ``engine.endpoints``), so it cannot write into site-packages. ``CatalogueError`` is defined here,
+  with the tool; it is a ``UsageError``, so it travels like every engine error.
 
 * **What the top folders mean.** The catalogue mirrors URLs the way the chainable SDKs address them
   (``$instance->v3->pay->...``): a file's path under the catalogue root *is* the URL path. ``v3/``
@@ -70,11 +77,12 @@ import yaml
 
 from engine.errors import DescriptorError, UsageError
 from engine.loader import structure_descriptor
-from engine.registry import ALIASES_FILE, BUILTIN_ENDPOINTS, endpoint_id
+from engine.registry import ALIASES_FILE, endpoint_id
 
 TOP_FOLDERS = ("v3", "hk", "global")
 METHODS = ("get", "post", "put", "patch", "delete")
 KEEP_FILES = (ALIASES_FILE, "__init__.py")
+CHECKOUT_ENDPOINTS = Path(__file__).resolve().parent.parent / "endpoints"  # the checkout's, not site-packages
 HOSTS = {"https://apihk.mch.weixin.qq.com/": "hk"}
 LABEL_LIMIT = 24
 
@@ -189,14 +197,18 @@ def import_catalogue(source: Path, out: Path) -> ImportReport:
 
 
 def main_import(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m engine.catalogue PATH [--out DIR]``: import, print a summary line and the report."""
+    """``python -m tools.import_catalogue PATH [--out DIR]``: import, print a summary line and the report."""
     parser = argparse.ArgumentParser(
-        prog="python -m engine.catalogue",
+        prog="python -m tools.import_catalogue",
         description="Import the wechatpay-openapi catalogue as descriptor files; print a summary and the report.",
     )
     parser.add_argument("path", type=Path, help="the wechatpay-openapi catalogue (the folder holding v3/)")
     parser.add_argument(
-        "--out", type=Path, default=BUILTIN_ENDPOINTS, metavar="DIR", help="where to write (default: the built-ins)"
+        "--out",
+        type=Path,
+        default=CHECKOUT_ENDPOINTS,
+        metavar="DIR",
+        help="where to write (default: the endpoints/ folder of this checkout)",
     )
     args = parser.parse_args(argv)
     try:
