@@ -11,11 +11,13 @@ new class without a case here fails ``test_every_class_has_a_real_failure``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
 import multiprocessing
 import pickle
 import pkgutil
+import socket
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -25,10 +27,12 @@ import pytest
 from conftest import COMBINE_PAPAY
 
 import engine
-from engine import Engine, EngineError, errors
+from engine import Engine, EngineError, RetryPolicy, errors
 from engine.sandbox.faults import Fault
 from engine.testing import Stubber
 from engine.wire import Headers
+
+QUICK = RetryPolicy(base_delay=0, max_delay=0)
 
 BILL = {"bill_date": "2026-11-21", "bill_type": "ALL"}
 PROTOCOLS = sorted({2, pickle.HIGHEST_PROTOCOL})
@@ -71,6 +75,7 @@ class World:
     def __init__(self, make_engine: Callable[..., Engine], tmp_path: Path) -> None:
         self.make_engine = make_engine
         self.tmp_path = tmp_path
+        self.made: list[Engine] = []
 
     def raised(self, action: Callable[[], Any]) -> BaseException:
         try:
@@ -84,9 +89,47 @@ class World:
         engine.emulator.faults.add(fault)
         return self.raised(lambda: engine.call("combine_papay.mini_program", COMBINE_PAPAY))
 
+    def http_engine(self, base_url: str, **options: Any) -> Engine:
+        identity = self.make_engine().emulator.identity
+        engine = Engine(**identity.engine_settings(), base_url=base_url, load_entry_points=False, **options)
+        self.made.append(engine)
+        return engine
+
+    def faulty_get(self, fault: Fault, **options: Any) -> BaseException:
+        engine = self.make_engine(**options)
+        engine.emulator.faults.add(fault, times=3)  # every attempt: a GET is retried
+        return self.raised(lambda: engine.call("GET /v3/certificates"))
+
     def callback(self, engine: Engine) -> tuple[dict[str, str], bytes]:
         notification = engine.emulator.payment_succeeded("T-1001", total=88)
         return dict(notification.headers.items()), notification.body
+
+
+def _refused(world: World) -> BaseException:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    engine = world.http_engine(f"http://127.0.0.1:{port}", retry=RetryPolicy.never())
+    return world.raised(lambda: engine.call("combine_papay.mini_program", COMBINE_PAPAY))
+
+
+def _connect_timeout(world: World) -> BaseException:
+    """A listening socket whose backlog is full drops SYNs: connecting times out, on loopback."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        fillers = [socket.socket() for _ in range(3)]
+        for filler in fillers:
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+        engine = world.http_engine(f"http://127.0.0.1:{port}", connect_timeout=0.2, retry=RetryPolicy.never())
+        try:
+            return world.raised(lambda: engine.call("combine_papay.mini_program", COMBINE_PAPAY))
+        finally:
+            for filler in fillers:
+                filler.close()
 
 
 def _usage(world: World) -> BaseException:
@@ -185,8 +228,12 @@ FAILURES: dict[str, Callable[[World], BaseException]] = {
     "CredentialError": _credential,
     "StubResponseError": _stub_response,
     "StubAssertionError": _stub_assertion,
-    "TransportError": lambda world: world.faulty_call(Fault("drop")),
-    "TransportTimeoutError": lambda world: world.faulty_call(Fault.latency(5.0), timeout=0.05),
+    "TransportError": lambda world: world.faulty_get(Fault("drop"), retry=QUICK),
+    "TransportTimeoutError": lambda world: world.faulty_get(Fault.latency(5.0), timeout=0.05, retry=QUICK),
+    "ConnectError": _refused,
+    "ConnectTimeoutError": _connect_timeout,
+    "UnconfirmedError": lambda world: world.faulty_call(Fault("drop")),
+    "UnconfirmedTimeoutError": lambda world: world.faulty_call(Fault.latency(5.0), timeout=0.05),
     "ApiError": lambda world: world.faulty_call(Fault.error(429)),
     "SignatureError": lambda world: world.faulty_call(Fault("bad_signature")),
     "MalformedResponseError": lambda world: world.faulty_call(Fault("not_json")),
@@ -208,8 +255,11 @@ def test_every_class_has_a_real_failure() -> None:
 
 
 @pytest.fixture
-def world(make_engine: Callable[..., Engine], tmp_path: Path) -> World:
-    return World(make_engine, tmp_path)
+def world(make_engine: Callable[..., Engine], tmp_path: Path) -> Iterator[World]:
+    made = World(make_engine, tmp_path)
+    yield made
+    for engine in made.made:
+        engine.close()
 
 
 def _same(copy: BaseException, original: BaseException) -> None:
