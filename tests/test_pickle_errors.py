@@ -258,8 +258,8 @@ def test_every_class_has_a_real_failure() -> None:
 def world(make_engine: Callable[..., Engine], tmp_path: Path) -> Iterator[World]:
     made = World(make_engine, tmp_path)
     yield made
-    for engine in made.made:
-        engine.close()
+    for built in made.made:
+        built.close()
 
 
 def _same(copy: BaseException, original: BaseException) -> None:
