@@ -55,6 +55,13 @@ Design decisions:
   fields); an array without ``items`` typed by its string example. What cannot be repaired is left
   out and listed too: a pattern no regex engine compiles, a ``required`` name with no definition,
   field definitions written beside a non-empty ``properties``.
+* **Which operations may be resent** (``idempotency``, read by the retry policy) is derived by one
+  rule, ``idempotency_trait``: an operation declaring the ``Idempotency-Key`` header gets
+  ``header``; otherwise the first *required* body field among ``BUSINESS_NUMBERS`` (numbers WeChat
+  Pay de-duplicates a resend on, most specific first) is the ``key``, and the GET of the same host
+  with that name as a path parameter sharing the most leading path segments (two at least) is the
+  ``query`` that finds the outcome. Every grant is listed in the report (``idempotent:`` lines), so
+  the whole list is reviewable with one run; GETs need no trait.
 * **Checked, deterministic, re-runnable.** Every descriptor goes through
   ``engine.loader.structure_descriptor`` before it is written (a failure is an importer bug and
   raises). Output is ``yaml.safe_dump(..., allow_unicode=True, sort_keys=False)`` in the catalogue's
@@ -125,6 +132,20 @@ _OPERATION_KEYS = frozenset(
     | {"produces", "x-is-sensitive"}
 )
 _ANSWER_KEYS = frozenset({"schema", "description", "headers"})  # headers: protocol headers and one digest
+# Business numbers WeChat Pay de-duplicates a resent request on (the same number, the same request),
+# most specific first: a refund also names the order it refunds, a profit-sharing order the payment.
+BUSINESS_NUMBERS = (
+    "combine_out_trade_no",
+    "out_refund_no",
+    "out_return_no",
+    "out_bill_no",
+    "out_batch_no",
+    "out_order_no",
+    "out_trade_no",
+    "business_code",
+    "out_request_no",
+)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 @attrs.frozen
@@ -162,17 +183,19 @@ class ImportReport:
     removed: list[str] = attrs.field(factory=list)
     unexpressed: list[Problem] = attrs.field(factory=list)
     repaired: list[Problem] = attrs.field(factory=list)
+    idempotent: list[str] = attrs.field(factory=list)  # "id: key=..., query=..." for every resend-safe non-GET
 
     def summary(self) -> str:
         imported = f"imported {len(self.written)} operations from {self.source_files} files"
         counts = f"{len(self.removed)} stale files removed, {len(self.unexpressed)} unexpressed"
-        return f"{imported}: {counts}, {len(self.repaired)} repaired"
+        return f"{imported}: {counts}, {len(self.repaired)} repaired, {len(self.idempotent)} safe to resend"
 
     def lines(self) -> list[str]:
         return [
             *(f"unexpressed: {p}" for p in self.unexpressed),
             *(f"repaired: {p}" for p in self.repaired),
             *(f"removed: {name}" for name in self.removed),
+            *(f"idempotent: {line}" for line in self.idempotent),
         ]
 
 
@@ -188,10 +211,14 @@ def import_catalogue(source: Path, out: Path) -> ImportReport:
     catalogue = _Catalogue(Path(source))
     report = ImportReport()
     produced: dict[str, tuple[str, str]] = {}
+    imported: list[tuple[str, dict[str, Any], str]] = []
     for file in catalogue.operation_files():
         report.source_files += 1
         for method in catalogue.methods(file):
-            _import_operation(catalogue, file, method, out, produced, report)
+            _import_operation(catalogue, file, method, produced, report, imported)
+    lookups = _lookups(imported)
+    for canonical, raw, relative in imported:
+        _write(Path(out), canonical, _with_idempotency(raw, lookups, report, canonical), relative)
     report.removed = _remove_stale(Path(out), set(produced))
     return report
 
@@ -229,9 +256,9 @@ def _import_operation(
     catalogue: _Catalogue,
     file: Path,
     method: str,
-    out: Path,
     produced: dict[str, tuple[str, str]],
     report: ImportReport,
+    imported: list[tuple[str, dict[str, Any], str]],
 ) -> None:
     relative = catalogue.relative(file)
     path = _url_path(relative)
@@ -243,7 +270,7 @@ def _import_operation(
         context.unexpressed(f"id {canonical} is also the id of {' '.join(produced[canonical])}")
         return
     produced[canonical] = (relative, context.operation)
-    _write(Path(out), canonical, raw, relative)
+    imported.append((canonical, raw, relative))
     report.written.append(Written(canonical, context.operation, relative))
 
 
@@ -695,6 +722,72 @@ def _merge_properties(first: Mapping[str, Any], second: Mapping[str, Any], conte
     for name, schema in second.items():
         out[name] = _merge(out[name], schema, context) if isinstance(out.get(name), dict) else schema
     return out
+
+
+# -- idempotency -----------------------------------------------------------------------------------
+
+
+def _lookups(imported: list[tuple[str, dict[str, Any], str]]) -> list[tuple[str, str, Optional[str]]]:
+    """(id, path, host) of every GET: the operations that can find an object by a number in their path."""
+    return [(canonical, raw["path"], raw.get("host")) for canonical, raw, _ in imported if raw["method"] == "GET"]
+
+
+def _with_idempotency(
+    raw: dict[str, Any], lookups: list[tuple[str, str, Optional[str]]], report: ImportReport, canonical: str
+) -> dict[str, Any]:
+    """``raw`` with its ``idempotency`` trait (after ``body``/``host``), when the rule grants one."""
+    trait = idempotency_trait(raw, lookups)
+    if trait is None:
+        return raw
+    report.idempotent.append(f"{canonical}: {', '.join(f'{k}={v}' for k, v in trait.items())}")
+    ordered = {k: v for k, v in raw.items() if k in ("title", "method", "path", "host", "body")}
+    return {**ordered, "idempotency": trait, **{k: v for k, v in raw.items() if k not in ordered}}
+
+
+Lookups = list[tuple[str, str, Optional[str]]]
+
+
+def idempotency_trait(raw: Mapping[str, Any], lookups: Lookups) -> Optional[dict[str, str]]:
+    """The one rule: which operations WeChat Pay treats a resend of as the same request.
+
+    A GET needs no trait. An operation whose request declares the ``Idempotency-Key`` header gets
+    ``header``. Otherwise, a required body field named in ``BUSINESS_NUMBERS`` (the first one listed,
+    when there are several) is the ``key``, and the GET of the same host whose path template has that
+    name as a parameter and shares the most leading path segments (at least two) is the ``query``.
+    """
+    if raw["method"] == "GET":
+        return None
+    request = raw.get("request") or {}
+    if IDEMPOTENCY_HEADER in (request.get("header") or {}):
+        return {"header": IDEMPOTENCY_HEADER}
+    body = request.get("body") or {}
+    for name in BUSINESS_NUMBERS:
+        if (body.get(name) or {}).get("required"):
+            query = _query_for(name, raw["path"], raw.get("host"), lookups)
+            return {"key": name, **({"query": query} if query else {})}
+    return None
+
+
+def _query_for(name: str, path: str, host: Optional[str], lookups: Lookups) -> Optional[str]:
+    segments = path.strip("/").split("/")
+    best: Optional[tuple[int, int, str]] = None
+    for canonical, candidate, candidate_host in lookups:
+        if candidate_host != host or f"{{{name}}}" not in candidate:
+            continue
+        shared = _shared_prefix(segments, candidate.strip("/").split("/"))
+        ranked = (-shared, len(candidate), canonical)
+        if shared >= 2 and (best is None or ranked < best):
+            best = ranked
+    return best[2] if best else None
+
+
+def _shared_prefix(first: list[str], second: list[str]) -> int:
+    count = 0
+    for a, b in zip(first, second, strict=False):  # the shorter path ends the comparison
+        if a != b:
+            break
+        count += 1
+    return count
 
 
 # -- writing ---------------------------------------------------------------------------------------
