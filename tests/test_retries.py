@@ -16,6 +16,7 @@ from conftest import COMBINE_PAPAY
 
 from engine import (
     ApiError,
+    CallInfo,
     ConfigurationError,
     ConnectError,
     Engine,
@@ -28,6 +29,7 @@ from engine import (
     TransportError,
     UnconfirmedError,
     UnconfirmedTimeoutError,
+    hookimpl,
 )
 from engine.protocol import parse_authorization
 from engine.sandbox import Sandbox, SandboxIdentity
@@ -98,14 +100,27 @@ def signatures(requests: list[Request]) -> list[str]:
 # == what is retried ================================================================================
 
 
+class Attempts:
+    """An observer plugin: the attempt number of every request sent."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    @hookimpl
+    def wxpay_before_send(self, call: CallInfo, request: Request) -> None:
+        self.seen.append(call.attempt)
+
+
 def test_a_get_answered_503_503_200_succeeds_after_three_signed_attempts(wechatpay, sleeps) -> None:
-    engine, sandbox = wechatpay(retry=NO_WAIT)
+    observer = Attempts()
+    engine, sandbox = wechatpay(retry=NO_WAIT, plugins=[observer])
     sandbox.faults.add(Fault.error(503), endpoint=QUERY, times=2)
     answer = engine.call(QUERY, {"out_trade_no": "1217752501201407033233368018", "mchid": "1900000109"})
     assert answer.status == 200
     assert [e.response.status for e in sandbox.exchanges] == [503, 503, 200]
     assert len(set(signatures(sent(sandbox)))) == 3  # signed afresh each time
     assert len(sleeps) == 2
+    assert observer.seen == [1, 2, 3]
 
 
 def test_retry_after_is_a_floor_for_the_wait(wechatpay, sleeps, caplog) -> None:
@@ -305,15 +320,18 @@ async def proxy() -> AsyncIterator[ForwardProxy]:
     await running.stop()
 
 
-async def test_a_call_through_a_loopback_proxy_reaches_the_server(identity, proxy) -> None:
-    with ServerThread(Sandbox(identity)) as thread:
-        settings = {**identity.engine_settings(), "base_url": thread.base_url, "load_entry_points": False}
-        engine = Engine(**settings, proxy=proxy.url)
+async def test_calls_and_certificate_downloads_go_through_a_loopback_proxy(identity, proxy) -> None:
+    with ServerThread(Sandbox(identity, mode="both")) as thread:
+        settings = {**identity.engine_settings("certificate"), "base_url": thread.base_url, "load_entry_points": False}
+        engine = Engine(**{**settings, "platform_certificates": []}, proxy=proxy.url)  # downloads them first
         answer = await engine.acall("combine_papay.mini_program", COMBINE_PAPAY)
         await engine.aclose()
     assert answer.status == 200
-    assert proxy.seen == [f"POST {thread.base_url}/v3/ecommerce/combine-papay/contracts/pre-entrust-sign/mini-program"]
-    assert len(thread.sandbox.exchanges) == 1
+    assert proxy.seen == [
+        f"GET {thread.base_url}/v3/certificates?algorithm_type=RSA",
+        f"POST {thread.base_url}/v3/ecommerce/combine-papay/contracts/pre-entrust-sign/mini-program",
+    ]
+    assert len(thread.sandbox.exchanges) == 2
 
 
 async def test_an_unreachable_proxy_is_named_not_the_wechatpay_host(identity) -> None:
