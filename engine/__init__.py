@@ -12,6 +12,7 @@ from engine.client import Engine
 from engine.configuration import DEFAULT_BASE_URL
 from engine.descriptor import Descriptor, Field, Idempotency, RequestSpec
 from engine.errors import (
+    AnswerTooLargeError,
     ApiError,
     ConfigurationError,
     ConnectError,
@@ -50,6 +51,7 @@ from engine.wire import Headers, RawResponse, Request, Response
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "AnswerTooLargeError",
     "ApiError",
     "BaseTransport",
     "CallInfo",

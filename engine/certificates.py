@@ -4,12 +4,13 @@ Design decisions:
 
 * A key provider (``engine.keyprovider``): the executor awaits ``ready()`` and ``for_serial()``;
   nothing is patched into it. ``GET /v3/certificates`` is prepared by the ordinary pipeline and sent
-  by the ordinary send loop; only its verification differs. Each ``encrypt_certificate`` is decrypted with
-  the APIv3 key (associated data ``certificate``) and its serial must equal ``serial_no``. The answer
-  is then verified with a key the engine already trusts or, on first contact, with the certificates
-  the answer itself carries (the bootstrap the official SDKs use): the signature must check out with
-  the certificate named by ``Wechatpay-Serial``. That bootstrap happens only while no key is
-  trusted yet; afterwards a download must verify with a trusted key, so a forged list cannot add one.
+  by the ordinary send loop; only its verification differs. Each ``encrypt_certificate`` is
+  decrypted with the APIv3 key (associated data ``certificate``) and its serial must equal
+  ``serial_no``. When a key is already trusted, the answer is verified with it *before* anything in
+  it is parsed. Only on first contact, with no key to check it by, is the list decrypted first and
+  the answer verified with the certificate it carries that ``Wechatpay-Serial`` names (the
+  bootstrap the official SDKs use); afterwards a download must verify with a trusted key, so a
+  forged list cannot add one. A malformed list is a ``MalformedResponseError``, never a raw error.
 * Certificates outside their validity window are dropped; encryption uses the newest valid one
   (``PlatformKeyring.preferred``).
 * Refreshing happens on demand (``refresh``), in the background for async users
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from cryptography import x509
 
 from engine.crypto import aead_decrypt
-from engine.errors import ApiError, ConfigurationError, EngineError, MalformedResponseError, SignatureError
+from engine.errors import ApiError, ConfigurationError, EngineError, MalformedResponseError
 from engine.keys import PlatformKey, PlatformKeyring, certificate_pem, certificate_serial, normalize_serial
 
 if TYPE_CHECKING:
@@ -109,22 +110,14 @@ class CertificateKeys:
         raw = await self._sender.send(prepared)
         if not 200 <= raw.status < 300:
             raise _explained(self._pipeline.interpret_error(raw))
-        certificates = decrypt_certificates(raw.body, self._apiv3_key)
-        self._verify_download(raw, certificates)
+        if self.keyring:  # a key is trusted: nothing in the answer is parsed before it verifies
+            self._pipeline.verify(raw)
+            certificates = decrypt_certificates(raw.body, self._apiv3_key)
+        else:  # first contact: the answer can only be checked with what it carries
+            certificates = decrypt_certificates(raw.body, self._apiv3_key)
+            self._pipeline.verify(raw, PlatformKeyring([*(PlatformKey.from_certificate(c) for c in certificates)]))
         self._last_refresh = self._pipeline.clock()
         return [self._keep(cert) for cert in certificates if self._valid(cert)]
-
-    def _verify_download(self, raw: Any, certificates: list[x509.Certificate]) -> None:
-        try:
-            self._pipeline.verify(raw)
-            return
-        except SignatureError as exc:
-            # Bootstrap from the carried certificates only on first contact: once a key is trusted,
-            # a download must verify with it, or anyone holding the APIv3 key could slip one in.
-            if exc.reason != "unknown_serial" or self.keyring:
-                raise
-        bootstrap = PlatformKeyring([*(PlatformKey.from_certificate(c) for c in certificates)])
-        self._pipeline.verify(raw, bootstrap)
 
     def _valid(self, cert: x509.Certificate) -> bool:
         moment = dt.datetime.fromtimestamp(self._pipeline.clock(), dt.UTC)
@@ -145,12 +138,19 @@ class CertificateKeys:
                 self.keyring.add(PlatformKey.from_certificate(cert))
 
 
+MAX_CERTIFICATES = 16  # WeChat Pay lists one or two (during a rotation); a long list is not its answer
+
+
 def decrypt_certificates(body: bytes, apiv3_key: bytes) -> list[x509.Certificate]:
     """The certificates of a ``/v3/certificates`` answer, each checked against its ``serial_no``."""
     try:
-        return [_decrypt_one(entry, apiv3_key) for entry in json.loads(body)["data"]]
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
-        raise MalformedResponseError(f"certificate download is not what WeChat Pay sends: {exc}") from None
+        entries = json.loads(body)["data"]
+        if not isinstance(entries, list) or not 0 < len(entries) <= MAX_CERTIFICATES:
+            raise ValueError(f"data must list 1 to {MAX_CERTIFICATES} certificates")
+        return [_decrypt_one(entry, apiv3_key) for entry in entries]
+    except (KeyError, TypeError, ValueError, AttributeError, UnicodeError) as exc:
+        reason = type(exc).__name__ if isinstance(exc, (KeyError, TypeError, AttributeError)) else str(exc)[:200]
+        raise MalformedResponseError(f"certificate download is not what WeChat Pay sends ({reason})") from None
 
 
 def _decrypt_one(entry: dict[str, Any], apiv3_key: bytes) -> x509.Certificate:

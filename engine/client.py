@@ -49,7 +49,7 @@ from engine.registry import Registry
 from engine.retry import RetryPolicy
 from engine.runtime import Runtime
 from engine.sender import Sender
-from engine.transport import BaseTransport, Transport, TransportConfig, Write, check_transport
+from engine.transport import DEFAULT_MAX_ANSWER_BYTES, BaseTransport, Transport, TransportConfig, Write, check_transport
 from engine.wire import RawResponse, Request, Response
 
 T = TypeVar("T")
@@ -80,6 +80,7 @@ class Engine:
         proxy: Optional[str] = None,
         trust_env: bool = False,
         pool_size: int = 100,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         clock: Callable[[], float] = time.time,
         nonce_factory: Callable[[], str] = new_nonce,
         load_entry_points: bool = True,
@@ -102,7 +103,7 @@ class Engine:
         given = [_GivenTransport(check_transport(transport, "transport"))] if transport is not None else []
         self.plugin_manager = build_plugin_manager([*plugins, *given], entry_points=load_entry_points)
         self.registry: Registry = configuration.build_registry(self.plugin_manager, endpoint_dirs)
-        configuration.check_limits(timeout, connect_timeout, pool_size)
+        configuration.check_limits(timeout, connect_timeout, pool_size, max_answer_bytes)
         settings = Settings(
             base_url.rstrip("/"),
             configuration.user_agent(),
@@ -112,6 +113,7 @@ class Engine:
             configuration.check_proxy(proxy),
             bool(trust_env),
             pool_size,
+            max_answer_bytes,
         )
         self.retry = configuration.check_retry(retry)
         self.pipeline = Pipeline(

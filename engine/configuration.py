@@ -50,12 +50,13 @@ def build_keyring(
     return keyring
 
 
-def check_limits(timeout: float, connect_timeout: float, pool_size: int) -> None:
+def check_limits(timeout: float, connect_timeout: float, pool_size: int, max_answer_bytes: int) -> None:
     for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
-    if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 1:
-        raise ConfigurationError(f"pool_size must be a whole number >= 1, got {pool_size!r}")
+    for name, count, least in (("pool_size", pool_size, 1), ("max_answer_bytes", max_answer_bytes, 1024)):
+        if not isinstance(count, int) or isinstance(count, bool) or count < least:
+            raise ConfigurationError(f"{name} must be a whole number >= {least}, got {count!r}")
 
 
 def check_retry(retry: Any) -> RetryPolicy:

@@ -31,6 +31,7 @@ Design decisions:
     │   └── StubResponseError       engine.testing: a canned answer breaks its descriptor
     ├── TransportError              no complete answer arrived (connection failed, reset...)
     │   ├── TransportTimeoutError   the answer did not arrive in time
+    │   ├── AnswerTooLargeError     the answer exceeded max_answer_bytes; it was not read further
     │   ├── ConnectError            no connection was made: nothing was sent
     │   │   └── ConnectTimeoutError     ...because connecting took too long (also a TransportTimeoutError)
     │   └── UnconfirmedError        a state-changing request may have arrived: reconcile (.reconcile)
@@ -161,6 +162,10 @@ class TransportError(EngineError):
 
 class TransportTimeoutError(TransportError):
     """The answer did not arrive within the configured timeout."""
+
+
+class AnswerTooLargeError(TransportError):
+    """The answer was bigger than ``max_answer_bytes`` (after decompression); it was not read further."""
 
 
 class ConnectError(TransportError):

@@ -32,12 +32,13 @@ from engine.errors import (
     ValidationError,
 )
 from engine.fields import any_encrypted, map_encrypted
-from engine.hookspecs import SigningContext, TransportConfig
+from engine.hookspecs import SigningContext
 from engine.keys import MerchantCredentials, PlatformKey, PlatformKeyring
 from engine.multipart import complete_meta
 from engine.protocol import H_REQUEST_ID, H_SERIAL
 from engine.registry import Registry
 from engine.serialize import build_target, encode_body, from_text, split_payload
+from engine.transport import DEFAULT_MAX_ANSWER_BYTES, Screen, TransportConfig
 from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request, Response
 
@@ -54,6 +55,7 @@ class Settings:
     proxy: Optional[str] = attrs.field(default=None, repr=False)  # may carry proxy credentials
     trust_env: bool = False
     pool_size: int = 100
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
 
     def base_url_for(self, descriptor: Descriptor) -> str:
         """Where a descriptor is served: its host family's URL, or the engine's base URL."""
@@ -66,9 +68,16 @@ class Settings:
             message = f"{descriptor.id} is served from the {family!r} host: give Engine(hosts={{{family!r}: url}})"
             raise ConfigurationError(message) from None
 
-    def transport_config(self) -> TransportConfig:
+    def transport_config(self, screen: Optional[Screen] = None) -> TransportConfig:
         return TransportConfig(
-            self.base_url, self.timeout, self.connect_timeout, self.proxy, self.trust_env, self.pool_size
+            self.base_url,
+            self.timeout,
+            self.connect_timeout,
+            self.proxy,
+            self.trust_env,
+            self.pool_size,
+            self.max_answer_bytes,
+            screen,
         )
 
 

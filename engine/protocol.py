@@ -8,12 +8,18 @@ Design decisions:
 * Messages are bytes built from the *raw* request target and the *raw* body: nothing is re-encoded
   or re-serialized between signing and sending (or receiving and verifying).
 * ``parse_authorization`` accepts the five parameters in any order, as WeChat Pay does.
+* ``check_signature_headers`` is the one judge of whether a peer's signature headers are even
+  well-formed (present, printable ASCII, bounded length, a digit timestamp), so nothing downstream
+  ever parses or echoes an unbounded or undecodable header value.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from typing import Any
+
+from engine.errors import SignatureError
 
 SCHEME_RSA = "WECHATPAY2-SHA256-RSA2048"
 PROBE_PREFIX = "WECHATPAY/SIGNTEST/"
@@ -73,3 +79,48 @@ def parse_authorization(value: str) -> tuple[str, dict[str, str]]:
     if not scheme or missing:
         raise ValueError(f"Authorization lacks {', '.join(missing) or 'a scheme'}")
     return scheme, params
+
+
+SIGNATURE_HEADERS = (H_TIMESTAMP, H_NONCE, H_SIGNATURE, H_SERIAL)
+# Generous bounds on what a peer may put in each signature header (a real one is 10, 32, 344 and
+# 40 characters long): past them, a value is refused before it is parsed, decoded or echoed.
+HEADER_LIMITS = {H_TIMESTAMP: 12, H_NONCE: 128, H_SIGNATURE: 2048, H_SERIAL: 128, H_SIGNATURE_TYPE: 64}
+
+
+def check_signature_headers(headers: Any) -> None:
+    """Refuse missing or malformed signature headers with a ``SignatureError``, before anything is parsed.
+
+    Each must be text of printable ASCII within ``HEADER_LIMITS``; the timestamp must be digits. This
+    runs on the headers alone (the transports call it before reading a 2xx body) and again in the
+    built-in verifier, for answers and callbacks alike.
+    """
+    missing = [name for name in SIGNATURE_HEADERS if not _header(headers, name)]
+    if missing:
+        raise SignatureError("missing_header", f"answer lacks signature header(s): {', '.join(missing)}")
+    timestamp = _header(headers, H_TIMESTAMP)
+    if not (_printable(timestamp, HEADER_LIMITS[H_TIMESTAMP]) and timestamp.isdigit()):
+        raise SignatureError("bad_timestamp", f"{H_TIMESTAMP} is not a Unix time in seconds")
+    for name, limit in HEADER_LIMITS.items():
+        value = _header(headers, name)
+        if value is not None and not _printable(value, limit):
+            raise SignatureError("malformed_header", f"{name} is not printable ASCII of at most {limit} characters")
+    signature_type = _header(headers, H_SIGNATURE_TYPE) or SCHEME_RSA
+    if signature_type != SCHEME_RSA:
+        raise SignatureError("unsupported_type", f"unsupported {H_SIGNATURE_TYPE} {signature_type!r}")
+
+
+def screen_answer(status: int, headers: Any) -> None:
+    """The transports' pre-read check: a 2xx must carry well-formed signature headers."""
+    if 200 <= status < 300:
+        check_signature_headers(headers)
+
+
+def _header(headers: Any, name: str) -> Any:
+    try:
+        return headers.get(name)
+    except (AttributeError, TypeError):
+        return None
+
+
+def _printable(value: Any, limit: int) -> bool:
+    return isinstance(value, str) and len(value) <= limit and value.isascii() and value.isprintable()

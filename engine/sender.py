@@ -35,6 +35,7 @@ from engine.errors import (
 )
 from engine.hookspecs import CallInfo
 from engine.pipeline import Pipeline, Prepared
+from engine.protocol import screen_answer
 from engine.retry import RETRYABLE_STATUSES, RetryPolicy, retry_after_seconds
 from engine.runtime import Runtime
 from engine.transport import Transport, TransportConfig, Write
@@ -52,6 +53,10 @@ class Sender:
         self.pipeline = pipeline
         self.runtime = runtime
         self.policy = policy
+        # A held answer is screened on its headers before its body is read; a streamed bill file is
+        # the one answer WeChat Pay does not sign, so it is not.
+        self._held = pipeline.settings.transport_config(screen=screen_answer)
+        self._streamed = pipeline.settings.transport_config()
 
     async def send(
         self, prepared: Prepared, *, sink: Optional[Write] = None, policy: Optional[RetryPolicy] = None
@@ -59,7 +64,7 @@ class Sender:
         """The answer to ``prepared`` (not yet trusted); ``sink`` streams a 2xx body instead of holding it."""
         policy = policy or self.policy
         transport = self.runtime.transport()
-        base = self.pipeline.settings.transport_config()
+        base = self._held if sink is None else self._streamed
         deadline = time.monotonic() + policy.deadline
         written = _Counting(sink) if sink is not None else None
         attempt = 0

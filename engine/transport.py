@@ -11,6 +11,10 @@ Design decisions:
   the engine's ``Request`` record and returns, or awaits to, a ``RawResponse``. The Stubber, the
   in-process sandbox, the test helpers and the bench stand-ins are all built on it. It holds no
   event-loop state, so one instance serves every loop and thread.
+* Bounded reads: ``TransportConfig.max_answer_bytes`` caps a held body after decompression, and
+  ``Inflater`` is the one bounded decoder every transport uses, so neither a huge answer nor a
+  compression bomb can exhaust memory before anything is verified. ``screen`` lets the engine refuse
+  an answer from its headers alone, before its body is read.
 * ``check_transport`` is the one place a transport object is checked against the protocol, so a
   wrong object fails when it is handed over, with a ``ConfigurationError`` naming the setting.
 """
@@ -18,20 +22,30 @@ Design decisions:
 from __future__ import annotations
 
 import inspect
-from typing import Any, Awaitable, Callable, Optional, Protocol, Union, runtime_checkable
+import zlib
+from typing import Any, Awaitable, Callable, Iterator, Optional, Protocol, Union, runtime_checkable
 
 import attrs
 
-from engine.errors import ConfigurationError
-from engine.wire import RawResponse, Request
+from engine.errors import AnswerTooLargeError, ConfigurationError, MalformedResponseError
+from engine.wire import Headers, RawResponse, Request
 
 CHUNK = 64 * 1024
 Write = Callable[[bytes], None]
 
 
+Screen = Callable[[int, Headers], None]
+DEFAULT_MAX_ANSWER_BYTES = 4 * 1024 * 1024
+
+
 @attrs.frozen
 class TransportConfig:
-    """What a transport needs to know to be built and to send."""
+    """What a transport needs to know to be built and to send.
+
+    ``max_answer_bytes`` bounds an answer body held in memory, *after* decompression; ``screen``, when
+    set, is called with the status and headers before any byte of the body is read, and raises to
+    refuse the answer (the engine checks the signature headers of a 2xx there).
+    """
 
     base_url: str
     timeout: float
@@ -39,6 +53,57 @@ class TransportConfig:
     proxy: Optional[str] = attrs.field(default=None, repr=False)  # may carry proxy credentials
     trust_env: bool = False
     pool_size: int = 100
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+    screen: Optional[Screen] = attrs.field(default=None, eq=False, repr=False)
+
+
+class Inflater:
+    """Content-Encoding undone with a bound: no chunk ever inflates past ``limit`` bytes in memory.
+
+    ``identity`` passes bytes through; ``gzip`` and ``deflate`` (zlib or raw) are inflated with
+    ``max_length``, so a small bomb cannot expand into gigabytes before the limit is noticed. Other
+    encodings are refused: the engine never asks for them.
+    """
+
+    def __init__(self, encoding: str, limit: Optional[int]) -> None:
+        kind = encoding.strip().lower() or "identity"
+        if kind not in ("identity", "gzip", "x-gzip", "deflate"):
+            raise MalformedResponseError(f"unsupported Content-Encoding {kind[:32]!r} in the answer")
+        self._limit = limit
+        self._zlib: Optional[Any] = None
+        if kind in ("gzip", "x-gzip"):
+            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif kind == "deflate":
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip header, detected
+        self.size = 0
+
+    def pieces(self, chunk: bytes) -> Iterator[bytes]:
+        """The decoded bytes of ``chunk``, at most 64 KiB at a time; ``AnswerTooLargeError`` past the limit."""
+        if self._zlib is None:
+            yield self._count(chunk)
+            return
+        data = chunk
+        while data:
+            try:
+                out = self._zlib.decompress(data, CHUNK)
+            except zlib.error:
+                raise MalformedResponseError("the answer's compressed body is corrupt") from None
+            if out:
+                yield self._count(out)
+            data = self._zlib.unconsumed_tail
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(self.pieces(chunk))
+
+    def finish(self) -> bytes:
+        """What the decoder still holds at the end of the body."""
+        return self._count(self._zlib.flush()) if self._zlib is not None else b""
+
+    def _count(self, data: bytes) -> bytes:
+        self.size += len(data)
+        if self._limit is not None and self.size > self._limit:
+            raise AnswerTooLargeError(f"the answer is larger than {self._limit} bytes")
+        return data
 
 
 @runtime_checkable

@@ -15,6 +15,10 @@ Design decisions:
   ``ConnectError`` (and ``ConnectTimeoutError``) when no connection was made, so nothing was sent
   and any operation may be retried; ``TransportTimeoutError``/``TransportError`` when the request
   may have been written. A failing proxy is named by scheme, host and port, never its credentials.
+* Reads are bounded: a held body stops at ``max_answer_bytes`` after decompression (the engine's
+  bounded ``Inflater``; aiohttp's own decompression is off), and ``screen`` refuses a 2xx whose
+  signature headers are missing or malformed before one byte of its body is read. Leaving the
+  ``async with`` early releases (closes) the connection.
 * Timeouts, the proxy, ``trust_env`` (environment proxies, off unless asked) and the pool size
   come from ``TransportConfig``; the timeout is per request, so the retry deadline can cut it.
 """
@@ -28,9 +32,9 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
-from engine.errors import ConnectError, ConnectTimeoutError, TransportError, TransportTimeoutError
+from engine.errors import AnswerTooLargeError, ConnectError, ConnectTimeoutError, TransportError, TransportTimeoutError
 from engine.hookspecs import hookimpl
-from engine.transport import BaseTransport, TransportConfig, Write
+from engine.transport import CHUNK, BaseTransport, Inflater, TransportConfig, Write
 from engine.wire import Headers, RawResponse, Request
 
 
@@ -44,7 +48,9 @@ class AiohttpTransport(BaseTransport):
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._config.pool_size)
-            session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=self._config.trust_env)
+            # Decompression is the engine's (engine.transport.Inflater), bounded; aiohttp's is not.
+            trust_env = self._config.trust_env
+            session = aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=trust_env)
             # aiohttp silently re-sends GET/PUT/DELETE once when a kept-alive connection drops, with
             # the same Authorization (same nonce: a replay) and behind the engine's retry policy.
             # There is no public switch; the hang-up test in tests/test_security.py guards this.
@@ -55,17 +61,26 @@ class AiohttpTransport(BaseTransport):
     async def send(self, request: Request, config: TransportConfig) -> RawResponse:
         with _mapped_errors(request, config):
             async with self._open(request, config) as answer:
-                return RawResponse(answer.status, _headers(answer), await answer.read())
+                headers = _headers(answer)
+                if config.screen is not None:
+                    config.screen(answer.status, headers)  # refuse on headers alone, body unread
+                return RawResponse(answer.status, headers, await _read_bounded(answer, config.max_answer_bytes))
 
     async def stream(self, request: Request, config: TransportConfig, write: Write) -> RawResponse:
         """Stream a 2xx body to ``write`` in chunks instead of holding it (bill downloads)."""
         with _mapped_errors(request, config):
             async with self._open(request, config) as answer:
+                headers = _headers(answer)
                 if not 200 <= answer.status < 300:
-                    return RawResponse(answer.status, _headers(answer), await answer.read())
-                async for chunk in answer.content.iter_chunked(64 * 1024):
-                    write(chunk)
-                return RawResponse(answer.status, _headers(answer), b"")
+                    return RawResponse(answer.status, headers, await _read_bounded(answer, config.max_answer_bytes))
+                inflater = Inflater(answer.headers.get("Content-Encoding", ""), None)
+                async for chunk in answer.content.iter_chunked(CHUNK):
+                    for piece in inflater.pieces(chunk):
+                        write(piece)
+                tail = inflater.finish()
+                if tail:
+                    write(tail)
+                return RawResponse(answer.status, headers, b"")
 
     def _open(self, request: Request, config: TransportConfig) -> Any:
         return self._client().request(
@@ -81,6 +96,21 @@ class AiohttpTransport(BaseTransport):
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+async def _read_bounded(answer: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, decoded, or ``AnswerTooLargeError`` as soon as it passes ``limit`` bytes."""
+    declared = answer.content_length
+    encoding = answer.headers.get("Content-Encoding", "")
+    if declared is not None and declared > limit and encoding.strip().lower() in ("", "identity"):
+        raise AnswerTooLargeError(f"the answer announces {declared} bytes, more than {limit}")
+    inflater = Inflater(encoding, limit)
+    body = bytearray()
+    async for chunk in answer.content.iter_chunked(CHUNK):
+        for piece in inflater.pieces(chunk):
+            body += piece
+    body += inflater.finish()
+    return bytes(body)
 
 
 def _headers(answer: aiohttp.ClientResponse) -> Headers:

@@ -132,6 +132,17 @@ def _connect_timeout(world: World) -> BaseException:
                 filler.close()
 
 
+def _too_large(world: World) -> BaseException:
+    """A certificate list is a few KiB: more than a 1 KiB limit allows."""
+    from engine.sandbox import Sandbox
+    from engine.sandbox.server import ServerThread
+
+    identity = world.make_engine().emulator.identity
+    with ServerThread(Sandbox(identity)) as thread:
+        engine = world.http_engine(thread.base_url, max_answer_bytes=1024, retry=RetryPolicy.never())
+        return world.raised(lambda: engine.call("GET /v3/certificates"))
+
+
 def _usage(world: World) -> BaseException:
     engine = world.make_engine()
     headers = {"Authorization": "WECHATPAY2-SHA256-RSA2048 forged"}
@@ -231,6 +242,7 @@ FAILURES: dict[str, Callable[[World], BaseException]] = {
     "TransportError": lambda world: world.faulty_get(Fault("drop"), retry=QUICK),
     "TransportTimeoutError": lambda world: world.faulty_get(Fault.latency(5.0), timeout=0.05, retry=QUICK),
     "ConnectError": _refused,
+    "AnswerTooLargeError": _too_large,
     "ConnectTimeoutError": _connect_timeout,
     "UnconfirmedError": lambda world: world.faulty_call(Fault("drop")),
     "UnconfirmedTimeoutError": lambda world: world.faulty_call(Fault.latency(5.0), timeout=0.05),
