@@ -35,8 +35,16 @@ from typing import TYPE_CHECKING, Any, Optional
 from cryptography import x509
 
 from engine.crypto import aead_decrypt
-from engine.errors import ApiError, ConfigurationError, EngineError, MalformedResponseError
-from engine.keys import PlatformKey, PlatformKeyring, certificate_pem, certificate_serial, normalize_serial
+from engine.errors import ApiError, ConfigurationError, CredentialError, EngineError, MalformedResponseError
+from engine.keys import (
+    PlatformKey,
+    PlatformKeyring,
+    certificate_pem,
+    certificate_serial,
+    load_certificate,
+    normalize_serial,
+)
+from engine.secret import Secret
 
 if TYPE_CHECKING:
     from engine.pipeline import Pipeline
@@ -56,7 +64,7 @@ class CertificateKeys:
         keyring: PlatformKeyring,
         pipeline: "Pipeline",
         sender: "Sender",
-        apiv3_key: bytes,
+        apiv3_key: Secret,
         store_dir: Optional[Path] = None,
         min_interval: float = 60.0,
     ) -> None:
@@ -132,16 +140,24 @@ class CertificateKeys:
         return key.key_id
 
     def _load_store(self, store_dir: Path) -> None:
+        """Load ``<serial>.pem`` files; every unusable one is reported by name, all in one error."""
+        problems: list[str] = []
         for path in sorted(store_dir.glob("*.pem")) if store_dir.is_dir() else ():
-            cert = x509.load_pem_x509_certificate(path.read_bytes())
+            try:
+                cert = load_certificate(path, path.name)
+            except CredentialError as exc:
+                problems.append(str(exc))  # "<file name>: what is wrong with it"
+                continue
             if self._valid(cert):
                 self.keyring.add(PlatformKey.from_certificate(cert))
+        if problems:
+            raise CredentialError(f"certificates_dir: unusable file(s): {'; '.join(problems)}")
 
 
 MAX_CERTIFICATES = 16  # WeChat Pay lists one or two (during a rotation); a long list is not its answer
 
 
-def decrypt_certificates(body: bytes, apiv3_key: bytes) -> list[x509.Certificate]:
+def decrypt_certificates(body: bytes, apiv3_key: Any) -> list[x509.Certificate]:
     """The certificates of a ``/v3/certificates`` answer, each checked against its ``serial_no``."""
     try:
         entries = json.loads(body)["data"]
@@ -153,7 +169,7 @@ def decrypt_certificates(body: bytes, apiv3_key: bytes) -> list[x509.Certificate
         raise MalformedResponseError(f"certificate download is not what WeChat Pay sends ({reason})") from None
 
 
-def _decrypt_one(entry: dict[str, Any], apiv3_key: bytes) -> x509.Certificate:
+def _decrypt_one(entry: dict[str, Any], apiv3_key: Any) -> x509.Certificate:
     sealed = entry["encrypt_certificate"]
     if sealed.get("algorithm") != "AEAD_AES_256_GCM" or sealed.get("associated_data") != "certificate":
         raise ValueError("encrypt_certificate must be AEAD_AES_256_GCM with associated_data 'certificate'")

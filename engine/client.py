@@ -48,6 +48,7 @@ from engine.protocol import new_nonce
 from engine.registry import Registry
 from engine.retry import RetryPolicy
 from engine.runtime import Runtime
+from engine.secret import hide
 from engine.sender import Sender
 from engine.transport import DEFAULT_MAX_ANSWER_BYTES, BaseTransport, Transport, TransportConfig, Write, check_transport
 from engine.wire import RawResponse, Request, Response
@@ -88,6 +89,8 @@ class Engine:
         notification_store: Optional[ReplayStore] = None,
         hosts: Optional[Mapping[str, str]] = None,
     ) -> None:
+        # Boxed before anything else can fail, so no frame of a traceback shows them (engine.secret).
+        private_key, apiv3_key = hide(private_key), hide(apiv3_key)
         self.credentials = MerchantCredentials(
             configuration.required_text(mchid, "mchid"),
             configuration.required_text(serial_no, "serial_no"),
@@ -326,6 +329,8 @@ class Engine:
         await self.aclose()
 
     def __repr__(self) -> str:
+        if "pipeline" not in vars(self) or "keys" not in vars(self):  # shown by a traceback of __init__
+            return "<Engine (being built)>"
         return (
             f"<Engine mchid={self.credentials.mchid} serial_no={self.credentials.serial_no} "
             f"platform_keys={self.keyring.ids()} base_url={self.pipeline.settings.base_url}>"

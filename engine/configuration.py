@@ -22,6 +22,7 @@ from engine.errors import ConfigurationError, CredentialError
 from engine.keys import KeySource, PlatformKey, PlatformKeyring, load_certificate, load_public_key
 from engine.registry import BUILTIN_ENDPOINTS, Registry
 from engine.retry import RetryPolicy
+from engine.secret import Secret, reveal
 
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
 DEFAULT_HOSTS = {"hk": "https://apihk.mch.weixin.qq.com"}
@@ -93,17 +94,19 @@ def host_families(base_url: str, hosts: Optional[Mapping[str, str]]) -> dict[str
     return {family: base_url.rstrip("/") for family in DEFAULT_HOSTS}
 
 
-def parse_apiv3_key(value: Union[str, bytes, None]) -> Optional[bytes]:
-    if value is None:
+def parse_apiv3_key(value: Any) -> Optional[Secret]:
+    """The APIv3 key as 32 bytes in a ``Secret``; ``value`` (a ``Secret`` or not) is never echoed."""
+    if reveal(value) is None:
         return None
-    if not isinstance(value, (str, bytes, bytearray)):
-        raise CredentialError(f"apiv3_key: must be 32 bytes of text or bytes, got {type(value).__name__}")
+    kind = type(reveal(value))
+    if kind not in (str, bytes, bytearray):
+        raise CredentialError(f"apiv3_key: must be 32 bytes of text or bytes, got {kind.__name__}")
     try:
-        key = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        key = Secret(reveal(value).encode("utf-8") if kind is str else bytes(reveal(value)))
     except UnicodeEncodeError:
         raise CredentialError("apiv3_key: not encodable as UTF-8") from None
-    if len(key) != 32:
-        raise CredentialError(f"apiv3_key: must be 32 bytes, got {len(key)}")
+    if len(key.reveal()) != 32:
+        raise CredentialError(f"apiv3_key: must be 32 bytes, got {len(key.reveal())}")
     return key
 
 

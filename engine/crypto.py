@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from engine.secret import reveal
 
 _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
 _PKCS1 = padding.PKCS1v15()
@@ -63,16 +66,20 @@ def oaep_decrypt(private_key: rsa.RSAPrivateKey, ciphertext_b64: str) -> str:
         raise ValueError("RSA-OAEP decryption failed") from None
 
 
-def aead_decrypt(key: bytes, nonce: str, associated_data: str, ciphertext_b64: str) -> bytes:
-    """AEAD_AES_256_GCM as WeChat Pay uses it for callbacks and certificates (PROTOCOL.md §4)."""
+def aead_decrypt(key: Any, nonce: str, associated_data: str, ciphertext_b64: str) -> bytes:
+    """AEAD_AES_256_GCM as WeChat Pay uses it for callbacks and certificates (PROTOCOL.md §4).
+
+    ``key`` is the APIv3 key, usually in a ``Secret``: it is opened inline, never bound to a local.
+    Any malformed input (not base64, not text, a wrong length) is the same ``ValueError``.
+    """
     try:
         data = base64.b64decode(ciphertext_b64, validate=True)
-        return AESGCM(key).decrypt(nonce.encode("utf-8"), data, associated_data.encode("utf-8"))
-    except (binascii.Error, ValueError, InvalidTag):
+        return AESGCM(reveal(key)).decrypt(nonce.encode("utf-8"), data, associated_data.encode("utf-8"))
+    except (binascii.Error, ValueError, TypeError, AttributeError, UnicodeError, InvalidTag):
         raise ValueError("AEAD_AES_256_GCM decryption failed") from None
 
 
-def aead_encrypt(key: bytes, nonce: str, associated_data: str, plaintext: bytes) -> str:
+def aead_encrypt(key: Any, nonce: str, associated_data: str, plaintext: bytes) -> str:
     """The inverse of ``aead_decrypt`` (the sandbox uses it to build callbacks)."""
-    sealed = AESGCM(key).encrypt(nonce.encode("utf-8"), plaintext, associated_data.encode("utf-8"))
+    sealed = AESGCM(reveal(key)).encrypt(nonce.encode("utf-8"), plaintext, associated_data.encode("utf-8"))
     return base64.b64encode(sealed).decode("ascii")

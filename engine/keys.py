@@ -27,47 +27,74 @@ from typing import Any, Iterable, Optional, Protocol, Union, runtime_checkable
 
 import attrs
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine.crypto import oaep_decrypt_bytes, rsa_sign_bytes
 from engine.errors import ConfigurationError, CredentialError
+from engine.secret import reveal
 
 KeySource = Union[str, bytes, os.PathLike]
 
 
-def _read_source(value: KeySource, setting: str) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str) and "-----BEGIN" in value:
-        return value.encode("ascii", errors="replace")
-    path = Path(value)
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise CredentialError(f"{setting}: cannot read key file {str(path)!r} ({exc.strerror})") from None
+MAX_KEY_FILE_BYTES = 1024 * 1024  # a PEM key or certificate is a few KiB
+MAX_PATH_CHARACTERS = 4096
 
 
-def load_private_key(value: KeySource, setting: str = "private_key") -> rsa.RSAPrivateKey:
-    """An RSA private key from PEM (PKCS#8 or PKCS#1) text, bytes, a file path, or a key object."""
-    if isinstance(value, rsa.RSAPrivateKey):
-        return _require_rsa(value, rsa.RSAPrivateKey, setting)
-    data = _read_source(value, setting)
+def _read_source(source: Any, setting: str) -> bytes:
+    """PEM bytes from text, bytes or a file path, possibly inside a ``Secret``.
+
+    The value is never bound to a local in plain form nor echoed: a failure names the setting and
+    what was wrong with it only (key text without its PEM lines must not come back as a "path").
+    """
+    kind = type(reveal(source))
+    if kind in (bytes, bytearray):
+        return bytes(reveal(source))
+    if kind is str and "-----BEGIN" in reveal(source):
+        return reveal(source).encode("ascii", errors="replace")
+    if not isinstance(reveal(source), (str, os.PathLike)):
+        raise CredentialError(f"{setting}: expected PEM text, PEM bytes or a file path, got {kind.__name__}")
+    if not _plausible_path(reveal(source)):
+        raise CredentialError(f"{setting}: not PEM (no -----BEGIN line) and not the path of a file")
     try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
+        if Path(reveal(source)).stat().st_size > MAX_KEY_FILE_BYTES:
+            raise CredentialError(f"{setting}: the file is larger than a key or certificate can be")
+        return Path(reveal(source)).read_bytes()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a usable path"
+        raise CredentialError(f"{setting}: not PEM and not a readable file ({reason})") from None
+
+
+def _plausible_path(value: Any) -> bool:
+    text = os.fspath(value)
+    if isinstance(text, bytes):
+        return b"\0" not in text and len(text) <= MAX_PATH_CHARACTERS
+    return "\0" not in text and "\n" not in text and len(text) <= MAX_PATH_CHARACTERS
+
+
+def load_private_key(value: Any, setting: str = "private_key") -> rsa.RSAPrivateKey:
+    """An RSA private key from PEM (PKCS#8 or PKCS#1) text, bytes, a file path, or a key object.
+
+    ``value`` may be inside a ``Secret`` (``Engine`` passes it so); the PEM is opened inline.
+    """
+    if hasattr(reveal(value), "private_bytes"):  # a key object: RSA of 2048 bits, or a clear refusal
+        return _require_rsa(reveal(value), rsa.RSAPrivateKey, setting)
+    try:
+        key = serialization.load_pem_private_key(_read_source(value, setting), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise CredentialError(f"{setting}: not an unencrypted PEM private key") from None
     return _require_rsa(key, rsa.RSAPrivateKey, setting)
 
 
 def load_public_key(value: KeySource, setting: str = "platform_public_key") -> rsa.RSAPublicKey:
     """An RSA public key (SPKI PEM) from text, bytes, a file path, or a key object."""
-    if isinstance(value, rsa.RSAPublicKey):
+    if hasattr(value, "public_numbers") and not hasattr(value, "private_bytes"):
         return _require_rsa(value, rsa.RSAPublicKey, setting)
     data = _read_source(value, setting)
     try:
         key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise CredentialError(f"{setting}: not a PEM public key (-----BEGIN PUBLIC KEY-----)") from None
     return _require_rsa(key, rsa.RSAPublicKey, setting)
 
@@ -77,7 +104,7 @@ def load_certificate(value: KeySource, setting: str = "platform_certificates") -
     data = _read_source(value, setting)
     try:
         cert = x509.load_pem_x509_certificate(data)
-    except ValueError:
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise CredentialError(f"{setting}: not a PEM certificate (-----BEGIN CERTIFICATE-----)") from None
     _require_rsa(cert.public_key(), rsa.RSAPublicKey, setting)
     return cert
@@ -152,11 +179,11 @@ class PrivateKeySigner:
 
 def merchant_signer(private_key: Any, signer: Any) -> MerchantSigner:
     """The signer an engine uses: ``signer`` itself, or one holding ``private_key``; exactly one of the two."""
-    if signer is not None and private_key is not None:
+    if signer is not None and reveal(private_key) is not None:
         raise ConfigurationError("give either private_key or signer, not both")
     if signer is None:
-        if private_key is None:
-            raise ConfigurationError("private_key: required (or give signer=, an object with sign(data) -> bytes)")
+        if reveal(private_key) is None:
+            raise CredentialError("private_key: required (or give signer=, an object with sign(data) -> bytes)")
         return PrivateKeySigner(load_private_key(private_key))
     if not callable(getattr(signer, "sign", None)):
         raise ConfigurationError(f"signer: {type(signer).__name__} has no sign(data: bytes) -> bytes method")

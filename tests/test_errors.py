@@ -96,8 +96,19 @@ def _pem(key) -> bytes:
     [
         (
             {"private_key": "/nonexistent/apiclient_key.pem"},
-            "private_key: cannot read key file '/nonexistent/apiclient_key.pem'",
+            "private_key: not PEM and not a readable file (No such file or directory)",
         ),
+        (  # key text without its PEM lines: not a path, and never echoed as one
+            {"private_key": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\nAAAA\n"},
+            "private_key: not PEM (no -----BEGIN line) and not the path of a file",
+        ),
+        ({"private_key": "/etc/\0AAAA"}, "private_key: not PEM (no -----BEGIN line) and not the path of a file"),
+        ({"private_key": 12345}, "private_key: expected PEM text, PEM bytes or a file path, got int"),
+        ({"private_key": None}, "private_key: required"),
+        ({"private_key": ec.generate_private_key(ec.SECP256R1())}, "private_key: expected an RSA key, got"),
+        ({"platform_public_key": 3.5}, "platform_public_key: expected PEM text, PEM bytes or a file path, got float"),
+        ({"apiv3_key": 32}, "apiv3_key: must be 32 bytes of text or bytes, got int"),
+        ({"apiv3_key": "\ud800" * 32}, "apiv3_key: not encodable as UTF-8"),
         (
             {"private_key": b"-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n"},
             "private_key: not an unencrypted PEM private key",
@@ -118,6 +129,23 @@ def test_bad_key_material(identity, change: dict, message: str) -> None:
         Engine(**_settings(identity, **change))
     assert str(caught.value).startswith(message)
     assert "AAAA" not in str(caught.value) and "not base64" not in str(caught.value)  # material is never echoed
+    assert "MIIE" not in str(caught.value)
+
+
+def test_a_key_pasted_into_the_public_key_id_is_not_echoed(identity) -> None:
+    pasted = "0123456789abcdef0123456789ABCDEF"  # an APIv3 key in the wrong setting
+    with pytest.raises(ConfigurationError) as caught:
+        Engine(**_settings(identity, platform_public_key_id=pasted))
+    assert str(caught.value) == "platform_public_key_id: must start with PUB_KEY_ID_ (the value given does not)"
+
+
+def test_garbage_in_certificates_dir_is_reported_per_file(identity, tmp_path) -> None:
+    (tmp_path / "A1.pem").write_text("not a certificate")
+    (tmp_path / "B2.pem").write_bytes(b"\xff\xfe")
+    with pytest.raises(CredentialError) as caught:
+        Engine(**_settings(identity, certificates_dir=tmp_path))
+    assert str(caught.value).startswith("certificates_dir: unusable file(s): A1.pem: not a PEM certificate")
+    assert "B2.pem: not a PEM certificate" in str(caught.value)
 
 
 def test_wrong_key_kinds_and_sizes(identity) -> None:

@@ -1,0 +1,157 @@
+"""No secret in a traceback's frame locals, which is what error trackers record.
+
+For each kind of rejection, the exception is formatted as Sentry-style reporters do,
+``traceback.TracebackException(..., capture_locals=True)``, with DEBUG logging on, and the text of
+the engine's own frames (``engine/`` and ``plugins/``) is searched for the merchant private key's
+PEM lines, the APIv3 key and every Authorization signature sent. Encrypted-field plaintext is the
+caller's own data, in the caller's frames anyway, and is not searched for.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from conftest import COMBINE_PAPAY
+
+from engine import Engine, EngineError, MockTransport, RawResponse, Request, RetryPolicy
+from engine.protocol import parse_authorization
+from engine.sandbox import Sandbox, SandboxIdentity
+from engine.sandbox.faults import Fault
+from engine.secret import Secret
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPAY = "combine_papay.mini_program"
+
+
+def engine_frames(error: BaseException) -> str:
+    """The formatted frames (code and locals) of the engine's own modules in ``error``'s traceback."""
+    formatted = traceback.TracebackException.from_exception(error, capture_locals=True)
+    own = [str(ROOT / "engine"), str(ROOT / "plugins")]
+    frames = [
+        frame
+        for exc in _chain(formatted)
+        for frame in exc.stack
+        if any(str(Path(frame.filename).resolve()).startswith(p) for p in own)
+    ]
+    assert frames, "the traceback should pass through the engine"
+    return "\n".join(f"{f.filename}:{f.lineno} {f.name} {f.locals}" for f in frames)
+
+
+def _chain(formatted: traceback.TracebackException) -> list[traceback.TracebackException]:
+    found = [formatted]
+    for linked in (formatted.__cause__, formatted.__context__):
+        if linked is not None:
+            found.extend(_chain(linked))
+    return found
+
+
+def secrets_of(identity: SandboxIdentity, signatures: list[str]) -> list[str]:
+    pem = identity.merchant_private_pem().decode()
+    lines = [line for line in pem.splitlines() if line and not line.startswith("-----")]
+    key = identity.apiv3_key.decode()
+    return [*lines, key, repr(identity.apiv3_key), *signatures]
+
+
+class Recorder:
+    """Answers from a sandbox, optionally rewritten, and remembers the signatures it was sent."""
+
+    def __init__(self, sandbox: Sandbox, rewrite: Callable[[RawResponse], RawResponse] = lambda raw: raw) -> None:
+        self.sandbox = sandbox
+        self.rewrite = rewrite
+        self.signatures: list[str] = []
+
+    def __call__(self, request: Request) -> RawResponse:
+        self.signatures.append(parse_authorization(request.headers["Authorization"])[1]["signature"])
+        return self.rewrite(self.sandbox.handle(request))
+
+
+def tampered(raw: RawResponse) -> RawResponse:
+    return RawResponse(raw.status, raw.headers, raw.body.replace(b"}", b',"x":1}', 1))
+
+
+REJECTIONS: dict[str, Callable[[Sandbox], Any]] = {
+    "signature": lambda sandbox: None,  # answers tampered by the recorder
+    "api_error": lambda sandbox: sandbox.faults.add(Fault.error(400, "PARAM_ERROR", "参数错误")),
+    "unconfirmed": lambda sandbox: sandbox.faults.add(Fault("drop")),
+    "not_json": lambda sandbox: sandbox.faults.add(Fault("not_json")),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REJECTIONS))
+def test_rejected_calls_leave_no_secret_in_frame_locals(identity, kind, caplog) -> None:
+    sandbox = Sandbox(identity)
+    REJECTIONS[kind](sandbox)
+    recorder = Recorder(sandbox, tampered if kind == "signature" else lambda raw: raw)
+    engine = Engine(**identity.engine_settings(), transport=MockTransport(recorder), retry=RetryPolicy.never())
+    if kind == "unconfirmed":
+        engine = Engine.sandbox(identity=identity, retry=RetryPolicy.never())
+        engine.emulator.faults.add(Fault("drop"))
+    with caplog.at_level(logging.DEBUG), pytest.raises(EngineError) as caught:
+        engine.call(PAPAY, COMBINE_PAPAY)
+    text = engine_frames(caught.value) + caplog.text
+    signatures = recorder.signatures or [
+        parse_authorization(e.request.headers["Authorization"])[1]["signature"] for e in engine.emulator.exchanges
+    ]
+    for secret in secrets_of(identity, signatures):
+        assert secret not in text
+    engine.close()
+
+
+def _callback(engine: Engine, change: Callable[[dict[str, str], bytes], tuple[dict[str, str], bytes]]) -> Any:
+    notification = engine.emulator.payment_succeeded("T-1", total=1)
+    headers, body = change(dict(notification.headers.items()), notification.body)
+    return headers, body
+
+
+CALLBACKS: dict[str, Callable[[dict[str, str], bytes], tuple[dict[str, str], bytes]]] = {
+    "forged": lambda h, b: (h, b.replace(b'"id"', b'"iD"', 1) + b" "),
+    "stale": lambda h, b: ({**h, "Wechatpay-Timestamp": "1000000000"}, b),
+    "probe": lambda h, b: ({**h, "Wechatpay-Signature": "WECHATPAY/SIGNTEST/abc"}, b),
+    "malformed": lambda h, b: ({**h, "Wechatpay-Nonce": "\x00"}, b),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CALLBACKS))
+def test_rejected_callbacks_leave_no_apiv3_key_in_frame_locals(make_engine, identity, kind, caplog) -> None:
+    engine = make_engine()
+    headers, body = _callback(engine, CALLBACKS[kind])
+    with caplog.at_level(logging.DEBUG), pytest.raises(EngineError) as caught:
+        engine.parse_notification(headers, body)
+    text = engine_frames(caught.value) + caplog.text
+    for secret in secrets_of(identity, []):
+        assert secret not in text
+
+
+def test_an_undecryptable_callback_leaves_no_apiv3_key_in_frame_locals(make_engine, identity) -> None:
+    sender = make_engine()
+    other = SandboxIdentity.generate()
+    receiver = make_engine(apiv3_key=other.apiv3_key)  # the resource was sealed with another key
+    notification = sender.emulator.payment_succeeded("T-2")
+    with pytest.raises(EngineError) as caught:
+        receiver.parse_notification(dict(notification.headers.items()), notification.body)
+    text = engine_frames(caught.value)
+    for secret in [*secrets_of(identity, []), other.apiv3_key.decode()]:
+        assert secret not in text
+
+
+def test_a_rejected_setting_leaves_no_key_material_in_frame_locals(identity) -> None:
+    pem = identity.merchant_private_pem().decode()
+    with pytest.raises(EngineError) as caught:  # the private key is fine; the APIv3 key is not
+        Engine(**{**identity.engine_settings(), "private_key": pem, "apiv3_key": "x" * 31})
+    text = engine_frames(caught.value)
+    for secret in [*secrets_of(identity, []), "x" * 31]:
+        assert secret not in text
+
+
+def test_a_secret_shows_nothing_and_does_not_pickle() -> None:
+    secret = Secret(b"0123456789abcdef0123456789abcdef")
+    assert repr(secret) == str(secret) == f"{secret}" == "Secret(<hidden>)"
+    with pytest.raises(TypeError, match="does not pickle"):
+        pickle.dumps(secret)
+    with pytest.raises(AttributeError):
+        secret._value = b"changed"  # type: ignore[misc]
