@@ -25,17 +25,21 @@ from engine.errors import (
     ReplayedNotificationError,
     SignatureError,
     StaleNotificationError,
+    StoreError,
     TransportError,
     TransportTimeoutError,
     UnknownEndpointError,
     UsageError,
     ValidationError,
 )
+from engine.events import EventType
 from engine.hookspecs import CallInfo, SigningContext, hookimpl
 from engine.keyprovider import KeyProvider, StaticKeys
 from engine.keys import MerchantSigner, PrivateKeySigner
-from engine.notifications import MemoryReplayStore, Notification, Reply
+from engine.notifications import Notification, Reply
+from engine.receiver import Receiver
 from engine.registry import endpoint_id
+from engine.stores import Claim, MemoryStore, Store
 from engine.transport import BaseTransport, MockTransport, Transport, TransportConfig
 from engine.wire import Headers, RawResponse, Request, Response
 
@@ -44,18 +48,20 @@ __all__ = [
     "ApiError",
     "BaseTransport",
     "CallInfo",
+    "Claim",
     "ConfigurationError",
     "CredentialError",
     "Descriptor",
     "DescriptorError",
     "Engine",
     "EngineError",
+    "EventType",
     "Field",
     "Headers",
     "KeyProvider",
     "MalformedNotificationError",
     "MalformedResponseError",
-    "MemoryReplayStore",
+    "MemoryStore",
     "MerchantSigner",
     "MockTransport",
     "Notification",
@@ -64,6 +70,7 @@ __all__ = [
     "NotificationSignatureError",
     "PrivateKeySigner",
     "RawResponse",
+    "Receiver",
     "ReplayedNotificationError",
     "Reply",
     "Request",
@@ -73,6 +80,8 @@ __all__ = [
     "SigningContext",
     "StaleNotificationError",
     "StaticKeys",
+    "Store",
+    "StoreError",
     "Transport",
     "TransportConfig",
     "TransportError",

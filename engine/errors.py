@@ -20,7 +20,8 @@ Design decisions:
     │   └── ConfigurationError      the engine was built with missing or inconsistent settings
     │       └── CredentialError     a key, certificate or APIv3 key cannot be used
     ├── TransportError              no complete answer arrived (connection failed, reset...)
-    │   └── TransportTimeoutError   the answer did not arrive in time
+    │   ├── TransportTimeoutError   the answer did not arrive in time
+    │   └── StoreError              the shared store (Redis) did not answer; nothing was recorded
     ├── ApiError                    WeChat Pay answered with a non-2xx status
     ├── SignatureError              the answer failed verification; its data is never returned
     ├── MalformedResponseError      a verified 2xx answer whose body cannot be decoded
@@ -99,6 +100,15 @@ class TransportError(EngineError):
 
 class TransportTimeoutError(TransportError):
     """The answer did not arrive within the configured timeout."""
+
+
+class StoreError(TransportError):
+    """The notification/certificate store (e.g. Redis) could not be reached or did not answer.
+
+    Raised at construction when the store is unreachable, and mid-way when it goes away; a callback
+    that meets it is answered with a failure, so WeChat Pay sends it again. The message names the
+    store with any password removed.
+    """
 
 
 class ApiError(EngineError):

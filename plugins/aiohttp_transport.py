@@ -4,9 +4,10 @@ Design decisions:
 
 * It serves ``http://`` and ``https://`` base URLs and declines anything else, so other transports
   (the sandbox, a user's) claim their own schemes without any ordering games.
-* One ``ClientSession`` (one keep-alive connection pool) per transport; ``engine.runtime`` makes one
-  transport per event loop and closes it with that loop, because aiohttp sessions are bound to the
-  loop that made them.
+* One ``ClientSession`` per transport; ``engine.runtime`` makes one transport per event loop and
+  closes it with that loop, because aiohttp sessions are bound to the loop that made them. The
+  session borrows the loop's keep-alive pool from ``engine.pools``, shared by every engine (every
+  merchant) on that loop and closed with the loop, not with any one engine.
 * The target is sent byte-for-byte as signed (``encoded=True``): aiohttp must not re-quote it.
   Redirects are not followed: a redirected answer is not the answer that was asked for.
 * aiohttp's own retry of idempotent requests on a dropped keep-alive connection is switched off:
@@ -26,6 +27,7 @@ from yarl import URL
 
 from engine.errors import TransportError, TransportTimeoutError
 from engine.hookspecs import hookimpl
+from engine.pools import aiohttp_connector
 from engine.transport import BaseTransport, TransportConfig, Write
 from engine.wire import Headers, RawResponse, Request
 
@@ -39,7 +41,9 @@ class AiohttpTransport(BaseTransport):
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=True)
+            session = aiohttp.ClientSession(
+                timeout=self._timeout, auto_decompress=True, connector=aiohttp_connector(), connector_owner=False
+            )
             # aiohttp silently re-sends GET/PUT/DELETE once when a kept-alive connection drops, with
             # the same Authorization (same nonce: a replay) and behind the engine's retry policy.
             # There is no public switch; the hang-up test in tests/test_security.py guards this.
