@@ -340,3 +340,11 @@ async def test_the_receiver_answers_in_flight_duplicates_like_the_engine(engine:
     release.set()
     assert (await first).status == 204
     assert IN_FLIGHT != CLAIMED
+
+
+def test_store_errors_travel_across_processes() -> None:
+    import pickle
+
+    error = StoreError("store redis://:***@127.0.0.1:1/0: claim failed on it (ConnectionError)")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is StoreError and str(copy) == str(error) and isinstance(copy, TransportError)
