@@ -11,7 +11,9 @@ Design decisions:
 * Routing happens before verification, from what is known then: an explicit key (a path parameter
   such as ``/notify/{mchid}``, or any token of your own from a lookup table: ``add(engine,
   key=...)``), else the ``Wechatpay-Serial`` header (the engines whose keyring holds that key are
-  tried in order until one verifies and decrypts), else the only engine. Each engine keeps its own
+  tried in order until one verifies and decrypts; if none does, the one engine in certificate mode
+  that could still download it), else the only engine. Certificate-mode merchants that have not
+  downloaded their certificates yet are best routed by key. Each engine keeps its own
   keys, store namespace and clock: nothing that must not be shared is.
 * The exactly-once flow is each engine's ``NotificationReceiver`` (claim, handler, acknowledge); the
   receiver only picks the engine and the handler, for the async (``handle``) and sync
@@ -174,7 +176,13 @@ class Receiver:
                 continue
             except Exception:
                 return engine  # its own flow will report what is wrong
-        return holders[-1] if holders else failure_reply(UNKNOWN_MERCHANT, 404)
+        if holders:
+            return holders[-1]
+        downloading = [e for e in engines if e.keys.refreshes]  # certificate mode may not have the key yet
+        if len(downloading) == 1:
+            return downloading[0]
+        logger.warning("no engine holds the key %r that signed a callback; route it by key (merchant=...)", serial)
+        return failure_reply(UNKNOWN_MERCHANT, 404)
 
     def __repr__(self) -> str:
         return f"<Receiver engines={sorted(self._engines)} handlers={sorted(self._handlers)}>"

@@ -293,3 +293,13 @@ async def aiohttp_post(url: str, payload: dict) -> int:
 
     async with aiohttp.ClientSession() as session, session.post(url, json=payload) as answer:
         return answer.status
+
+
+def test_an_unroutable_callback_is_refused_with_404(identity) -> None:
+    first, second = _two_merchants(identity)
+    receiver = Receiver([first, second])
+    receiver.default(print)
+    callback = first.emulator.payment_succeeded("O-1")
+    headers = {**dict(callback.headers.items()), "Wechatpay-Serial": "PUB_KEY_ID_0000"}
+    reply = receiver.handle_sync(headers, callback.body)
+    assert reply.status == 404 and json.loads(reply.body) == {"code": "FAIL", "message": "未知的商户"}

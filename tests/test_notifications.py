@@ -167,7 +167,7 @@ async def receiving_app(engine: Engine) -> AsyncIterator[tuple[list, str]]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    yield received, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/wechatpay/notify"  # type: ignore[union-attr]
+    yield received, f"http://127.0.0.1:{runner.addresses[0][1]}/wechatpay/notify"
     await runner.cleanup()
 
 
