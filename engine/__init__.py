@@ -27,9 +27,9 @@ from engine.errors import (
     NotificationError,
     NotificationSignatureError,
     Reconcile,
-    ReplayedNotificationError,
     SignatureError,
     StaleNotificationError,
+    StoreError,
     StubAssertionError,
     StubResponseError,
     TransportError,
@@ -40,12 +40,15 @@ from engine.errors import (
     UsageError,
     ValidationError,
 )
+from engine.events import EventType
 from engine.hookspecs import CallInfo, SigningContext, hookimpl
 from engine.keyprovider import KeyProvider, StaticKeys
 from engine.keys import MerchantSigner, PrivateKeySigner
-from engine.notifications import MemoryReplayStore, Notification, Reply
+from engine.notifications import Notification, Reply
+from engine.receiver import Receiver
 from engine.registry import endpoint_id
 from engine.retry import RetryPolicy
+from engine.stores import Claim, MemoryStore, Store
 from engine.transport import BaseTransport, MockTransport, Transport, TransportConfig
 from engine.wire import Headers, RawResponse, Request, Response
 
@@ -55,6 +58,7 @@ __all__ = [
     "ApiError",
     "BaseTransport",
     "CallInfo",
+    "Claim",
     "ConfigurationError",
     "ConnectError",
     "ConnectTimeoutError",
@@ -64,13 +68,14 @@ __all__ = [
     "DigestMismatchError",
     "Engine",
     "EngineError",
+    "EventType",
     "Field",
     "Headers",
     "Idempotency",
     "KeyProvider",
     "MalformedNotificationError",
     "MalformedResponseError",
-    "MemoryReplayStore",
+    "MemoryStore",
     "MerchantSigner",
     "MockTransport",
     "Notification",
@@ -79,8 +84,8 @@ __all__ = [
     "NotificationSignatureError",
     "PrivateKeySigner",
     "RawResponse",
+    "Receiver",
     "Reconcile",
-    "ReplayedNotificationError",
     "Reply",
     "Request",
     "RequestSpec",
@@ -90,6 +95,8 @@ __all__ = [
     "SigningContext",
     "StaleNotificationError",
     "StaticKeys",
+    "Store",
+    "StoreError",
     "StubAssertionError",
     "StubResponseError",
     "Transport",

@@ -16,8 +16,15 @@ Design decisions:
 * Refreshing happens on demand (``refresh``), in the background for async users
   (``run_periodically``), and when an answer names an unknown serial (rotation), at most once per
   ``min_interval`` so a flood of forged serials cannot turn into a flood of downloads. After such a
-  refresh the *same* answer is verified again; nothing is re-sent. Downloads on one event loop are
-  single-flight (the loop's ``certificates`` lock, owned by ``engine.runtime``).
+  refresh the *same* answer is verified again; nothing is re-sent.
+* Downloads are single-flight across every worker sharing the engine's store (``engine.stores``):
+  a refresh notes the cached set's version, takes the store's ``certificates`` lock, and if the set
+  changed while it waited (another worker downloaded), adopts that set instead of downloading
+  again. The first contact looks in the store before downloading at all, and a periodic refresh
+  adopts a set another worker fetched within half its interval. The store keeps the entries as
+  WeChat Pay sent them, still encrypted under the APIv3 key: adopting one decrypts and checks it
+  like a download, and nobody without the APIv3 key can place a certificate there. A store that
+  fails is logged and bypassed: certificates are then downloaded without it.
 * A directory store keeps ``<serial>.pem`` files, loaded at start, so a restart does not depend on
   the network.
 * A merchant with no platform certificate (``RESOURCE_NOT_EXISTS``) is told to use public-key mode.
@@ -26,16 +33,24 @@ Design decisions:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
 
 from cryptography import x509
 
 from engine.crypto import aead_decrypt
-from engine.errors import ApiError, ConfigurationError, CredentialError, EngineError, MalformedResponseError
+from engine.errors import (
+    ApiError,
+    ConfigurationError,
+    CredentialError,
+    EngineError,
+    MalformedResponseError,
+    StoreError,
+)
 from engine.keys import (
     PlatformKey,
     PlatformKeyring,
@@ -49,6 +64,7 @@ from engine.secret import Secret
 if TYPE_CHECKING:
     from engine.pipeline import Pipeline
     from engine.sender import Sender
+    from engine.stores import CachedCertificates, Store
 
 CERTIFICATES_REF = "GET /v3/certificates"
 logger = logging.getLogger("engine.certificates")
@@ -67,8 +83,10 @@ class CertificateKeys:
         apiv3_key: Secret,
         store_dir: Optional[Path] = None,
         min_interval: float = 60.0,
+        store: Optional["Store"] = None,
     ) -> None:
         self.keyring = keyring
+        self.store = store
         self._pipeline = pipeline
         self._sender = sender
         self._apiv3_key = apiv3_key
@@ -79,13 +97,18 @@ class CertificateKeys:
             self._load_store(store_dir)
 
     async def ready(self) -> None:
-        if not self.keyring:  # first contact: nothing to encrypt or verify with yet
-            async with self._sender.runtime.resources().lock("certificates"):
-                if not self.keyring:
-                    await self._download()
+        if self.keyring:
+            return
+        await self._adopt(await self._cached())  # first contact: another worker may have fetched them
+        if not self.keyring:
+            await self.refresh()
 
     async def for_serial(self, serial: str) -> Optional[PlatformKey]:
         """Refresh after an unknown serial, unless one happened within ``min_interval``."""
+        key = self.keyring.find(serial)
+        if key is not None:
+            return key
+        await self._adopt(await self._cached())  # another worker may have fetched the new one already
         key = self.keyring.find(serial)
         if key is not None:
             return key
@@ -95,9 +118,23 @@ class CertificateKeys:
         await self.refresh()
         return self.keyring.find(serial)
 
-    async def refresh(self) -> list[str]:
-        """Download the certificates now; return the serials added or confirmed (single-flight per loop)."""
-        async with self._sender.runtime.resources().lock("certificates"):
+    async def refresh(self, fresh_within: Optional[float] = None) -> list[str]:
+        """Download the certificates now, single-flight across workers; return the serials added or confirmed.
+
+        A set another worker saved while this one waited for the lock (or, with ``fresh_within``,
+        within that many seconds) is adopted instead of downloading again.
+        """
+        seen = await self._cached()
+        async with self._locked():
+            cached = await self._cached()
+            if cached is not None and (
+                seen is None
+                or cached.version != seen.version
+                or (fresh_within is not None and self._pipeline.clock() - cached.saved_at < fresh_within)
+            ):
+                adopted = await self._adopt(cached)
+                if adopted:
+                    return adopted
             return await self._download()
 
     async def run_periodically(self, interval: float = 3600.0) -> None:
@@ -105,7 +142,7 @@ class CertificateKeys:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.refresh()
+                await self.refresh(fresh_within=interval / 2)
             except EngineError as exc:
                 logger.warning(
                     "platform certificate refresh failed (%s); retrying in %.0f s", type(exc).__name__, interval
@@ -120,12 +157,58 @@ class CertificateKeys:
             raise _explained(self._pipeline.interpret_error(raw))
         if self.keyring:  # a key is trusted: nothing in the answer is parsed before it verifies
             self._pipeline.verify(raw)
-            certificates = decrypt_certificates(raw.body, self._apiv3_key)
+            entries = certificate_entries(raw.body)
+            certificates = decrypt_entries(entries, self._apiv3_key)
         else:  # first contact: the answer can only be checked with what it carries
-            certificates = decrypt_certificates(raw.body, self._apiv3_key)
+            entries = certificate_entries(raw.body)
+            certificates = decrypt_entries(entries, self._apiv3_key)
             self._pipeline.verify(raw, PlatformKeyring([*(PlatformKey.from_certificate(c) for c in certificates)]))
         self._last_refresh = self._pipeline.clock()
+        kept = [self._keep(cert) for cert in certificates if self._valid(cert)]
+        if self.store is not None:
+            try:
+                await self.store.save_certificates(entries)
+            except StoreError as exc:
+                logger.warning("platform certificates not shared through the store: %s", exc)
+        return kept
+
+    async def _cached(self) -> Optional["CachedCertificates"]:
+        if self.store is None:
+            return None
+        try:
+            return await self.store.load_certificates()
+        except StoreError as exc:
+            logger.warning("platform certificates not read from the store: %s", exc)
+            return None
+
+    async def _adopt(self, cached: Optional["CachedCertificates"]) -> list[str]:
+        """Trust a cached set (decrypted and checked like a download); the serials adopted."""
+        if cached is None:
+            return []
+        try:
+            certificates = decrypt_entries(list(cached.entries), self._apiv3_key)
+        except MalformedResponseError:
+            logger.warning("the store's cached platform certificates do not open with the APIv3 key; ignored")
+            return []
         return [self._keep(cert) for cert in certificates if self._valid(cert)]
+
+    @contextlib.asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        if self.store is None:
+            async with self._sender.runtime.resources().lock("certificates"):
+                yield
+            return
+        lock = self.store.lock("certificates")
+        try:
+            await lock.__aenter__()
+        except StoreError as exc:
+            logger.warning("certificate refresh not coordinated through the store: %s", exc)
+            yield
+            return
+        try:
+            yield
+        finally:
+            await lock.__aexit__(None, None, None)
 
     def _valid(self, cert: x509.Certificate) -> bool:
         moment = dt.datetime.fromtimestamp(self._pipeline.clock(), dt.UTC)
@@ -159,10 +242,26 @@ MAX_CERTIFICATES = 16  # WeChat Pay lists one or two (during a rotation); a long
 
 def decrypt_certificates(body: bytes, apiv3_key: Any) -> list[x509.Certificate]:
     """The certificates of a ``/v3/certificates`` answer, each checked against its ``serial_no``."""
+    return decrypt_entries(certificate_entries(body), apiv3_key)
+
+
+def certificate_entries(body: bytes) -> list[Any]:
+    """The ``data`` entries of a ``/v3/certificates`` answer, still encrypted."""
     try:
         entries = json.loads(body)["data"]
-        if not isinstance(entries, list) or not 0 < len(entries) <= MAX_CERTIFICATES:
-            raise ValueError(f"data must list 1 to {MAX_CERTIFICATES} certificates")
+    except (KeyError, TypeError, ValueError, AttributeError, UnicodeError) as exc:
+        reason = type(exc).__name__ if isinstance(exc, (KeyError, TypeError, AttributeError)) else str(exc)[:200]
+        raise MalformedResponseError(f"certificate download is not what WeChat Pay sends ({reason})") from None
+    if not isinstance(entries, list) or not 0 < len(entries) <= MAX_CERTIFICATES:
+        raise MalformedResponseError(
+            f"certificate download is not what WeChat Pay sends (data must list 1 to {MAX_CERTIFICATES} certificates)"
+        )
+    return entries
+
+
+def decrypt_entries(entries: list[Any], apiv3_key: Any) -> list[x509.Certificate]:
+    """Each entry's certificate, decrypted with the APIv3 key and checked against its ``serial_no``."""
+    try:
         return [_decrypt_one(entry, apiv3_key) for entry in entries]
     except (KeyError, TypeError, ValueError, AttributeError, UnicodeError) as exc:
         reason = type(exc).__name__ if isinstance(exc, (KeyError, TypeError, AttributeError)) else str(exc)[:200]

@@ -19,12 +19,19 @@ Design decisions:
   goes through it.
 * ``Engine.sandbox()`` is an ordinary engine whose base URL is ``sandbox://`` and whose plugins
   include the in-process sandbox transport bound to a fresh emulator, exposed as ``.emulator``.
+* Shared state (notification claims and acknowledgements, the certificate cache, cross-process
+  locks) lives in one store (``engine.stores``): ``Engine(store="redis://...")`` or the environment's
+  ``WECHATPAY_STORE``; in memory otherwise. It is bound to this merchant's id, so engines for many
+  merchants can share one Redis without seeing each other's state. An unreachable store fails here.
+* ``defaults`` fill fields such as ``sp_mchid`` or ``notify_url`` into payloads that leave them out
+  (``engine.defaults``), before validation.
 * The repr names the merchant and key ids only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, Iterable, Mapping, Optional, Sequence, TypeVar, Union
@@ -33,6 +40,7 @@ from engine import configuration
 from engine.certificates import CertificateKeys
 from engine.chain import Chain
 from engine.configuration import DEFAULT_BASE_URL
+from engine.defaults import Defaults
 from engine.descriptor import Descriptor
 from engine.downloads import Download, download
 from engine.errors import ConfigurationError
@@ -41,7 +49,7 @@ from engine.hookspecs import hookimpl
 from engine.invoke import app_parameters, jsapi_parameters
 from engine.keyprovider import KeyProvider, StaticKeys
 from engine.keys import KeySource, MerchantCredentials, MerchantSigner, merchant_signer
-from engine.notifications import Handler, MemoryReplayStore, Notification, NotificationReceiver, ReplayStore, Reply
+from engine.notifications import Handler, Notification, NotificationReceiver, Reply
 from engine.pipeline import Pipeline, Settings
 from engine.plugin_manager import build_plugin_manager
 from engine.protocol import new_nonce
@@ -50,6 +58,7 @@ from engine.retry import RetryPolicy
 from engine.runtime import Runtime
 from engine.secret import hide
 from engine.sender import Sender
+from engine.stores import DEFAULT_ACK_TTL, DEFAULT_CLAIM_TTL, STORE_ENV, Store, open_store
 from engine.transport import DEFAULT_MAX_ANSWER_BYTES, BaseTransport, Transport, TransportConfig, Write, check_transport
 from engine.wire import RawResponse, Request, Response
 
@@ -86,8 +95,12 @@ class Engine:
         nonce_factory: Callable[[], str] = new_nonce,
         load_entry_points: bool = True,
         certificates_dir: Union[str, Path, None] = None,
-        notification_store: Optional[ReplayStore] = None,
+        notification_store: Optional[Store] = None,
         hosts: Optional[Mapping[str, str]] = None,
+        store: Union[str, Store, None] = None,
+        defaults: Optional[Mapping[str, Any]] = None,
+        notification_ttl: float = DEFAULT_ACK_TTL,
+        claim_ttl: float = DEFAULT_CLAIM_TTL,
     ) -> None:
         # Boxed before anything else can fail, so no frame of a traceback shows them (engine.secret).
         private_key, apiv3_key = hide(private_key), hide(apiv3_key)
@@ -120,20 +133,35 @@ class Engine:
         )
         self.retry = configuration.check_retry(retry)
         self.pipeline = Pipeline(
-            self.registry, self.plugin_manager.hook, self.credentials, keyring, settings, clock, nonce_factory
+            self.registry, self.plugin_manager.hook, self.credentials, keyring, settings, clock, nonce_factory,
+            defaults=Defaults.from_setting(defaults),
         )
         self.runtime = Runtime(self._make_transport)
+        spec = store if store is not None else notification_store
+        self.store = open_store(
+            spec if spec is not None else os.environ.get(STORE_ENV),
+            namespace=self.credentials.mchid,
+            runtime=self.runtime,
+            clock=clock,
+        )
+        check = getattr(self.store, "check", None)
+        if callable(check):
+            check()
         sender = Sender(self.pipeline, self.runtime, self.retry)
         certificate_mode = bool(platform_certificates) or certificates_dir is not None or not keyring
         store_dir = Path(certificates_dir) if certificates_dir is not None else None
         self.keys: KeyProvider = (
-            CertificateKeys(keyring, self.pipeline, sender, apiv3, store_dir)
+            CertificateKeys(keyring, self.pipeline, sender, apiv3, store_dir, store=self.store)
             if certificate_mode and apiv3 is not None
             else StaticKeys(keyring)
         )
         self._executor = Executor(self.pipeline, sender, self.keys)
+        for name, ttl in (("notification_ttl", notification_ttl), ("claim_ttl", claim_ttl)):
+            if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or ttl <= 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds, got {ttl!r}")
         self.notifications = NotificationReceiver(
-            self.pipeline.verify, self.keys, apiv3, notification_store or MemoryReplayStore(), clock
+            self.pipeline.verify, self.keys, apiv3, self.store, clock,
+            mchid=self.credentials.mchid, ack_ttl=notification_ttl, claim_ttl=claim_ttl,
         )
         self.emulator: Any = None  # the in-process Sandbox, on engines made by Engine.sandbox()
 
@@ -250,7 +278,11 @@ class Engine:
     # -- callbacks -----------------------------------------------------------------------------
 
     def parse_notification(self, headers: Mapping[str, str], body: Union[bytes, str]) -> Notification:
-        """Verify, check and decrypt one callback; raise a ``NotificationError`` saying what failed."""
+        """The low-level step: verify, check and decrypt one callback; raise a ``NotificationError``.
+
+        It remembers nothing: after processing, call ``acknowledge_notification`` (or use
+        ``handle_notification[_sync]``, which claim, run the handler and acknowledge for you).
+        """
         if not self.keys.refreshes:
             return self.notifications.parse(headers, body)
         return self._run_sync(lambda: self.notifications.aparse(headers, body))
@@ -259,9 +291,22 @@ class Engine:
         """The async form of ``parse_notification``."""
         return await self.notifications.aparse(headers, body)
 
-    async def handle_notification(self, headers: Mapping[str, str], body: bytes, handler: Handler) -> Reply:
-        """Framework-neutral receiver: parse, run ``handler``, acknowledge, and return the reply to send."""
+    def acknowledge_notification(self, notification: Notification) -> None:
+        """Record a parsed notification as processed (``notification_ttl``, 25 h by default)."""
+        self._run_sync(lambda: self.notifications.acknowledge(notification))
+
+    async def aacknowledge_notification(self, notification: Notification) -> None:
+        """The async form of ``acknowledge_notification``."""
+        await self.notifications.acknowledge(notification)
+
+    async def handle_notification(self, headers: Mapping[str, str], body: Union[bytes, str], handler: Handler) -> Reply:
+        """For asyncio frameworks: verify, claim, run ``handler`` (sync or async), acknowledge; the reply to send."""
+        self.runtime.check_open()
         return await self.notifications.handle(headers, body, handler)
+
+    def handle_notification_sync(self, headers: Mapping[str, str], body: Union[bytes, str], handler: Handler) -> Reply:
+        """For WSGI frameworks: the same, with ``handler`` called in this thread outside any event loop."""
+        return self.notifications.handle_sync(headers, body, handler, self._run_sync)
 
     def notification_handler(self, handler: Handler) -> Callable[[Any], Any]:
         """An ``aiohttp.web`` handler receiving callbacks for ``handler``."""
@@ -333,7 +378,8 @@ class Engine:
             return "<Engine (being built)>"
         return (
             f"<Engine mchid={self.credentials.mchid} serial_no={self.credentials.serial_no} "
-            f"platform_keys={self.keyring.ids()} base_url={self.pipeline.settings.base_url}>"
+            f"platform_keys={self.keyring.ids()} base_url={self.pipeline.settings.base_url} "
+            f"store={getattr(self.store, 'description', type(self.store).__name__)}>"
         )
 
 

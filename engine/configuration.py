@@ -20,7 +20,7 @@ from engine import __version__
 from engine.descriptor import Descriptor
 from engine.errors import ConfigurationError, CredentialError
 from engine.keys import KeySource, PlatformKey, PlatformKeyring, load_certificate, load_public_key
-from engine.registry import BUILTIN_ENDPOINTS, Registry
+from engine.registry import Registry, builtin_registry
 from engine.retry import RetryPolicy
 from engine.secret import Secret, reveal
 
@@ -111,7 +111,7 @@ def parse_apiv3_key(value: Any) -> Optional[Secret]:
 
 
 def build_registry(plugin_manager: Any, endpoint_dirs: Sequence[Union[str, Path]]) -> Registry:
-    directories: list[Path] = [BUILTIN_ENDPOINTS]
+    directories: list[Path] = []  # the built-in catalogue is the shared parent layer
     descriptors: list[Descriptor] = []
     for contributed in reversed(plugin_manager.hook.wxpay_endpoint_sources()):
         for source in contributed or ():
@@ -124,7 +124,7 @@ def build_registry(plugin_manager: Any, endpoint_dirs: Sequence[Union[str, Path]
         if not path.is_dir():
             raise ConfigurationError(f"endpoint_dirs: {str(path)!r} is not a directory")
         directories.append(path)
-    return Registry(directories, descriptors)
+    return Registry(directories, descriptors, parent=builtin_registry())
 
 
 def user_agent() -> str:

@@ -34,6 +34,7 @@ Design decisions:
     │   ├── AnswerTooLargeError     the answer exceeded max_answer_bytes; it was not read further
     │   ├── ConnectError            no connection was made: nothing was sent
     │   │   └── ConnectTimeoutError     ...because connecting took too long (also a TransportTimeoutError)
+    │   ├── StoreError              the shared store (Redis) did not answer; nothing was recorded
     │   └── UnconfirmedError        a state-changing request may have arrived: reconcile (.reconcile)
     │       └── UnconfirmedTimeoutError ...and its last attempt timed out (also a TransportTimeoutError)
     ├── ApiError                    WeChat Pay answered with a non-2xx status
@@ -43,7 +44,6 @@ Design decisions:
     └── NotificationError           a callback was rejected; answer WeChat Pay with a 4xx/5xx
         ├── NotificationSignatureError  forged, probe, unknown key, missing signature headers
         ├── StaleNotificationError      Wechatpay-Timestamp outside the 5-minute window
-        ├── ReplayedNotificationError   an id already acknowledged, within the window
         ├── MalformedNotificationError  not the JSON envelope of a notification
         └── NotificationDecryptionError the resource does not decrypt under the APIv3 key
 
@@ -207,6 +207,15 @@ class UnconfirmedTimeoutError(UnconfirmedError, TransportTimeoutError):
     """An ``UnconfirmedError`` whose last attempt timed out (so ``except TransportTimeoutError`` sees it)."""
 
 
+class StoreError(TransportError):
+    """The notification/certificate store (e.g. Redis) could not be reached or did not answer.
+
+    Raised at construction when the store is unreachable, and mid-way when it goes away; a callback
+    that meets it is answered with a failure, so WeChat Pay sends it again. The message names the
+    store with any password removed.
+    """
+
+
 class ApiError(EngineError):
     """WeChat Pay answered with a non-2xx status.
 
@@ -269,10 +278,6 @@ class NotificationSignatureError(NotificationError, SignatureError):
 
 class StaleNotificationError(NotificationError):
     """The callback's timestamp is outside the 5-minute window."""
-
-
-class ReplayedNotificationError(NotificationError):
-    """A notification id that was already acknowledged arrived again within the window."""
 
 
 class MalformedNotificationError(NotificationError):

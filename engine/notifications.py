@@ -1,31 +1,46 @@
-"""Receiving callbacks: verify, check freshness and replays, decrypt, and reply (PROTOCOL.md §4).
+"""Receiving callbacks exactly once: verify, decrypt, claim, run the handler, acknowledge (PROTOCOL.md §4).
 
 Design decisions:
 
-* One function, ``parse_notification``, does the checks in WeChat Pay's documented order: headers
-  present, timestamp within 5 minutes, signature verified with the public key or certificate that
-  ``Wechatpay-Serial`` names (through the engine's own ``wxpay_verify_response`` hook, so a
-  callback is trusted exactly as an answer is), envelope well-formed, not a replay, resource
-  decrypted with AEAD_AES_256_GCM under the APIv3 key. Each failure has its own
-  ``NotificationError`` subclass; a ``WECHATPAY/SIGNTEST/`` probe fails like any bad signature.
-* Replays are judged by acknowledged ids. WeChat Pay re-sends a notification (same id, fresh
-  signature) when the merchant did not acknowledge it, several times within five minutes; rejecting
-  those would lose events whose first processing failed. So an id enters the store when the merchant
-  *acknowledges* it (``handle_notification`` does so when the handler returns), and a notification
-  whose id was acknowledged within the window is rejected as a replay.
-* The store is a two-method protocol, in memory by default; a multi-process receiver plugs in a
-  shared one (Redis, a database table).
+* ``parse_notification`` is the low-level step and touches no state: headers present, timestamp
+  within 5 minutes, signature verified with the public key or certificate that ``Wechatpay-Serial``
+  names (through the engine's own ``wxpay_verify_response`` hook, so a callback is trusted exactly
+  as an answer is), envelope well-formed, resource decrypted with AEAD_AES_256_GCM under the APIv3
+  key. Each failure has its own ``NotificationError`` subclass; a ``WECHATPAY/SIGNTEST/`` probe fails
+  like any bad signature. The 5-minute window is what rejects stale or replayed *signed messages*.
+* Duplicates are judged by notification id, separately and for much longer: WeChat Pay re-sends a
+  notification it did not see acknowledged for 24 h 4 min, each time freshly signed. So the
+  receiver **claims** the id in the engine's store before the handler runs (atomically: one claim
+  wins), **acknowledges** it when the handler returns (remembered ``ack_ttl``, 25 h by default) and
+  **releases** it when the handler fails, so the next delivery runs it again.
+* A duplicate of an acknowledged id is answered with success without running the handler (WeChat
+  Pay's own guidance for a notification already processed). A duplicate that arrives while the
+  first delivery is still being handled is answered at once with a failure (503): it does not run
+  the handler, does not hold a worker waiting, and WeChat Pay's next re-send meets either the
+  acknowledgement (success) or a released claim (the handler runs). A claim expires after
+  ``claim_ttl`` (5 min) so a worker that died mid-handler does not block the id for good.
+* A success reply is sent only after the acknowledgement was recorded: a store that fails (Redis
+  gone) turns into a failure reply, never a success for an event that was not recorded, never a
+  crash. If the store fails *after* the handler ran, the event may run again later: handlers that
+  move money should still be idempotent on their own business keys.
+* One flow, two drivers: ``begin`` (parse + claim) and ``finish`` (acknowledge or release) are
+  coroutines; ``handle`` awaits them around the handler, ``handle_sync`` drives them with the
+  runtime's ``run_sync`` and calls a sync handler in the caller's own thread, outside any event
+  loop (Django's ORM refuses to run inside one). Handlers may be sync or async; what they return
+  is ignored.
 * Replies follow the documented shapes: 204 without a body on success, a 4xx/5xx with
   ``{"code": "FAIL", "message": ...}`` on failure (401 for a failed verification).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import json
 import logging
-import threading
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Mapping, Optional, Union
 
 import attrs
 
@@ -36,15 +51,17 @@ from engine.errors import (
     NotificationDecryptionError,
     NotificationError,
     NotificationSignatureError,
-    ReplayedNotificationError,
     SignatureError,
     StaleNotificationError,
+    StoreError,
 )
-from engine.protocol import CLOCK_WINDOW_SECONDS, H_REQUEST_ID, H_SERIAL
+from engine.protocol import H_REQUEST_ID, H_SERIAL
+from engine.stores import ACKNOWLEDGED, CLAIMED, DEFAULT_ACK_TTL, DEFAULT_CLAIM_TTL, IN_FLIGHT, Claim
 from engine.wire import Headers, RawResponse
 
 if TYPE_CHECKING:
     from engine.keyprovider import KeyProvider
+    from engine.stores import Store
 
 logger = logging.getLogger("engine.notifications")
 ENVELOPE_FIELDS = ("id", "create_time", "event_type", "resource_type", "resource")
@@ -53,7 +70,10 @@ RESOURCE_FIELDS = ("algorithm", "ciphertext", "nonce")
 
 @attrs.frozen
 class Notification:
-    """A verified, decrypted callback. ``resource`` is the decrypted business object."""
+    """A verified, decrypted callback. ``resource`` is the decrypted business object.
+
+    ``mchid`` names the merchant whose engine verified it (the receiver's, when routing many).
+    """
 
     id: str
     create_time: str
@@ -64,6 +84,7 @@ class Notification:
     resource: Any = attrs.field(repr=False)
     request_id: str = ""
     verified_with: str = ""
+    mchid: str = ""
 
 
 @attrs.frozen
@@ -75,41 +96,6 @@ class Reply:
     headers: Mapping[str, str] = attrs.field(factory=dict)
 
 
-class ReplayStore(Protocol):
-    def acknowledged(self, notification_id: str, now: float) -> bool:
-        """True when the id was acknowledged within the window."""
-
-    def acknowledge(self, notification_id: str, now: float) -> None:
-        """Remember that the merchant processed this id."""
-
-
-REPLAY_MEMORY_SECONDS = 2 * CLOCK_WINDOW_SECONDS + 60
-"""A callback stays acceptable until its timestamp + 300 s, and its timestamp may run 300 s ahead of
-our clock, so an acknowledged id is remembered for both windows plus a margin."""
-
-
-class MemoryReplayStore:
-    """Acknowledged ids in memory, forgotten after ``window`` seconds (thread-safe)."""
-
-    def __init__(self, window: float = REPLAY_MEMORY_SECONDS) -> None:
-        self.window = window
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def acknowledged(self, notification_id: str, now: float) -> bool:
-        with self._lock:
-            self._forget_older_than(now - self.window)
-            return notification_id in self._seen
-
-    def acknowledge(self, notification_id: str, now: float) -> None:
-        with self._lock:
-            self._seen[notification_id] = now
-
-    def _forget_older_than(self, moment: float) -> None:
-        for stale in [k for k, seen_at in self._seen.items() if seen_at < moment]:
-            del self._seen[stale]
-
-
 Verify = Callable[[RawResponse], str]
 
 
@@ -119,15 +105,15 @@ def parse_notification(
     *,
     verify: Verify,
     apiv3_key: Optional[bytes],
-    store: ReplayStore,
-    now: float,
+    mchid: str = "",
 ) -> Notification:
-    """Check and open one callback; raise a ``NotificationError`` subclass saying what failed."""
+    """Check and open one callback; raise a ``NotificationError`` subclass saying what failed.
+
+    Nothing is remembered: duplicates are the receiver's business (``NotificationReceiver``).
+    """
     raw = RawResponse(200, headers if isinstance(headers, Headers) else Headers(headers), _bytes(body))
     key_id = _verified(raw, verify)
     envelope = _envelope(raw.body)
-    if store.acknowledged(envelope["id"], now):
-        raise ReplayedNotificationError(f"notification {envelope['id']} was already acknowledged")
     resource = envelope["resource"]
     return Notification(
         id=envelope["id"],
@@ -139,6 +125,7 @@ def parse_notification(
         resource=_decrypt(resource, apiv3_key),
         request_id=raw.headers.get(H_REQUEST_ID, ""),
         verified_with=key_id,
+        mchid=mchid,
     )
 
 
@@ -162,6 +149,8 @@ def _envelope(body: bytes) -> dict[str, Any]:
         raise MalformedNotificationError("callback body is not JSON") from None
     if not isinstance(envelope, dict):
         raise MalformedNotificationError("callback body is not a JSON object")
+    if "id" in envelope and (not isinstance(envelope["id"], str) or not envelope["id"] or len(envelope["id"]) > 128):
+        raise MalformedNotificationError("callback id must be a non-empty string of at most 128 characters")
     missing = [name for name in ENVELOPE_FIELDS if name not in envelope]
     resource = envelope.get("resource")
     if not missing and isinstance(resource, dict):
@@ -225,38 +214,54 @@ def _failure_status(error: Union[BaseException, str]) -> int:
 _PUBLIC_REASONS: tuple[tuple[type, str], ...] = (
     (NotificationSignatureError, "签名验证失败"),
     (StaleNotificationError, "时间戳超出允许范围"),
-    (ReplayedNotificationError, "重复的通知"),
     (MalformedNotificationError, "报文格式错误"),
     (NotificationDecryptionError, "报文解密失败"),
 )
 
-Handler = Callable[[Notification], Union[Awaitable[None], None]]
+IN_FLIGHT_MESSAGE = "通知正在处理中，请稍后重试"
+STORE_DOWN_MESSAGE = "暂时无法记录通知，请稍后重试"
+HANDLER_FAILED_MESSAGE = "处理失败，请稍后重试"
+
+Handler = Callable[[Notification], Any]
+"""Receives a verified notification; sync or async; what it returns is ignored, raising means "send it again"."""
+
+
+@attrs.frozen
+class Reception:
+    """One delivery between ``begin`` and ``finish``: the notification and the claim on its id."""
+
+    notification: Notification
+    claim: Claim
 
 
 class NotificationReceiver:
-    """An engine's callback side: its verifier, APIv3 key, clock and replay store."""
+    """An engine's callback side: its verifier, APIv3 key, clock and store (claims and acknowledgements)."""
 
     def __init__(
         self,
         verify: Verify,
         keys: "KeyProvider",
         apiv3_key: Optional[bytes],
-        store: ReplayStore,
+        store: "Store",
         clock: Callable[[], float] = time.time,
+        *,
+        mchid: str = "",
+        ack_ttl: float = DEFAULT_ACK_TTL,
+        claim_ttl: float = DEFAULT_CLAIM_TTL,
     ) -> None:
         self.verify = verify
         self.keys = keys  # certificate mode: a rotated certificate signs callbacks too
         self.apiv3_key = apiv3_key
         self.store = store
         self.clock = clock
+        self.mchid = mchid
+        self.ack_ttl = ack_ttl
+        self.claim_ttl = claim_ttl
+
+    # -- the low-level steps -----------------------------------------------------------------
 
     def parse(self, headers: Union[Mapping[str, str], Headers], body: Union[bytes, str]) -> Notification:
-        return parse_notification(
-            headers, body, verify=self.verify, apiv3_key=self.apiv3_key, store=self.store, now=self.clock()
-        )
-
-    def acknowledge(self, notification: Notification) -> None:
-        self.store.acknowledge(notification.id, self.clock())
+        return parse_notification(headers, body, verify=self.verify, apiv3_key=self.apiv3_key, mchid=self.mchid)
 
     async def aparse(self, headers: Mapping[str, str], body: Union[bytes, str]) -> Notification:
         """``parse``, refreshing the platform certificates once if the callback names an unknown one."""
@@ -269,8 +274,22 @@ class NotificationReceiver:
                 raise
         return self.parse(headers, body)
 
-    async def handle(self, headers: Mapping[str, str], body: bytes, handler: Handler) -> Reply:
-        """Parse, run ``handler``, acknowledge when it returns; any failure gets a failure reply."""
+    async def claim(self, notification: Notification) -> Claim:
+        """Claim the id before handling it: ``claimed``, ``acknowledged`` or ``in_flight`` (``StoreError``)."""
+        return await self.store.claim(notification.id, self.claim_ttl)
+
+    async def acknowledge(self, notification: Notification, claim: Optional[Claim] = None) -> None:
+        """Record the id as processed for ``ack_ttl`` seconds (``StoreError`` if that fails)."""
+        await self.store.acknowledge(claim or Claim(notification.id, CLAIMED), self.ack_ttl)
+
+    async def release(self, claim: Claim) -> None:
+        """Give up a claim after a failed handler, so the next delivery runs it."""
+        await self.store.release(claim)
+
+    # -- the flow ------------------------------------------------------------------------------
+
+    async def begin(self, headers: Mapping[str, str], body: Union[bytes, str]) -> Union[Reply, Reception]:
+        """Parse and claim: a ``Reply`` when the delivery is over already, else a ``Reception`` to handle."""
         try:
             notification = await self.aparse(headers, body)
         except NotificationError as exc:
@@ -278,21 +297,90 @@ class NotificationReceiver:
         except EngineError as exc:  # the certificate refresh itself failed: WeChat Pay will send it again
             return failure_reply(f"certificate refresh failed: {type(exc).__name__}", 503)
         try:
-            outcome = handler(notification)
-            if outcome is not None:
-                await outcome
-        except Exception:  # any handler failure means "send it again", never a crash
-            logger.exception("callback handler failed for %s (%s)", notification.id, notification.event_type)
-            return failure_reply("处理失败，请稍后重试", 500)
-        self.acknowledge(notification)
+            claim = await self.claim(notification)
+        except StoreError as exc:
+            logger.error("notification %s not claimed: %s", notification.id, exc)
+            return failure_reply(STORE_DOWN_MESSAGE, 503)
+        if claim.status == ACKNOWLEDGED:
+            logger.info("notification %s (%s) already processed: success, handler not run", notification.id,
+                        notification.event_type)
+            return success_reply()
+        if claim.status == IN_FLIGHT:
+            logger.info("notification %s (%s) is being handled elsewhere: asked to resend", notification.id,
+                        notification.event_type)
+            return failure_reply(IN_FLIGHT_MESSAGE, 503)
+        return Reception(notification, claim)
+
+    async def finish(self, reception: Reception, error: Optional[BaseException]) -> Reply:
+        """Acknowledge after a handler that returned, release after one that raised; the reply to send."""
+        notification, claim = reception.notification, reception.claim
+        if error is not None:
+            logger.error("callback handler failed for %s (%s)", notification.id, notification.event_type,
+                         exc_info=(type(error), error, error.__traceback__))
+            try:
+                await self.release(claim)
+            except StoreError as exc:  # the claim expires by itself after claim_ttl
+                logger.warning("claim on %s not released: %s", notification.id, exc)
+            return failure_reply(HANDLER_FAILED_MESSAGE, 500)
+        try:
+            await self.acknowledge(notification, claim)
+        except StoreError as exc:
+            logger.error("notification %s handled but not recorded: %s; WeChat Pay will send it again",
+                         notification.id, exc)
+            return failure_reply(STORE_DOWN_MESSAGE, 503)
         return success_reply()
+
+    async def handle(self, headers: Mapping[str, str], body: Union[bytes, str], handler: Handler) -> Reply:
+        """For asyncio frameworks: the whole flow around ``handler``; the reply WeChat Pay expects."""
+        started = await self.begin(headers, body)
+        if isinstance(started, Reply):
+            return started
+        try:
+            outcome = handler(started.notification)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception as exc:  # any handler failure means "send it again", never a crash
+            return await self.finish(started, exc)
+        except BaseException:  # cancelled (client gone, shutdown): give the id back, then stop
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self.release(started.claim))
+            raise
+        return await self.finish(started, None)
+
+    def handle_sync(
+        self,
+        headers: Mapping[str, str],
+        body: Union[bytes, str],
+        handler: Handler,
+        run_sync: Callable[[Callable[[], Coroutine[Any, Any, Any]]], Any],
+    ) -> Reply:
+        """For WSGI frameworks: the same flow, with a sync handler called in this thread, outside any loop."""
+        started = run_sync(lambda: self.begin(headers, body))
+        if isinstance(started, Reply):
+            return started
+        error: Optional[BaseException] = None
+        try:
+            outcome = handler(started.notification)
+            if inspect.isawaitable(outcome):
+                run_sync(lambda: _awaited(outcome))
+        except Exception as exc:
+            error = exc
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                run_sync(lambda: self.release(started.claim))
+            raise
+        return run_sync(lambda: self.finish(started, error))  # type: ignore[no-any-return]
 
     def aiohttp_handler(self, handler: Handler) -> Callable[[Any], Awaitable[Any]]:
         """An ``aiohttp.web`` request handler that receives callbacks for ``handler``."""
         from aiohttp import web
 
         async def receive(request: web.Request) -> web.Response:
-            reply = await self.handle(dict(request.headers), await request.read(), handler)
+            reply = await self.handle(request.headers, await request.read(), handler)
             return web.Response(status=reply.status, body=reply.body, headers=dict(reply.headers))
 
         return receive
+
+
+async def _awaited(outcome: Awaitable[Any]) -> Any:
+    return await outcome

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import attrs
 
+from engine.defaults import Defaults
 from engine.descriptor import Descriptor
 from engine.errors import (
     ApiError,
@@ -105,8 +106,10 @@ class Pipeline:
         settings: Settings,
         clock: Callable[[], float],
         nonce: Callable[[], str],
+        defaults: Optional[Defaults] = None,
     ) -> None:
         self.registry = registry
+        self.defaults = defaults  # engine.defaults: filled in before validation
         self.hook = hook
         self.credentials = credentials
         self.keyring = keyring
@@ -123,6 +126,8 @@ class Pipeline:
             # "GET /v3/x/4200?mchid=1" fills {transaction_id} and mchid, typed as the descriptor says.
             located = {**descriptor.request.query, **descriptor.request.path}
             payload = {**{k: from_text(located.get(k), v) for k, v in from_ref.items()}, **(payload or {})}
+        if self.defaults is not None:
+            payload = self.defaults.fill(descriptor, payload)
         if descriptor.body_kind == "multipart":
             payload = complete_meta(descriptor, payload)
         if not descriptor.free_form:

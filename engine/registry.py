@@ -22,12 +22,18 @@ Design decisions:
   id, and descriptors registered in Python override files.
 * ``"METHOD /path"`` resolves to a registered descriptor when one matches the path (literal or
   template), otherwise to an ad-hoc descriptor that is signed, sent and verified but not validated.
+* **The built-in catalogue is parsed once per process.** It is immutable package data, so every
+  engine's registry is an overlay on one shared ``builtin_registry()`` (its directory listing,
+  aliases, route index and parsed descriptors): a thousand engines for a thousand merchants hold
+  one copy. What an engine adds (``endpoint_dirs``, plugin sources, ``register``) stays in its own
+  overlay and overrides the shared layer for that engine only.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import threading
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 from urllib.parse import parse_qsl, unquote
@@ -68,8 +74,15 @@ def split_method_path(ref: str) -> Optional[tuple[str, str]]:
 class Registry:
     """The endpoints one engine knows: files in directories plus descriptors registered in Python."""
 
-    def __init__(self, directories: Sequence[Path] = (), descriptors: Iterable[Descriptor] = ()) -> None:
+    def __init__(
+        self,
+        directories: Sequence[Path] = (),
+        descriptors: Iterable[Descriptor] = (),
+        parent: Optional["Registry"] = None,
+    ) -> None:
+        self._parent = parent  # a shared, read-only lower layer (the built-in catalogue)
         self._directories = [Path(d) for d in directories]
+        self._own_files: Optional[dict[str, Path]] = None
         self._files: Optional[dict[str, Path]] = None
         self._aliases: Optional[dict[str, str]] = None
         self._extra_aliases: dict[str, str] = {}
@@ -152,34 +165,49 @@ class Registry:
         if endpoint_id in self._registered:
             return self._registered[endpoint_id]
         if endpoint_id not in self._loaded:
-            path = self._file_index().get(endpoint_id)
+            path = self._own_file_index().get(endpoint_id)
             if path is None:
-                return None
+                return self._parent._by_id(endpoint_id) if self._parent is not None else None
             self._loaded[endpoint_id] = load_descriptor_file(path, endpoint_id)
         return self._loaded[endpoint_id]
 
     def _alias_target(self, ref: str) -> Optional[str]:
         return self._extra_aliases.get(ref) or self._alias_index().get(ref)
 
-    def _file_index(self) -> dict[str, Path]:
-        if self._files is None:
+    def _own_file_index(self) -> dict[str, Path]:
+        if self._own_files is None:
             files: dict[str, Path] = {}
             for directory in self._directories:
                 for path in sorted(directory.glob("*.yaml")):
                     if path.name != ALIASES_FILE:
                         files[path.name[: -len(".yaml")]] = path
-            self._files = files
+            self._own_files = files
+        return self._own_files
+
+    def _file_index(self) -> dict[str, Path]:
+        if self._files is None:
+            if self._parent is None:
+                self._files = self._own_file_index()
+            elif not self._directories:
+                self._files = self._parent._file_index()  # the shared dict itself, not a copy
+            else:
+                self._files = {**self._parent._file_index(), **self._own_file_index()}
         return self._files
 
     def _alias_index(self) -> dict[str, str]:
         if self._aliases is None:
-            aliases: dict[str, str] = {}
+            if self._parent is not None and not self._directories:
+                self._aliases = self._parent._alias_index()
+                return self._aliases
+            aliases: dict[str, str] = dict(self._parent._alias_index()) if self._parent is not None else {}
             for directory in self._directories:
                 aliases.update(_read_aliases(directory / ALIASES_FILE))
             self._aliases = aliases
         return self._aliases
 
     def _route_index(self) -> dict[tuple[str, int], list[tuple[tuple[str, ...], str]]]:
+        if self._routes is None and self._parent is not None and not self._directories and not self._registered:
+            self._routes = self._parent._route_index()
         if self._routes is None:
             entries = [(known, known) for known in self._file_index()]
             # An id may start with a host family (hk.v3.global.certificates.get = host hk + /v3/...):
@@ -192,6 +220,20 @@ class Registry:
                 routes.setdefault((method, len(segments)), []).append((tuple(segments), known))
             self._routes = routes
         return self._routes
+
+
+_BUILTIN: Optional[Registry] = None
+_BUILTIN_LOCK = threading.Lock()
+
+
+def builtin_registry() -> Registry:
+    """The process's one registry of the built-in catalogue, shared (read-only) by every engine."""
+    global _BUILTIN
+    if _BUILTIN is None:
+        with _BUILTIN_LOCK:
+            if _BUILTIN is None:
+                _BUILTIN = Registry([BUILTIN_ENDPOINTS])
+    return _BUILTIN
 
 
 def _route_fit(pattern: tuple[str, ...], segments: tuple[str, ...]) -> Optional[int]:

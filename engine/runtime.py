@@ -21,6 +21,15 @@ Design decisions:
   connections nor warns about them); the next call makes fresh ones. A pid check backs it up.
 * A closed runtime refuses work with ``UsageError``: a closed engine neither hangs nor silently
   reopens.
+* Other components keep their own loop-bound objects here too (a Redis asyncio client, whose
+  connection pool belongs to the loop that made it): ``LoopResources.get_or_create(name, factory,
+  aclose)`` makes one per loop on first use and awaits ``aclose(obj)`` when the loop's resources are
+  released, like the transport. The component stays free of loop bookkeeping.
+* What every engine of the process may share on a loop (the keep-alive pool: WeChat Pay
+  authenticates each request by its signature, not by the connection) lives in one process-wide
+  ``Runtime`` that is never closed, through ``shared(name, factory, aclose)``: the same per-loop
+  bookkeeping, the same release at loop shutdown, the same reset after ``fork()``. Keys, stores and
+  clocks are never shared.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ class LoopResources:
         self._retired: list[Transport] = []
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set["asyncio.Task[Any]"] = set()
+        self._named: dict[str, tuple[Any, Callable[[Any], Any]]] = {}
         self._guard: Optional[AsyncIterator[None]] = None
 
     def transport(self) -> Transport:
@@ -74,6 +84,17 @@ class LoopResources:
             lock = self._locks[name] = asyncio.Lock()
         return lock
 
+    def get_or_create(self, name: str, factory: Callable[[], T], aclose: Callable[[T], Any]) -> T:
+        """This loop's object called ``name``, made by ``factory()`` on first use.
+
+        ``aclose(obj)`` (a coroutine function, or a plain one) releases it when this loop's resources
+        are released: at the loop's shutdown, or when the engine closes.
+        """
+        found = self._named.get(name)
+        if found is None:
+            found = self._named[name] = (factory(), aclose)
+        return found[0]  # type: ignore[no-any-return]
+
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> "asyncio.Task[Any]":
         task = self.loop.create_task(coroutine, name=name)
         self._tasks.add(task)
@@ -87,6 +108,14 @@ class LoopResources:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        named, self._named = list(self._named.values()), {}
+        for obj, release in named:
+            try:
+                outcome = release(obj)
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+            except Exception:  # one failing close must not keep the others open
+                logger.warning("closing %s failed", type(obj).__name__, exc_info=True)
         transports, self._retired = [*self._retired, *([self._transport] if self._transport else [])], []
         self._transport = None
         for transport in transports:
@@ -302,3 +331,18 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_PROCESS: Optional[Runtime] = None
+
+
+def shared(name: str, factory: Callable[[], T], aclose: Callable[[T], Any]) -> T:
+    """The running loop's object ``name`` for every engine of the process, made on first use."""
+    global _PROCESS
+    if _PROCESS is None:
+        _PROCESS = Runtime(_no_transport)
+    return _PROCESS.resources().get_or_create(name, factory, aclose)
+
+
+def _no_transport() -> Transport:
+    raise AssertionError("the process-wide runtime holds shared objects, not transports")

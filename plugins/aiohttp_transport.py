@@ -4,9 +4,10 @@ Design decisions:
 
 * It serves ``http://`` and ``https://`` base URLs and declines anything else, so other transports
   (the sandbox, a user's) claim their own schemes without any ordering games.
-* One ``ClientSession`` (one keep-alive connection pool) per transport; ``engine.runtime`` makes one
-  transport per event loop and closes it with that loop, because aiohttp sessions are bound to the
-  loop that made them.
+* One ``ClientSession`` per transport; ``engine.runtime`` makes one transport per event loop and
+  closes it with that loop, because aiohttp sessions are bound to the loop that made them. The
+  session borrows the loop's keep-alive pool from ``engine.pools``, shared by every engine (every
+  merchant) on that loop and closed with the loop, not with any one engine.
 * The target is sent byte-for-byte as signed (``encoded=True``): aiohttp must not re-quote it.
   Redirects are not followed: a redirected answer is not the answer that was asked for.
 * aiohttp's own retry of idempotent requests on a dropped keep-alive connection is switched off:
@@ -34,6 +35,7 @@ from yarl import URL
 
 from engine.errors import AnswerTooLargeError, ConnectError, ConnectTimeoutError, TransportError, TransportTimeoutError
 from engine.hookspecs import hookimpl
+from engine.runtime import shared
 from engine.transport import CHUNK, BaseTransport, Inflater, TransportConfig, Write
 from engine.wire import Headers, RawResponse, Request
 
@@ -47,10 +49,13 @@ class AiohttpTransport(BaseTransport):
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._config.pool_size)
-            # Decompression is the engine's (engine.transport.Inflater), bounded; aiohttp's is not.
+            # Decompression is the engine's (engine.transport.Inflater), bounded; aiohttp's is not. The
+            # connection pool is shared by every engine on this loop (many merchants, one pool).
+            connector = shared_aiohttp_connector(self._config.pool_size)
             trust_env = self._config.trust_env
-            session = aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=trust_env)
+            session = aiohttp.ClientSession(
+                connector=connector, connector_owner=False, auto_decompress=False, trust_env=trust_env
+            )
             # aiohttp silently re-sends GET/PUT/DELETE once when a kept-alive connection drops, with
             # the same Authorization (same nonce: a replay) and behind the engine's retry policy.
             # There is no public switch; the hang-up test in tests/test_security.py guards this.
@@ -144,6 +149,15 @@ def _mapped_errors(request: Request, config: TransportConfig) -> Iterator[None]:
 _CONNECT_TIMEOUTS: tuple[type[BaseException], ...] = tuple(
     kind for kind in (getattr(aiohttp, "ConnectionTimeoutError", None),) if kind is not None
 )
+
+
+def shared_aiohttp_connector(limit: int) -> aiohttp.TCPConnector:
+    """The running loop's keep-alive pool of ``limit`` connections, shared by every engine using that size."""
+
+    async def close(connector: aiohttp.TCPConnector) -> None:
+        await connector.close()
+
+    return shared(f"aiohttp-connector:{limit}", lambda: aiohttp.TCPConnector(limit=limit), close)
 
 
 def _proxy_name(proxy: Optional[str]) -> str:

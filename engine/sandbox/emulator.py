@@ -305,6 +305,24 @@ class Sandbox:
         """A signed notification envelope with ``resource`` encrypted under the APIv3 key."""
         return notify.build(self, event_type, resource, summary=summary, original_type=original_type)
 
+    def event(self, event_type: str, resource: Optional[dict[str, Any]] = None, **fields: Any) -> RawResponse:
+        """A signed notification of any event type the event catalogue lists (``engine.events``).
+
+        The resource is ``resource`` if given, else one shaped from the catalogue's fields for that
+        event (this merchant's ``mchid`` where it has one), updated with ``fields``.
+        """
+        from engine.events import catalogue, sample_resource
+
+        known = catalogue().get(event_type)
+        if known is None:
+            raise LookupError(f"the event catalogue lists no event type {event_type!r}")
+        if resource is None:
+            shape = known.resource or {"mchid": "string"}
+            mine = {name: self.identity.mchid for name in ("mchid", "sp_mchid") if name in shape}
+            resource = sample_resource(known, **mine)
+        resource = {**resource, **fields}
+        return self.notification(event_type, resource, summary=known.label, original_type=known.original_type or "")
+
     async def notify(self, url: str, notification: RawResponse) -> notify.Delivery:
         """Deliver a notification to ``url``, retrying on ``notify_schedule``; record the delivery."""
         delivery = await notify.deliver(url, notification, self.notify_schedule)

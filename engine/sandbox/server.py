@@ -140,6 +140,8 @@ class SandboxServer:
             return spec.get("url", url), notification
         if "out_trade_no" in spec:
             return spec["url"], self.sandbox.payment_succeeded(spec["out_trade_no"], int(spec.get("total", 1)))
+        if "resource" not in spec:  # any catalogued event type, its resource shaped from the catalogue
+            return spec["url"], self.sandbox.event(spec["event_type"])
         resource = spec["resource"]
         original_type = spec.get("original_type", "transaction")
         event = spec["event_type"]
