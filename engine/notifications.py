@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("engine.notifications")
 ENVELOPE_FIELDS = ("id", "create_time", "event_type", "resource_type", "resource")
+TEXT_FIELDS = ("create_time", "event_type", "resource_type", "summary")
 RESOURCE_FIELDS = ("algorithm", "ciphertext", "nonce")
 
 
@@ -104,14 +105,14 @@ def parse_notification(
     body: Union[bytes, str],
     *,
     verify: Verify,
-    apiv3_key: Optional[bytes],
+    apiv3_key: Any,
     mchid: str = "",
 ) -> Notification:
     """Check and open one callback; raise a ``NotificationError`` subclass saying what failed.
 
     Nothing is remembered: duplicates are the receiver's business (``NotificationReceiver``).
     """
-    raw = RawResponse(200, headers if isinstance(headers, Headers) else Headers(headers), _bytes(body))
+    raw = RawResponse(200, _text_headers(headers), _bytes(body))
     key_id = _verified(raw, verify)
     envelope = _envelope(raw.body)
     resource = envelope["resource"]
@@ -129,8 +130,35 @@ def parse_notification(
     )
 
 
-def _bytes(body: Union[bytes, str]) -> bytes:
-    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+MAX_NOTIFICATION_BYTES = 1024 * 1024  # a callback envelope is a few KiB; anyone can send one
+MAX_HEADERS = 200
+
+
+def _text_headers(headers: Any) -> Headers:
+    """The callback's headers, which must map text to text (a framework always gives that)."""
+    if isinstance(headers, Headers):
+        return headers
+    if not isinstance(headers, Mapping) or len(headers) > MAX_HEADERS:
+        raise MalformedNotificationError("callback headers must be a mapping of text to text")
+    if not all(isinstance(name, str) and isinstance(value, str) for name, value in headers.items()):
+        raise MalformedNotificationError("callback headers must be a mapping of text to text")
+    return Headers(headers)
+
+
+def _bytes(body: Any) -> bytes:
+    """The callback's body as bytes: bytes as they came, text as UTF-8, anything else refused."""
+    if isinstance(body, str):
+        try:
+            data = body.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MalformedNotificationError("callback body is not UTF-8 text") from None
+    elif isinstance(body, (bytes, bytearray, memoryview)):
+        data = bytes(body)
+    else:
+        raise MalformedNotificationError(f"callback body must be bytes or text, got {type(body).__name__}")
+    if len(data) > MAX_NOTIFICATION_BYTES:
+        raise MalformedNotificationError(f"callback body is larger than {MAX_NOTIFICATION_BYTES} bytes")
+    return data
 
 
 def _verified(raw: RawResponse, verify: Verify) -> str:
@@ -151,10 +179,18 @@ def _envelope(body: bytes) -> dict[str, Any]:
         raise MalformedNotificationError("callback body is not a JSON object")
     if "id" in envelope and (not isinstance(envelope["id"], str) or not envelope["id"] or len(envelope["id"]) > 128):
         raise MalformedNotificationError("callback id must be a non-empty string of at most 128 characters")
+    wrong = [name for name in TEXT_FIELDS if name in envelope and not isinstance(envelope[name], str)]
+    if wrong:
+        raise MalformedNotificationError(f"callback envelope fields must be text: {', '.join(wrong)}")
     missing = [name for name in ENVELOPE_FIELDS if name not in envelope]
     resource = envelope.get("resource")
     if not missing and isinstance(resource, dict):
         missing = [f"resource.{name}" for name in RESOURCE_FIELDS if not isinstance(resource.get(name), str)]
+        missing += [
+            f"resource.{name} (text)"
+            for name in ("associated_data", "original_type")
+            if resource.get(name) is not None and not isinstance(resource[name], str)
+        ]
     elif not missing:
         missing = ["resource (an object)"]
     if missing:
@@ -162,11 +198,11 @@ def _envelope(body: bytes) -> dict[str, Any]:
     return envelope
 
 
-def _decrypt(resource: dict[str, Any], apiv3_key: Optional[bytes]) -> Any:
+def _decrypt(resource: dict[str, Any], apiv3_key: Any) -> Any:
     if apiv3_key is None:
         raise NotificationDecryptionError("the engine has no apiv3_key to decrypt callbacks with")
     if resource["algorithm"] != "AEAD_AES_256_GCM":
-        raise NotificationDecryptionError(f"unsupported resource algorithm {resource['algorithm']!r}")
+        raise NotificationDecryptionError(f"unsupported resource algorithm {resource['algorithm'][:32]!r}")
     try:
         plaintext = aead_decrypt(
             apiv3_key, resource["nonce"], str(resource.get("associated_data") or ""), resource["ciphertext"]
@@ -241,7 +277,7 @@ class NotificationReceiver:
         self,
         verify: Verify,
         keys: "KeyProvider",
-        apiv3_key: Optional[bytes],
+        apiv3_key: Optional["Secret"],
         store: "Store",
         clock: Callable[[], float] = time.time,
         *,

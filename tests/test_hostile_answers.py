@@ -8,7 +8,9 @@ sizes, not timings): the body of a refused answer is never held whole.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import threading
 import tracemalloc
 import zlib
 from typing import Any, AsyncIterator, Callable
@@ -16,6 +18,8 @@ from typing import Any, AsyncIterator, Callable
 import pytest
 from aiohttp import web
 from conftest import COMBINE_PAPAY
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine import (
     AnswerTooLargeError,
@@ -241,3 +245,86 @@ async def test_a_certificate_download_with_a_trusted_key_is_verified_before_pars
             await engine.adownload_certificates()
     finally:
         await engine.aclose()
+
+
+# == property: whatever a hostile upstream sends, only engine errors, in bounded memory =============
+
+ENCODINGS = st.sampled_from(["", "identity", "gzip", "deflate", "br", "x-gzip", "gzip, gzip"])
+HEADER_VALUES = st.one_of(st.sampled_from(list(SIGNED.values())), st.text(max_size=40), st.just("9" * 30))
+
+
+@settings(derandomize=True, max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    status=st.sampled_from([200, 204, 299, 400, 429, 500]),
+    size=st.integers(min_value=0, max_value=6 * MiB),
+    fill=st.binary(min_size=1, max_size=16),
+    encoding=ENCODINGS,
+    compress=st.booleans(),
+    headers=st.dictionaries(st.sampled_from(list(SIGNED)), HEADER_VALUES, max_size=4),
+)
+def test_hostile_answers_raise_only_engine_errors_in_bounded_memory(
+    hostile_thread, identity, status, size, fill, encoding, compress, headers
+) -> None:
+    body = (fill * (size // len(fill) + 1))[:size]
+    if compress:
+        body = gzip.compress(body, compresslevel=1)
+    encoded = {"Content-Encoding": encoding} if encoding else {}
+    hostile_thread.answer = (status, {**SIGNED, **headers, **encoded}, body)
+    settings_ = {**identity.engine_settings(), "base_url": hostile_thread.base_url, "load_entry_points": False}
+    engine = Engine(**settings_, retry=RetryPolicy.never())
+    tracemalloc.start()
+    try:
+        with pytest.raises(EngineError):
+            engine.call(GET, {"algorithm_type": "RSA"})
+        peak = tracemalloc.get_traced_memory()[1] / MiB
+    finally:
+        tracemalloc.stop()
+        engine.close()
+    assert peak < 24, f"peak {peak:.1f} MiB"  # nothing past the 4 MiB limit is ever held
+
+
+class _Thread:
+    """The hostile server in a thread of its own, so sync calls can reach it from the test."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[int, dict[str, str], bytes] = (200, {}, b"")
+        self.base_url = ""
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _start(self) -> None:
+        async def handle(request: web.Request) -> web.Response:
+            await request.read()
+            status, headers, body = self.answer
+            return web.Response(status=status, headers=headers, body=body)
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.base_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+    def __enter__(self) -> "_Thread":
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def hostile_thread() -> Any:
+    with _Thread() as server:
+        yield server
