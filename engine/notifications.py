@@ -61,6 +61,7 @@ from engine.wire import Headers, RawResponse
 
 if TYPE_CHECKING:
     from engine.keyprovider import KeyProvider
+    from engine.secret import Secret
     from engine.stores import Store
 
 logger = logging.getLogger("engine.notifications")
@@ -138,11 +139,16 @@ def _text_headers(headers: Any) -> Headers:
     """The callback's headers, which must map text to text (a framework always gives that)."""
     if isinstance(headers, Headers):
         return headers
-    if not isinstance(headers, Mapping) or len(headers) > MAX_HEADERS:
+    items = getattr(headers, "items", None)  # a Mapping, aiohttp's multidict, werkzeug's Headers...
+    if not callable(items):
         raise MalformedNotificationError("callback headers must be a mapping of text to text")
-    if not all(isinstance(name, str) and isinstance(value, str) for name, value in headers.items()):
+    pairs = list(items())
+    if len(pairs) > MAX_HEADERS or not all(
+        isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str) and isinstance(pair[1], str)
+        for pair in pairs
+    ):
         raise MalformedNotificationError("callback headers must be a mapping of text to text")
-    return Headers(headers)
+    return Headers(pairs)
 
 
 def _bytes(body: Any) -> bytes:
