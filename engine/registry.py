@@ -27,6 +27,7 @@ Design decisions:
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -35,7 +36,7 @@ from urllib.parse import parse_qsl, unquote
 import engine.endpoints as endpoints_package
 from engine.descriptor import Descriptor, adhoc_descriptor
 from engine.errors import DescriptorError, UnknownEndpointError
-from engine.loader import load_descriptor_file, parse_yaml, semantic_problems
+from engine.loader import load_descriptor_file, parse_yaml, read_source, semantic_problems
 
 ALIASES_FILE = "aliases.yaml"
 HOST_FAMILIES = ("hk",)  # hosts other than the main API host that descriptors may name (host: hk)
@@ -227,9 +228,9 @@ def path_parameters(template: str, path: str) -> dict[str, str]:
 
 
 def _read_aliases(path: Path) -> dict[str, str]:
-    if not path.exists():
+    if not os.path.lexists(path):  # lexists: a symlink loop or a dangling link is an error, not "no aliases"
         return {}
-    raw = parse_yaml(path.read_bytes(), str(path))
+    raw = parse_yaml(read_source(path), str(path))
     if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
         raise DescriptorError(str(path), ["expected a mapping of alias: canonical id @ $"])
     return raw
