@@ -42,7 +42,7 @@ from engine.protocol import H_REQUEST_ID, H_SERIAL
 from engine.registry import Registry
 from engine.serialize import build_target, encode_body, from_text, split_payload
 from engine.validation import PayloadValidator, compile_validator
-from engine.wire import Headers, RawResponse, Request, Response
+from engine.wire import Headers, RawResponse, Request, Response, caller_headers
 
 RESERVED_HEADERS = ("Authorization", "Content-Type")
 
@@ -114,7 +114,7 @@ class Executor:
             payload = complete_meta(descriptor, payload)
         if not descriptor.free_form:
             self._validate(descriptor, payload)
-        user_headers = Headers(headers or {})
+        user_headers = caller_headers(headers)
         key = self._platform_key(user_headers)
         parts = split_payload(descriptor, payload)
         body = self._encrypt(descriptor, parts.body, key)

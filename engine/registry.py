@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, unquote
 
 import engine.endpoints as endpoints_package
 from engine.descriptor import Descriptor, adhoc_descriptor
-from engine.errors import DescriptorError, UnknownEndpointError
+from engine.errors import DescriptorError, UnknownEndpointError, UsageError
 from engine.loader import load_descriptor_file, parse_yaml, read_source, semantic_problems
 
 ALIASES_FILE = "aliases.yaml"
@@ -96,6 +96,10 @@ class Registry:
 
     def resolve(self, ref: str) -> tuple[Descriptor, dict[str, str]]:
         """Like ``get``, plus the path and query values (as text) a concrete ``"METHOD /path?q"`` carries."""
+        if not isinstance(ref, str):
+            raise UsageError(
+                f"an endpoint reference is a string (an id, an alias or 'METHOD /path'), got {type(ref).__name__}"
+            )
         found = self._by_id(ref) or self._by_id(self._alias_target(ref))
         if found is not None:
             return found, {}

@@ -10,7 +10,13 @@ Design decisions:
   signed and sent. Uploads are the exception the protocol makes: ``engine.multipart`` builds the
   body and only its ``meta`` JSON is signed.
 * A request with no descriptor (``"GET /v3/..."``) sends its payload as the query string for GET and
-  DELETE and as the JSON body otherwise.
+  DELETE and as the JSON body otherwise. Nothing validates such a payload against fields, but it
+  must still be something JSON can say: an object with string keys and JSON values (finite numbers,
+  UTF-8-encodable strings), or for a query string, scalars and arrays of scalars. Anything else is a
+  ``ValidationError`` (``validation.free_form_problems``), before anything is signed.
+* JSON is encoded with ``allow_nan=False``: ``NaN`` is not JSON, and a peer would read it as an error
+  or as garbage. A request body that still cannot be encoded is a ``ValidationError``, never a raw
+  ``ValueError`` (``encode_request_json``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import attrs
 
 from engine import multipart
 from engine.descriptor import Descriptor, Field
+from engine.errors import ValidationError
+from engine.validation import free_form_problems
 
 
 @attrs.frozen
@@ -46,6 +54,9 @@ def split_payload(descriptor: Descriptor, payload: Any) -> PayloadParts:
 
 
 def _split_free_form(descriptor: Descriptor, payload: Any) -> PayloadParts:
+    problems = free_form_problems(payload, query=descriptor.body_kind == "none")
+    if problems:
+        raise ValidationError(descriptor.id, problems)
     if descriptor.body_kind == "none":
         return PayloadParts(path={}, query=dict(payload or {}), body=None)
     return PayloadParts(path={}, query={}, body=payload)
@@ -99,11 +110,29 @@ _FROM_TEXT: dict[str, Any] = {
 }
 
 
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # stateless: one instance serves every call
+# Stateless: one instance serves every call. allow_nan=False: NaN and Infinity are not JSON.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def encode_json(data: Any) -> bytes:
-    return _JSON.encode(data).encode("utf-8")
+    """Compact UTF-8 JSON. ``ValueError`` (NaN, lone surrogates, too deep) or ``TypeError`` (sets, objects)
+    for what JSON cannot say: callers turn those into their own errors (``encode_request_json``)."""
+    try:
+        return _JSON.encode(data).encode("utf-8")
+    except RecursionError:
+        raise ValueError("nested too deeply to encode") from None
+
+
+def encode_request_json(descriptor: Descriptor, data: Any) -> bytes:
+    """``encode_json`` for a request body: what cannot be encoded is a ``ValidationError``, nothing is sent.
+
+    Validation refuses such values first; this is the last line, for what validation cannot see.
+    """
+    try:
+        return encode_json(data)
+    except (ValueError, TypeError) as exc:
+        reason = "a lone surrogate is not UTF-8" if isinstance(exc, UnicodeError) else str(exc)
+        raise ValidationError(descriptor.id, [f"cannot be encoded as JSON ({reason}) @ $"]) from None
 
 
 @attrs.frozen
@@ -120,14 +149,14 @@ def encode_body(descriptor: Descriptor, body: Any) -> EncodedBody:
         return EncodedBody()
     if descriptor.body_kind == "multipart":
         return _encode_upload(descriptor, body)
-    return EncodedBody(encode_json(body), None, "application/json")
+    return EncodedBody(encode_request_json(descriptor, body), None, "application/json")
 
 
 def _encode_upload(descriptor: Descriptor, body: Mapping[str, Any]) -> EncodedBody:
     meta = body.get("meta") or {}
     fields = descriptor.request.body
     files = [
-        (name, _filename(meta, body[name]), multipart.file_bytes(body[name]) or b"")
+        (name, _filename(meta, body[name]), _file_content(descriptor, name, body[name]))
         for name, field in fields.items()
         if field.type == "file" and name in body
     ]
@@ -136,8 +165,16 @@ def _encode_upload(descriptor: Descriptor, body: Mapping[str, Any]) -> EncodedBo
         for name, field in fields.items()
         if field.type not in ("file", "object") and name in body
     ]
-    upload = multipart.encode(encode_json(meta), files, plain)
+    upload = multipart.encode(encode_request_json(descriptor, meta), files, plain)
     return EncodedBody(upload.body, upload.meta, upload.content_type)
+
+
+def _file_content(descriptor: Descriptor, name: str, source: Any) -> bytes:
+    """The file's bytes; a path that cannot be read now (validation saw it readable) sends nothing."""
+    content = multipart.file_bytes(source)
+    if content is None:
+        raise ValidationError(descriptor.id, [f"cannot read the file (it could not be read to be sent) @ $.{name}"])
+    return content
 
 
 def _filename(meta: Mapping[str, Any], source: Any) -> str:

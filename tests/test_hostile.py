@@ -6,21 +6,28 @@ descriptor loading, the sandbox's bounded record).
 
 from __future__ import annotations
 
+import math
 import os
 import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from conftest import COMBINE_PAPAY, REAL_NAME
 
 from engine import (
+    ApiError,
     Descriptor,
     DescriptorError,
     Engine,
     Field,
     RequestSpec,
+    UsageError,
+    ValidationError,
 )
+from engine.descriptor import adhoc_descriptor
 from engine.registry import Registry
+from engine.serialize import encode_body, encode_json
 
 COMBINE = "combine_papay.mini_program"
 REAL_NAME_ID = "individual_contracts.real_name.mini_program"
@@ -48,6 +55,166 @@ def _refused(engine: Engine, kind: type, ref: str, payload: Any = None, **option
         engine.call(ref, payload, **options)
     _nothing_sent(engine)
     return caught.value
+
+
+# == 1. payload hygiene =============================================================================
+
+SURROGATE = "\ud800"
+LONE_SURROGATE = "contains a lone surrogate, which UTF-8 cannot encode"
+
+
+@pytest.mark.parametrize(
+    ("ref", "payload", "path"),
+    [
+        (COMBINE, {**COMBINE_PAPAY, "contract_display_account": "a" + SURROGATE}, "$.contract_display_account"),
+        (REAL_NAME_ID, {**REAL_NAME, "real_name": SURROGATE}, "$.real_name"),  # encrypted: sized before encryption
+        ("t.numbers.post", {"detail": {"name": "\udfff"}}, "$.detail.name"),
+    ],
+)
+def test_lone_surrogates_are_refused_with_their_path(engine: Engine, ref: str, payload: dict, path: str) -> None:
+    engine.register(NUMBERS)
+    error = _refused(engine, ValidationError, ref, payload)
+    assert error.errors == (f"{LONE_SURROGATE} @ {path}",)
+
+
+def test_surrogates_in_path_and_query_values_are_refused(engine: Engine) -> None:
+    error = _refused(engine, ValidationError, ORDER, {"out_trade_no": SURROGATE, "mchid": "1" + SURROGATE})
+    assert error.errors == (f"{LONE_SURROGATE} @ $.out_trade_no", f"{LONE_SURROGATE} @ $.mchid")
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_refused_with_their_path(engine: Engine, value: float) -> None:
+    engine.register(NUMBERS)
+    error = _refused(engine, ValidationError, "t.numbers.post", {"rate": value, "rates": [1.5, value]})
+    assert error.errors == ("must be a finite number @ $.rate", "must be a finite number @ $.rates[1]")
+    error = _refused(engine, ValidationError, "t.numbers.post", {"detail": {"rate": value}})
+    assert error.errors == ("must be a finite number @ $.detail.rate",)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, {"a": [math.nan]}, {1, 2}, "\ud800", {"k": object()}])
+def test_json_encoding_refuses_what_is_not_json(value: Any) -> None:
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        encode_json(math.nan)  # allow_nan=False
+    with pytest.raises(ValidationError, match=r"cannot be encoded as JSON \(.*\) @ \$"):
+        encode_body(adhoc_descriptor("POST", "/v3/x"), {"x": value})
+
+
+def test_finite_numbers_still_pass(engine: Engine) -> None:
+    engine.register(NUMBERS)
+    assert engine.call("t.numbers.post", {"rate": 1.5, "rates": [0, -2.25], "detail": {"rate": 1e300}}).status == 204
+    assert engine.emulator.last.request.body == b'{"rate":1.5,"rates":[0,-2.25],"detail":{"rate":1e+300}}'
+
+
+UPLOAD = Descriptor(
+    id="t.upload.post",
+    method="POST",
+    path="/v3/t/upload",
+    body="multipart",
+    request=RequestSpec(
+        body={
+            "file": Field(type="file", required=True),
+            "meta": Field(type="object", required=True, fields={"filename": Field(required=True)}),
+        }
+    ),
+)
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_upload_from_a_path_that_is_not_a_readable_file_is_refused(engine: Engine, tmp_path: Path, kind: str) -> None:
+    engine.register(UPLOAD)
+    source = tmp_path / "logo.png"
+    if kind == "directory":
+        source.mkdir()
+    error = _refused(engine, ValidationError, "t.upload.post", {"file": source})
+    assert len(error.errors) == 1 and error.errors[0].endswith("@ $.file")
+    assert error.errors[0].startswith("cannot read the file")
+
+
+def test_upload_of_a_file_read_fails_late_is_still_refused(engine: Engine, tmp_path: Path, monkeypatch) -> None:
+    """The file vanishing between validation and encoding must not send an empty file."""
+    from engine import multipart
+
+    engine.register(UPLOAD)
+    source = tmp_path / "logo.png"
+    source.write_bytes(b"png")
+    monkeypatch.setattr(multipart, "file_bytes", lambda value: None)
+    error = _refused(engine, ValidationError, "t.upload.post", {"file": source})
+    assert error.errors[0].startswith("cannot read the file") and error.errors[0].endswith("@ $.file")
+
+
+FREE_POST = "POST /v3/some/undescribed"
+FREE_GET = "GET /v3/some/undescribed"
+
+
+@pytest.mark.parametrize(
+    ("ref", "payload", "problem"),
+    [
+        (FREE_POST, [1, 2], "payload must be an object, got array @ $"),
+        (FREE_POST, "abc", "payload must be an object, got string @ $"),
+        (FREE_POST, {1, 2}, "payload must be an object, got set @ $"),
+        (FREE_GET, [("a", 1)], "payload must be an object, got array @ $"),
+        (FREE_GET, "ab", "payload must be an object, got string @ $"),
+        (FREE_POST, {"a": {1, 2}}, "not a JSON value (set) @ $.a"),
+        (FREE_POST, {"a": [b"x"]}, "not a JSON value (bytes) @ $.a[0]"),
+        (FREE_POST, {1: "x"}, "object keys must be strings, got integer 1 @ $"),
+        (FREE_POST, {"a": {None: 1}}, "object keys must be strings, got null None @ $.a"),
+        (FREE_POST, {"a": math.nan}, "must be a finite number @ $.a"),
+        (FREE_POST, {"a": ["x" + SURROGATE]}, f"{LONE_SURROGATE} @ $.a[0]"),
+        (FREE_GET, {"a": {"b": 1}}, "a query value must be text, a number, a boolean or an array of them @ $.a"),
+        (FREE_GET, {"a": None}, "must not be null @ $.a"),
+        (FREE_GET, {"a": [[1]]}, "a query value must be text, a number, a boolean or an array of them @ $.a[0]"),
+    ],
+)
+def test_free_form_payloads_are_json_objects(engine: Engine, ref: str, payload: Any, problem: str) -> None:
+    error = _refused(engine, ValidationError, ref, payload)
+    assert error.errors == (problem,)
+
+
+def test_free_form_payloads_are_bounded_in_depth(engine: Engine) -> None:
+    deep: Any = "leaf"
+    for _ in range(5000):
+        deep = [deep]
+    error = _refused(engine, ValidationError, FREE_POST, {"a": deep})
+    assert error.errors == ("nested deeper than 64 levels @ $.a" + "[0]" * 63,)
+    looped: dict = {}
+    looped["self"] = looped
+    assert _refused(engine, ValidationError, FREE_POST, looped).errors[0].startswith("nested deeper than 64 levels")
+
+
+def test_free_form_payloads_that_are_json_still_go_out(engine: Engine) -> None:
+    with pytest.raises(ApiError):  # the sandbox knows no such API, but it did receive it, signed
+        engine.call(FREE_POST, {"a": [1, 2.5, True, None, {"b": "普通"}]})
+    assert engine.emulator.last.request.body == '{"a":[1,2.5,true,null,{"b":"普通"}]}'.encode()
+    with pytest.raises(ApiError):
+        engine.call(FREE_GET, {"a": [1, 2], "b": True})
+    assert engine.emulator.last.request.target == "/v3/some/undescribed?a=1%2C2&b=true"
+
+
+@pytest.mark.parametrize(
+    ("headers", "problem"),
+    [
+        ({"Idempotency-Key": 1}, "the 'Idempotency-Key' header value must be a string, got int"),
+        ({"Idempotency-Key": b"x"}, "the 'Idempotency-Key' header value must be a string, got bytes"),
+        ({"Idempotency-Key": None}, "the 'Idempotency-Key' header value must be a string, got NoneType"),
+        ({1: "x"}, "header names must be strings, got int"),
+        ({"Bad Name": "x"}, "the header name 'Bad Name' is not an HTTP token"),
+        ({"X:Y": "x"}, "the header name 'X:Y' is not an HTTP token"),
+        ({"": "x"}, "the header name '' is not an HTTP token"),
+        ({"Idempotency-Key": "a\x00b"}, "the 'Idempotency-Key' header contains a control character"),
+        ({"Idempotency-Key": SURROGATE}, "the 'Idempotency-Key' header contains a lone surrogate"),
+        ("X-A: 1", "headers must be a mapping of name to value, got str"),
+        ([("X-A", "1")], "headers must be a mapping of name to value, got list"),
+    ],
+)
+def test_header_names_and_values_are_checked(engine: Engine, headers: Any, problem: str) -> None:
+    error = _refused(engine, UsageError, COMBINE, COMBINE_PAPAY, headers=headers)
+    assert str(error).startswith(problem)
+
+
+def test_endpoint_reference_must_be_text(engine: Engine) -> None:
+    with pytest.raises(UsageError, match="an endpoint reference is a string"):
+        engine.call(42)  # type: ignore[arg-type]
+    _nothing_sent(engine)
 
 
 # == 3. bounded descriptor loading ===========================================================================
