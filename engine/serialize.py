@@ -17,19 +17,23 @@ Design decisions:
 * JSON is encoded with ``allow_nan=False``: ``NaN`` is not JSON, and a peer would read it as an error
   or as garbage. A request body that still cannot be encoded is a ``ValidationError``, never a raw
   ``ValueError`` (``encode_request_json``).
+* A raw ``"METHOD /path"`` target is percent-encoded by ``raw_target`` (the rules are in
+  ``engine.registry``'s docstring); ``query_values`` reads a target's query back, keeping every
+  value of a repeated key.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Optional
+import re
+from typing import Any, Mapping, Optional, Union
 from urllib.parse import quote, unquote
 
 import attrs
 
 from engine import multipart
 from engine.descriptor import Descriptor, Field
-from engine.errors import ValidationError
+from engine.errors import UsageError, ValidationError
 from engine.validation import free_form_problems
 
 
@@ -73,11 +77,50 @@ def build_target(template: str, path_params: Mapping[str, Any], query: Mapping[s
     return path + joiner + "&".join(f"{quote(k, safe='')}={quote(_text(v), safe='')}" for k, v in query.items())
 
 
-def query_values(target: str) -> dict[str, str]:
-    """The raw query of a request target as decoded text values: the inverse of ``build_target``."""
+def query_values(target: str) -> dict[str, Union[str, list[str]]]:
+    """The raw query of a request target as decoded text values: the inverse of ``build_target``.
+
+    A key that appears more than once maps to the list of its values, in order (never the last one).
+    """
     _, _, query = target.partition("?")
-    pairs = (item.partition("=") for item in query.split("&") if item)
-    return {unquote(name): unquote(value) for name, _, value in pairs}
+    values: dict[str, Union[str, list[str]]] = {}
+    for item in query.split("&"):
+        if item:
+            name, _, value = item.partition("=")
+            _add(values, unquote(name), unquote(value))
+    return values
+
+
+def _add(values: dict[str, Union[str, list[str]]], name: str, value: str) -> None:
+    known = values.get(name)
+    if known is None:
+        values[name] = value
+    elif isinstance(known, list):
+        known.append(value)
+    else:
+        values[name] = [known, value]
+
+
+# Control characters (C0, DEL, C1) and lone surrogates: refused in a raw target, whatever their place.
+_FORBIDDEN_IN_TARGET = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_STRAY_PERCENT = re.compile("%(?![0-9A-Fa-f]{2})")
+_TARGET_SAFE = "/?:@!$&'()*+,;=%"  # with letters, digits and -._~: RFC 3986's path and query characters
+
+
+def raw_target(target: str) -> str:
+    """A caller's raw request target as a valid one: the form that is signed and sent.
+
+    ``UsageError`` for control characters and lone surrogates; everything else outside RFC 3986's
+    path and query characters is percent-encoded (UTF-8), keeping existing ``%XX`` escapes.
+    """
+    bad = _FORBIDDEN_IN_TARGET.search(target)
+    if bad is not None:
+        what = "a lone surrogate" if "\ud800" <= bad.group() <= "\udfff" else "a control character"
+        raise UsageError(
+            f"the request target contains {what} (U+{ord(bad.group()):04X}) at position {bad.start()}: "
+            "percent-encode it if it is data; it is never sent as it is"
+        )
+    return quote(_STRAY_PERCENT.sub("%25", target), safe=_TARGET_SAFE)
 
 
 def _text(value: Any) -> str:
@@ -88,8 +131,16 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def from_text(field: Optional[Field], text: str) -> Any:
-    """The inverse of the query/path encoding: ``"10"`` -> 10 for an integer field, and so on."""
+def from_text(field: Optional[Field], text: Union[str, list[str]]) -> Any:
+    """The inverse of the query/path encoding: ``"10"`` -> 10 for an integer field, and so on.
+
+    A list (a repeated query key) stays a list: an array field gets every item of every value, any
+    other field a list of converted values, which validation then refuses with the field's path.
+    """
+    if isinstance(text, list):
+        if field is not None and field.type == "array":
+            return [item for part in text for item in from_text(field, part)]
+        return [from_text(field, part) for part in text]
     if field is None:
         return text
     if field.type == "array":

@@ -27,7 +27,7 @@ from engine import (
 )
 from engine.descriptor import adhoc_descriptor
 from engine.registry import Registry
-from engine.serialize import encode_body, encode_json
+from engine.serialize import encode_body, encode_json, query_values
 
 COMBINE = "combine_papay.mini_program"
 REAL_NAME_ID = "individual_contracts.real_name.mini_program"
@@ -215,6 +215,85 @@ def test_endpoint_reference_must_be_text(engine: Engine) -> None:
     with pytest.raises(UsageError, match="an endpoint reference is a string"):
         engine.call(42)  # type: ignore[arg-type]
     _nothing_sent(engine)
+
+
+# == 2. raw targets ===================================================================================
+
+
+@pytest.mark.parametrize(
+    ("target", "sent"),
+    [
+        ("/v3/x y", "/v3/x%20y"),
+        ("/v3/x?a=b c", "/v3/x?a=b%20c"),
+        ("/v3/普通", "/v3/%E6%99%AE%E9%80%9A"),
+        ("/v3/x#frag", "/v3/x%23frag"),
+        ("/v3/100%", "/v3/100%25"),
+        ("/v3/%41%zz", "/v3/%41%25zz"),
+        ('/v3/"<>\\^`{|}[]', "/v3/%22%3C%3E%5C%5E%60%7B%7C%7D%5B%5D"),
+        ("/v3/a-b_c.d~e!$&'()*+,;=:@/f?g=h&i", "/v3/a-b_c.d~e!$&'()*+,;=:@/f?g=h&i"),
+    ],
+)
+def test_raw_targets_are_percent_encoded_and_the_encoded_form_is_signed(engine: Engine, target: str, sent: str) -> None:
+    with pytest.raises(ApiError) as caught:  # the sandbox knows no such API: it checked the signature first
+        engine.call(f"GET {target}")
+    assert caught.value.code == "RESOURCE_NOT_EXISTS" and caught.value.verified
+    assert engine.emulator.last.request.target == sent
+
+
+@pytest.mark.parametrize("char", ["\t", "\r", "\n", "\x00", "\x1b", "\x7f", "\x85", SURROGATE])
+def test_raw_targets_with_control_characters_are_refused(engine: Engine, char: str) -> None:
+    with pytest.raises(UsageError, match="the request target contains"):
+        engine.call(f"GET /v3/x{char}Host: evil")
+    with pytest.raises(UsageError, match="the request target contains"):
+        engine.v3.pay.transactions[f"a{char}b"].get()
+    _nothing_sent(engine)
+
+
+def test_raw_target_values_reach_a_descriptor_decoded(engine: Engine, identity) -> None:
+    answer = engine.call(f"GET /v3/pay/transactions/out-trade-no/a b?mchid={identity.mchid}")
+    assert answer.endpoint_id == ORDER
+    assert engine.emulator.last.request.target == f"/v3/pay/transactions/out-trade-no/a%20b?mchid={identity.mchid}"
+    assert engine.emulator.last.payload["out_trade_no"] == "a b"
+
+
+def test_repeated_query_keys_are_kept_in_order(engine: Engine) -> None:
+    with pytest.raises(ApiError):
+        engine.call("GET /v3/x?a=1&b=0&a=2")
+    assert engine.emulator.last.request.target == "/v3/x?a=1&b=0&a=2"
+    assert query_values("/v3/x?a=1&b=0&a=2&a=3") == {"a": ["1", "2", "3"], "b": "0"}
+
+
+def test_repeated_query_keys_are_not_collapsed_for_a_descriptor(engine: Engine) -> None:
+    error = _refused(engine, ValidationError, "GET /v3/pay/transactions/out-trade-no/x?mchid=1&mchid=2")
+    assert error.errors == ("expected string, got array @ $.mchid",)
+
+
+def test_repeated_query_keys_fill_an_array_field_in_order(engine: Engine) -> None:
+    engine.register(
+        Descriptor(
+            id="t.arr.get",
+            method="GET",
+            path="/v3/t/arr",
+            request=RequestSpec(query={"ids": Field(type="array", items=Field(type="integer"))}),
+        )
+    )
+    engine.call("GET /v3/t/arr?ids=3&ids=1,2")
+    assert engine.emulator.last.payload == {"ids": [3, 1, 2]}
+
+
+@pytest.mark.parametrize("value", ["abc_def", "a__b", "abc_", "_abc", "abc"])
+def test_attribute_chains_keep_underscores_in_path_values(engine: Engine, identity, value: str) -> None:
+    chain = getattr(engine.v3.pay.transactions.out_trade_no, value)
+    answer = chain.get(query={"mchid": identity.mchid})
+    assert answer.endpoint_id == ORDER
+    assert engine.emulator.last.request.target == f"/v3/pay/transactions/out-trade-no/{value}?mchid={identity.mchid}"
+    assert engine.emulator.last.payload["out_trade_no"] == value
+
+
+def test_attribute_chains_keep_underscores_before_a_trailing_segment(engine: Engine, identity) -> None:
+    engine.v3.pay.transactions.out_trade_no.abc_def.close.post(json={"mchid": identity.mchid})
+    assert engine.emulator.last.request.target == "/v3/pay/transactions/out-trade-no/abc_def/close"
+    assert engine.emulator.last.endpoint_id == "v3.pay.transactions.out_trade_no._out_trade_no_.close.post"
 
 
 # == 3. bounded descriptor loading ===========================================================================
