@@ -17,6 +17,7 @@ from conftest import COMBINE_PAPAY, REAL_NAME
 
 from engine import (
     ApiError,
+    ConfigurationError,
     Descriptor,
     DescriptorError,
     Engine,
@@ -27,6 +28,7 @@ from engine import (
 )
 from engine.descriptor import adhoc_descriptor
 from engine.registry import Registry
+from engine.sandbox import Sandbox
 from engine.serialize import encode_body, encode_json, query_values
 
 COMBINE = "combine_papay.mini_program"
@@ -487,3 +489,33 @@ def test_unreadable_aliases_file_names_itself(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(DescriptorError) as caught:
         Registry([tmp_path]).get("some.alias")
     assert caught.value.source == str(entry)
+
+
+# == 4. the sandbox's record is bounded =====================================================================
+
+
+def test_the_sandbox_keeps_a_bounded_record(identity, make_engine) -> None:
+    engine = make_engine()
+    assert engine.emulator.record_limit == 1000
+    engine.emulator.record_limit = 3
+    for n in range(10):
+        engine.call(COMBINE, {**COMBINE_PAPAY, "out_contract_code": f"c{n}"})
+    assert len(engine.emulator.exchanges) == 3
+    assert [e.payload["out_contract_code"] for e in engine.emulator.exchanges] == ["c7", "c8", "c9"]
+    assert engine.emulator.last.payload["out_contract_code"] == "c9"
+    small = Sandbox(identity, record_limit=2)
+    assert small.exchanges == [] and small.exchanges.maxlen == 2
+    with pytest.raises(ConfigurationError, match="record_limit must be a whole number >= 1"):
+        Sandbox(identity, record_limit=0)
+    engine.emulator.record_limit = 5
+    assert len(engine.emulator.exchanges) == 3 and engine.emulator.deliveries.maxlen == 5
+
+
+def test_bills_waiting_to_be_fetched_are_bounded() -> None:
+    from engine.sandbox.bills import BillDesk
+
+    desk = BillDesk("1900000109", pending_limit=2)
+    urls = [desk.request("sandbox://x", {"bill_date": "2026-12-01"})["download_url"] for _ in range(3)]
+    targets = [url.removeprefix("sandbox://x") for url in urls]
+    assert desk.file(targets[0]) is None  # the oldest was forgotten when the third was prepared
+    assert desk.file(targets[1]) is not None and desk.file(targets[2]) is not None
