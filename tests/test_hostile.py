@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import textwrap
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -519,3 +520,93 @@ def test_bills_waiting_to_be_fetched_are_bounded() -> None:
     targets = [url.removeprefix("sandbox://x") for url in urls]
     assert desk.file(targets[0]) is None  # the oldest was forgotten when the third was prepared
     assert desk.file(targets[1]) is not None and desk.file(targets[2]) is not None
+
+
+# == found while probing further ===========================================================================
+
+SHA_UPLOAD = Descriptor(
+    id="t.sha.upload.post",
+    method="POST",
+    path="/v3/t/sha/upload",
+    body="multipart",
+    request=RequestSpec(
+        body={
+            "file": Field(type="file", required=True),
+            "meta": Field(type="object", required=True, fields={"filename": Field(), "sha256": Field()}),
+        }
+    ),
+)
+
+
+def test_upload_path_with_a_nul_is_refused(engine: Engine) -> None:
+    engine.register(SHA_UPLOAD)
+    error = _refused(engine, ValidationError, "t.sha.upload.post", {"file": Path("a\x00b.png")})
+    assert error.errors == ("cannot read the file (not a valid path) @ $.file",)
+
+
+def test_upload_from_a_fifo_neither_blocks_nor_sends(engine: Engine, tmp_path: Path) -> None:
+    import threading
+
+    engine.register(SHA_UPLOAD)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            engine.call("t.sha.upload.post", {"file": fifo})
+        except BaseException as exc:  # the outcome is what is asserted
+            outcome.append(exc)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # blocked reading the FIFO: give it a writer so the test can end
+        with open(fifo, "wb"):
+            pass
+        worker.join(10)
+        pytest.fail("reading an upload from a FIFO blocked the call")
+    assert [type(e) for e in outcome] == [ValidationError]
+    assert outcome[0].errors == ("cannot read the file (not a regular file) @ $.file",)
+    _nothing_sent(engine)
+
+
+def test_sandbox_answers_a_signed_but_absurdly_deep_body_with_400(engine: Engine) -> None:
+    from engine.hookspecs import SigningContext
+    from engine.wire import Headers, Request
+
+    path = "/v3/ecommerce/combine-papay/contracts/pre-entrust-sign/mini-program"
+    headers = Headers({"Accept": "application/json", "User-Agent": "t", "Content-Type": "application/json"})
+    request = Request("POST", "sandbox://x", path, headers, b"[" * 100_000 + b"]" * 100_000)
+    signing = SigningContext(engine.credentials, int(time.time()), "n" * 32)
+    authorization = engine.plugin_manager.hook.wxpay_sign_request(request=request, signing=signing)
+    signed = Request("POST", "sandbox://x", path, headers.merged({"Authorization": authorization}), request.body)
+    answer = engine.emulator.handle(signed)
+    assert answer.status == 400 and b"PARAM_ERROR" in answer.body
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/sandbox/faults", {"kind": "error", "status": "many"}),
+        ("/sandbox/faults", {"kind": "error", "status": 42}),
+        ("/sandbox/faults", {"kind": "latency", "seconds": "NaN"}),
+        ("/sandbox/faults", {"kind": "latency", "seconds": 1e9}),
+        ("/sandbox/faults", {"kind": "drop", "times": [1]}),
+        ("/sandbox/faults", "[" * 100_000 + "]" * 100_000),
+        ("/sandbox/notify", {"out_trade_no": "x", "url": "http://127.0.0.1:9/", "total": "lots"}),
+    ],
+)
+def test_control_api_answers_malformed_requests_with_400(identity, route: str, body: Any) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from engine.sandbox.server import ServerThread
+
+    data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    with ServerThread(Sandbox(identity)) as server:
+        request = urllib.request.Request(server.base_url + route, data=data, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code == 400

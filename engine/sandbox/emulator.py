@@ -285,7 +285,7 @@ class Sandbox:
         elif request.body and descriptor.body_kind == "json":
             try:
                 body = json.loads(request.body)
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: [[[[...
                 raise _RefusalError(400, "PARAM_ERROR", "请求体不是合法的JSON") from None
             if not isinstance(body, dict):
                 raise _RefusalError(400, "PARAM_ERROR", "请求体必须是JSON对象")
@@ -512,7 +512,7 @@ def _upload_payload(descriptor: Descriptor, request: Request) -> dict[str, Any]:
     try:
         parts = multipart.decode(request.headers.get("Content-Type", ""), request.body)
         meta = json.loads(parts.pop("meta")[1])
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, RecursionError):
         raise _RefusalError(400, "PARAM_ERROR", "上传请求须为multipart/form-data，含meta部分") from None
     payload: dict[str, Any] = {"meta": meta}
     for name, (filename, content) in parts.items():
