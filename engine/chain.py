@@ -64,6 +64,8 @@ class Chain:
         return Chain(self._engine, (*self._segments, (name, True)))
 
     def __getitem__(self, path: str) -> "Chain":
+        if not isinstance(path, str):
+            raise UsageError(f"a chain item is a path string such as 'v3/pay/transactions', got {type(path).__name__}")
         return Chain(self._engine, (*self._segments, *((s, False) for s in path.split("/") if s)))
 
     def __repr__(self) -> str:

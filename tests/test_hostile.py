@@ -610,3 +610,10 @@ def test_control_api_answers_malformed_requests_with_400(identity, route: str, b
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(request, timeout=10)
     assert caught.value.code == 400
+
+
+def test_chain_items_must_be_text(engine: Engine) -> None:
+    with pytest.raises(UsageError, match="a chain item is a path string"):
+        engine.v3.pay[42]  # type: ignore[index]
+    with pytest.raises(UsageError, match="a chain item is a path string"):
+        engine.chain(b"v3/pay")  # type: ignore[arg-type]
