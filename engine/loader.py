@@ -194,7 +194,8 @@ def _describe(exc: ClassValidationError) -> list[str]:
 
 def _format_one(error: BaseException, type_: Any) -> str:
     if isinstance(error, ForbiddenExtraKeysError):
-        return f"unknown key(s) {', '.join(sorted(error.extra_fields))}"
+        names = sorted(key if isinstance(key, str) else repr(key) for key in error.extra_fields)  # YAML keys: any type
+        return f"unknown key(s) {', '.join(names)}"
     if isinstance(error, KeyError):
         return "required key missing"
     if get_origin(type_) is Literal:

@@ -617,3 +617,11 @@ def test_chain_items_must_be_text(engine: Engine) -> None:
         engine.v3.pay[42]  # type: ignore[index]
     with pytest.raises(UsageError, match="a chain item is a path string"):
         engine.chain(b"v3/pay")  # type: ignore[arg-type]
+
+
+def test_a_descriptor_key_that_is_not_a_string_is_named(tmp_path: Path) -> None:
+    """Found by tests/test_properties.py: YAML's '? ' made a null key, and naming it raised TypeError."""
+    _write(tmp_path, "v3.x.post.yaml", "? \nmethod: POST\npath: /v3/x\n1: 2\n")
+    with pytest.raises(DescriptorError) as caught:
+        Registry([tmp_path]).get("v3.x.post")
+    assert caught.value.problems == ("unknown key(s) 1, None @ $",)
