@@ -20,6 +20,8 @@ Design decisions:
 * A payload with no descriptor (``free_form``) is checked only for being JSON
   (``free_form_problems``): an object with string keys, JSON values, at most ``MAX_JSON_DEPTH``
   levels deep (which also catches a payload that contains itself).
+* Query arrays travel comma-separated (``ids=1,2``), so a string item in one must be non-empty and
+  hold no ``,``: otherwise WeChat Pay (and the sandbox) would read other items than were sent.
 * Paths in messages show a key as ``.name`` when it is printable and as ``[repr]`` otherwise, so a
   hostile key cannot put a line break or a surrogate into an error message (or a log).
 """
@@ -74,7 +76,8 @@ def compile_validator(descriptor: Descriptor) -> PayloadValidator:
     # A path parameter is required whatever the descriptor says: an omitted one would leave
     # "{name}" in the path, and no endpoint can be reached that way.
     fields.update({name: attrs.evolve(f, required=True) for name, f in descriptor.request.path.items()})
-    check_object = _object_checker(fields, extra=_path_parameter_checks(descriptor.request.path))
+    extra = {**_query_array_checks(descriptor.request.query), **_path_parameter_checks(descriptor.request.path)}
+    check_object = _object_checker(fields, extra=extra)
 
     def validate(payload: Any) -> list[str]:
         errors: list[str] = []
@@ -92,6 +95,17 @@ def _path_parameter_checks(path_fields: Mapping[str, Field]) -> dict[str, Checke
             errors.append(f"path parameter must not be empty, '.' or '..' @ {path}")
 
     return {name: check for name in path_fields}
+
+
+def _query_array_checks(query_fields: Mapping[str, Field]) -> dict[str, Checker]:
+    """Query arrays travel comma-separated: an item with a ',' (or an empty one) would not come back as sent."""
+
+    def check(value: Any, path: str, errors: list[str]) -> None:
+        for index, item in enumerate(value):
+            if isinstance(item, str) and ("," in item or not item):
+                errors.append(f"a query array item must be non-empty and hold no ',' @ {path}[{index}]")
+
+    return {name: check for name, field in query_fields.items() if field.type == "array"}
 
 
 def _object_checker(fields: Mapping[str, Field], extra: Mapping[str, Checker] | None = None) -> Checker:

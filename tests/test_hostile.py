@@ -625,3 +625,26 @@ def test_a_descriptor_key_that_is_not_a_string_is_named(tmp_path: Path) -> None:
     with pytest.raises(DescriptorError) as caught:
         Registry([tmp_path]).get("v3.x.post")
     assert caught.value.problems == ("unknown key(s) 1, None @ $",)
+
+
+TAGS = Descriptor(
+    id="t.tags.get",
+    method="GET",
+    path="/v3/t/tags",
+    request=RequestSpec(query={"tags": Field(type="array", items=Field(), max_items=2)}),
+)
+
+
+@pytest.mark.parametrize("tags", [["a,b"], [""], ["x", "a,b,c"]])
+def test_query_array_items_that_commas_would_split_are_refused(engine: Engine, tags: list) -> None:
+    """Arrays travel comma-separated: ["a,b"] would reach WeChat Pay as two items."""
+    engine.register(TAGS)
+    error = _refused(engine, ValidationError, "t.tags.get", {"tags": tags})
+    bad = next(i for i, tag in enumerate(tags) if "," in tag or not tag)
+    assert error.errors == (f"a query array item must be non-empty and hold no ',' @ $.tags[{bad}]",)
+
+
+def test_query_array_items_that_travel_intact_pass(engine: Engine) -> None:
+    engine.register(TAGS)
+    engine.call("t.tags.get", {"tags": ["a b", "普通"]})
+    assert engine.emulator.last.payload == {"tags": ["a b", "普通"]}
