@@ -45,7 +45,7 @@ import engine.endpoints as endpoints_package
 from engine.descriptor import Descriptor, adhoc_descriptor
 from engine.errors import DescriptorError, UnknownEndpointError, UsageError
 from engine.loader import load_descriptor_file, parse_yaml, read_source, semantic_problems
-from engine.serialize import raw_target
+from engine.serialize import grouped, raw_target
 
 ALIASES_FILE = "aliases.yaml"
 HOST_FAMILIES = ("hk",)  # hosts other than the main API host that descriptors may name (host: hk)
@@ -80,16 +80,7 @@ def split_method_path(ref: str) -> Optional[tuple[str, str]]:
 
 def query_parameters(target: str) -> dict[str, Union[str, list[str]]]:
     """A raw target's query as decoded text; a key given more than once keeps every value, in order."""
-    values: dict[str, Union[str, list[str]]] = {}
-    for name, value in parse_qsl(target.partition("?")[2], keep_blank_values=True):
-        known = values.get(name)
-        if known is None:
-            values[name] = value
-        elif isinstance(known, list):
-            known.append(value)
-        else:
-            values[name] = [known, value]
-    return values
+    return grouped(parse_qsl(target.partition("?")[2], keep_blank_values=True))
 
 
 class Registry:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping, Optional, Union
 from urllib.parse import quote, unquote
 
 import attrs
@@ -83,22 +83,22 @@ def query_values(target: str) -> dict[str, Union[str, list[str]]]:
     A key that appears more than once maps to the list of its values, in order (never the last one).
     """
     _, _, query = target.partition("?")
+    pairs = (item.partition("=") for item in query.split("&") if item)
+    return grouped((unquote(name), unquote(value)) for name, _, value in pairs)
+
+
+def grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, Union[str, list[str]]]:
+    """Query pairs by name: one value as text, a repeated name as the list of its values in order."""
     values: dict[str, Union[str, list[str]]] = {}
-    for item in query.split("&"):
-        if item:
-            name, _, value = item.partition("=")
-            _add(values, unquote(name), unquote(value))
+    for name, value in pairs:
+        known = values.get(name)
+        if known is None:
+            values[name] = value
+        elif isinstance(known, list):
+            known.append(value)
+        else:
+            values[name] = [known, value]
     return values
-
-
-def _add(values: dict[str, Union[str, list[str]]], name: str, value: str) -> None:
-    known = values.get(name)
-    if known is None:
-        values[name] = value
-    elif isinstance(known, list):
-        known.append(value)
-    else:
-        values[name] = [known, value]
 
 
 # Control characters (C0, DEL, C1) and lone surrogates: refused in a raw target, whatever their place.
