@@ -15,9 +15,14 @@ Design decisions:
 * Resolution goes through the canonical id first: attribute names and path segments are folded
   exactly as the id rule folds them (``combine_papay`` and ``combine-papay`` both give
   ``combine_papay``), so ``engine.v3.mch_operate...`` finds ``/v3/mch_operate/...`` and
-  ``...combine_papay...`` finds ``/v3/ecommerce/combine-papay/...`` without guessing. A name with no
-  descriptor falls back to a literal path (attribute ``_`` becoming ``-``), signed, sent and
-  verified, not validated.
+  ``...combine_papay...`` finds ``/v3/ecommerce/combine-papay/...`` without guessing.
+* A concrete value written in a template parameter's place (``...out_trade_no.abc_def.get()`` or
+  ``...out_trade_no["abc_def"]``) is a *value*: it is sent exactly as written, percent-encoded,
+  never folded. When the folded segments fit a descriptor's template, the literal path is that
+  template with the values put in; ``_`` becomes ``-`` only in segment *names* the descriptor
+  does not spell. A name with no descriptor at all falls back to a literal path (an attribute's
+  ``_`` becoming ``-``, since nothing says which attributes are values: write a value with ``[...]``
+  or a keyword), signed, sent and verified, not validated.
 * Template segments (``_transaction_id_`` as an attribute, ``{transaction_id}`` in a string) take
   their values from keyword arguments; a missing one is a ``UsageError`` before anything is sent.
 * ``json``, ``query`` and path keywords merge into the one flat payload the descriptor distributes.
@@ -59,6 +64,8 @@ class Chain:
         return Chain(self._engine, (*self._segments, (name, True)))
 
     def __getitem__(self, path: str) -> "Chain":
+        if not isinstance(path, str):
+            raise UsageError(f"a chain item is a path string such as 'v3/pay/transactions', got {type(path).__name__}")
         return Chain(self._engine, (*self._segments, *((s, False) for s in path.split("/") if s)))
 
     def __repr__(self) -> str:
@@ -67,9 +74,14 @@ class Chain:
     def reference(self, method: str, path_values: Mapping[str, Any]) -> tuple[str, bool]:
         """The reference ``Engine.call`` understands, and whether path values belong in the payload."""
         canonical = endpoint_id(method, "/" + "/".join(_template(text, False) for text, _ in self._segments))
-        if canonical in self._engine.registry:
+        registry = self._engine.registry
+        if canonical in registry:
             return canonical, True
-        literal = "/" + "/".join(_template(text, attribute) for text, attribute in self._segments)
+        described = registry.fitting(method, [_template(text, False) for text, _ in self._segments])
+        if described is not None:
+            literal = _described_path(described.path, self._segments)
+        else:
+            literal = "/" + "/".join(_template(text, attribute) for text, attribute in self._segments)
         return f"{method.upper()} {_fill(literal, path_values)}", False
 
 
@@ -116,6 +128,27 @@ def _template(segment: str, attribute: bool) -> str:
     return segment.replace("_", "-") if attribute else segment
 
 
+def _described_path(template: str, segments: tuple[tuple[str, bool], ...]) -> str:
+    """The descriptor's own spelling of each name, and each value exactly as the chain wrote it."""
+    parts = []
+    for spelled, (text, _) in zip([s for s in template.split("/") if s], segments, strict=True):
+        if not (spelled.startswith("{") and spelled.endswith("}")):
+            parts.append(spelled)
+        elif _PLACEHOLDER.match(text):
+            parts.append(_template(text, False))  # still a placeholder: a keyword gives its value
+        else:
+            parts.append(_encoded(text))
+    return "/" + "/".join(parts)
+
+
+def _encoded(value: str) -> str:
+    """One path segment's value, percent-encoded with no safe characters."""
+    try:
+        return quote(value, safe="")
+    except UnicodeEncodeError:
+        raise UsageError("a path value contains a lone surrogate, which UTF-8 cannot encode") from None
+
+
 def _fill(template: str, values: Mapping[str, Any]) -> str:
     """A literal path for an undescribed chain: placeholders replaced by their encoded values."""
 
@@ -125,7 +158,7 @@ def _fill(template: str, values: Mapping[str, Any]) -> str:
             raise UsageError(f"the path needs a value for {{{name}}}: pass {name}=... to the call")
         if str(values[name]) in ("", ".", ".."):
             raise UsageError(f"path parameter must not be empty, '.' or '..' @ $.{name}")
-        return quote(str(values[name]), safe="")
+        return _encoded(str(values[name]))
 
     return re.sub(r"{([^{}/]+)}", replace, template)
 

@@ -9,13 +9,28 @@ Design decisions:
 * Semantic checks cattrs cannot express (a name in two locations, a path parameter the template does
   not contain, limits on the wrong type) run right after structuring, with the same path style.
 * YAML is parsed with libyaml's C loader when present (several times faster), else the pure one.
+* Loading is bounded, because a descriptor directory is input like any other. A file is read only
+  if it is a regular file of at most ``MAX_DESCRIPTOR_BYTES`` (a directory named ``x.yaml``, a FIFO,
+  a symlink loop or an unreadable file is a ``DescriptorError`` naming it, never a raw ``OSError``
+  or a read that blocks). YAML aliases (``*name``) are refused while the document is constructed:
+  no descriptor needs them, and a "billion laughs" of nested aliases is a few hundred bytes that
+  expand to gigabytes once anything walks them. Nesting is limited twice: the raw YAML to
+  ``MAX_YAML_DEPTH`` levels before cattrs recurses into it, and fields to ``MAX_FIELD_DEPTH``
+  levels, so no walker (validation, encryption, the sandbox) can ever run out of stack.
+* Path templates are checked at load: URL path characters only, balanced braces, parameter names
+  of letters, digits and ``_``, each once. ``type: file`` is allowed only at the top of a multipart
+  body. Examples, enums and limits must be JSON values (no NaN, no dates), since the sandbox echoes
+  them into answers.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping, get_args, get_origin
+from typing import Any, Iterator, Literal, Mapping, Optional, get_args, get_origin
 
 import cattrs
 import yaml
@@ -24,8 +39,24 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 from engine.descriptor import Descriptor, Field
 from engine.errors import DescriptorError
 
+MAX_DESCRIPTOR_BYTES = 1 << 20  # the largest built-in descriptor is about 22 KiB
+MAX_FIELD_DEPTH = 32  # the deepest built-in descriptor nests 12 levels of fields
+MAX_YAML_DEPTH = 2 * MAX_FIELD_DEPTH + 8  # each field level is two YAML mappings (name -> field, fields:)
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TEMPLATE_PARAM = re.compile(r"{([^{}/]+)}")
+_PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PATH_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%{}]*")
+
+
+class _NoAliasLoader(_YamlLoader):  # type: ignore[misc,valid-type]
+    """The safe loader, refusing any node met a second time: that is exactly what an alias is."""
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        if node in self.constructed_objects:
+            raise yaml.constructor.ConstructorError(
+                None, None, "YAML aliases (*name) are not allowed in descriptor files", node.start_mark
+            )
+        return super().construct_object(node, deep)
 
 
 def _strict(*kinds: type) -> Any:
@@ -59,19 +90,77 @@ def _enum_list(value: Any, _: Any) -> tuple[Any, ...]:
 _CONVERTER = _build_converter()
 
 
+def read_source(path: Path) -> bytes:
+    """The bytes of a descriptor (or aliases) file: a regular file of bounded size, else ``DescriptorError``."""
+    try:
+        # O_NONBLOCK: opening a FIFO for reading must not wait for a writer that never comes.
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError) as exc:
+        raise DescriptorError(str(path), [f"cannot be read: {_reason(exc)}"]) from None
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise DescriptorError(str(path), ["cannot be read: not a regular file"])
+        chunks, size = [], 0
+        while size <= MAX_DESCRIPTOR_BYTES and (chunk := os.read(handle, MAX_DESCRIPTOR_BYTES + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise DescriptorError(str(path), [f"cannot be read: {_reason(exc)}"]) from None
+    finally:
+        os.close(handle)
+    if size > MAX_DESCRIPTOR_BYTES:
+        raise DescriptorError(str(path), [f"larger than {MAX_DESCRIPTOR_BYTES} bytes"])
+    return b"".join(chunks)
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
 def parse_yaml(text: str | bytes, source: str) -> Any:
     """Parse YAML text, turning syntax errors into a ``DescriptorError`` naming ``source``."""
+    # Without an anchor (&name) there can be no alias: most files take the plain, faster loader.
+    anchored = "&" in text if isinstance(text, str) else b"&" in text
     try:
-        return yaml.load(text, Loader=_YamlLoader)
+        return yaml.load(text, Loader=_NoAliasLoader if anchored else _YamlLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise DescriptorError(source, [f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    except RecursionError:  # a pathological flow collection ([[[[...): deeper than anything allowed
+        raise DescriptorError(source, [f"the YAML is nested deeper than {MAX_YAML_DEPTH} levels"]) from None
+
+
+def _deeper_than(data: Any, limit: int) -> Optional[str]:
+    """The path of the first container nested more than ``limit`` deep, or None (iterative: no recursion).
+
+    Paths are kept as (parent, key) links and written out only for the answer: this runs on every load.
+    """
+    if not isinstance(data, (dict, list)):
+        return None
+    stack: list[tuple[Any, int, Any]] = [(data, 1, None)]
+    while stack:
+        value, depth, trail = stack.pop()
+        if depth > limit:
+            return _written(trail)
+        indexed = isinstance(value, list)
+        for key, item in enumerate(value) if indexed else value.items():
+            if isinstance(item, (dict, list)):  # only containers are pushed: most nodes are scalars
+                stack.append((item, depth + 1, (trail, key, indexed)))
+    return None
+
+
+def _written(trail: Any) -> str:
+    parts: list[str] = []
+    while trail is not None:
+        trail, key, indexed = trail
+        parts.append(f"[{key}]" if indexed else f".{key}")
+    return "$" + "".join(reversed(parts))
 
 
 def load_descriptor_file(path: Path, endpoint_id: str) -> Descriptor:
     """Read and structure one descriptor file; its id is its file name without ``.yaml``."""
-    raw = parse_yaml(path.read_bytes(), str(path))
+    raw = parse_yaml(read_source(path), str(path))
     return structure_descriptor(raw, endpoint_id, source=str(path))
 
 
@@ -79,6 +168,10 @@ def structure_descriptor(raw: Any, endpoint_id: str, source: str) -> Descriptor:
     """Structure a mapping into a ``Descriptor``, reporting every problem with its key path."""
     if not isinstance(raw, Mapping):
         raise DescriptorError(source, [f"expected a mapping at the top, got {type(raw).__name__} @ $"])
+    too_deep = _deeper_than(raw, MAX_YAML_DEPTH)  # before cattrs recurses into it
+    if too_deep is not None:
+        problem = f"nested deeper than {MAX_YAML_DEPTH} levels (fields nest at most {MAX_FIELD_DEPTH})"
+        raise DescriptorError(source, [f"{problem} @ {too_deep}"])
     data = dict(raw)
     declared = data.pop("id", endpoint_id)
     if declared != endpoint_id:
@@ -101,7 +194,8 @@ def _describe(exc: ClassValidationError) -> list[str]:
 
 def _format_one(error: BaseException, type_: Any) -> str:
     if isinstance(error, ForbiddenExtraKeysError):
-        return f"unknown key(s) {', '.join(sorted(error.extra_fields))}"
+        names = sorted(key if isinstance(key, str) else repr(key) for key in error.extra_fields)  # YAML keys: any type
+        return f"unknown key(s) {', '.join(names)}"
     if isinstance(error, KeyError):
         return "required key missing"
     if get_origin(type_) is Literal:
@@ -116,6 +210,7 @@ def semantic_problems(descriptor: Descriptor) -> Iterator[str]:
     """Checks beyond the shape: consistency between path template, locations and limits."""
     if not descriptor.path.startswith("/"):
         yield "path must start with '/' @ $.path"
+    yield from _template_problems(descriptor.path)
     template_params = set(_TEMPLATE_PARAM.findall(descriptor.path))
     declared = set(descriptor.request.path)
     for name in sorted(template_params - declared):
@@ -124,7 +219,8 @@ def semantic_problems(descriptor: Descriptor) -> Iterator[str]:
         yield f"field is not a parameter of the path template @ $.request.path.{name}"
     yield from _duplicate_names(descriptor)
     for location, fields in (*descriptor.request.locations(), ("header", descriptor.request.header)):
-        yield from _field_problems(fields, f"$.request.{location}")
+        files_allowed = location == "body" and descriptor.body_kind == "multipart"
+        yield from _field_problems(fields, f"$.request.{location}", files_allowed)
     yield from _field_problems(descriptor.response, "$.response")
     yield from _idempotency_problems(descriptor)
 
@@ -143,6 +239,21 @@ def _idempotency_problems(descriptor: Descriptor) -> Iterator[str]:
         yield "a non-GET operation is safe to resend only by a key or a header @ $.idempotency"
 
 
+def _template_problems(path: str) -> Iterator[str]:
+    """A template is URL path characters and ``{name}`` parameters, each name once (names fold to groups)."""
+    if _PATH_CHARACTERS.fullmatch(path) is None:
+        yield "the path may hold only URL path characters and {name} parameters @ $.path"
+    if "{" in _TEMPLATE_PARAM.sub("", path) or "}" in _TEMPLATE_PARAM.sub("", path):
+        yield "unbalanced '{' or '}' in the path @ $.path"
+    seen: set[str] = set()
+    for name in _TEMPLATE_PARAM.findall(path):
+        if _PARAMETER_NAME.fullmatch(name) is None:
+            yield f"path parameter {{{name}}} must be a name of letters, digits and _ @ $.path"
+        elif name.lower() in seen:
+            yield f"path parameter {{{name}}} appears twice @ $.path"
+        seen.add(name.lower())
+
+
 def _duplicate_names(descriptor: Descriptor) -> Iterator[str]:
     seen: dict[str, str] = {}
     for location, fields in descriptor.request.locations():
@@ -152,20 +263,65 @@ def _duplicate_names(descriptor: Descriptor) -> Iterator[str]:
             seen[name] = location
 
 
-def _field_problems(fields: Mapping[str, Field], path: str) -> Iterator[str]:
+def _field_problems(
+    fields: Mapping[str, Field], path: str, files_allowed: bool = False, depth: int = 1
+) -> Iterator[str]:
     for name, field in fields.items():
         here = f"{path}.{name}"
+        if depth > MAX_FIELD_DEPTH:
+            yield f"fields nested deeper than {MAX_FIELD_DEPTH} levels @ {here}"
+            return  # and no deeper: a Python-built descriptor may be nested without bound
         if field.type == "array" and field.items is None:
             yield f"an array field needs 'items' @ {here}"
         if field.type != "object" and field.fields:
             yield f"'fields' is only for type object @ {here}"
+        if field.type == "file" and not files_allowed:
+            yield f"a file field belongs only at the top of a multipart body @ {here}"
         if field.encrypted and field.type != "string":
             yield f"only string fields can be encrypted @ {here}"
         if field.pattern is not None:
             yield from _pattern_problem(field.pattern, here)
-        yield from _field_problems(field.fields, f"{here}.fields")
+        yield from _value_problems(field, here)
+        yield from _field_problems(field.fields, f"{here}.fields", depth=depth + 1)
         if field.items is not None:
-            yield from _field_problems({"items": field.items}, here)
+            yield from _field_problems({"items": field.items}, here, depth=depth + 1)
+
+
+def _value_problems(field: Field, path: str) -> Iterator[str]:
+    """Examples and enums are echoed into sandbox answers and limits compared with payload numbers."""
+    for limit, value in (("minimum", field.minimum), ("maximum", field.maximum)):
+        if value is not None and not math.isfinite(value):
+            yield f"{limit} must be a finite number @ {path}.{limit}"
+    example = field.example
+    if example is not None and example.__class__ not in _PLAIN and (problem := _not_json(example)) is not None:
+        yield f"example must be a JSON value, got {problem} @ {path}.example"
+    for value in field.enum or ():
+        if value.__class__ not in _PLAIN and (problem := _not_json(value)) is not None:
+            yield f"enum must hold JSON values, got {problem} @ {path}.enum"
+            break
+
+
+_PLAIN = (str, int, bool)  # JSON values whatever their content: the common case, checked by class alone
+
+
+def _not_json(value: Any) -> Optional[str]:
+    """What keeps ``value`` from being a JSON value (a date, a NaN...), or None when it is one."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_YAML_DEPTH:
+            return f"a value nested deeper than {MAX_YAML_DEPTH} levels"
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"the non-finite number {item}"
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                return "an object with a key that is not a string"
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, depth + 1) for child in item)
+        elif item is not None and not isinstance(item, (str, int, float)):
+            return type(item).__name__
+    return None
 
 
 def _pattern_problem(pattern: str, path: str) -> Iterator[str]:

@@ -7,6 +7,9 @@ Design decisions:
   the meta JSON only, never the file).
 * ``filename`` and ``sha256`` (lower-case hex of the file bytes) are computed when the descriptor's
   meta declares them and the caller left them out; a file may be given as bytes or as a path.
+* A path is read only if it names a regular file: a FIFO or a device would block the call or never
+  end, and a path with a NUL is no path at all. Anything unreadable gives ``None``, which validation
+  and serialization turn into a ``ValidationError`` (never an empty file sent in its place).
 * Encoding and decoding live together, so the client and the sandbox cannot disagree on the format.
 """
 
@@ -17,6 +20,7 @@ import mimetypes
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 from typing import Any, Optional
 
@@ -63,9 +67,19 @@ def file_bytes(value: Any) -> Optional[bytes]:
         return bytes(value)
     if isinstance(value, os.PathLike):
         try:
-            return Path(value).read_bytes()
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+            handle = os.open(value, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        except (OSError, ValueError):  # ValueError: a NUL in the path
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(handle).st_mode):
+                return None
+            with os.fdopen(handle, "rb", closefd=False) as file:
+                return file.read()
         except OSError:
             return None
+        finally:
+            os.close(handle)
     return None
 
 

@@ -41,7 +41,7 @@ from engine.registry import Registry
 from engine.serialize import build_target, encode_body, from_text, split_payload
 from engine.transport import DEFAULT_MAX_ANSWER_BYTES, Screen, TransportConfig
 from engine.validation import PayloadValidator, compile_validator
-from engine.wire import Headers, RawResponse, Request, Response
+from engine.wire import Headers, RawResponse, Request, Response, caller_headers
 
 RESERVED_HEADERS = ("Authorization", "Content-Type")
 
@@ -132,7 +132,7 @@ class Pipeline:
             payload = complete_meta(descriptor, payload)
         if not descriptor.free_form:
             self._validate(descriptor, payload)
-        user_headers = Headers(headers or {})
+        user_headers = caller_headers(headers)
         key = self._platform_key(user_headers)
         parts = split_payload(descriptor, payload)
         body = self._encrypt(descriptor, parts.body, key)

@@ -27,21 +27,31 @@ Design decisions:
   aliases, route index and parsed descriptors): a thousand engines for a thousand merchants hold
   one copy. What an engine adds (``endpoint_dirs``, plugin sources, ``register``) stays in its own
   overlay and overrides the shared layer for that engine only.
+* **A raw target is made a valid request target before anything signs it** (``serialize.raw_target``):
+  control characters (C0, DEL, C1: tab, CR and LF among them) and lone surrogates are refused with a
+  ``UsageError``, because no encoding of them is what the caller could have meant; every other
+  character outside RFC 3986's path and query set (space, ``#``, ``"<>\\^`{|}[]``, non-ASCII, a
+  ``%`` that starts no escape) is percent-encoded as UTF-8. The encoded target is what is signed
+  and what is sent, so no HTTP library can send something else. A repeated query key keeps every
+  value, in order: a descriptor's array field receives them all, any other field a list that
+  validation refuses, rather than the last value silently winning.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import threading
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence, Union
 from urllib.parse import parse_qsl, unquote
 
 import engine.endpoints as endpoints_package
 from engine.descriptor import Descriptor, adhoc_descriptor
-from engine.errors import DescriptorError, UnknownEndpointError
-from engine.loader import load_descriptor_file, parse_yaml, semantic_problems
+from engine.errors import DescriptorError, UnknownEndpointError, UsageError
+from engine.loader import load_descriptor_file, parse_yaml, read_source, semantic_problems
+from engine.serialize import grouped, raw_target
 
 ALIASES_FILE = "aliases.yaml"
 HOST_FAMILIES = ("hk",)  # hosts other than the main API host that descriptors may name (host: hk)
@@ -64,11 +74,19 @@ def _id_segment(segment: str) -> str:
 
 
 def split_method_path(ref: str) -> Optional[tuple[str, str]]:
-    """``"POST /v3/x"`` -> ``("POST", "/v3/x")``; anything else -> None."""
+    """``"POST /v3/x"`` -> ``("POST", "/v3/x")``, the target percent-encoded; anything else -> None.
+
+    ``UsageError`` when the target holds a character no request target may carry (see above).
+    """
     method, _, path = ref.partition(" ")
     if method.upper() in _METHODS and path.startswith("/"):
-        return method.upper(), path.strip()
+        return method.upper(), raw_target(path.strip(" "))
     return None
+
+
+def query_parameters(target: str) -> dict[str, Union[str, list[str]]]:
+    """A raw target's query as decoded text; a key given more than once keeps every value, in order."""
+    return grouped(parse_qsl(target.partition("?")[2], keep_blank_values=True))
 
 
 class Registry:
@@ -106,8 +124,15 @@ class Registry:
         """Resolve an id, an alias or ``"METHOD /path"``; raise ``UnknownEndpointError`` otherwise."""
         return self.resolve(ref)[0]
 
-    def resolve(self, ref: str) -> tuple[Descriptor, dict[str, str]]:
-        """Like ``get``, plus the path and query values (as text) a concrete ``"METHOD /path?q"`` carries."""
+    def resolve(self, ref: str) -> tuple[Descriptor, dict[str, Any]]:
+        """Like ``get``, plus the path and query values (as text) a concrete ``"METHOD /path?q"`` carries.
+
+        A query key given more than once maps to the list of its values.
+        """
+        if not isinstance(ref, str):
+            raise UsageError(
+                f"an endpoint reference is a string (an id, an alias or 'METHOD /path'), got {type(ref).__name__}"
+            )
         found = self._by_id(ref) or self._by_id(self._alias_target(ref))
         if found is not None:
             return found, {}
@@ -117,8 +142,7 @@ class Registry:
         matched = self.match(*method_path)
         if matched is None:
             return adhoc_descriptor(*method_path), {}  # sent as written, query included
-        query = dict(parse_qsl(method_path[1].partition("?")[2], keep_blank_values=True))
-        return matched, {**query, **path_parameters(matched.path, method_path[1])}
+        return matched, {**query_parameters(method_path[1]), **path_parameters(matched.path, method_path[1])}
 
     def __contains__(self, endpoint_id: object) -> bool:
         """Whether a canonical id is known, without parsing anything."""
@@ -156,6 +180,20 @@ class Registry:
             if fitting and _template_fits(descriptor.path, path) and descriptor not in found:
                 found.append(descriptor)
         return found
+
+    def fitting(self, method: str, segments: Sequence[str]) -> Optional[Descriptor]:
+        """The most specific descriptor whose template fits path segments compared as the id rule folds
+        them (``out_trade_no`` fits ``out-trade-no``); a template parameter fits any segment."""
+        folded = tuple(_id_segment(s) for s in segments)
+        candidates = self._route_index().get((method.lower(), len(folded)), [])
+        for _, candidate_id in sorted((w, c) for p, c in candidates if (w := _route_fit(p, folded)) is not None):
+            descriptor = self._by_id(candidate_id)
+            # As in ``matches``: the loaded template, not the file name, has the last word.
+            if descriptor is not None and descriptor.method == method.upper():
+                template = tuple(_id_segment(s) for s in descriptor.path.split("/") if s)
+                if len(template) == len(folded) and _route_fit(template, folded) is not None:
+                    return descriptor
+        return None
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -269,9 +307,9 @@ def path_parameters(template: str, path: str) -> dict[str, str]:
 
 
 def _read_aliases(path: Path) -> dict[str, str]:
-    if not path.exists():
+    if not os.path.lexists(path):  # lexists: a symlink loop or a dangling link is an error, not "no aliases"
         return {}
-    raw = parse_yaml(path.read_bytes(), str(path))
+    raw = parse_yaml(read_source(path), str(path))
     if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
         raise DescriptorError(str(path), ["expected a mapping of alias: canonical id @ $"])
     return raw

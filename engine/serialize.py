@@ -10,19 +10,31 @@ Design decisions:
   signed and sent. Uploads are the exception the protocol makes: ``engine.multipart`` builds the
   body and only its ``meta`` JSON is signed.
 * A request with no descriptor (``"GET /v3/..."``) sends its payload as the query string for GET and
-  DELETE and as the JSON body otherwise.
+  DELETE and as the JSON body otherwise. Nothing validates such a payload against fields, but it
+  must still be something JSON can say: an object with string keys and JSON values (finite numbers,
+  UTF-8-encodable strings), or for a query string, scalars and arrays of scalars. Anything else is a
+  ``ValidationError`` (``validation.free_form_problems``), before anything is signed.
+* JSON is encoded with ``allow_nan=False``: ``NaN`` is not JSON, and a peer would read it as an error
+  or as garbage. A request body that still cannot be encoded is a ``ValidationError``, never a raw
+  ``ValueError`` (``encode_request_json``).
+* A raw ``"METHOD /path"`` target is percent-encoded by ``raw_target`` (the rules are in
+  ``engine.registry``'s docstring); ``query_values`` reads a target's query back, keeping every
+  value of a repeated key.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Optional
+import re
+from typing import Any, Iterable, Mapping, Optional, Union
 from urllib.parse import quote, unquote
 
 import attrs
 
 from engine import multipart
 from engine.descriptor import Descriptor, Field
+from engine.errors import UsageError, ValidationError
+from engine.validation import free_form_problems
 
 
 @attrs.frozen
@@ -46,6 +58,9 @@ def split_payload(descriptor: Descriptor, payload: Any) -> PayloadParts:
 
 
 def _split_free_form(descriptor: Descriptor, payload: Any) -> PayloadParts:
+    problems = free_form_problems(payload, query=descriptor.body_kind == "none")
+    if problems:
+        raise ValidationError(descriptor.id, problems)
     if descriptor.body_kind == "none":
         return PayloadParts(path={}, query=dict(payload or {}), body=None)
     return PayloadParts(path={}, query={}, body=payload)
@@ -62,11 +77,50 @@ def build_target(template: str, path_params: Mapping[str, Any], query: Mapping[s
     return path + joiner + "&".join(f"{quote(k, safe='')}={quote(_text(v), safe='')}" for k, v in query.items())
 
 
-def query_values(target: str) -> dict[str, str]:
-    """The raw query of a request target as decoded text values: the inverse of ``build_target``."""
+def query_values(target: str) -> dict[str, Union[str, list[str]]]:
+    """The raw query of a request target as decoded text values: the inverse of ``build_target``.
+
+    A key that appears more than once maps to the list of its values, in order (never the last one).
+    """
     _, _, query = target.partition("?")
     pairs = (item.partition("=") for item in query.split("&") if item)
-    return {unquote(name): unquote(value) for name, _, value in pairs}
+    return grouped((unquote(name), unquote(value)) for name, _, value in pairs)
+
+
+def grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, Union[str, list[str]]]:
+    """Query pairs by name: one value as text, a repeated name as the list of its values in order."""
+    values: dict[str, Union[str, list[str]]] = {}
+    for name, value in pairs:
+        known = values.get(name)
+        if known is None:
+            values[name] = value
+        elif isinstance(known, list):
+            known.append(value)
+        else:
+            values[name] = [known, value]
+    return values
+
+
+# Control characters (C0, DEL, C1) and lone surrogates: refused in a raw target, whatever their place.
+_FORBIDDEN_IN_TARGET = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_STRAY_PERCENT = re.compile("%(?![0-9A-Fa-f]{2})")
+_TARGET_SAFE = "/?:@!$&'()*+,;=%"  # with letters, digits and -._~: RFC 3986's path and query characters
+
+
+def raw_target(target: str) -> str:
+    """A caller's raw request target as a valid one: the form that is signed and sent.
+
+    ``UsageError`` for control characters and lone surrogates; everything else outside RFC 3986's
+    path and query characters is percent-encoded (UTF-8), keeping existing ``%XX`` escapes.
+    """
+    bad = _FORBIDDEN_IN_TARGET.search(target)
+    if bad is not None:
+        what = "a lone surrogate" if "\ud800" <= bad.group() <= "\udfff" else "a control character"
+        raise UsageError(
+            f"the request target contains {what} (U+{ord(bad.group()):04X}) at position {bad.start()}: "
+            "percent-encode it if it is data; it is never sent as it is"
+        )
+    return quote(_STRAY_PERCENT.sub("%25", target), safe=_TARGET_SAFE)
 
 
 def _text(value: Any) -> str:
@@ -77,8 +131,16 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def from_text(field: Optional[Field], text: str) -> Any:
-    """The inverse of the query/path encoding: ``"10"`` -> 10 for an integer field, and so on."""
+def from_text(field: Optional[Field], text: Union[str, list[str]]) -> Any:
+    """The inverse of the query/path encoding: ``"10"`` -> 10 for an integer field, and so on.
+
+    A list (a repeated query key) stays a list: an array field gets every item of every value, any
+    other field a list of converted values, which validation then refuses with the field's path.
+    """
+    if isinstance(text, list):
+        if field is not None and field.type == "array":
+            return [item for part in text for item in from_text(field, part)]
+        return [from_text(field, part) for part in text]
     if field is None:
         return text
     if field.type == "array":
@@ -99,11 +161,29 @@ _FROM_TEXT: dict[str, Any] = {
 }
 
 
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # stateless: one instance serves every call
+# Stateless: one instance serves every call. allow_nan=False: NaN and Infinity are not JSON.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def encode_json(data: Any) -> bytes:
-    return _JSON.encode(data).encode("utf-8")
+    """Compact UTF-8 JSON. ``ValueError`` (NaN, lone surrogates, too deep) or ``TypeError`` (sets, objects)
+    for what JSON cannot say: callers turn those into their own errors (``encode_request_json``)."""
+    try:
+        return _JSON.encode(data).encode("utf-8")
+    except RecursionError:
+        raise ValueError("nested too deeply to encode") from None
+
+
+def encode_request_json(descriptor: Descriptor, data: Any) -> bytes:
+    """``encode_json`` for a request body: what cannot be encoded is a ``ValidationError``, nothing is sent.
+
+    Validation refuses such values first; this is the last line, for what validation cannot see.
+    """
+    try:
+        return encode_json(data)
+    except (ValueError, TypeError) as exc:
+        reason = "a lone surrogate is not UTF-8" if isinstance(exc, UnicodeError) else str(exc)
+        raise ValidationError(descriptor.id, [f"cannot be encoded as JSON ({reason}) @ $"]) from None
 
 
 @attrs.frozen
@@ -120,14 +200,14 @@ def encode_body(descriptor: Descriptor, body: Any) -> EncodedBody:
         return EncodedBody()
     if descriptor.body_kind == "multipart":
         return _encode_upload(descriptor, body)
-    return EncodedBody(encode_json(body), None, "application/json")
+    return EncodedBody(encode_request_json(descriptor, body), None, "application/json")
 
 
 def _encode_upload(descriptor: Descriptor, body: Mapping[str, Any]) -> EncodedBody:
     meta = body.get("meta") or {}
     fields = descriptor.request.body
     files = [
-        (name, _filename(meta, body[name]), multipart.file_bytes(body[name]) or b"")
+        (name, _filename(meta, body[name]), _file_content(descriptor, name, body[name]))
         for name, field in fields.items()
         if field.type == "file" and name in body
     ]
@@ -136,8 +216,16 @@ def _encode_upload(descriptor: Descriptor, body: Mapping[str, Any]) -> EncodedBo
         for name, field in fields.items()
         if field.type not in ("file", "object") and name in body
     ]
-    upload = multipart.encode(encode_json(meta), files, plain)
+    upload = multipart.encode(encode_request_json(descriptor, meta), files, plain)
     return EncodedBody(upload.body, upload.meta, upload.content_type)
+
+
+def _file_content(descriptor: Descriptor, name: str, source: Any) -> bytes:
+    """The file's bytes; a path that cannot be read now (validation saw it readable) sends nothing."""
+    content = multipart.file_bytes(source)
+    if content is None:
+        raise ValidationError(descriptor.id, [f"cannot read the file (it could not be read to be sent) @ $.{name}"])
+    return content
 
 
 def _filename(meta: Mapping[str, Any], source: Any) -> str:

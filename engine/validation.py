@@ -12,13 +12,27 @@ Design decisions:
 * ``bool`` is not an integer here, although Python says it is: ``True`` for a ``plan_id`` is a bug.
 * Path parameters must be non-empty and never ``.`` or ``..``: percent-encoding cannot stop a
   dot-segment from being normalised away by a proxy, so those values are refused outright.
+* Values must be what the wire can carry, whatever the descriptor says: strings encodable as UTF-8
+  (a lone surrogate such as ``"\\ud800"`` is refused, not left to blow up in the encoder), finite
+  numbers (``NaN`` and ``Infinity`` are not JSON) and integers that fit in 64 bits (WeChat Pay's own
+  limit, and Python refuses to print integers of more than 4300 digits). A file given as a path
+  must be a readable regular file now: a missing one was once sent as an empty file.
+* A payload with no descriptor (``free_form``) is checked only for being JSON
+  (``free_form_problems``): an object with string keys, JSON values, at most ``MAX_JSON_DEPTH``
+  levels deep (which also catches a payload that contains itself).
+* Query arrays travel comma-separated (``ids=1,2``), so a string item in one must be non-empty and
+  hold no ``,``: otherwise WeChat Pay (and the sandbox) would read other items than were sent.
+* Paths in messages show a key as ``.name`` when it is printable and as ``[repr]`` otherwise, so a
+  hostile key cannot put a line break or a surrogate into an error message (or a log).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from typing import Any, Callable, Mapping
+import stat
+from typing import Any, Callable, Mapping, Optional
 
 import attrs
 
@@ -29,6 +43,12 @@ PayloadValidator = Callable[[Any], list[str]]
 
 # RSA-2048 with OAEP/SHA-1 holds at most 256 - 2*20 - 2 bytes of plaintext.
 MAX_ENCRYPTED_BYTES = 214
+MAX_JSON_DEPTH = 64  # for free-form payloads; described ones are bounded by their descriptor
+INT_RANGE = (-(2**63), 2**64 - 1)  # int64 and uint64 both fit
+LONE_SURROGATE = "contains a lone surrogate, which UTF-8 cannot encode"
+NOT_FINITE = "must be a finite number"
+NOT_64_BITS = "integer does not fit in 64 bits"
+_INT_LOW, _INT_HIGH = INT_RANGE
 
 PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -56,7 +76,8 @@ def compile_validator(descriptor: Descriptor) -> PayloadValidator:
     # A path parameter is required whatever the descriptor says: an omitted one would leave
     # "{name}" in the path, and no endpoint can be reached that way.
     fields.update({name: attrs.evolve(f, required=True) for name, f in descriptor.request.path.items()})
-    check_object = _object_checker(fields, extra=_path_parameter_checks(descriptor.request.path))
+    extra = {**_query_array_checks(descriptor.request.query), **_path_parameter_checks(descriptor.request.path)}
+    check_object = _object_checker(fields, extra=extra)
 
     def validate(payload: Any) -> list[str]:
         errors: list[str] = []
@@ -76,6 +97,17 @@ def _path_parameter_checks(path_fields: Mapping[str, Field]) -> dict[str, Checke
     return {name: check for name in path_fields}
 
 
+def _query_array_checks(query_fields: Mapping[str, Field]) -> dict[str, Checker]:
+    """Query arrays travel comma-separated: an item with a ',' (or an empty one) would not come back as sent."""
+
+    def check(value: Any, path: str, errors: list[str]) -> None:
+        for index, item in enumerate(value):
+            if isinstance(item, str) and ("," in item or not item):
+                errors.append(f"a query array item must be non-empty and hold no ',' @ {path}[{index}]")
+
+    return {name: check for name, field in query_fields.items() if field.type == "array"}
+
+
 def _object_checker(fields: Mapping[str, Field], extra: Mapping[str, Checker] | None = None) -> Checker:
     checkers = {name: _field_checker(f) for name, f in fields.items()}
     for name, more in (extra or {}).items():
@@ -86,7 +118,7 @@ def _object_checker(fields: Mapping[str, Field], extra: Mapping[str, Checker] | 
         for key, item in value.items():
             checker = checkers.get(key)
             if checker is None:
-                errors.append(f"unknown field @ {path}.{key}")
+                errors.append(f"unknown field @ {member(path, key)}")
             else:
                 checker(item, f"{path}.{key}", errors)
         for name in required:
@@ -109,6 +141,7 @@ def _chain(first: Checker, second: Checker) -> Checker:
 def _field_checker(field: Field) -> Checker:
     expected = PYTHON_TYPES[field.type]
     refuse_bool = field.type in ("integer", "number")  # bool is an int to Python, not to WeChat Pay
+    sendable = _SENDABLE.get(field.type)
     refine = _refinement(field)
 
     def check(value: Any, path: str, errors: list[str]) -> None:
@@ -116,10 +149,60 @@ def _field_checker(field: Field) -> Checker:
             errors.append(f"must not be null @ {path}")
         elif not isinstance(value, expected) or (refuse_bool and value.__class__ is bool):
             errors.append(f"expected {field.type}, got {_json_type(value)} @ {path}")
+        elif sendable is not None and (problem := sendable(value)) is not None:
+            errors.append(f"{problem} @ {path}")  # and no refinement: sizes and patterns need a sendable value
         elif refine is not None:
             refine(value, path, errors)
 
+    if field.type == "string":  # most fields: an ASCII str skips every generic step above
+
+        def check_string(value: Any, path: str, errors: list[str]) -> None:
+            if value.__class__ is str and value.isascii():
+                if refine is not None:
+                    refine(value, path, errors)
+            else:
+                check(value, path, errors)
+
+        return check_string
     return check
+
+
+def _string_problem(value: str) -> Optional[str]:
+    if value.isascii():
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return LONE_SURROGATE
+    return None
+
+
+def _number_problem(value: Any) -> Optional[str]:
+    if isinstance(value, float):
+        return None if math.isfinite(value) else NOT_FINITE
+    return None if _INT_LOW <= value <= _INT_HIGH else NOT_64_BITS
+
+
+def _file_problem(value: Any) -> Optional[str]:
+    if not isinstance(value, os.PathLike):
+        return None
+    try:
+        mode = os.stat(value).st_mode
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        return f"cannot read the file ({getattr(exc, 'strerror', None) or 'not a valid path'})"
+    if not stat.S_ISREG(mode):
+        return "cannot read the file (not a regular file)"
+    if not os.access(value, os.R_OK):
+        return "cannot read the file (permission denied)"
+    return None
+
+
+_SENDABLE: dict[str, Callable[[Any], Optional[str]]] = {
+    "string": _string_problem,
+    "integer": _number_problem,
+    "number": _number_problem,
+    "file": _file_problem,
+}
 
 
 def _refinement(field: Field) -> Checker | None:
@@ -211,6 +294,55 @@ def _predicate(test: Callable[[Any], bool], message: str) -> Checker:
             errors.append(f"{message} @ {path}")
 
     return check
+
+
+def free_form_problems(payload: Any, query: bool = False) -> list[str]:
+    """What keeps a payload with no descriptor from being sent: it must be an object (or None) of
+    string keys and JSON values; for a query string (``query``), scalars or arrays of scalars."""
+    if payload is None:
+        return []
+    if not isinstance(payload, dict):
+        return [f"payload must be an object, got {_json_type(payload)} @ $"]
+    errors: list[str] = []
+    stack: list[tuple[Any, str, int]] = [(payload, "$", 1)]
+    while stack:  # iterative, so a deep or self-containing payload is an error, not a RecursionError
+        value, path, depth = stack.pop()
+        problem, children = _json_problem(value, path, depth, query)
+        if problem is not None:
+            errors.append(f"{problem} @ {path}")
+        stack.extend(reversed(children))  # reversed: problems come out in payload order
+    return errors
+
+
+def _json_problem(value: Any, path: str, depth: int, query: bool) -> tuple[Optional[str], list]:
+    """One value's problem (or None) and the children to look at next."""
+    if isinstance(value, str):
+        return _string_problem(value), []
+    if isinstance(value, (bool, type(None))):
+        return ("must not be null" if value is None and query else None), []
+    if isinstance(value, (int, float)):
+        return _number_problem(value), []
+    if not isinstance(value, (dict, list, tuple)):
+        return f"not a JSON value ({type(value).__name__})", []
+    if query and depth > 1 and (depth > 2 or isinstance(value, dict)):
+        return "a query value must be text, a number, a boolean or an array of them", []
+    if depth > MAX_JSON_DEPTH:
+        return f"nested deeper than {MAX_JSON_DEPTH} levels", []
+    if isinstance(value, dict):
+        bad_key = next((key for key in value if not isinstance(key, str)), _NO_KEY)
+        if bad_key is not _NO_KEY:
+            return f"object keys must be strings, got {_json_type(bad_key)} {repr(bad_key)[:40]}", []
+        return None, [(item, member(path, key), depth + 1) for key, item in value.items()]
+    return None, [(item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value)]
+
+
+_NO_KEY = object()
+
+
+def member(path: str, key: Any) -> str:
+    """``path.key`` for a printable key, ``path[repr(key)]`` for one that could garble a message or a log."""
+    text = key if isinstance(key, str) else repr(key)
+    return f"{path}.{text}" if text.isprintable() else f"{path}[{text!r}]"
 
 
 def _num(value: Any) -> str:

@@ -11,14 +11,25 @@ Design decisions:
   same header and WeChat Pay, proxies and SDKs spell them differently.
 * Reprs show status, ids and sizes, never bodies or header values: records end up in logs and
   tracebacks, and bodies carry personal data.
+* Headers a caller passes (``headers=``) are checked by ``caller_headers`` before anything uses
+  them: a mapping of HTTP-token names to string values without line breaks, other control
+  characters (tab excepted) or lone surrogates. Anything else is a ``UsageError``: a header that
+  could be split, or that a transport would have to guess how to encode, is never sent.
 """
 
 from __future__ import annotations
 
+import re
 from collections import abc
 from typing import Any, Iterable, Iterator, Mapping, Optional
 
 import attrs
+
+from engine.errors import UsageError
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: a header name
+_LINE_BREAK = re.compile("[\r\n]")
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")  # tab is allowed inside a value
 
 
 class Headers(Mapping[str, str]):
@@ -58,6 +69,31 @@ class Headers(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Headers({sorted(self)!r})"
+
+
+def caller_headers(headers: Optional[Mapping[str, str]]) -> Headers:
+    """The ``headers=`` a caller passed, checked (``UsageError``) and as ``Headers``."""
+    if headers is None:
+        return Headers()
+    if not isinstance(headers, abc.Mapping):
+        raise UsageError(f"headers must be a mapping of name to value, got {type(headers).__name__}")
+    for name, value in headers.items():
+        if not isinstance(name, str):
+            raise UsageError(f"header names must be strings, got {type(name).__name__}")
+        if _TOKEN.fullmatch(name) is None:
+            raise UsageError(f"the header name {name!r} is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)")
+        if not isinstance(value, str):
+            raise UsageError(f"the {name!r} header value must be a string, got {type(value).__name__}")
+        if _LINE_BREAK.search(value):
+            raise UsageError(f"the {name!r} header contains a line break, which could inject headers")
+        if _CONTROL.search(value):
+            raise UsageError(f"the {name!r} header contains a control character")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UsageError(f"the {name!r} header contains a lone surrogate, which UTF-8 cannot encode") from None
+    return Headers(headers)
 
 
 @attrs.frozen

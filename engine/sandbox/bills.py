@@ -6,7 +6,9 @@ Design decisions:
   back-tick-prefixed detail fields, a summary), so a client's parser sees realistic content.
 * ``hash_value`` is the SHA-1 of the *uncompressed* bill, as WeChat Pay documents, also when
   ``tar_type=GZIP`` makes the download gzip-compressed.
-* The file answer is not signed (WeChat Pay does not sign it); its token is single-use.
+* The file answer is not signed (WeChat Pay does not sign it); its token is single-use. At most
+  ``pending_limit`` bills wait to be fetched; preparing one more forgets the oldest, so a client
+  that never downloads cannot grow the sandbox without bound.
 """
 
 from __future__ import annotations
@@ -23,15 +25,18 @@ HEADER = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信
 
 
 class BillDesk:
-    def __init__(self, mchid: str) -> None:
+    def __init__(self, mchid: str, pending_limit: int = 1000) -> None:
         self.mchid = mchid
-        self._files: dict[str, tuple[bytes, bool]] = {}
+        self.pending_limit = pending_limit
+        self._files: dict[str, tuple[bytes, bool]] = {}  # insertion-ordered: the first key is the oldest
 
     def request(self, base_url: str, payload: dict[str, Any], rows: int = 3) -> dict[str, str]:
         """Step 1: prepare the bill and answer where to fetch it and its digest."""
         content = self.content(str(payload.get("bill_date", "")), rows)
         token = secrets.token_urlsafe(24)
         self._files[token] = (content, payload.get("tar_type") == "GZIP")
+        while len(self._files) > self.pending_limit:
+            del self._files[next(iter(self._files))]
         return {
             "hash_type": "SHA1",
             "hash_value": hashlib.sha1(content).hexdigest(),

@@ -18,18 +18,23 @@ Design decisions:
 * Faults (``engine.sandbox.faults``) are applied here when they concern the answer, and handed to
   the front-end (``respond`` returns them) when they concern the transport.
 * No sockets here: the in-process transport calls ``respond`` directly, and the HTTP server wraps
-  the same method. Every exchange is recorded, decrypted payload included, so tests can look at the
+  the same method. Exchanges are recorded, decrypted payload included, so tests can look at the
   wire; the record hides payloads from ``repr``.
+* The record is a ring buffer (``Record``, a ``deque`` with ``maxlen``): the newest
+  ``record_limit`` exchanges (default ``DEFAULT_RECORD_LIMIT``) and deliveries are kept, older
+  ones dropped, so a sandbox served for days stays the size it was after its first thousand calls.
+  ``contract_signed`` finds its pre-entrust-sign request in that window only.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import hashlib
 import json
 import secrets
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import attrs
 from cryptography import x509
@@ -39,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from engine import multipart
 from engine.crypto import aead_encrypt, oaep_decrypt, oaep_encrypt, rsa_sign, rsa_verify
 from engine.descriptor import Descriptor
+from engine.errors import ConfigurationError
 from engine.fields import map_encrypted
 from engine.keys import certificate_serial, normalize_serial
 from engine.protocol import (
@@ -65,6 +71,24 @@ from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request
 
 Route = Callable[[Request, dict, Optional[Fault]], tuple[int, Any]]
+DEFAULT_RECORD_LIMIT = 1000  # about 5.5 MiB of exchanges at their typical size
+
+
+class Record(collections.deque):
+    """The newest ``maxlen`` items, oldest first; equal to a list holding the same items.
+
+    (A plain ``deque`` is never equal to a list, and ``sandbox.exchanges == []`` reads well in tests.)
+    """
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return list(self) == other
+        return super().__eq__(other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like list and deque
 
 
 @attrs.frozen
@@ -113,12 +137,14 @@ class Sandbox:
         registry: Optional[Registry] = None,
         clock: Callable[[], float] = time.time,
         mode: str = "public_key",
+        record_limit: int = DEFAULT_RECORD_LIMIT,
     ) -> None:
         self.identity = identity or SandboxIdentity.generate()
         self.mode = mode  # "certificate": a merchant without a public key; answers default to the newest certificate
         self.registry = registry or Registry([BUILTIN_ENDPOINTS])
         self.clock = clock
-        self.exchanges: list[Exchange] = []
+        self.exchanges: Record = Record(maxlen=_checked_limit(record_limit))
+        self.deliveries: Record = Record(maxlen=self.exchanges.maxlen)
         self.faults = FaultPlan()
         self._validators: dict[str, PayloadValidator] = {}
         self._keys: dict[str, SigningKey] = {}
@@ -134,8 +160,7 @@ class Sandbox:
         # the certificate list (signed as asked, so clients can still verify it) uses this key id.
         self.answer_key: Optional[str] = None
         self.notify_schedule: Sequence[float] = notify.QUICK_SCHEDULE
-        self.deliveries: list[notify.Delivery] = []
-        self.bills = BillDesk(self.identity.mchid)
+        self.bills = BillDesk(self.identity.mchid, pending_limit=self.exchanges.maxlen or DEFAULT_RECORD_LIMIT)
         # Server behaviour no descriptor can state: run after validation, with the validated payload.
         self._routes: dict[tuple[str, str], Route] = {
             ("GET", "/v3/certificates"): self._certificates,
@@ -143,6 +168,17 @@ class Sandbox:
             ("GET", "/v3/bill/fundflowbill"): self._bill,
             ("GET", "/v3/billdownload/file"): self._bill_file,
         }
+
+    @property
+    def record_limit(self) -> int:
+        """How many exchanges (and deliveries) the record keeps; setting it keeps the newest that fit."""
+        return self.exchanges.maxlen or 0
+
+    @record_limit.setter
+    def record_limit(self, limit: int) -> None:
+        limit = _checked_limit(limit)
+        self.exchanges = _resized(self.exchanges, limit)
+        self.deliveries = _resized(self.deliveries, limit)
 
     @property
     def last(self) -> Exchange:
@@ -251,7 +287,7 @@ class Sandbox:
         elif request.body and descriptor.body_kind == "json":
             try:
                 body = json.loads(request.body)
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: [[[[...
                 raise _RefusalError(400, "PARAM_ERROR", "请求体不是合法的JSON") from None
             if not isinstance(body, dict):
                 raise _RefusalError(400, "PARAM_ERROR", "请求体必须是JSON对象")
@@ -458,6 +494,16 @@ def corrupt_answer(sandbox: Sandbox, kind: str, status: int, body: bytes, reques
     return attrs.evolve(answer, headers=answer.headers.merged({H_SIGNATURE: forged}))
 
 
+def _checked_limit(limit: Any) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ConfigurationError(f"record_limit must be a whole number >= 1, got {limit!r}")
+    return limit
+
+
+def _resized(record: Iterable[Any], limit: int) -> Record:
+    return Record(record, maxlen=limit)
+
+
 def _rfc3339(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone(dt.timedelta(hours=8))).isoformat(timespec="seconds")
 
@@ -486,7 +532,7 @@ def _upload_payload(descriptor: Descriptor, request: Request) -> dict[str, Any]:
     try:
         parts = multipart.decode(request.headers.get("Content-Type", ""), request.body)
         meta = json.loads(parts.pop("meta")[1])
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, RecursionError):
         raise _RefusalError(400, "PARAM_ERROR", "上传请求须为multipart/form-data，含meta部分") from None
     payload: dict[str, Any] = {"meta": meta}
     for name, (filename, content) in parts.items():

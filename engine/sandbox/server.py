@@ -10,7 +10,8 @@ Design decisions:
   an answer, ``truncate`` announces the full Content-Length and sends half.
 * A small control API lives under ``/sandbox/`` (outside WeChat Pay's ``/v3/`` space): rotate the
   platform certificate, script faults, trigger callbacks, list exchanges. It is unauthenticated,
-  which is why the server binds 127.0.0.1 unless told otherwise.
+  which is why the server binds 127.0.0.1 unless told otherwise. A malformed control request is a
+  400 with a reason, never a 500 from an exception.
 """
 
 from __future__ import annotations
@@ -106,17 +107,21 @@ class SandboxServer:
         kind = spec.get("kind")
         if kind not in KINDS:
             return web.json_response({"error": f"kind must be one of {', '.join(KINDS)}"}, status=400)
-        if kind == "error":
-            retry_after = spec.get("retry_after")
-            fault = Fault.error(
-                int(spec.get("status", 500)),
-                spec.get("code", ""),
-                spec.get("message", ""),
-                int(retry_after) if retry_after is not None else None,
-            )
-        else:
-            fault = Fault(kind, seconds=float(spec.get("seconds", 0.0)))
-        self.sandbox.faults.add(fault, endpoint=spec.get("endpoint"), times=int(spec.get("times", 1)))
+        try:
+            if kind == "error":
+                code, message = str(spec.get("code", "")), str(spec.get("message", ""))
+                retry_after = spec.get("retry_after")
+                wait = int(retry_after) if retry_after is not None else None
+                fault = Fault.error(int(spec.get("status", 500)), code, message, wait)
+            else:
+                fault = Fault(kind, seconds=float(spec.get("seconds", 0.0)))
+            if not (100 <= fault.status <= 599 and 0 <= fault.seconds <= 3600):  # also refuses NaN
+                raise ValueError("status must be 100-599 and seconds 0-3600")
+            if fault.retry_after is not None and not 0 <= fault.retry_after <= 3600:
+                raise ValueError("retry_after must be 0-3600 seconds")
+            self.sandbox.faults.add(fault, endpoint=spec.get("endpoint"), times=int(spec.get("times", 1)))
+        except (TypeError, ValueError, OverflowError) as exc:
+            return web.json_response({"error": f"bad fault: {exc}"}, status=400)
         return web.json_response({"queued": len(self.sandbox.faults)}, status=201)
 
     async def _clear_faults(self, http: web.Request) -> web.Response:
@@ -127,8 +132,8 @@ class SandboxServer:
         spec = await _json(http)
         try:
             url, notification = self._notification(spec)
-        except (KeyError, LookupError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+        except (LookupError, TypeError, ValueError, AttributeError) as exc:
+            return web.json_response({"error": f"bad notification: {exc}"}, status=400)
         task = asyncio.create_task(self.sandbox.notify(url, notification))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -165,7 +170,7 @@ class SandboxServer:
 async def _json(http: web.Request) -> dict[str, Any]:
     try:
         data = await http.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
