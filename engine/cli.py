@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0, help="port (default: a free one, written to sandbox.json)")
     serve.add_argument("--state-dir", default=".wechatpay-sandbox", help="where keys and sandbox.json live")
     serve.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
+    serve.add_argument(
+        "--record-limit",
+        type=_positive_int,
+        default=1000,
+        help="how many of the newest exchanges and deliveries to keep (default 1000: memory stays flat)",
+    )
     certificates = commands.add_parser("certificates", help="platform certificates").add_subparsers(
         dest="action", required=True
     )
@@ -268,13 +274,25 @@ def _show_wire(engine: Engine) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text[:20]!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _serve_sandbox(args: argparse.Namespace) -> int:
     from engine.sandbox import Sandbox, state
     from engine.sandbox.server import serve_forever
 
     state_dir = Path(args.state_dir)
     identity = state.load_or_create(state_dir)
-    sandbox = Sandbox(identity, Registry([BUILTIN_ENDPOINTS, *map(Path, args.endpoint_dir)]))
+    sandbox = Sandbox(
+        identity, Registry([BUILTIN_ENDPOINTS, *map(Path, args.endpoint_dir)]), record_limit=args.record_limit
+    )
 
     def ready(server: Any) -> None:
         manifest = state.write_manifest(identity, state_dir, server.base_url)
