@@ -165,7 +165,8 @@ class ObjectStore:
         spec = KINDS[record.kind]
         if not spec.allows(record.state, state):
             needs = " or ".join(spec.sources(state)) or "no state reaches it"
-            raise RefusedError(409, "INVALID_STATE", f"{record.ref} is {record.state}; {state} needs {needs}")
+            message = f"{record.ref} is {record.state}: it cannot become {state} (only from {needs})"
+            raise RefusedError(409, "INVALID_STATE", message)
         with self.lock:
             record.state = state
             record.updated_at = now

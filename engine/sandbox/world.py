@@ -252,6 +252,10 @@ class World:
             raise RefusedError(
                 400, "UNKNOWN_EVENT", f"unknown event type {name!r}; known: {', '.join(sorted(event_types()))}"
             )
+        if number is None and url is None:
+            raise RefusedError(
+                400, "NO_URL", f"a throwaway object for {name} has no notify_url: give a URL to forward to"
+            )
         with self.store.lock:
             record = self._fixture(event) if number is None else self.find(event.kinds, number)
             if not event.concerns(record):
