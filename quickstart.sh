@@ -4,6 +4,14 @@
 # beyond the package index, no WeChat Pay credentials.
 set -euo pipefail
 cd "$(dirname "$0")"
+# The sandbox inspector's test drives the system's headless Chromium through its chromedriver
+# (Debian packages; no browser download). Installed only when missing.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
