@@ -45,6 +45,7 @@ BODY_LIMIT = 4000
 RSA_CIPHERTEXT_BYTES = (256, 384, 512)  # RSA-2048/3072/4096 OAEP ciphertext lengths
 STREAM_POLL_SECONDS = 0.25
 _PATH_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+CLOSING = web.AppKey("wechatpay_closing", asyncio.Event)  # set when the server shuts down: streams end
 
 
 class Inspector:
@@ -82,7 +83,7 @@ class Inspector:
         app.router.add_get("/sandbox/state", self._state)
         app.router.add_get("/sandbox/stream", self._stream)
         closing = asyncio.Event()
-        app["wechatpay_closing"] = closing
+        app[CLOSING] = closing
 
         async def on_shutdown(app: web.Application) -> None:
             closing.set()
@@ -102,7 +103,7 @@ class Inspector:
         """Server-sent events: a snapshot now, and another each time something changes."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(http)
-        closing: asyncio.Event = http.app["wechatpay_closing"]
+        closing = http.app[CLOSING]
         sent: Optional[tuple[Any, ...]] = None
         try:
             while not closing.is_set():
@@ -142,7 +143,7 @@ def exchange_view(sandbox: "Sandbox", exchange: "Exchange", verification: str, s
         "request_id": answer.headers.get(H_REQUEST_ID, ""),
         "request_body": sent,
         "answer_body": got,
-        "encrypted": [*sent_encrypted, *({**e, "in": "answer"} for e in got_encrypted)],
+        "encrypted": [*sent_encrypted, *({**e, "in": "answer", "decrypted": "masked"} for e in got_encrypted)],
     }
 
 
