@@ -84,16 +84,17 @@ class TestClock:
         """Move business time ``seconds`` ahead, stopping at each due moment on the way."""
         if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
             raise ValueError(f"a test clock only moves forward: seconds must be a number >= 0, got {seconds!r}")
-        target = self.now() + seconds
+        final = self._offset + seconds  # exactly this much ahead at the end, however long the walk takes
         for _ in range(MAX_STEPS):
-            moment = self._next_due(target)
+            moment = self._next_due(self._base() + final)
             if moment is None:
                 break
-            self._move_to(moment)
+            self._move_to(moment, final)
             await self._tick()
         else:
             raise RuntimeError(f"more than {MAX_STEPS} due moments while advancing: a subscriber never settles")
-        self._move_to(target)
+        with self._lock:
+            self._offset = max(self._offset, final)
         await self._tick()
 
     async def tick(self) -> None:
@@ -104,9 +105,9 @@ class TestClock:
         due = [t for s in self._subscribers if (t := s.next_due()) is not None and t <= target]
         return min(due) if due else None
 
-    def _move_to(self, moment: float) -> None:
+    def _move_to(self, moment: float, final: float) -> None:
         with self._lock:
-            self._offset += max(0.0, moment - self.now())
+            self._offset = min(final, max(self._offset, moment - self._base()))
 
     async def _tick(self) -> None:
         for subscriber in list(self._subscribers):

@@ -75,7 +75,7 @@ class World:
         self._certificate_expiry: dict[str, float] = {}
         self._secret: tuple[str, ...] = ()
         self._path: Optional[Path] = None
-        self._saved = -1
+        self._saved: tuple[int, float] = (-1, 0.0)
         sandbox.time.subscribe(self)
 
     @property
@@ -353,16 +353,19 @@ class World:
             self.sandbox.time.offset = float(data.get("clock_offset", 0.0))
             self.store.load(data.get("objects", []))
             self.outbox.load(data.get("callbacks", []))
-        self._saved = self.version
+        self._saved = self._mark()
 
     def save(self) -> None:
-        if self._path is None or self._saved == self.version:
+        if self._path is None or self._saved == self._mark():
             return
         from engine.sandbox.state import write_private
 
         data = {"clock_offset": self.sandbox.time.offset, "objects": self.store.dump(), "callbacks": self.outbox.dump()}
         write_private(self._path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
-        self._saved = self.version
+        self._saved = self._mark()
+
+    def _mark(self) -> tuple[int, float]:
+        return self.version, self.sandbox.time.offset
 
     def clear(self) -> None:
         """Forget every object and callback."""
