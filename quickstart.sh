@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command from a fresh clone: create .venv, install the engine with its test tools, and run the
 # main job (a verified call of combine_papay.mini_program) on the embedded sandbox. No network
-# beyond the package index, no WeChat Pay credentials.
+# beyond the package indexes (PyPI; Debian's for Chromium when it is missing), no WeChat Pay credentials.
 set -euo pipefail
 cd "$(dirname "$0")"
 # The sandbox inspector's test drives the system's headless Chromium through its chromedriver

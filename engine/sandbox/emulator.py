@@ -17,6 +17,12 @@ Design decisions:
   answers with every certificate, AEAD-encrypted under the APIv3 key (PROTOCOL.md §5).
 * Faults (``engine.sandbox.faults``) are applied here when they concern the answer, and handed to
   the front-end (``respond`` returns them) when they concern the transport.
+* State lives in ``World`` (``engine.sandbox.world``): after validation the sandbox asks it first,
+  so orders, refunds, contracts and transfers answer what was created; every other endpoint keeps
+  the schema-based answer. ``clock`` is the wire clock; ``time`` (a ``TestClock``, the given clock
+  itself when it is one) is the business time the world runs on.
+* Each answer is reported to ``observers`` with whether the Authorization verified, and why not
+  (the inspector's record).
 * No sockets here: the in-process transport calls ``respond`` directly, and the HTTP server wraps
   the same method. Every exchange is recorded, decrypted payload included, so tests can look at the
   wire; the record hides payloads from ``repr``.
