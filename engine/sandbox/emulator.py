@@ -321,7 +321,7 @@ class Sandbox:
             return 204, None
         return 200, self._shape(descriptor, payload)
 
-    def _shape(self, descriptor: Descriptor, values: Optional[dict]) -> Optional[dict]:
+    def _shape(self, descriptor: Descriptor, values: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
         """An answer body with the descriptor's fields, from ``values`` (encrypted fields encrypted)."""
         if not descriptor.response or values is None:
             return None

@@ -57,7 +57,7 @@ FIXTURES = {  # the endpoint whose example payload makes a throwaway object for 
     ("transfer", "direct"): "v3.fund_app.mch_transfer.transfer_bills.post",
     **{("contract", scope): seed for scope, (seed, _) in flows.CONTRACT_SEEDS.items()},
 }
-Shape = Callable[[Descriptor, Optional[dict]], Any]
+Shape = Callable[[Descriptor, Optional[dict[str, Any]]], Any]
 
 
 class World:
@@ -234,7 +234,9 @@ class World:
         with self.store.lock:
             return self._act(self.find(("refund",), out_refund_no), state, url=url)
 
-    def _act(self, record: Record, state: str, *, due_at: Optional[float] = None, url: Optional[str] = None) -> Any:
+    def _act(
+        self, record: Record, state: str, *, due_at: Optional[float] = None, url: Optional[str] = None
+    ) -> Optional[Callback]:
         if record.kind == "contract" and state == "TERMINATED":
             return self.terminate_contract(record, self.now, url=url)
         callback = self.transition(record, state, self.now, due_at=due_at, url=url)
