@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# One command from a fresh clone: install redis-server if missing (Debian packages), create .venv,
-# install the engine with its test tools, and run the main job (a verified call of
-# combine_papay.mini_program) on the embedded sandbox. No network beyond the package indexes, no
-# WeChat Pay credentials.
+# One command from a fresh clone: install the system services the tests use when they are missing
+# (Debian's redis-server, headless Chromium and its chromedriver), create .venv, install the engine
+# with its test tools, and run the main job (a verified call of combine_papay.mini_program) on the
+# embedded sandbox. No network beyond the package indexes, no WeChat Pay credentials.
 set -euo pipefail
 cd "$(dirname "$0")"
-# The Redis store's tests start their own redis-server; install Debian's when there is none.
-if ! command -v redis-server >/dev/null 2>&1; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+# The Redis store's tests start their own redis-server; the inspector's test drives the system's
+# Chromium through chromedriver (no browser download). Each is installed only when missing.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip

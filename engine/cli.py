@@ -21,10 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from engine import __version__
+from engine import __version__, doctor
 from engine.client import DEFAULT_BASE_URL, Engine
 from engine.errors import EngineError, NotificationError, UsageError, ValidationError
 from engine.registry import BUILTIN_ENDPOINTS, Registry
+from engine.sandbox import remote
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -37,6 +38,12 @@ ENVIRONMENT = {
     "platform_certificates": "WECHATPAY_PLATFORM_CERTIFICATES",
     "apiv3_key": "WECHATPAY_APIV3_KEY",
     "base_url": "WECHATPAY_BASE_URL",
+}
+
+FLAGS = {
+    "platform_public_key": "--public-key",
+    "platform_public_key_id": "--public-key-id",
+    "platform_certificates": "--platform-certificate",
 }
 
 
@@ -69,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1000,
         help="how many of the newest exchanges and deliveries to keep (default 1000: memory stays flat)",
     )
+    remote.add_parsers(sandbox)  # pay, confirm-transfer, sign-contract, trigger, advance ... on a served sandbox
     certificates = commands.add_parser("certificates", help="platform certificates").add_subparsers(
         dest="action", required=True
     )
@@ -81,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--headers", required=True, help="a file: a JSON object, or 'Name: value' lines")
     verify.add_argument("--body", required=True, help="a file with the raw body as received")
     _add_credential_flags(verify)
+    doctor.add_parser(commands, _add_credential_flags)
     endpoints = commands.add_parser("endpoints", help="discover endpoints").add_subparsers(dest="action")
     listing = endpoints.add_parser("list", help="list canonical ids (and aliases)")
     listing.add_argument("--grep", default="", help="only ids, aliases or titles containing WORD")
@@ -132,7 +141,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "endpoints":
         return _endpoints(args)
     if args.command == "sandbox":
-        return _serve_sandbox(args)
+        return _serve_sandbox(args) if args.action == "serve" else remote.run(args)
+    if args.command == "doctor":
+        return doctor.run(args, _raw_settings(args))
     if args.command == "certificates":
         return _download_certificates(args)
     if args.command == "notify":
@@ -204,6 +215,24 @@ def _credentials(args: argparse.Namespace) -> dict[str, Any]:
         settings["platform_certificates"] = [p for p in certificates.split(os.pathsep) if p]
     settings.setdefault("base_url", DEFAULT_BASE_URL)
     return settings
+
+
+def _raw_settings(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
+    """Each setting given, with where it came from (the flag or variable to name when it is wrong)."""
+    if args.sandbox_state:
+        settings = _sandbox_credentials(Path(args.sandbox_state))
+        return {name: (value, f"--sandbox-state {args.sandbox_state}") for name, value in settings.items()}
+    found: dict[str, tuple[Any, str]] = {}
+    for name, variable in ENVIRONMENT.items():
+        flag = getattr(args, name, None)
+        if flag:
+            found[name] = (flag, FLAGS.get(name, "--" + name.replace("_", "-")))
+        elif os.environ.get(variable):
+            value: Any = os.environ[variable]
+            if name == "platform_certificates":
+                value = [p for p in value.split(os.pathsep) if p]
+            found[name] = (value, variable)
+    return found
 
 
 def _sandbox_credentials(state_dir: Path) -> dict[str, Any]:
@@ -286,18 +315,21 @@ def _positive_int(text: str) -> int:
 
 def _serve_sandbox(args: argparse.Namespace) -> int:
     from engine.sandbox import Sandbox, state
+    from engine.sandbox.clock import TestClock
     from engine.sandbox.server import serve_forever
 
     state_dir = Path(args.state_dir)
     identity = state.load_or_create(state_dir)
-    sandbox = Sandbox(
-        identity, Registry([BUILTIN_ENDPOINTS, *map(Path, args.endpoint_dir)]), record_limit=args.record_limit
-    )
+    registry = Registry([BUILTIN_ENDPOINTS, *map(Path, args.endpoint_dir)])
+    sandbox = Sandbox(identity, registry, clock=TestClock(), record_limit=args.record_limit)  # real time until advanced
+    sandbox.world.attach(state_dir)  # objects, callbacks and the clock's offset survive a restart
 
     def ready(server: Any) -> None:
         manifest = state.write_manifest(identity, state_dir, server.base_url)
         print(
-            f"WeChat Pay sandbox at {server.base_url} (credentials: {manifest.resolve()}); Ctrl-C stops it", flush=True
+            f"WeChat Pay sandbox at {server.base_url} (credentials: {manifest.resolve()}; "
+            f"inspector: {server.base_url}/sandbox/); Ctrl-C stops it",
+            flush=True,
         )
 
     try:

@@ -185,9 +185,7 @@ class Runtime:
     def run_sync(self, make: Callable[[], Coroutine[Any, Any, T]], timeout: float) -> T:
         """Run ``make()`` to completion for a synchronous caller, waiting at most ``timeout`` s."""
         self.check_open()
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if _running_loop() is None:  # not inside ``except``: a failure must not chain "no running event loop"
             return self._run_on_thread_loop(make, timeout)
         return self._run_on_portal(make(), timeout)
 

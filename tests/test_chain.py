@@ -8,11 +8,12 @@ from conftest import COMBINE_PAPAY
 from engine import ApiError, Descriptor, Engine, Field, RequestSpec, UsageError, ValidationError
 
 SEED = "v3.ecommerce.combine_papay.contracts.pre_entrust_sign.mini_program.post"
+# Not the order query: the sandbox answers that from the orders it holds (404 for a made-up id).
 QUERY_ORDER = Descriptor(
-    id="v3.pay.transactions.id._transaction_id_.get",
+    id="v3.edu_papay.transactions.id._transaction_id_.get",
     method="GET",
-    path="/v3/pay/transactions/id/{transaction_id}",
-    request=RequestSpec(path={"transaction_id": Field(required=True)}, query={"mchid": Field(required=True)}),
+    path="/v3/edu-papay/transactions/id/{transaction_id}",
+    request=RequestSpec(path={"transaction_id": Field(required=True)}, query={"sub_mchid": Field(required=True)}),
     response={"transaction_id": Field(required=True)},
 )
 
@@ -43,17 +44,19 @@ async def test_styles_async(engine: Engine, style: str) -> None:
 @pytest.mark.parametrize("value", ["4200/../x?y#z", "100%", "普通", "a b"])
 def test_path_parameters_by_name_are_encoded(engine: Engine, value: str) -> None:
     engine.register(QUERY_ORDER)
-    via_attributes = engine.v3.pay.transactions.id._transaction_id_.get(transaction_id=value, query={"mchid": "1"})
-    via_item = engine["v3/pay/transactions/id/{transaction_id}"].get(transaction_id=value, query={"mchid": "1"})
+    query = {"sub_mchid": "1"}
+    via_attributes = engine.v3.edu_papay.transactions.id._transaction_id_.get(transaction_id=value, query=query)
+    via_item = engine["v3/edu-papay/transactions/id/{transaction_id}"].get(transaction_id=value, query=query)
     assert via_attributes.data["transaction_id"] == via_item.data["transaction_id"] == value
     target = engine.emulator.last.request.target
-    assert target.startswith("/v3/pay/transactions/id/") and target.count("/") == 5 and "#" not in target
+    assert target.startswith("/v3/edu-papay/transactions/id/") and target.count("/") == 5 and "#" not in target
 
 
 async def test_path_parameters_async(engine: Engine) -> None:
     engine.register(QUERY_ORDER)
-    response = await engine.v3.pay.transactions.id._transaction_id_.aget(transaction_id="4200", query={"mchid": "1"})
-    assert engine.emulator.last.request.target == "/v3/pay/transactions/id/4200?mchid=1"
+    chain = engine.v3.edu_papay.transactions.id._transaction_id_
+    response = await chain.aget(transaction_id="4200", query={"sub_mchid": "1"})
+    assert engine.emulator.last.request.target == "/v3/edu-papay/transactions/id/4200?sub_mchid=1"
     assert response.data["transaction_id"] == "4200"
     await engine.aclose()
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import COMBINE_PAPAY
 
-from engine import ConfigurationError, Engine, Notification, Receiver, ValidationError
+from engine import ApiError, ConfigurationError, Engine, Notification, Receiver, ValidationError
 from engine.events import catalogue, sample_resource
 from engine.registry import builtin_registry
 
@@ -44,7 +44,8 @@ def test_validation_sees_the_filled_payload(make_engine) -> None:
 
 def test_defaults_fill_query_fields_too(make_engine) -> None:
     engine = make_engine(defaults={"mchid": "1900000109"})
-    engine.call("v3.pay.transactions.id._transaction_id_.get", {"transaction_id": "4200"})
+    with pytest.raises(ApiError, match="ORDER_NOT_EXIST"):  # no order 4200 in the stateful sandbox
+        engine.call("v3.pay.transactions.id._transaction_id_.get", {"transaction_id": "4200"})
     assert engine.emulator.last.request.target == "/v3/pay/transactions/id/4200?mchid=1900000109"
 
 

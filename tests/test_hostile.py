@@ -253,8 +253,9 @@ def test_raw_targets_with_control_characters_are_refused(engine: Engine, char: s
 
 
 def test_raw_target_values_reach_a_descriptor_decoded(engine: Engine, identity) -> None:
-    answer = engine.call(f"GET /v3/pay/transactions/out-trade-no/a b?mchid={identity.mchid}")
-    assert answer.endpoint_id == ORDER
+    with pytest.raises(ApiError, match="ORDER_NOT_EXIST"):  # no such order in the stateful sandbox
+        engine.call(f"GET /v3/pay/transactions/out-trade-no/a b?mchid={identity.mchid}")
+    assert engine.emulator.last.endpoint_id == ORDER
     assert engine.emulator.last.request.target == f"/v3/pay/transactions/out-trade-no/a%20b?mchid={identity.mchid}"
     assert engine.emulator.last.payload["out_trade_no"] == "a b"
 
@@ -287,14 +288,16 @@ def test_repeated_query_keys_fill_an_array_field_in_order(engine: Engine) -> Non
 @pytest.mark.parametrize("value", ["abc_def", "a__b", "abc_", "_abc", "abc"])
 def test_attribute_chains_keep_underscores_in_path_values(engine: Engine, identity, value: str) -> None:
     chain = getattr(engine.v3.pay.transactions.out_trade_no, value)
-    answer = chain.get(query={"mchid": identity.mchid})
-    assert answer.endpoint_id == ORDER
+    with pytest.raises(ApiError, match="ORDER_NOT_EXIST"):  # no such order in the stateful sandbox
+        chain.get(query={"mchid": identity.mchid})
+    assert engine.emulator.last.endpoint_id == ORDER
     assert engine.emulator.last.request.target == f"/v3/pay/transactions/out-trade-no/{value}?mchid={identity.mchid}"
     assert engine.emulator.last.payload["out_trade_no"] == value
 
 
 def test_attribute_chains_keep_underscores_before_a_trailing_segment(engine: Engine, identity) -> None:
-    engine.v3.pay.transactions.out_trade_no.abc_def.close.post(json={"mchid": identity.mchid})
+    with pytest.raises(ApiError, match="ORDER_NOT_EXIST"):
+        engine.v3.pay.transactions.out_trade_no.abc_def.close.post(json={"mchid": identity.mchid})
     assert engine.emulator.last.request.target == "/v3/pay/transactions/out-trade-no/abc_def/close"
     assert engine.emulator.last.endpoint_id == "v3.pay.transactions.out_trade_no._out_trade_no_.close.post"
 

@@ -17,6 +17,7 @@ import engine
 from engine import Engine, SignatureError, ValidationError, hookspecs
 from engine.examples import example_headers, example_payload
 from engine.registry import BUILTIN_ENDPOINTS, Registry
+from engine.sandbox.flows import needs_object
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -66,6 +67,9 @@ BUILTIN_IDS = BUILTINS.ids()
 # WeChat Pay does not sign bill files: through engine.call that answer is refused (tested below);
 # bills are fetched with engine.download, which checks the digest from the verified step 1.
 SANDBOX_LIMITS = {"v3.billdownload.file.get": "unsigned by design; see test_bill_file_is_refused_by_call"}
+# Calls about an object that must exist first answer 404 for the example's number, as WeChat Pay
+# does: tests/test_sandbox_objects.py creates the object and round-trips each of them.
+SANDBOX_LIMITS.update({i: "stateful: needs an object first" for i in BUILTIN_IDS if needs_object(i)})
 ROUND_TRIP_IDS = [i for i in BUILTIN_IDS if i not in SANDBOX_LIMITS]
 # Nothing to drop: descriptors whose payload has no required field.
 REQUIRING_IDS = [i for i in BUILTIN_IDS if example_payload(BUILTINS.get(i))]
@@ -83,6 +87,7 @@ def builtin_engine(identity) -> Iterator[Engine]:
 def test_every_builtin_descriptor_round_trips(builtin_engine: Engine, endpoint_id: str) -> None:
     engine = builtin_engine
     engine.emulator.exchanges.clear()
+    engine.emulator.world.clear()  # example payloads share numbers: each create starts afresh
     descriptor = engine.endpoint(endpoint_id)
     payload = example_payload(descriptor)
     response = engine.call(endpoint_id, payload, headers=example_headers(descriptor))

@@ -40,6 +40,7 @@ LOCAL_EXCEPTIONS = {
     "engine.cli.CliError": "a command-line mistake, turned into one 'error:' line and exit status 2 by main()",
     "engine.sandbox.emulator._RefusalError": "the emulator's control flow, turned into an error answer",
     "engine.receiver._UnhandledEventError": "a handler-less event type inside the flow, answered with a failure",
+    "engine.sandbox.objects.RefusedError": "a sandbox object refuses a call or action: an error answer or admin 4xx",
 }
 
 

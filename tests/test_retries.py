@@ -89,6 +89,13 @@ def wechatpay(identity: SandboxIdentity, where: str) -> Any:
             engine.close()
 
 
+def with_orders(engine: Engine, sandbox: Sandbox) -> None:
+    """Create the orders the query tests look up (unknown numbers answer 404), then forget those calls."""
+    for number in (ORDER["out_trade_no"], "n1"):
+        engine.call(JSAPI, {**ORDER, "out_trade_no": number})
+    sandbox.exchanges.clear()
+
+
 def sent(sandbox: Sandbox) -> list[Request]:
     return [exchange.request for exchange in sandbox.exchanges]
 
@@ -114,6 +121,8 @@ class Attempts:
 def test_a_get_answered_503_503_200_succeeds_after_three_signed_attempts(wechatpay, sleeps) -> None:
     observer = Attempts()
     engine, sandbox = wechatpay(retry=NO_WAIT, plugins=[observer])
+    with_orders(engine, sandbox)
+    observer.seen.clear()
     sandbox.faults.add(Fault.error(503), endpoint=QUERY, times=2)
     answer = engine.call(QUERY, {"out_trade_no": "1217752501201407033233368018", "mchid": "1900000109"})
     assert answer.status == 200
@@ -125,6 +134,7 @@ def test_a_get_answered_503_503_200_succeeds_after_three_signed_attempts(wechatp
 
 def test_retry_after_is_a_floor_for_the_wait(wechatpay, sleeps, caplog) -> None:
     engine, sandbox = wechatpay(retry=NO_WAIT)
+    with_orders(engine, sandbox)
     sandbox.faults.add(Fault.error(429, retry_after=2), endpoint=QUERY)
     with caplog.at_level(logging.INFO, logger="engine.retries"):
         assert engine.call(QUERY, {"out_trade_no": "n1", "mchid": "1900000109"}).status == 200
@@ -181,6 +191,7 @@ def test_an_idempotency_key_is_made_once_per_call_and_resent(wechatpay, sleeps) 
 @pytest.mark.parametrize("fault", [Fault.error(400), Fault.error(404), Fault("bad_signature")])
 def test_business_errors_and_unverifiable_answers_are_never_retried(wechatpay, sleeps, fault) -> None:
     engine, sandbox = wechatpay(retry=NO_WAIT)
+    with_orders(engine, sandbox)
     sandbox.faults.add(fault, endpoint=QUERY, times=3)
     with pytest.raises(ApiError if fault.kind == "error" else SignatureError):
         engine.call(QUERY, {"out_trade_no": "n1", "mchid": "1900000109"})

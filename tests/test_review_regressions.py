@@ -21,9 +21,9 @@ from engine.sandbox.emulator import signed_answer
 def test_query_in_a_method_path_reference_is_sent_and_typed(engine: Engine) -> None:
     engine.call("GET /v3/certificates?algorithm_type=SM2")
     assert engine.emulator.last.request.target == "/v3/certificates?algorithm_type=SM2"
-    answer = engine.call("GET /v3/pay/transactions/id/4200000001?mchid=1900000109")
-    assert engine.emulator.last.request.target == "/v3/pay/transactions/id/4200000001?mchid=1900000109"
-    assert answer.endpoint_id == "v3.pay.transactions.id._transaction_id_.get"
+    answer = engine.call("GET /v3/edu-papay/transactions/id/4200000001?sub_mchid=1900000109")
+    assert engine.emulator.last.request.target == "/v3/edu-papay/transactions/id/4200000001?sub_mchid=1900000109"
+    assert answer.endpoint_id == "v3.edu_papay.transactions.id._transaction_id_.get"
 
 
 def test_array_query_values_travel_comma_separated(engine: Engine) -> None:

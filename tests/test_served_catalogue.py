@@ -14,15 +14,17 @@ from engine.sandbox.server import ServerThread
 
 
 @pytest.fixture(scope="module")
-def http_engine(identity: SandboxIdentity) -> Iterator[Engine]:
+def served(identity: SandboxIdentity) -> Iterator[tuple[Engine, Sandbox]]:
     with ServerThread(Sandbox(identity)) as server:
         engine = Engine(**identity.engine_settings(), base_url=server.base_url, load_entry_points=False)
-        yield engine
+        yield engine, server.sandbox
         engine.close()
 
 
 @pytest.mark.parametrize("endpoint_id", ROUND_TRIP_IDS)
-def test_every_descriptor_over_http(http_engine: Engine, endpoint_id: str) -> None:
+def test_every_descriptor_over_http(served: tuple[Engine, Sandbox], endpoint_id: str) -> None:
+    http_engine, sandbox = served
+    sandbox.world.clear()  # example payloads share numbers: each create starts afresh
     descriptor = http_engine.endpoint(endpoint_id)
     response = http_engine.call(endpoint_id, example_payload(descriptor), headers=example_headers(descriptor))
     assert 200 <= response.status < 300 and response.verified_with == http_engine.keyring.ids()[0]

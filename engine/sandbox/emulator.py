@@ -17,6 +17,12 @@ Design decisions:
   answers with every certificate, AEAD-encrypted under the APIv3 key (PROTOCOL.md §5).
 * Faults (``engine.sandbox.faults``) are applied here when they concern the answer, and handed to
   the front-end (``respond`` returns them) when they concern the transport.
+* State lives in ``World`` (``engine.sandbox.world``): after validation the sandbox asks it first,
+  so orders, refunds, contracts and transfers answer what was created; every other endpoint keeps
+  the schema-based answer. ``clock`` is the wire clock; ``time`` (a ``TestClock``, the given clock
+  itself when it is one) is the business time the world runs on.
+* Each answer is reported to ``observers`` with whether the Authorization verified, and why not
+  (the inspector's record).
 * No sockets here: the in-process transport calls ``respond`` directly, and the HTTP server wraps
   the same method. Exchanges are recorded, decrypted payload included, so tests can look at the
   wire; the record hides payloads from ``repr``.
@@ -64,8 +70,10 @@ from engine.registry import BUILTIN_ENDPOINTS, Registry, path_parameters
 from engine.sandbox import notify
 from engine.sandbox.answers import error_body, success_body
 from engine.sandbox.bills import BillDesk
+from engine.sandbox.clock import as_test_clock
 from engine.sandbox.faults import ANSWER_FAULTS, Fault, FaultPlan
 from engine.sandbox.identity import SandboxIdentity, self_signed_certificate
+from engine.sandbox.world import World
 from engine.serialize import encode_json, from_text, query_values
 from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request
@@ -123,9 +131,13 @@ class SigningKey:
 
 
 class _RefusalError(Exception):
-    def __init__(self, status: int, code: str, message: str, detail: Optional[dict] = None) -> None:
+    def __init__(self, status: int, code: str, message: str, detail: Optional[dict] = None, reason: str = "") -> None:
         self.status = status
         self.body = error_body(code, message, detail)
+        self.reason = reason  # why the Authorization did not verify, in English (the inspector shows it)
+
+
+VERIFIED = "verified"
 
 
 class Sandbox:
@@ -142,10 +154,12 @@ class Sandbox:
         self.identity = identity or SandboxIdentity.generate()
         self.mode = mode  # "certificate": a merchant without a public key; answers default to the newest certificate
         self.registry = registry or Registry([BUILTIN_ENDPOINTS])
-        self.clock = clock
+        self.clock = clock  # wire time: signature windows and timestamps
+        self.time = as_test_clock(clock)  # business time: what the test clock advances
         self.exchanges: Record = Record(maxlen=_checked_limit(record_limit))
         self.deliveries: Record = Record(maxlen=self.exchanges.maxlen)
-        self.faults = FaultPlan()
+        self.faults = FaultPlan(resolve=lambda ref: self.registry.get(ref))
+        self.observers: list[Callable[[Exchange, str], None]] = []  # (exchange, verification) per answer
         self._validators: dict[str, PayloadValidator] = {}
         self._keys: dict[str, SigningKey] = {}
         self._add_key(SigningKey(self.identity.platform_public_key_id, self.identity.platform_key))
@@ -161,6 +175,7 @@ class Sandbox:
         self.answer_key: Optional[str] = None
         self.notify_schedule: Sequence[float] = notify.QUICK_SCHEDULE
         self.bills = BillDesk(self.identity.mchid, pending_limit=self.exchanges.maxlen or DEFAULT_RECORD_LIMIT)
+        self.world = World(self)  # orders, refunds, contracts, transfers; their callbacks and time
         # Server behaviour no descriptor can state: run after validation, with the validated payload.
         self._routes: dict[tuple[str, str], Route] = {
             ("GET", "/v3/certificates"): self._certificates,
@@ -194,8 +209,10 @@ class Sandbox:
         endpoint_id: Optional[str] = None
         payload: Any = None
         fault: Optional[Fault] = None
+        verification = "not checked"
         try:
             self._check_transport_rules(request)
+            verification = VERIFIED
             route, descriptor = self._route(request)
             endpoint_id = descriptor.id if descriptor is not None else None
             fault = self.faults.take(endpoint_id)
@@ -204,6 +221,8 @@ class Sandbox:
             status, body, payload = self._serve(request, route, descriptor, fault)
         except _RefusalError as refusal:
             status, body = refusal.status, refusal.body
+            if verification != VERIFIED:
+                verification = refusal.reason or f"not checked: {refusal.body['message']}"
         if isinstance(body, RawResponse):  # a file: WeChat Pay does not sign those
             answer = body
         else:
@@ -211,6 +230,8 @@ class Sandbox:
         if fault is not None and fault.retry_after is not None:  # not signed: WeChat Pay signs the body only
             answer = attrs.evolve(answer, headers=answer.headers.merged({"Retry-After": str(fault.retry_after)}))
         self.exchanges.append(Exchange(request, answer, endpoint_id, payload))
+        for observe in self.observers:
+            observe(self.exchanges[-1], verification)
         return Outcome(answer, fault if fault is not None and fault.at_transport else None)
 
     # -- the server's checks, in the order WeChat Pay applies them ---------------------------
@@ -248,7 +269,8 @@ class Sandbox:
             status, body = route(request, payload, fault)
             return status, body, payload
         assert descriptor is not None
-        status, body = self._succeed(descriptor, payload)
+        served = self.world.serve(descriptor, payload, self._shape)
+        status, body = served if served is not None else self._succeed(descriptor, payload)
         return status, body, payload
 
     def _accepts(self, descriptor: Descriptor, request: Request) -> bool:
@@ -262,21 +284,26 @@ class Sandbox:
         try:
             scheme, params = parse_authorization(request.headers.get("Authorization", ""))
         except ValueError as exc:
-            raise _RefusalError(401, "SIGN_ERROR", f"Authorization头格式错误: {exc}") from None
+            raise _RefusalError(
+                401, "SIGN_ERROR", f"Authorization头格式错误: {exc}", reason=f"malformed Authorization: {exc}"
+            ) from None
         if scheme != SCHEME_RSA:
-            raise _RefusalError(401, "SIGN_ERROR", f"不支持的签名方式 {scheme}")
+            raise _RefusalError(401, "SIGN_ERROR", f"不支持的签名方式 {scheme}", reason=f"unsupported scheme {scheme}")
         if params["mchid"] != self.identity.mchid or params["serial_no"] != self.identity.merchant_serial_no:
-            raise _RefusalError(401, "SIGN_ERROR", "商户号或证书序列号不正确")
+            reason = "unknown mchid or merchant serial_no"
+            raise _RefusalError(401, "SIGN_ERROR", "商户号或证书序列号不正确", reason=reason)
         timestamp = params["timestamp"]
         if (
             not (timestamp.isascii() and timestamp.isdigit())
             or abs(self.clock() - int(timestamp)) > CLOCK_WINDOW_SECONDS
         ):
-            raise _RefusalError(401, "SIGN_ERROR", "时间戳超出允许范围")
+            reason = f"timestamp outside the {CLOCK_WINDOW_SECONDS}-second window"
+            raise _RefusalError(401, "SIGN_ERROR", "时间戳超出允许范围", reason=reason)
         nonce = params["nonce_str"]
         message = request_message(request.method, request.target, timestamp, nonce, _signed_body(request))
         if not rsa_verify(self.identity.merchant_key.public_key(), message, params["signature"]):
-            raise _RefusalError(401, "SIGN_ERROR", "错误的签名，验签失败", _sign_detail(request, message))
+            reason = "signature does not match the request (wrong key, or the bytes signed are not the bytes sent)"
+            raise _RefusalError(401, "SIGN_ERROR", "错误的签名，验签失败", _sign_detail(request, message), reason)
 
     def _read_payload(self, descriptor: Descriptor, request: Request) -> dict:
         payload: dict[str, Any] = {}
@@ -328,8 +355,14 @@ class Sandbox:
     def _succeed(self, descriptor: Descriptor, payload: dict) -> tuple[int, Optional[dict]]:
         if not descriptor.response:
             return 204, None
+        return 200, self._shape(descriptor, payload)
+
+    def _shape(self, descriptor: Descriptor, values: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        """An answer body with the descriptor's fields, from ``values`` (encrypted fields encrypted)."""
+        if not descriptor.response or values is None:
+            return None
         encrypt_for_merchant = lambda text: oaep_encrypt(self.identity.merchant_key.public_key(), text)  # noqa: E731
-        return 200, success_body(descriptor.response, payload, self.identity.mchid, encrypt_for_merchant)
+        return success_body(descriptor.response, values, self.identity.mchid, encrypt_for_merchant)
 
     # -- signing answers ---------------------------------------------------------------------
 
@@ -405,6 +438,12 @@ class Sandbox:
         serial = certificate_serial(certificate)
         self._add_key(SigningKey(serial, private_key, certificate))
         return serial
+
+    def retire_certificate(self, serial: str) -> None:
+        """Stop listing and signing with a platform certificate, as WeChat Pay does when it expires."""
+        self._keys.pop(normalize_serial(serial), None)
+        if self.answer_key is not None and normalize_serial(self.answer_key) == normalize_serial(serial):
+            self.answer_key = None
 
     def certificates(self) -> list[x509.Certificate]:
         """Every platform certificate the sandbox holds, oldest first."""

@@ -9,14 +9,20 @@ Design decisions:
   out by the front-end (the in-process transport or the HTTP server), since only it does I/O.
 * ``FaultPlan`` is a queue per endpoint id (``None`` = any endpoint): each fault fires ``times``
   times, first come first served, so a test scripts exactly the calls it means to break.
+* An endpoint is named as anywhere else: canonical id, short name (alias) or ``"METHOD /path"``,
+  resolved to its canonical id when the fault is added, so it fires whichever name was used; a name
+  no descriptor answers to raises ``UnknownEndpointError`` (with the closest names) instead of
+  queueing a fault that could never fire.
 * Error bodies use the codes and messages of PROTOCOL.md §6.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import attrs
+
+from engine.errors import UnknownEndpointError
 
 ERROR_BODIES: dict[int, tuple[str, str]] = {
     400: ("PARAM_ERROR", "参数错误"),
@@ -67,11 +73,29 @@ class _Scheduled:
 class FaultPlan:
     """Faults waiting to fire, per endpoint id (``None`` matches every endpoint)."""
 
-    def __init__(self) -> None:
+    def __init__(self, resolve: Optional[Callable[[str], Any]] = None) -> None:
         self._queue: list[tuple[Optional[str], _Scheduled]] = []
+        self._resolve = resolve  # name -> descriptor (the sandbox's registry.get)
 
-    def add(self, fault: Fault, *, endpoint: Optional[str] = None, times: int = 1) -> None:
-        self._queue.append((endpoint, _Scheduled(fault, times)))
+    def add(self, fault: Fault, *, endpoint: Optional[str] = None, times: int = 1) -> str:
+        """Queue ``fault`` for ``times`` calls of ``endpoint`` (any name of it; None: any call).
+
+        Returns the canonical id it was queued for ("" for any endpoint).
+        """
+        if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+            raise ValueError(f"times must be a whole number >= 1, got {times!r}")
+        endpoint_id = self.endpoint_id(endpoint) if endpoint is not None else None
+        self._queue.append((endpoint_id, _Scheduled(fault, times)))
+        return endpoint_id or ""
+
+    def endpoint_id(self, name: str) -> str:
+        """The canonical id ``name`` resolves to; ``UnknownEndpointError`` when no descriptor answers to it."""
+        if self._resolve is None:
+            return name
+        descriptor = self._resolve(name)
+        if " " in descriptor.id:  # an ad-hoc "METHOD /path" with no descriptor behind it
+            raise UnknownEndpointError(name)
+        return str(descriptor.id)
 
     def take(self, endpoint_id: Optional[str]) -> Optional[Fault]:
         """The next fault for this endpoint, consuming one of its firings."""
@@ -82,6 +106,13 @@ class FaultPlan:
                     del self._queue[index]
                 return scheduled.fault
         return None
+
+    def pending(self) -> list[dict[str, object]]:
+        """What is queued, as plain data (the inspector shows it)."""
+        return [
+            {"endpoint": endpoint, "kind": s.fault.kind, "status": s.fault.status, "remaining": s.remaining}
+            for endpoint, s in self._queue
+        ]
 
     def clear(self) -> None:
         self._queue.clear()

@@ -50,14 +50,20 @@ class Delivery:
 
 
 def build(
-    sandbox: "Sandbox", event_type: str, resource: dict[str, Any], *, summary: str, original_type: str
+    sandbox: "Sandbox",
+    event_type: str,
+    resource: dict[str, Any],
+    *,
+    summary: str,
+    original_type: str,
+    create_time: Optional[str] = None,
 ) -> RawResponse:
     """A signed notification (as a RawResponse-shaped record: headers and body)."""
     nonce = secrets.token_hex(6)
     plaintext = encode_json(resource)
     envelope = {
         "id": str(uuid.uuid4()),
-        "create_time": dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).isoformat(timespec="seconds"),
+        "create_time": create_time or dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).isoformat(timespec="seconds"),
         "resource_type": "encrypt-resource",
         "event_type": event_type,
         "summary": summary,
@@ -87,13 +93,20 @@ async def deliver(url: str, notification: RawResponse, schedule: Sequence[float]
 
 
 async def _attempt(session: aiohttp.ClientSession, url: str, notification: RawResponse) -> int:
+    return (await post_once(session, url, notification))[0]
+
+
+async def post_once(session: aiohttp.ClientSession, url: str, notification: RawResponse) -> tuple[int, str]:
+    """One delivery attempt: the receiver's status and "", or 0 and why no answer came."""
     headers = {**dict(notification.headers.items()), "User-Agent": "Mozilla/4.0 (WeChat Pay Sandbox)"}
     try:
         async with session.post(url, data=notification.body, headers=headers) as answer:
             await answer.read()
-            return answer.status
-    except (TimeoutError, aiohttp.ClientError):
-        return 0
+            return answer.status, ""
+    except TimeoutError:
+        return 0, f"no answer within {ATTEMPT_TIMEOUT:g} s"
+    except aiohttp.ClientError as exc:
+        return 0, f"{type(exc).__name__}: {exc}"[:200]
 
 
 def _notification_id(notification: RawResponse) -> str:

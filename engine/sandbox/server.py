@@ -9,23 +9,30 @@ Design decisions:
 * Transport faults are acted out for real: latency sleeps, ``drop`` closes the connection without
   an answer, ``truncate`` announces the full Content-Length and sends half.
 * A small control API lives under ``/sandbox/`` (outside WeChat Pay's ``/v3/`` space): rotate the
-  platform certificate, script faults, trigger callbacks, list exchanges. It is unauthenticated,
-  which is why the server binds 127.0.0.1 unless told otherwise. A malformed control request is a
-  400 with a reason, never a 500 from an exception.
+  platform certificate, script faults, trigger callbacks, list exchanges; the user's actions, event
+  triggers and the test clock (``engine.sandbox.admin``); the inspector page (``/sandbox/``,
+  ``engine.sandbox.inspector``). It is unauthenticated, which is why the server binds 127.0.0.1
+  unless told otherwise. A malformed control request is a 400 with a reason, never a 500.
+* While serving, a ticker lets the sandbox act on what falls due (expiries, callback retries) every
+  ``TICK_SECONDS`` of real time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from typing import Any, Optional
 
 from aiohttp import web
 
+from engine.sandbox import admin
 from engine.sandbox.emulator import Sandbox
-from engine.sandbox.faults import KINDS, Fault
+from engine.sandbox.inspector import Inspector
 from engine.wire import Headers, Request
+
+TICK_SECONDS = 0.2
 
 
 class SandboxServer:
@@ -37,6 +44,7 @@ class SandboxServer:
         self.port = port
         self._runner: Optional[web.AppRunner] = None
         self._tasks: set[asyncio.Task] = set()
+        self.inspector = Inspector(sandbox)
 
     @property
     def base_url(self) -> str:
@@ -49,7 +57,21 @@ class SandboxServer:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._spawn(self._tick())
         return self.base_url
+
+    async def _tick(self) -> None:
+        while True:
+            try:
+                await self.sandbox.time.tick()
+            except Exception:
+                logging.getLogger("engine.sandbox").exception("sandbox tick failed")
+            await asyncio.sleep(TICK_SECONDS)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -72,6 +94,8 @@ class SandboxServer:
         app.router.add_delete("/sandbox/faults", self._clear_faults)
         app.router.add_post("/sandbox/notify", self._notify)
         app.router.add_get("/sandbox/exchanges", self._exchanges)
+        admin.add_routes(app, self.sandbox)
+        self.inspector.add_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._wechatpay)
         return app
 
@@ -103,26 +127,7 @@ class SandboxServer:
         return web.json_response({"serial_no": self.sandbox.rotate_certificate()})
 
     async def _add_fault(self, http: web.Request) -> web.Response:
-        spec = await _json(http)
-        kind = spec.get("kind")
-        if kind not in KINDS:
-            return web.json_response({"error": f"kind must be one of {', '.join(KINDS)}"}, status=400)
-        try:
-            if kind == "error":
-                code, message = str(spec.get("code", "")), str(spec.get("message", ""))
-                retry_after = spec.get("retry_after")
-                wait = int(retry_after) if retry_after is not None else None
-                fault = Fault.error(int(spec.get("status", 500)), code, message, wait)
-            else:
-                fault = Fault(kind, seconds=float(spec.get("seconds", 0.0)))
-            if not (100 <= fault.status <= 599 and 0 <= fault.seconds <= 3600):  # also refuses NaN
-                raise ValueError("status must be 100-599 and seconds 0-3600")
-            if fault.retry_after is not None and not 0 <= fault.retry_after <= 3600:
-                raise ValueError("retry_after must be 0-3600 seconds")
-            self.sandbox.faults.add(fault, endpoint=spec.get("endpoint"), times=int(spec.get("times", 1)))
-        except (TypeError, ValueError, OverflowError) as exc:
-            return web.json_response({"error": f"bad fault: {exc}"}, status=400)
-        return web.json_response({"queued": len(self.sandbox.faults)}, status=201)
+        return await admin.add_fault(self.sandbox, http)
 
     async def _clear_faults(self, http: web.Request) -> web.Response:
         self.sandbox.faults.clear()
@@ -134,9 +139,7 @@ class SandboxServer:
             url, notification = self._notification(spec)
         except (LookupError, TypeError, ValueError, AttributeError) as exc:
             return web.json_response({"error": f"bad notification: {exc}"}, status=400)
-        task = asyncio.create_task(self.sandbox.notify(url, notification))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self.sandbox.notify(url, notification))
         return web.json_response({"id": json.loads(notification.body)["id"], "url": url}, status=202)
 
     def _notification(self, spec: dict[str, Any]) -> tuple[str, Any]:

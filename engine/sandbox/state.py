@@ -103,6 +103,11 @@ def write_manifest(identity: SandboxIdentity, state_dir: Path, base_url: Optiona
     return path
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (keys, the manifest, the sandbox's objects)."""
+    _write(path, data, secret=True)
+
+
 def _write(path: Path, data: bytes, secret: bool = False) -> None:
     if not secret:
         path.write_bytes(data)

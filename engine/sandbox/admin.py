@@ -1,0 +1,275 @@
+"""The served sandbox's admin API under ``/sandbox/``: user actions, triggers, the test clock, faults.
+
+Design decisions:
+
+* Every route validates its JSON body first and reports every problem at once: a body that is not
+  a JSON object, a missing or mistyped field, an unknown field, an unknown endpoint name. Problems
+  stay structured (``field``, ``issue``) until they become the 400 answer
+  ``{"error": {"code": "INVALID_INPUT", "message": ..., "problems": [...]}}``.
+* A refusal from the sandbox (no such object, a state that does not allow the action, an unknown
+  event type) is a 404/409/400 with ``{"error": {"code", "message"}}``, the message naming what is
+  wrong; the CLI prints it as its one error line.
+* Routes (all JSON; the inspector's page and stream live in ``engine.sandbox.inspector``)::
+
+      POST /sandbox/actions/pay               {"out_trade_no", "fail"?}
+      POST /sandbox/actions/confirm-transfer  {"out_bill_no", "fail"?}
+      POST /sandbox/actions/sign-contract     {"out_contract_code"}
+      POST /sandbox/actions/terminate-contract {"out_contract_code"}      (the user terminates)
+      POST /sandbox/actions/settle-refund     {"out_refund_no", "state"?}  (SUCCESS, ABNORMAL, CLOSED)
+      POST /sandbox/triggers                  {"event_type", "object"?, "forward_to"?}
+      GET  /sandbox/events                    the event types triggers accept
+      GET  /sandbox/clock                     business and wire time
+      POST /sandbox/clock/advance             {"seconds"} or {"by": "2h"}
+      GET  /sandbox/objects[/{kind}/{number}]  objects and their states (secrets masked)
+      GET  /sandbox/callbacks                 callbacks and their delivery attempts
+      POST /sandbox/faults                    {"kind", "endpoint"?, "times"?, "status"?, ...}
+
+  Actions and triggers answer 202 with the object and the callback they queued.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
+
+from aiohttp import web
+
+from engine.errors import UnknownEndpointError
+from engine.sandbox.clock import parse_duration
+from engine.sandbox.faults import KINDS, Fault
+from engine.sandbox.objects import RefusedError
+from engine.sandbox.triggers import event_types
+
+if TYPE_CHECKING:
+    from engine.sandbox.emulator import Sandbox
+
+Problem = dict[str, str]
+Spec = dict[str, tuple[type | tuple[type, ...], bool]]  # field -> (types, required)
+REFUND_STATES = ("SUCCESS", "ABNORMAL", "CLOSED")
+
+
+def add_routes(app: web.Application, sandbox: "Sandbox") -> None:
+    """Register the admin API for ``sandbox`` on ``app`` (before the catch-all WeChat Pay route)."""
+    routes = Routes(sandbox)
+    app.router.add_post("/sandbox/actions/{action}", routes.action)
+    app.router.add_post("/sandbox/triggers", routes.trigger)
+    app.router.add_get("/sandbox/events", routes.events)
+    app.router.add_get("/sandbox/clock", routes.clock)
+    app.router.add_post("/sandbox/clock/advance", routes.advance)
+    app.router.add_get("/sandbox/objects", routes.objects)
+    app.router.add_get("/sandbox/objects/{kind}/{number}", routes.one_object)
+    app.router.add_get("/sandbox/callbacks", routes.callbacks)
+
+
+class Routes:
+    def __init__(self, sandbox: "Sandbox") -> None:
+        self.sandbox = sandbox
+        self.world = sandbox.world
+        self._actions: dict[str, tuple[Spec, Callable[[dict[str, Any]], Any]]] = {
+            "pay": (
+                {"out_trade_no": (str, True), "fail": (bool, False)},
+                lambda b: self.world.pay(b["out_trade_no"], fail=b.get("fail", False)),
+            ),
+            "confirm-transfer": (
+                {"out_bill_no": (str, True), "fail": (bool, False)},
+                lambda b: self.world.confirm_transfer(b["out_bill_no"], fail=b.get("fail", False)),
+            ),
+            "sign-contract": (
+                {"out_contract_code": (str, True)},
+                lambda b: self.world.sign_contract(b["out_contract_code"]),
+            ),
+            "terminate-contract": ({"out_contract_code": (str, True)}, self._terminate),
+            "settle-refund": ({"out_refund_no": (str, True), "state": (str, False)}, self._settle),
+        }
+
+    async def action(self, http: web.Request) -> web.Response:
+        name = http.match_info["action"]
+        if name not in self._actions:
+            known = ", ".join(self._actions)
+            return _error(404, "UNKNOWN_ACTION", f"no action {name!r}; the actions are: {known}")
+        spec, run = self._actions[name]
+        body, problems = await _validated(http, spec)
+        if problems:
+            return _invalid(problems)
+        return _refusable(lambda: self._acted(run(body), body))
+
+    def _acted(self, callback: Any, body: dict[str, Any]) -> web.Response:
+        number = next(v for k, v in body.items() if k.startswith("out_"))
+        record = next(iter(self.world.store.find(("order", "combine_order", "refund", "transfer", "contract"), number)))
+        return web.json_response(_outcome(record, callback), status=202)
+
+    def _terminate(self, body: dict[str, Any]) -> Any:
+        record = self.world.find(("contract",), body["out_contract_code"])
+        return self.world.terminate_contract(record, self.world.now)
+
+    def _settle(self, body: dict[str, Any]) -> Any:
+        state = body.get("state", "SUCCESS")
+        if state not in REFUND_STATES:
+            raise RefusedError(400, "INVALID_INPUT", f"state must be one of {', '.join(REFUND_STATES)}, got {state!r}")
+        return self.world.settle_refund(body["out_refund_no"], state)
+
+    async def trigger(self, http: web.Request) -> web.Response:
+        spec: Spec = {"event_type": (str, True), "object": (str, False), "forward_to": (str, False)}
+        body, problems = await _validated(http, spec)
+        url = body.get("forward_to")
+        if url is not None and not url.startswith(("http://", "https://")):
+            problems.append({"field": "forward_to", "issue": "must be an http:// or https:// URL"})
+        if problems:
+            return _invalid(problems)
+
+        def run() -> web.Response:
+            record, callback = self.world.trigger(body["event_type"], body.get("object"), url)
+            return web.json_response(_outcome(record, callback), status=202)
+
+        return _refusable(run)
+
+    async def events(self, http: web.Request) -> web.Response:
+        listing = [
+            {"event_type": e.name, "kinds": list(e.kinds), "states": list(e.states), "original_type": e.original_type}
+            for e in event_types().values()
+        ]
+        return web.json_response(listing)
+
+    async def clock(self, http: web.Request) -> web.Response:
+        return web.json_response(clock_view(self.sandbox))
+
+    async def advance(self, http: web.Request) -> web.Response:
+        body, problems = await _validated(http, {"seconds": ((int, float), False), "by": (str, False)})
+        seconds: Optional[float] = body.get("seconds")
+        if "by" in body:
+            try:
+                seconds = parse_duration(body["by"])
+            except ValueError as exc:
+                problems.append({"field": "by", "issue": str(exc)})
+        if seconds is None and not problems:
+            problems.append({"field": "seconds", "issue": "give seconds (a number) or by (a duration such as 2h)"})
+        elif seconds is not None and seconds < 0:
+            problems.append({"field": "seconds", "issue": "a test clock only moves forward"})
+        if problems:
+            return _invalid(problems)
+        assert seconds is not None
+        await self.sandbox.time.aadvance(seconds)
+        return web.json_response(clock_view(self.sandbox))
+
+    async def objects(self, http: web.Request) -> web.Response:
+        from engine.sandbox.inspector import object_view
+
+        return web.json_response([object_view(record) for record in self.world.store])
+
+    async def one_object(self, http: web.Request) -> web.Response:
+        from engine.sandbox.inspector import object_view
+
+        kind, number = http.match_info["kind"], http.match_info["number"]
+        found = [r for r in self.world.store.find((kind,), number)]
+        if not found:
+            return _error(404, "RESOURCE_NOT_EXISTS", f"no {kind} with number {number!r} in this sandbox")
+        return web.json_response([object_view(record) for record in found])
+
+    async def callbacks(self, http: web.Request) -> web.Response:
+        from engine.sandbox.inspector import callback_view
+
+        return web.json_response([callback_view(c) for c in self.world.outbox.callbacks])
+
+
+async def add_fault(sandbox: "Sandbox", http: web.Request) -> web.Response:
+    """``POST /sandbox/faults``: queue a fault, after checking every field of the request."""
+    spec: Spec = {
+        "kind": (str, True),
+        "endpoint": (str, False),
+        "times": (int, False),
+        "status": (int, False),
+        "code": (str, False),
+        "message": (str, False),
+        "seconds": ((int, float), False),
+        "retry_after": (int, False),
+    }
+    body, problems = await _validated(http, spec)
+    problems += _fault_problems(body)
+    endpoint_id = ""
+    if not problems and "endpoint" in body:
+        try:
+            endpoint_id = sandbox.faults.endpoint_id(body["endpoint"])
+        except UnknownEndpointError as exc:
+            problems.append({"field": "endpoint", "issue": str(exc)})
+    if problems:
+        return _invalid(problems)
+    if body["kind"] == "error":
+        fault = Fault.error(
+            body.get("status", 500), body.get("code", ""), body.get("message", ""), body.get("retry_after")
+        )
+    else:
+        fault = Fault(body["kind"], seconds=float(body.get("seconds", 0.0)))
+    sandbox.faults.add(fault, endpoint=endpoint_id or None, times=body.get("times", 1))
+    return web.json_response({"queued": len(sandbox.faults), "endpoint": endpoint_id or None}, status=201)
+
+
+def _fault_problems(body: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    if "kind" in body and body["kind"] not in KINDS:
+        problems.append({"field": "kind", "issue": f"must be one of {', '.join(KINDS)}"})
+    limits = {"times": (1, None), "status": (100, 599), "seconds": (0, 600), "retry_after": (0, 86400)}
+    for name, (low, high) in limits.items():
+        value = body.get(name)
+        if isinstance(value, (int, float)) and (value < low or (high is not None and value > high)):
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            problems.append({"field": name, "issue": f"must be {bound}, got {value}"})
+    return problems
+
+
+def clock_view(sandbox: "Sandbox") -> dict[str, Any]:
+    from engine.sandbox.objects import rfc3339
+
+    now = sandbox.time.now()
+    return {"now": rfc3339(now), "now_unix": now, "wire_unix": sandbox.time(), "offset_seconds": sandbox.time.offset}
+
+
+def _outcome(record: Any, callback: Any) -> dict[str, Any]:
+    queued = None if callback is None else {"id": callback.id, "event_type": callback.event_type, "url": callback.url}
+    return {"object": record.ref, "scope": record.scope, "state": record.state, "callback": queued}
+
+
+async def _validated(http: web.Request, spec: Spec) -> tuple[dict[str, Any], list[Problem]]:
+    """The JSON body and every problem with it (an empty body counts as {})."""
+    raw = await http.read()
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: absurd nesting
+        return {}, [{"field": "", "issue": "the body is not JSON"}]
+    if not isinstance(body, dict):
+        return {}, [{"field": "", "issue": "the body must be a JSON object"}]
+    problems = [{"field": k, "issue": "unknown field"} for k in body if k not in spec]
+    for name, (types, required) in spec.items():
+        if name not in body:
+            if required:
+                problems.append({"field": name, "issue": "required"})
+        elif not isinstance(body[name], types) or (isinstance(body[name], bool) and bool not in _tuple(types)):
+            problems.append({"field": name, "issue": f"must be {_type_names(types)}"})
+    return body, problems
+
+
+def _tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _type_names(types: type | tuple[type, ...]) -> str:
+    names = {str: "a string", bool: "true or false", int: "a whole number", float: "a number"}
+    return " or ".join(names.get(t, t.__name__) for t in _tuple(types))
+
+
+def _invalid(problems: list[Problem]) -> web.Response:
+    message = "; ".join(f"{p['field'] or 'body'}: {p['issue']}" for p in problems)
+    return web.json_response({"error": {"code": "INVALID_INPUT", "message": message, "problems": problems}}, status=400)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _refusable(run: Callable[[], web.Response]) -> web.Response:
+    try:
+        return run()
+    except RefusedError as refusal:
+        return _error(refusal.status, refusal.code, refusal.message)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

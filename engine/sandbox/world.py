@@ -1,0 +1,392 @@
+"""A sandbox's stateful side: its objects, the user's actions, time, callbacks and the state dir.
+
+Design decisions:
+
+* ``World`` owns the ``ObjectStore``, the ``Outbox`` and the certificate schedule of one sandbox,
+  and subscribes to its test clock. The emulator asks it first for every validated call
+  (``serve``); it answers the endpoints of ``engine.sandbox.flows.OPERATIONS`` and paged lists, and
+  returns None for the rest, which keep the schema-based answer.
+* Every change of state goes through ``transition``: the allowed-transition check, then the event
+  the change sends (``engine.sandbox.triggers``) to the object's notify_url, queued in the outbox.
+  User actions (``pay``, ``confirm_transfer``, ``sign_contract``, ``settle_refund``) and ``trigger``
+  are thin wrappers that find the object and name the state; an object that does not exist, or a
+  state that does not allow the action, raises ``RefusedError`` naming what is wrong.
+* Time: unpaid orders close at ``time_expire`` (default ``order_ttl``, 2 h), refunds succeed
+  ``refund_delay`` after they were accepted, transfers the user has not confirmed are cancelled
+  after ``transfer_ttl`` (24 h), and platform certificates rotate ``certificate_overlap`` before the
+  newest expires and retire when they expire. ``on_time`` applies whatever fell due, then delivers
+  due callbacks.
+* In the state dir (``attach``) the objects, the callbacks and the clock's offset are kept in
+  ``world.json`` (0600: it holds the decrypted request fields), written after each change.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from engine.descriptor import Descriptor
+from engine.examples import example_payload
+from engine.fields import map_encrypted
+from engine.sandbox import flows, notify
+from engine.sandbox.answers import error_body
+from engine.sandbox.objects import ObjectStore, Record, RefusedError, rfc3339
+from engine.sandbox.outbox import Callback, Outbox
+from engine.sandbox.triggers import EventType, event_types, for_transition
+from engine.wire import Headers
+
+if TYPE_CHECKING:
+    from engine.sandbox.emulator import Sandbox
+
+WORLD_FILE = "world.json"
+AUTOMATIC = {
+    ("order", "NOTPAY"): "CLOSED",
+    ("order", "PAYERROR"): "CLOSED",
+    ("combine_order", "NOTPAY"): "CLOSED",
+    ("combine_order", "PAYERROR"): "CLOSED",
+    ("refund", "PROCESSING"): "SUCCESS",
+    ("transfer", "WAIT_USER_CONFIRM"): "CANCELLED",
+    ("transfer", "CANCELING"): "CANCELLED",
+}
+FIXTURES = {  # the endpoint whose example payload makes a throwaway object for a trigger
+    ("order", "direct"): "v3.pay.transactions.jsapi.post",
+    ("combine_order", "combine"): "v3.combine_transactions.jsapi.post",
+    ("refund", "domestic"): "v3.refund.domestic.refunds.post",
+    ("transfer", "direct"): "v3.fund_app.mch_transfer.transfer_bills.post",
+    **{("contract", scope): seed for scope, (seed, _) in flows.CONTRACT_SEEDS.items()},
+}
+Shape = Callable[[Descriptor, Optional[dict[str, Any]]], Any]
+
+
+class World:
+    """The objects of one sandbox and everything that moves them."""
+
+    def __init__(self, sandbox: "Sandbox") -> None:
+        self.sandbox = sandbox
+        self.store = ObjectStore()
+        self.outbox = Outbox(self._sign)
+        self.order_ttl = 2 * 3600.0
+        self.refund_delay = 60.0
+        self.transfer_ttl = 24 * 3600.0
+        self.certificate_lifetime = 5 * 365 * 86400.0
+        self.certificate_overlap = 30 * 86400.0
+        self._certificate_expiry: dict[str, float] = {}
+        self._secret: tuple[str, ...] = ()
+        self._path: Optional[Path] = None
+        self._saved: tuple[int, float] = (-1, 0.0)
+        sandbox.time.subscribe(self)
+
+    @property
+    def now(self) -> float:
+        return self.sandbox.time.now()
+
+    @property
+    def version(self) -> int:
+        return self.store.version + self.outbox.version
+
+    # -- serving calls -------------------------------------------------------------------------
+
+    def serve(self, descriptor: Descriptor, payload: dict[str, Any], shape: Shape) -> Optional[tuple[int, Any]]:
+        """Answer a validated call that concerns sandbox objects; None for every other endpoint."""
+        operation = flows.OPERATIONS.get(descriptor.id)
+        if operation is None:
+            return (
+                (200, shape(descriptor, {**payload, **flows.page(payload, [])})) if flows.is_paged(descriptor) else None
+            )
+        with self.store.lock:
+            self._secret = _encrypted_paths(descriptor, payload)
+            try:
+                status, values = flows.answer(self, operation, payload, self.now)
+            except RefusedError as refusal:
+                return refusal.status, error_body(refusal.code, refusal.message)
+            finally:
+                self._secret = ()
+        self.save()
+        return status, shape(descriptor, values) if values is not None else None
+
+    def create(
+        self,
+        kind: str,
+        scope: str,
+        number: str,
+        fields: dict[str, Any],
+        now: float,
+        request: dict[str, Any],
+        due_at: Optional[float] = None,
+    ) -> Record:
+        fields = {"mch_id" if kind == "transfer" else "mchid": self.sandbox.identity.mchid, **fields}
+        return self.store.create(
+            kind,
+            scope,
+            number,
+            fields,
+            now,
+            notify_url=request.get("notify_url"),
+            due_at=due_at,
+            secret=self._secret,
+            request=request,
+        )
+
+    # -- changes of state ----------------------------------------------------------------------
+
+    def transition(
+        self,
+        record: Record,
+        state: str,
+        now: float,
+        *,
+        due_at: Optional[float] = None,
+        url: Optional[str] = None,
+        refusal: int = 409,
+    ) -> Optional[Callback]:
+        """Move ``record`` to ``state`` and queue the callback that change sends, if any."""
+        try:
+            self.store.move(record, state, now, due_at)
+        except RefusedError as error:
+            raise RefusedError(refusal, "INVALID_REQUEST" if refusal == 400 else error.code, error.message) from None
+        event = for_transition(record, state)
+        target = url or record.notify_url
+        if event is None or not target:
+            return None
+        return self.outbox.enqueue(target, self._envelope(event, record, now), event.name, record.ref, now)
+
+    def _envelope(self, event: EventType, record: Record, now: float) -> bytes:
+        resource = event.resource(record, self.sandbox.identity.mchid)
+        built = notify.build(
+            self.sandbox,
+            event.name,
+            resource,
+            summary=event.summary,
+            original_type=event.original_type,
+            create_time=rfc3339(now),
+        )
+        return built.body
+
+    def _sign(self, body: bytes) -> Any:
+        return self.sandbox.sign_answer(200, body, Headers({}))
+
+    # -- the user's actions ----------------------------------------------------------------------
+
+    def find(self, kinds: tuple[str, ...], number: str) -> Record:
+        """The one object of these kinds with this number; ``RefusedError`` 404 when there is none."""
+        found = self.store.find(kinds, number)
+        if not found:
+            raise RefusedError(
+                404, "RESOURCE_NOT_EXISTS", f"no {' or '.join(kinds)} with number {number!r} in this sandbox"
+            )
+        if len(found) > 1:
+            refs = ", ".join(f"{r.ref} ({r.scope})" for r in found)
+            raise RefusedError(409, "AMBIGUOUS", f"{number!r} names several objects: {refs}")
+        return found[0]
+
+    def pay(self, out_trade_no: str, *, fail: bool = False, url: Optional[str] = None) -> Optional[Callback]:
+        """The user pays an order or a combined order (``fail``: the payment fails: PAYERROR)."""
+        with self.store.lock:
+            record = self.find(("order", "combine_order"), out_trade_no)
+            state = "PAYERROR" if fail else "SUCCESS"
+            due_at = record.due_at if fail else None
+            record.fields.setdefault("payer", record.fields.get("payer") or {"openid": _openid()})
+            return self._act(record, state, due_at=due_at, url=url)
+
+    def confirm_transfer(
+        self, out_bill_no: str, *, fail: bool = False, url: Optional[str] = None
+    ) -> Optional[Callback]:
+        """The user confirms receipt of a transfer (``fail``: the transfer fails instead)."""
+        with self.store.lock:
+            record = self.find(("transfer",), out_bill_no)
+            if fail:
+                record.fields["fail_reason"] = "TRANSFER_RISK"
+            return self._act(record, "FAIL" if fail else "SUCCESS", url=url)
+
+    def sign_contract(self, out_contract_code: str, *, url: Optional[str] = None) -> Optional[Callback]:
+        """The user signs a pre-entrust-sign contract."""
+        with self.store.lock:
+            record = self.find(("contract",), out_contract_code)
+            record.fields.setdefault("openid", _openid())
+            return self._act(record, "SIGNED", url=url)
+
+    def terminate_contract(
+        self,
+        record: Record,
+        now: float,
+        *,
+        mode: str = "USER_TERMINATE",
+        remark: str = "",
+        refusal: int = 409,
+        url: Optional[str] = None,
+    ) -> Optional[Callback]:
+        with self.store.lock:
+            if record.state != "SIGNED":
+                self.transition(record, "TERMINATED", now, refusal=refusal)  # raises, naming the state
+            record.fields["contract_terminate_info"] = {
+                "contract_termination_mode": mode,
+                "contract_terminated_time": rfc3339(now),
+                "contract_termination_remark": remark or "用户解约",
+            }
+            return self.transition(record, "TERMINATED", now, url=url, refusal=refusal)
+
+    def settle_refund(
+        self, out_refund_no: str, state: str = "SUCCESS", *, url: Optional[str] = None
+    ) -> Optional[Callback]:
+        """WeChat Pay finishes a refund: SUCCESS, ABNORMAL or CLOSED."""
+        with self.store.lock:
+            return self._act(self.find(("refund",), out_refund_no), state, url=url)
+
+    def _act(
+        self, record: Record, state: str, *, due_at: Optional[float] = None, url: Optional[str] = None
+    ) -> Optional[Callback]:
+        if record.kind == "contract" and state == "TERMINATED":
+            return self.terminate_contract(record, self.now, url=url)
+        callback = self.transition(record, state, self.now, due_at=due_at, url=url)
+        self.save()
+        return callback
+
+    def trigger(self, name: str, number: Optional[str] = None, url: Optional[str] = None) -> tuple[Record, Any]:
+        """Send event ``name``: on the object with ``number``, or on a fresh throwaway object.
+
+        The object moves to the state the event reports (a payment succeeds, a refund is closed...);
+        ``url`` receives the callback instead of the object's notify_url.
+        """
+        event = event_types().get(name)
+        if event is None:
+            raise RefusedError(
+                400, "UNKNOWN_EVENT", f"unknown event type {name!r}; known: {', '.join(sorted(event_types()))}"
+            )
+        if number is None and url is None:
+            raise RefusedError(
+                400, "NO_URL", f"a throwaway object for {name} has no notify_url: give a URL to forward to"
+            )
+        with self.store.lock:
+            record = self._fixture(event) if number is None else self.find(event.kinds, number)
+            if not event.concerns(record):
+                raise RefusedError(409, "INVALID_STATE", f"{name} is not sent for {record.ref} ({record.scope})")
+            if url is None and not record.notify_url:
+                raise RefusedError(
+                    400, "NO_URL", f"{record.ref} has no notify_url: give a URL to forward the callback to"
+                )
+            callback = self._act(record, event.states[0], url=url)
+        return record, callback
+
+    def _fixture(self, event: EventType) -> Record:
+        kind = event.kinds[0]
+        scope = event.scopes[0] if event.scopes else next(s for k, s in FIXTURES if k == kind)
+        if kind == "refund":
+            order = self._make(("order", "direct"), {"notify_url": None})
+            self.transition(order, "SUCCESS", self.now)
+            return self._make(
+                (kind, scope),
+                {
+                    "out_trade_no": order.number,
+                    "transaction_id": None,
+                    "amount": {"refund": 1, "total": 1, "currency": "CNY"},
+                },
+            )
+        record = self._make((kind, scope), {})
+        if kind == "contract" and event.states[0] == "TERMINATED":
+            self.transition(record, "SIGNED", self.now)
+        return record
+
+    def _make(self, key: tuple[str, str], overrides: dict[str, Any]) -> Record:
+        descriptor = self.sandbox.registry.get(FIXTURES[key])
+        payload = {k: v for k, v in {**example_payload(descriptor), **overrides}.items() if v is not None}
+        number_field = _number_field(key[0])
+        payload[number_field] = "SANDBOX" + secrets.token_hex(6).upper()
+        if key[0] == "order":
+            payload["amount"] = {"total": 1, "currency": "CNY"}
+        flows.answer(self, flows.OPERATIONS[descriptor.id], payload, self.now)
+        record = self.store.get(key[0], key[1], payload[number_field])
+        assert record is not None
+        record.notify_url = None  # a throwaway object's callbacks go where the trigger says only
+        return record
+
+    # -- time ------------------------------------------------------------------------------------
+
+    def next_due(self) -> Optional[float]:
+        due = [t for t in (self.store.next_due(), self.outbox.next_due(), self._certificates_due()) if t is not None]
+        return min(due) if due else None
+
+    async def on_time(self, now: float) -> None:
+        with self.store.lock:
+            for record in self.store:
+                if record.due_at is not None and record.due_at <= now:
+                    self.transition(record, AUTOMATIC[(record.kind, record.state)], record.due_at)
+            self._certificates_on_time(now)
+        await self.outbox.deliver_due(now)
+        self.save()
+
+    async def deliver_due(self) -> list[Callback]:
+        """Attempt every callback due now (what ``clock.advance(0)`` does too)."""
+        return await self.outbox.deliver_due(self.now)
+
+    def _expiry(self, serial: str, certificate: Any) -> float:
+        return self._certificate_expiry.get(serial) or certificate.not_valid_after_utc.timestamp()
+
+    def _certificates_due(self) -> Optional[float]:
+        held = self.sandbox.certificates()
+        if not held:
+            return None
+        expiries = [self._expiry(f"{c.serial_number:X}", c) for c in held]
+        rotation = expiries[-1] - self.certificate_overlap
+        retirements = expiries[:-1]  # the newest never retires before its successor exists
+        return min([rotation, *retirements])
+
+    def _certificates_on_time(self, now: float) -> None:
+        held = self.sandbox.certificates()
+        if held and now >= self._expiry(f"{held[-1].serial_number:X}", held[-1]) - self.certificate_overlap:
+            serial = self.sandbox.rotate_certificate()
+            self._certificate_expiry[serial] = now + self.certificate_lifetime
+            self.store.touch()
+        held = self.sandbox.certificates()
+        for certificate in held[:-1]:
+            serial = f"{certificate.serial_number:X}"
+            if now >= self._expiry(serial, certificate):
+                self.sandbox.retire_certificate(serial)
+                self.store.touch()
+
+    # -- the state dir ---------------------------------------------------------------------------
+
+    def attach(self, state_dir: Path) -> None:
+        """Keep the world in ``state_dir/world.json``: load what is there, save every change."""
+        self._path = state_dir / WORLD_FILE
+        if self._path.exists():
+            data = json.loads(self._path.read_text(encoding="utf-8"))
+            self.sandbox.time.offset = float(data.get("clock_offset", 0.0))
+            self.store.load(data.get("objects", []))
+            self.outbox.load(data.get("callbacks", []))
+        self._saved = self._mark()
+
+    def save(self) -> None:
+        if self._path is None or self._saved == self._mark():
+            return
+        from engine.sandbox.state import write_private
+
+        data = {"clock_offset": self.sandbox.time.offset, "objects": self.store.dump(), "callbacks": self.outbox.dump()}
+        write_private(self._path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
+        self._saved = self._mark()
+
+    def _mark(self) -> tuple[int, float]:
+        return self.version, self.sandbox.time.offset
+
+    def clear(self) -> None:
+        """Forget every object and callback."""
+        self.store.clear()
+        self.outbox.callbacks.clear()
+
+
+def _number_field(kind: str) -> str:
+    from engine.sandbox.objects import KINDS
+
+    return KINDS[kind].number
+
+
+def _openid() -> str:
+    return "o" + secrets.token_urlsafe(20)[:27]
+
+
+def _encrypted_paths(descriptor: Descriptor, payload: dict[str, Any]) -> tuple[str, ...]:
+    paths: list[str] = []
+    fields = {**descriptor.request.query, **descriptor.request.body}
+    map_encrypted(fields, payload, lambda value, path: paths.append(path) or value)  # type: ignore[func-returns-value]
+    return tuple(paths)

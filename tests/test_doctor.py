@@ -1,0 +1,115 @@
+"""``wechatpay doctor``: one line per check, a summary, exit 0 only when nothing failed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from engine.cli import main
+from engine.keys import certificate_pem, private_pem
+from engine.sandbox import Sandbox, SandboxIdentity, state
+from engine.sandbox.identity import self_signed_certificate
+from engine.sandbox.server import ServerThread
+
+VARIABLES = {
+    "mchid": "WECHATPAY_MCHID",
+    "merchant_serial_no": "WECHATPAY_SERIAL_NO",
+    "merchant_private_key_path": "WECHATPAY_PRIVATE_KEY",
+    "platform_public_key_path": "WECHATPAY_PUBLIC_KEY",
+    "platform_public_key_id": "WECHATPAY_PUBLIC_KEY_ID",
+    "apiv3_key": "WECHATPAY_APIV3_KEY",
+    "base_url": "WECHATPAY_BASE_URL",
+}
+
+
+@pytest.fixture
+def served(identity: SandboxIdentity, tmp_path: Path) -> Iterator[Path]:
+    with ServerThread(Sandbox(identity)) as server:
+        state.save(identity, tmp_path, server.base_url)
+        yield tmp_path
+
+
+@pytest.fixture
+def environment(served: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The served sandbox's settings as WECHATPAY_* variables, as a merchant would set them."""
+    import json
+
+    manifest = json.loads((served / "sandbox.json").read_text())
+    for variable in (*VARIABLES.values(), "WECHATPAY_PLATFORM_CERTIFICATES", "WECHATPAY_MERCHANT_CERTIFICATE"):
+        monkeypatch.delenv(variable, raising=False)
+    values = {variable: str(manifest[name]) for name, variable in VARIABLES.items()}
+    for variable, value in values.items():
+        monkeypatch.setenv(variable, value)
+    return values
+
+
+def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
+    status = main(["doctor", *args])
+    return status, capsys.readouterr().out.splitlines()
+
+
+def failures(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith("FAIL")]
+
+
+def test_doctor_passes_against_the_sandbox(served: Path, capsys) -> None:
+    status, lines = doctor(capsys, "--sandbox-state", str(served), "--live")
+    assert status == 0, lines
+    assert failures(lines) == [] and lines[-1].startswith("doctor: ") and " 0 failed" in lines[-1]
+    assert any(line.startswith("ok    signed round trip: POST /v3/security/echo") for line in lines)
+    assert any(line.startswith("ok    clock:") for line in lines)
+
+
+def test_doctor_passes_with_the_variables_call_reads(environment: dict, capsys) -> None:
+    status, lines = doctor(capsys, "--live")
+    assert status == 0, lines
+    assert "ok    private_key: given (WECHATPAY_PRIVATE_KEY)" in lines
+    assert environment["WECHATPAY_APIV3_KEY"] not in "\n".join(lines)  # never a secret in a line
+
+
+def test_a_mismatched_key_pair_is_one_line_naming_the_setting(environment: dict, tmp_path: Path, capsys) -> None:
+    stranger = SandboxIdentity.generate()
+    certificate = self_signed_certificate(stranger.merchant_key, "merchant", dt.datetime.now(dt.UTC))
+    (tmp_path / "apiclient_cert.pem").write_bytes(certificate_pem(certificate))
+    serial = f"{certificate.serial_number:X}"
+    status, lines = doctor(
+        capsys, "--merchant-certificate", str(tmp_path / "apiclient_cert.pem"), "--serial-no", serial
+    )
+    (line,) = failures(lines)
+    assert status == 1
+    assert line == (
+        "FAIL  merchant key pair: WECHATPAY_PRIVATE_KEY does not match the certificate in --merchant-certificate "
+        f"(serial {serial})"
+    )
+
+
+def test_a_key_wechatpay_refuses_fails_the_round_trip_naming_the_key(environment: dict, tmp_path, monkeypatch, capsys):
+    (tmp_path / "other_key.pem").write_bytes(private_pem(SandboxIdentity.generate().merchant_key))
+    monkeypatch.setenv("WECHATPAY_PRIVATE_KEY", str(tmp_path / "other_key.pem"))
+    status, lines = doctor(capsys, "--live")
+    (line,) = failures(lines)
+    assert status == 1 and line.startswith("FAIL  signed round trip: WeChat Pay answered 401 SIGN_ERROR")
+    assert "WECHATPAY_PRIVATE_KEY is not the key of WECHATPAY_SERIAL_NO for WECHATPAY_MCHID" in line
+
+
+def test_missing_and_wrong_settings_each_name_their_variable(environment: dict, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("WECHATPAY_MCHID")
+    monkeypatch.setenv("WECHATPAY_PUBLIC_KEY_ID", "PUB_KEY_ID_abc")
+    monkeypatch.setenv("WECHATPAY_APIV3_KEY", "too-short")
+    monkeypatch.setenv("WECHATPAY_PUBLIC_KEY", environment["WECHATPAY_PRIVATE_KEY"].replace("private", "public"))
+    monkeypatch.setenv("WECHATPAY_BASE_URL", "http://127.0.0.1:9")
+    status, lines = doctor(capsys, "--live")
+    assert status == 1
+    assert failures(lines) == [
+        "FAIL  mchid: missing: set --mchid or WECHATPAY_MCHID",
+        "FAIL  public key id: WECHATPAY_PUBLIC_KEY_ID: expected PUB_KEY_ID_ followed by digits",
+        "FAIL  WeChat Pay public key: WECHATPAY_PUBLIC_KEY is the merchant's own public key, not WeChat Pay's "
+        "(download it from the merchant platform)",
+        "FAIL  APIv3 key: WECHATPAY_APIV3_KEY is 9 bytes; it must be 32",
+        failures(lines)[4],
+    ]
+    assert failures(lines)[4].startswith("FAIL  base URL: http://127.0.0.1:9 (WECHATPAY_BASE_URL) is not reachable")
+    assert "skip  signed round trip: not attempted: fix the failures above first" in lines

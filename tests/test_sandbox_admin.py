@@ -1,0 +1,234 @@
+"""The admin API and the ``wechatpay sandbox`` commands that drive a served sandbox; the state dir."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from test_sandbox_objects import JSAPI, TRANSFER, TRANSFER_BILL, order
+
+from engine import Engine
+from engine.cli import main
+from engine.sandbox import Sandbox, SandboxIdentity, state
+from engine.sandbox.clock import TestClock
+from engine.sandbox.server import ServerThread
+
+
+@pytest.fixture
+def served(identity: SandboxIdentity, tmp_path: Path) -> Iterator[tuple[ServerThread, Path, Engine]]:
+    with ServerThread(Sandbox(identity, clock=TestClock())) as server:
+        state.save(identity, tmp_path, server.base_url)
+        with Engine(**identity.engine_settings(), base_url=server.base_url, load_entry_points=False) as engine:
+            yield server, tmp_path, engine
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any, str]:
+    status = main(list(args))
+    out, err = capsys.readouterr()
+    return status, json.loads(out) if out.strip() else None, err
+
+
+def post(server: ServerThread, path: str, body: Any) -> tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(server.base_url + path, data=data, method="POST")
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def test_the_commands_act_on_objects_and_refuse_in_one_line(served, capsys) -> None:
+    _server, state_dir, engine = served
+    engine.call(JSAPI, order("T-1"))
+    status, answer, _ = cli(capsys, "sandbox", "pay", "T-1", "--state-dir", str(state_dir))
+    assert status == 0 and answer["object"] == "order/T-1" and answer["state"] == "SUCCESS"
+    assert answer["callback"]["event_type"] == "TRANSACTION.SUCCESS"
+    for args, expected in (
+        (("pay", "T-1"), "error: INVALID_STATE: order/T-1 is SUCCESS: it cannot become SUCCESS"),
+        (("pay", "NOPE"), "error: RESOURCE_NOT_EXISTS: no order or combine_order with number 'NOPE'"),
+        (("trigger", "PAYMENT.DONE"), "error: UNKNOWN_EVENT: unknown event type 'PAYMENT.DONE'; known: "),
+        (("sign-contract", "C-404"), "error: RESOURCE_NOT_EXISTS: no contract with number 'C-404'"),
+        (("advance", "soon"), "error: INVALID_INPUT: by: not a duration: 'soon'"),
+    ):
+        status, out, err = cli(capsys, "sandbox", *args, "--state-dir", str(state_dir))
+        assert (status, out) == (2, None) and err.startswith(expected) and err.count("\n") == 1, err
+
+
+def test_transfers_contracts_and_the_clock_from_the_command_line(served, capsys) -> None:
+    _server, state_dir, engine = served
+    engine.call(TRANSFER, TRANSFER_BILL)
+    status, answer, _ = cli(capsys, "sandbox", "confirm-transfer", "B-1", "--state-dir", str(state_dir))
+    assert (
+        status == 0 and answer["state"] == "SUCCESS" and answer["callback"]["event_type"] == "MCHTRANSFER.BILL.FINISHED"
+    )
+    engine.call(JSAPI, order("T-2"))
+    status, answer, _ = cli(capsys, "sandbox", "advance", "2h", "--state-dir", str(state_dir))
+    assert status == 0 and answer["offset_seconds"] == 7200
+    status, objects, _ = cli(capsys, "sandbox", "objects", "--state-dir", str(state_dir))
+    assert {o["ref"]: o["state"] for o in objects}["order/T-2"] == "CLOSED"
+    assert engine.call(JSAPI, order("T-3")).status == 200  # two hours ahead, requests signed now still pass
+
+
+def test_a_trigger_on_a_throwaway_object_is_forwarded_and_verifies(served, capsys) -> None:
+    _server, state_dir, engine = served
+    received: list[Any] = []
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    port: list[int] = []
+
+    async def start() -> web.AppRunner:
+        app = web.Application()
+        app.router.add_post("/hook", engine.notification_handler(received.append))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        return runner
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runner = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    ready.set()
+    try:
+        url = f"http://127.0.0.1:{port[0]}/hook"
+        for event in ("REFUND.ABNORMAL", "PAPAY.TERMINATE", "MCHTRANSFER.BILL.FINISHED"):
+            status, _answer, err = cli(
+                capsys, "sandbox", "trigger", event, "--forward-to", url, "--state-dir", str(state_dir)
+            )
+            assert status == 0, err
+        import time
+
+        deadline = time.monotonic() + 10
+        while len(received) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(n.event_type for n in received) == [
+            "MCHTRANSFER.BILL.FINISHED",
+            "PAPAY.TERMINATE",
+            "REFUND.ABNORMAL",
+        ]
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_the_commands_say_when_no_sandbox_is_served(tmp_path: Path, identity: SandboxIdentity, capsys) -> None:
+    status, _, err = cli(capsys, "sandbox", "pay", "T-1", "--state-dir", str(tmp_path))
+    assert status == 2 and "no sandbox.json" in err
+    state.save(identity, tmp_path, "http://127.0.0.1:9")
+    status, _, err = cli(capsys, "sandbox", "pay", "T-1", "--state-dir", str(tmp_path))
+    assert status == 2 and "no sandbox answers at http://127.0.0.1:9" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "problems"),
+    [
+        (b"[1]", [{"field": "", "issue": "the body must be a JSON object"}]),
+        (b"{", [{"field": "", "issue": "the body is not JSON"}]),
+        (
+            {"kind": "error", "status": "429", "times": 0, "colour": "red", "endpoint": "combine_papay.mini"},
+            [
+                {"field": "colour", "issue": "unknown field"},
+                {"field": "status", "issue": "must be a whole number"},
+                {"field": "times", "issue": "must be >= 1, got 0"},
+            ],
+        ),
+        (
+            {"kind": "melt"},
+            [
+                {
+                    "field": "kind",
+                    "issue": "must be one of "
+                    + ", ".join(__import__("engine.sandbox.faults", fromlist=["KINDS"]).KINDS),
+                }
+            ],
+        ),
+    ],
+)
+def test_the_fault_api_validates_everything_at_once(served, body: Any, problems: list) -> None:
+    server, _, _ = served
+    status, answer = post(server, "/sandbox/faults", body)
+    assert status == 400 and answer["error"]["code"] == "INVALID_INPUT" and answer["error"]["problems"] == problems
+    assert len(server.sandbox.faults) == 0
+
+
+def test_a_fault_by_short_name_over_http_fires_and_an_unknown_one_is_refused(served) -> None:
+    server, _, engine = served
+    status, answer = post(
+        server, "/sandbox/faults", {"kind": "error", "status": 403, "endpoint": "combine_papay.mini_program"}
+    )
+    assert (
+        status == 201
+        and answer["endpoint"] == "v3.ecommerce.combine_papay.contracts.pre_entrust_sign.mini_program.post"
+    )
+    from conftest import COMBINE_PAPAY
+
+    from engine import ApiError
+
+    with pytest.raises(ApiError, match="NO_AUTH"):
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    status, answer = post(server, "/sandbox/faults", {"kind": "error", "endpoint": "combine_papay.mini"})
+    assert status == 400 and answer["error"]["problems"][0]["field"] == "endpoint"
+    assert "did you mean 'combine_papay.mini_program'" in answer["error"]["problems"][0]["issue"]
+
+
+def test_actions_over_http_answer_4xx_json(served) -> None:
+    server, _, _engine = served
+    assert post(server, "/sandbox/actions/pay", {"out_trade_no": 7}) == (
+        400,
+        {
+            "error": {
+                "code": "INVALID_INPUT",
+                "message": "out_trade_no: must be a string",
+                "problems": [{"field": "out_trade_no", "issue": "must be a string"}],
+            }
+        },
+    )
+    status, answer = post(server, "/sandbox/actions/dance", {})
+    assert status == 404 and answer["error"]["code"] == "UNKNOWN_ACTION"
+    status, answer = post(server, "/sandbox/triggers", {"event_type": "TRANSACTION.SUCCESS", "object": "T-none"})
+    assert status == 404 and "T-none" in answer["error"]["message"]
+    status, answer = post(server, "/sandbox/clock/advance", {"seconds": -5})
+    assert status == 400 and answer["error"]["problems"] == [
+        {"field": "seconds", "issue": "a test clock only moves forward"}
+    ]
+
+
+def test_the_world_survives_a_restart_in_its_state_dir(identity: SandboxIdentity, tmp_path: Path) -> None:
+    first = Sandbox(identity, clock=TestClock())
+    first.world.attach(tmp_path)
+    engine = Engine(
+        **identity.engine_settings(),
+        base_url="sandbox://wechatpay",
+        load_entry_points=False,
+        plugins=[__import__("engine.plugins.sandbox_transport", fromlist=["x"]).SandboxTransportPlugin(first)],
+    )
+    with engine:
+        engine.call(JSAPI, order("T-9"))
+        engine.call(TRANSFER, TRANSFER_BILL)
+    first.world.pay("T-9")
+    first.time.advance(60)
+    saved = tmp_path / "world.json"
+    assert oct(saved.stat().st_mode & 0o777) == "0o600" and "张三" in saved.read_text(encoding="utf-8")
+    second = Sandbox(identity, clock=TestClock())
+    second.world.attach(tmp_path)
+    assert {r.ref: r.state for r in second.world.store} == {"order/T-9": "SUCCESS", "transfer/B-1": "WAIT_USER_CONFIRM"}
+    assert second.time.offset == 60 and len(second.world.outbox.callbacks) == 1
+    assert second.world.store.by_id(
+        "transaction_id", first.world.store.find(("order",), "T-9")[0].fields["transaction_id"]
+    )
+    assert os.path.exists(saved)
