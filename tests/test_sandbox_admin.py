@@ -53,7 +53,8 @@ def test_the_commands_act_on_objects_and_refuse_in_one_line(served, capsys) -> N
     for args, expected in (
         (("pay", "T-1"), "error: INVALID_STATE: order/T-1 is SUCCESS: it cannot become SUCCESS"),
         (("pay", "NOPE"), "error: RESOURCE_NOT_EXISTS: no order or combine_order with number 'NOPE'"),
-        (("trigger", "PAYMENT.DONE"), "error: UNKNOWN_EVENT: unknown event type 'PAYMENT.DONE'; known: "),
+        (("trigger", "PAYMENT.DONE"), "error: UNKNOWN_EVENT: the event catalogue lists no event type 'PAYMENT.DONE'"),
+        (("trigger", "FAPIAO.ISSUED"), "error: NO_URL: FAPIAO.ISSUED has no object with a notify_url"),
         (("sign-contract", "C-404"), "error: RESOURCE_NOT_EXISTS: no contract with number 'C-404'"),
         (("advance", "soon"), "error: INVALID_INPUT: by: not a duration: 'soon'"),
     ):
@@ -104,7 +105,9 @@ def test_a_trigger_on_a_throwaway_object_is_forwarded_and_verifies(served, capsy
     ready.set()
     try:
         url = f"http://127.0.0.1:{port[0]}/hook"
-        for event in ("REFUND.ABNORMAL", "PAPAY.TERMINATE", "MCHTRANSFER.BILL.FINISHED"):
+        # modelled events move a throwaway object; any other type of the event catalogue goes with a sample
+        modelled = ("REFUND.ABNORMAL", "PAPAY.TERMINATE", "MCHTRANSFER.BILL.FINISHED")
+        for event in (*modelled, "PROFITSHARING.SUCCESS", "FAPIAO.ISSUED"):
             status, _answer, err = cli(
                 capsys, "sandbox", "trigger", event, "--forward-to", url, "--state-dir", str(state_dir)
             )
@@ -112,11 +115,13 @@ def test_a_trigger_on_a_throwaway_object_is_forwarded_and_verifies(served, capsy
         import time
 
         deadline = time.monotonic() + 10
-        while len(received) < 3 and time.monotonic() < deadline:
+        while len(received) < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert sorted(n.event_type for n in received) == [
+            "FAPIAO.ISSUED",
             "MCHTRANSFER.BILL.FINISHED",
             "PAPAY.TERMINATE",
+            "PROFITSHARING.SUCCESS",
             "REFUND.ABNORMAL",
         ]
     finally:

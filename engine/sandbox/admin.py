@@ -225,6 +225,8 @@ def clock_view(sandbox: "Sandbox") -> dict[str, Any]:
 
 def _outcome(record: Any, callback: Any) -> dict[str, Any]:
     queued = None if callback is None else {"id": callback.id, "event_type": callback.event_type, "url": callback.url}
+    if record is None:  # a catalogue event with no object behind it
+        return {"object": None, "scope": None, "state": None, "callback": queued}
     return {"object": record.ref, "scope": record.scope, "state": record.state, "callback": queued}
 
 

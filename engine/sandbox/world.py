@@ -243,17 +243,18 @@ class World:
         self.save()
         return callback
 
-    def trigger(self, name: str, number: Optional[str] = None, url: Optional[str] = None) -> tuple[Record, Any]:
+    def trigger(
+        self, name: str, number: Optional[str] = None, url: Optional[str] = None
+    ) -> tuple[Optional[Record], Any]:
         """Send event ``name``: on the object with ``number``, or on a fresh throwaway object.
 
         The object moves to the state the event reports (a payment succeeds, a refund is closed...);
-        ``url`` receives the callback instead of the object's notify_url.
+        ``url`` receives the callback instead of the object's notify_url. Any other event type of the
+        event catalogue (``engine.events``) is sent to ``url`` with a sample resource, no object.
         """
         event = event_types().get(name)
         if event is None:
-            raise RefusedError(
-                400, "UNKNOWN_EVENT", f"unknown event type {name!r}; known: {', '.join(sorted(event_types()))}"
-            )
+            return None, self._catalogue_event(name, number, url)
         if number is None and url is None:
             raise RefusedError(
                 400, "NO_URL", f"a throwaway object for {name} has no notify_url: give a URL to forward to"
@@ -268,6 +269,19 @@ class World:
                 )
             callback = self._act(record, event.states[0], url=url)
         return record, callback
+
+    def _catalogue_event(self, name: str, number: Optional[str], url: Optional[str]) -> Callback:
+        """An event of the catalogue that no modelled object sends: a sample resource, to ``url``."""
+        from engine.events import catalogue
+
+        if catalogue().get(name) is None:
+            raise RefusedError(400, "UNKNOWN_EVENT", f"the event catalogue lists no event type {name!r}")
+        if number is not None:
+            raise RefusedError(400, "NO_OBJECT", f"{name} concerns no object the sandbox keeps: leave out the number")
+        if url is None:
+            raise RefusedError(400, "NO_URL", f"{name} has no object with a notify_url: give a URL to forward to")
+        body = self.sandbox.event(name).body
+        return self.outbox.enqueue(url, body, name, f"event/{name}", self.now)
 
     def _fixture(self, event: EventType) -> Record:
         kind = event.kinds[0]
