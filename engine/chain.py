@@ -89,7 +89,9 @@ class _Verb:
     def __init__(self, chain: Chain, method: str) -> None:
         self.chain, self.method = chain, method
 
-    def _arguments(self, payload: Any, json: Any, query: Optional[Mapping[str, Any]], path: dict) -> tuple[str, Any]:
+    def _arguments(
+        self, payload: Any, json: Any, query: Optional[Mapping[str, Any]], path: dict[str, Any]
+    ) -> tuple[str, Any]:
         ref, path_in_payload = self.chain.reference(self.method, path)
         return ref, _merge(payload, json, query, path if path_in_payload else {})
 

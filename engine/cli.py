@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from engine import __version__, doctor
-from engine.client import DEFAULT_BASE_URL, Engine
+from engine.client import Engine
+from engine.configuration import DEFAULT_BASE_URL
 from engine.errors import EngineError, NotificationError, UsageError, ValidationError
 from engine.registry import BUILTIN_ENDPOINTS, Registry
 from engine.sandbox import remote
@@ -362,7 +363,7 @@ def describe(descriptor: Any) -> dict[str, Any]:
     """What ``endpoints show`` prints: the facts of a descriptor and a payload that validates."""
     from engine.examples import example_payload
 
-    def fields(group: dict) -> dict[str, Any]:
+    def fields(group: dict[str, Any]) -> dict[str, Any]:
         return {name: _field_summary(field) for name, field in group.items()}
 
     return {

@@ -34,7 +34,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Coroutine, Iterable, Mapping, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Coroutine, Iterable, Mapping, Optional, Sequence, TypeVar, Union
 
 from engine import configuration
 from engine.certificates import CertificateKeys
@@ -400,11 +400,11 @@ class _Borrowed(BaseTransport):
     def __init__(self, transport: Transport) -> None:
         self.inner = transport
 
-    def send(self, request: Request, config: TransportConfig) -> Awaitable[RawResponse]:  # type: ignore[override]
-        return self.inner.send(request, config)
+    async def send(self, request: Request, config: TransportConfig) -> RawResponse:
+        return await self.inner.send(request, config)
 
-    def stream(self, request: Request, config: TransportConfig, write: Write) -> Awaitable[RawResponse]:  # type: ignore[override]
-        return self.inner.stream(request, config, write)
+    async def stream(self, request: Request, config: TransportConfig, write: Write) -> RawResponse:
+        return await self.inner.stream(request, config, write)
 
     def __repr__(self) -> str:
         return f"<borrowed {self.inner!r}>"

@@ -76,6 +76,8 @@ class _Travelling(BaseException):
     again with the same arguments, and then restores ``args`` and ``vars()`` exactly.
     """
 
+    _init_arguments: tuple[tuple[Any, ...], dict[str, Any]]
+
     def __new__(cls, *arguments: Any, **keywords: Any) -> _Travelling:
         error = super().__new__(cls, *arguments, **keywords)
         error._init_arguments = (arguments, keywords)

@@ -21,7 +21,7 @@ Design decisions:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, cast
 
 from engine.descriptor import Descriptor, Field, RequestSpec
 from engine.multipart import complete_meta
@@ -51,7 +51,7 @@ def _with_meta(descriptor: Descriptor, payload: dict[str, Any]) -> dict[str, Any
     if meta_field is None or meta_field.type != "object":
         return payload
     meta = {k: v for k, v in example_value("meta", meta_field).items() if k != "sha256"}
-    return complete_meta(descriptor, {**payload, "meta": meta})
+    return cast(dict[str, Any], complete_meta(descriptor, {**payload, "meta": meta}))
 
 
 def example_headers(descriptor: Descriptor) -> dict[str, str]:

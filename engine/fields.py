@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from engine.descriptor import Field
 
-Transform = Callable[[str, str], str]  # (value, json path) -> new value
+Transform = Callable[[str, str], Any]  # (value, json path) -> new value (text, or a stand-in for it)
 
 
 def any_encrypted(fields: Mapping[str, Field]) -> bool:

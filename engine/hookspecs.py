@@ -52,7 +52,7 @@ class CallInfo:
 
 
 @hookspec
-def wxpay_endpoint_sources() -> list[Union[Path, "Descriptor"]]:
+def wxpay_endpoint_sources() -> list[Union[Path, "Descriptor"]]:  # type: ignore[empty-body]
     """Contribute endpoints: directories of descriptor YAML files and/or ``Descriptor`` objects.
 
     Called once when an engine is built; later sources override earlier ones with the same id.

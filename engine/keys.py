@@ -23,7 +23,7 @@ import datetime as dt
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Protocol, Union, runtime_checkable
+from typing import Any, Iterable, Optional, Protocol, Union, cast, runtime_checkable
 
 import attrs
 from cryptography import x509
@@ -35,7 +35,7 @@ from engine.crypto import oaep_decrypt_bytes, rsa_sign_bytes
 from engine.errors import ConfigurationError, CredentialError
 from engine.secret import reveal
 
-KeySource = Union[str, bytes, os.PathLike]
+KeySource = Union[str, bytes, os.PathLike[str]]
 
 
 MAX_KEY_FILE_BYTES = 1024 * 1024  # a PEM key or certificate is a few KiB
@@ -52,7 +52,7 @@ def _read_source(source: Any, setting: str) -> bytes:
     if kind in (bytes, bytearray):
         return bytes(reveal(source))
     if kind is str and "-----BEGIN" in reveal(source):
-        return reveal(source).encode("ascii", errors="replace")
+        return cast(str, reveal(source)).encode("ascii", errors="replace")
     if not isinstance(reveal(source), (str, os.PathLike)):
         raise CredentialError(f"{setting}: expected PEM text, PEM bytes or a file path, got {kind.__name__}")
     if not _plausible_path(reveal(source)):
@@ -79,24 +79,24 @@ def load_private_key(value: Any, setting: str = "private_key") -> rsa.RSAPrivate
     ``value`` may be inside a ``Secret`` (``Engine`` passes it so); the PEM is opened inline.
     """
     if hasattr(reveal(value), "private_bytes"):  # a key object: RSA of 2048 bits, or a clear refusal
-        return _require_rsa(reveal(value), rsa.RSAPrivateKey, setting)
+        return cast(rsa.RSAPrivateKey, _require_rsa(reveal(value), rsa.RSAPrivateKey, setting))
     try:
         key = serialization.load_pem_private_key(_read_source(value, setting), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise CredentialError(f"{setting}: not an unencrypted PEM private key") from None
-    return _require_rsa(key, rsa.RSAPrivateKey, setting)
+    return cast(rsa.RSAPrivateKey, _require_rsa(key, rsa.RSAPrivateKey, setting))
 
 
 def load_public_key(value: KeySource, setting: str = "platform_public_key") -> rsa.RSAPublicKey:
     """An RSA public key (SPKI PEM) from text, bytes, a file path, or a key object."""
     if hasattr(value, "public_numbers") and not hasattr(value, "private_bytes"):
-        return _require_rsa(value, rsa.RSAPublicKey, setting)
+        return cast(rsa.RSAPublicKey, _require_rsa(value, rsa.RSAPublicKey, setting))
     data = _read_source(value, setting)
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise CredentialError(f"{setting}: not a PEM public key (-----BEGIN PUBLIC KEY-----)") from None
-    return _require_rsa(key, rsa.RSAPublicKey, setting)
+    return cast(rsa.RSAPublicKey, _require_rsa(key, rsa.RSAPublicKey, setting))
 
 
 def load_certificate(value: KeySource, setting: str = "platform_certificates") -> x509.Certificate:
@@ -110,11 +110,12 @@ def load_certificate(value: KeySource, setting: str = "platform_certificates") -
     return cert
 
 
-def _require_rsa(key: object, kind: type, setting: str):  # type: ignore[no-untyped-def]
+def _require_rsa(key: object, kind: type, setting: str) -> Any:
     if not isinstance(key, kind):
         raise CredentialError(f"{setting}: expected an RSA key, got {type(key).__name__}")
-    if key.key_size < 2048:  # type: ignore[attr-defined]
-        raise CredentialError(f"{setting}: RSA key of {key.key_size} bits; WeChat Pay uses 2048")  # type: ignore[attr-defined]
+    size = cast(int, getattr(key, "key_size", 0))
+    if size < 2048:
+        raise CredentialError(f"{setting}: RSA key of {size} bits; WeChat Pay uses 2048")
     return key
 
 
@@ -128,7 +129,7 @@ def private_pem(key: rsa.RSAPrivateKey) -> bytes:
 def public_pem(key: Any) -> bytes:
     """SPKI PEM of a public key, or of a private key's public half."""
     public = key.public_key() if hasattr(key, "private_bytes") else key
-    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return cast(bytes, public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 def certificate_pem(cert: x509.Certificate) -> bytes:

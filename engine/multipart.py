@@ -22,7 +22,7 @@ import re
 import secrets
 import stat
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import attrs
 
@@ -83,7 +83,7 @@ def file_bytes(value: Any) -> Optional[bytes]:
     return None
 
 
-def encode(meta_json: bytes, files: list[tuple[str, str, bytes]], fields: list[tuple[str, str]] = ()) -> Upload:
+def encode(meta_json: bytes, files: list[tuple[str, str, bytes]], fields: Sequence[tuple[str, str]] = ()) -> Upload:
     """The multipart body: ``meta`` first (exactly as signed), then the files, then plain fields."""
     boundary = secrets.token_hex(16)
     chunks = [_part(boundary, 'name="meta";', "application/json", meta_json)]

@@ -17,7 +17,7 @@ Design decisions:
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, cast
 
 import attrs
 
@@ -189,7 +189,7 @@ class Pipeline:
             ciphertext = encrypt_field(plaintext=value, key=key)
             if ciphertext is None:
                 raise ConfigurationError(f"no plugin encrypted the field @ {path}")
-            return ciphertext
+            return cast(str, ciphertext)
 
         return encrypt
 
@@ -244,7 +244,7 @@ class Pipeline:
         key_id = self.hook.wxpay_verify_response(response=raw, keyring=chosen, now=int(self.clock()))
         if not key_id:
             raise SignatureError("unverified", "no verifier plugin accepted the answer; its data is withheld")
-        return key_id
+        return str(key_id)
 
     def _decrypt(self, value: str, path: str) -> str:
         try:
@@ -253,7 +253,7 @@ class Pipeline:
             raise MalformedResponseError(f"cannot decrypt the encrypted answer field @ {path}") from None
         if plaintext is None:
             raise ConfigurationError(f"no plugin decrypted the answer field @ {path}")
-        return plaintext
+        return cast(str, plaintext)
 
     def interpret_error(self, raw: RawResponse, prepared: Optional[Prepared] = None) -> ApiError:
         """The ``ApiError`` a non-2xx answer stands for."""
@@ -296,10 +296,10 @@ def single_implementation(hook_caller: Any) -> Callable[..., Any]:
     """
     implementations = hook_caller.get_hookimpls()
     if len(implementations) != 1:
-        return hook_caller
+        return cast(Callable[..., Any], hook_caller)
     only = implementations[0]
     if only.hookwrapper or only.wrapper:
-        return hook_caller
+        return cast(Callable[..., Any], hook_caller)
     wanted = only.argnames
     return lambda **arguments: only.function(*(arguments[name] for name in wanted))
 

@@ -64,7 +64,7 @@ class Receiver:
         elif hasattr(engines, "notifications"):
             self.add(engines)  # type: ignore[arg-type]
         else:
-            for engine in engines:  # type: ignore[union-attr]
+            for engine in engines:
                 self.add(engine)
 
     # -- configuration -------------------------------------------------------------------------

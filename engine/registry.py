@@ -176,8 +176,9 @@ class Registry:
         for _, candidate_id in fits:
             descriptor = self._by_id(candidate_id)
             # A file named against the rule could hold another path: trust the loaded template.
-            fitting = descriptor is not None and descriptor.method == method.upper()
-            if fitting and _template_fits(descriptor.path, path) and descriptor not in found:
+            if descriptor is None or descriptor.method != method.upper():
+                continue
+            if _template_fits(descriptor.path, path) and descriptor not in found:
                 found.append(descriptor)
         return found
 

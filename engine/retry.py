@@ -79,7 +79,7 @@ class RetryPolicy:
         wait = ceiling * self.random()
         if retry_after is not None and self.respect_retry_after:
             wait = max(wait, retry_after)
-        return wait
+        return float(wait)
 
 
 def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Optional[float]:

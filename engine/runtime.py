@@ -40,7 +40,7 @@ import logging
 import os
 import threading
 import weakref
-from typing import Any, AsyncIterator, Callable, Coroutine, Optional, TypeVar
+from typing import Any, AsyncGenerator, Callable, Coroutine, Optional, TypeVar, cast
 
 from engine.errors import TransportTimeoutError, UsageError
 from engine.transport import Transport
@@ -65,7 +65,7 @@ class LoopResources:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set["asyncio.Task[Any]"] = set()
         self._named: dict[str, tuple[Any, Callable[[Any], Any]]] = {}
-        self._guard: Optional[AsyncIterator[None]] = None
+        self._guard: Optional[AsyncGenerator[None, None]] = None
 
     def transport(self) -> Transport:
         if self._transport is None:
@@ -93,7 +93,7 @@ class LoopResources:
         found = self._named.get(name)
         if found is None:
             found = self._named[name] = (factory(), aclose)
-        return found[0]  # type: ignore[no-any-return]
+        return cast(T, found[0])
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> "asyncio.Task[Any]":
         task = self.loop.create_task(coroutine, name=name)
@@ -157,7 +157,7 @@ class Runtime:
     def transport(self) -> Transport:
         return self.resources().transport()
 
-    def _start_guard(self, loop: asyncio.AbstractEventLoop, resources: LoopResources) -> AsyncIterator[None]:
+    def _start_guard(self, loop: asyncio.AbstractEventLoop, resources: LoopResources) -> AsyncGenerator[None, None]:
         guard = self._until_loop_shutdown(loop, resources)
         with contextlib.suppress(StopIteration):
             guard.asend(None).send(None)  # runs to its ``yield`` at once: nothing in between awaits
@@ -165,7 +165,7 @@ class Runtime:
 
     async def _until_loop_shutdown(
         self, loop: asyncio.AbstractEventLoop, resources: LoopResources
-    ) -> AsyncIterator[None]:
+    ) -> AsyncGenerator[None, None]:
         try:
             yield
         finally:

@@ -23,6 +23,7 @@ class Secret:
     """A value that never shows itself; ``reveal()`` hands it over."""
 
     __slots__ = ("_value",)
+    _value: Any
 
     def __init__(self, value: Any) -> None:
         object.__setattr__(self, "_value", value)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping, Optional, Union, cast
 from urllib.parse import quote, unquote
 
 import attrs
@@ -231,5 +231,5 @@ def _file_content(descriptor: Descriptor, name: str, source: Any) -> bytes:
 def _filename(meta: Mapping[str, Any], source: Any) -> str:
     for key in ("filename", "file_name"):
         if isinstance(meta.get(key), str) and meta[key]:
-            return meta[key]
+            return cast(str, meta[key])
     return getattr(source, "name", None) or "file"

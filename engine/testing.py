@@ -46,7 +46,7 @@ import json
 import secrets
 import threading
 from collections import deque
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, cast
 
 import attrs
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -402,7 +402,8 @@ def _expected_on_wire(descriptor: Descriptor, payload: Any) -> Any:
 
 
 def _decoded_target(descriptor: Descriptor, target: str) -> dict[str, str]:
-    return {**path_parameters(descriptor.path, target), **query_values(target)}
+    decoded: dict[str, Any] = {**path_parameters(descriptor.path, target)}
+    return {**decoded, **query_values(target)}
 
 
 def _expected_body(descriptor: Descriptor, body: Any) -> dict[str, Any]:
@@ -411,7 +412,7 @@ def _expected_body(descriptor: Descriptor, body: Any) -> dict[str, Any]:
     if descriptor.body_kind == "multipart":
         meta = json.loads(encode_json(body.get("meta") or {}))
         return {"meta": meta, "file": multipart.file_bytes(body.get("file")) or b""}
-    return json.loads(encode_json(body))
+    return cast(dict[str, Any], json.loads(encode_json(body)))
 
 
 def _differences(expected: Any, sent: Any, path: str = "$") -> list[str]:

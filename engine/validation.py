@@ -114,7 +114,7 @@ def _object_checker(fields: Mapping[str, Field], extra: Mapping[str, Checker] | 
         checkers[name] = _chain(checkers[name], more)
     required = [name for name, f in fields.items() if f.required]
 
-    def check(value: dict, path: str, errors: list[str]) -> None:
+    def check(value: dict[str, Any], path: str, errors: list[str]) -> None:
         for key, item in value.items():
             checker = checkers.get(key)
             if checker is None:
@@ -269,7 +269,7 @@ def _array_checks(field: Field) -> list[Checker]:
     if field.items is not None:
         item_check = _field_checker(field.items)
 
-        def check_items(value: list, path: str, errors: list[str]) -> None:
+        def check_items(value: list[Any], path: str, errors: list[str]) -> None:
             for index, item in enumerate(value):
                 item_check(item, f"{path}[{index}]", errors)
 
@@ -314,7 +314,7 @@ def free_form_problems(payload: Any, query: bool = False) -> list[str]:
     return errors
 
 
-def _json_problem(value: Any, path: str, depth: int, query: bool) -> tuple[Optional[str], list]:
+def _json_problem(value: Any, path: str, depth: int, query: bool) -> tuple[Optional[str], list[Any]]:
     """One value's problem (or None) and the children to look at next."""
     if isinstance(value, str):
         return _string_problem(value), []

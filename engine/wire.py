@@ -53,11 +53,11 @@ class Headers(Mapping[str, str]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         item = self._items.get(name.lower())
         return default if item is None else item[1]
 
-    def items(self) -> Any:  # type: ignore[override]
+    def items(self) -> Any:
         """(name, value) pairs with their original spelling (a view, without per-key lookups)."""
         return self._items.values()
 

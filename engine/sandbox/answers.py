@@ -14,7 +14,7 @@ Design decisions:
 from __future__ import annotations
 
 import secrets
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, cast
 
 from engine.descriptor import Field
 from engine.fields import map_encrypted
@@ -23,11 +23,15 @@ from engine.validation import PYTHON_TYPES
 Encrypt = Callable[[str], str]
 
 
-def success_body(fields: Mapping[str, Field], request: Mapping[str, Any], mchid: str, encrypt: Encrypt) -> dict:
+def success_body(
+    fields: Mapping[str, Field], request: Mapping[str, Any], mchid: str, encrypt: Encrypt
+) -> dict[str, Any]:
     body = {
         name: value for name, field in fields.items() if (value := _value_for(name, field, request, mchid)) is not None
     }
-    return map_encrypted(fields, body, lambda value, path: encrypt(value))  # however deep, like WeChat Pay
+    return cast(
+        dict[str, Any], map_encrypted(fields, body, lambda value, path: encrypt(value))
+    )  # however deep, like WeChat Pay
 
 
 def _value_for(name: str, field: Field, request: Mapping[str, Any], mchid: str) -> Any:
@@ -61,7 +65,7 @@ def _fits(field: Field, value: Any) -> bool:
     return isinstance(value, PYTHON_TYPES[field.type])
 
 
-def error_body(code: str, message: str, detail: Optional[dict] = None) -> dict:
+def error_body(code: str, message: str, detail: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
     if detail is not None:
         body["detail"] = detail

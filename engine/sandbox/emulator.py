@@ -40,7 +40,7 @@ import hashlib
 import json
 import secrets
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence, cast
 
 import attrs
 from cryptography import x509
@@ -78,11 +78,11 @@ from engine.serialize import encode_json, from_text, query_values
 from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request
 
-Route = Callable[[Request, dict, Optional[Fault]], tuple[int, Any]]
+Route = Callable[[Request, dict[str, Any], Optional[Fault]], tuple[int, Any]]
 DEFAULT_RECORD_LIMIT = 1000  # about 5.5 MiB of exchanges at their typical size
 
 
-class Record(collections.deque):
+class Record(collections.deque[Any]):
     """The newest ``maxlen`` items, oldest first; equal to a list holding the same items.
 
     (A plain ``deque`` is never equal to a list, and ``sandbox.exchanges == []`` reads well in tests.)
@@ -96,7 +96,7 @@ class Record(collections.deque):
     def __ne__(self, other: object) -> bool:
         return not self == other
 
-    __hash__ = None  # type: ignore[assignment]  # mutable, like list and deque
+    __hash__ = None  # type: ignore[assignment,unused-ignore]  # mutable, like list and deque
 
 
 @attrs.frozen
@@ -131,7 +131,9 @@ class SigningKey:
 
 
 class _RefusalError(Exception):
-    def __init__(self, status: int, code: str, message: str, detail: Optional[dict] = None, reason: str = "") -> None:
+    def __init__(
+        self, status: int, code: str, message: str, detail: Optional[dict[str, Any]] = None, reason: str = ""
+    ) -> None:
         self.status = status
         self.body = error_body(code, message, detail)
         self.reason = reason  # why the Authorization did not verify, in English (the inspector shows it)
@@ -198,7 +200,7 @@ class Sandbox:
     @property
     def last(self) -> Exchange:
         """The most recent exchange (``IndexError`` when there is none)."""
-        return self.exchanges[-1]
+        return cast(Exchange, self.exchanges[-1])
 
     def handle(self, request: Request) -> RawResponse:
         """Answer one request as WeChat Pay would (transport faults are not acted out here)."""
@@ -241,7 +243,7 @@ class Sandbox:
             raise _RefusalError(400, "INVALID_REQUEST", "Http头缺少Accept或User-Agent")
         self._check_signature(request)
 
-    def _route(self, request: Request) -> tuple[Optional[Callable], Optional[Descriptor]]:
+    def _route(self, request: Request) -> tuple[Optional[Callable[..., Any]], Optional[Descriptor]]:
         path = request.target.split("?", 1)[0]
         candidates = self.registry.matches(request.method, path)
         route = self._routes.get((request.method, path))
@@ -305,7 +307,7 @@ class Sandbox:
             reason = "signature does not match the request (wrong key, or the bytes signed are not the bytes sent)"
             raise _RefusalError(401, "SIGN_ERROR", "错误的签名，验签失败", _sign_detail(request, message), reason)
 
-    def _read_payload(self, descriptor: Descriptor, request: Request) -> dict:
+    def _read_payload(self, descriptor: Descriptor, request: Request) -> dict[str, Any]:
         payload: dict[str, Any] = {}
         payload.update(_path_params(descriptor, request.target))
         payload.update(_query_params(descriptor, request.target))
@@ -321,11 +323,11 @@ class Sandbox:
             payload.update(body)
         return payload
 
-    def _decrypt(self, descriptor: Descriptor, request: Request, payload: dict) -> dict:
+    def _decrypt(self, descriptor: Descriptor, request: Request, payload: dict[str, Any]) -> dict[str, Any]:
         fields = {**descriptor.request.query, **descriptor.request.body}
         decrypt = self._platform_decryptor(request)
         try:
-            return map_encrypted(fields, payload, lambda value, path: decrypt(value))
+            return cast(dict[str, Any], map_encrypted(fields, payload, lambda value, path: decrypt(value)))
         except ValueError:
             raise _RefusalError(400, "PARAM_ERROR", "平台私钥解密失败") from None
 
@@ -339,7 +341,7 @@ class Sandbox:
 
         return decrypt
 
-    def _validate(self, descriptor: Descriptor, payload: dict) -> None:
+    def _validate(self, descriptor: Descriptor, payload: dict[str, Any]) -> None:
         if descriptor.free_form:
             return
         validator = self._validators.get(descriptor.id)
@@ -352,7 +354,7 @@ class Sandbox:
             detail = {"field": pointer, "location": _location(descriptor, pointer), "issue": issue}
             raise _RefusalError(400, "PARAM_ERROR", f"参数错误: {errors[0]}", detail)
 
-    def _succeed(self, descriptor: Descriptor, payload: dict) -> tuple[int, Optional[dict]]:
+    def _succeed(self, descriptor: Descriptor, payload: dict[str, Any]) -> tuple[int, Optional[dict[str, Any]]]:
         if not descriptor.response:
             return 204, None
         return 200, self._shape(descriptor, payload)
@@ -449,20 +451,20 @@ class Sandbox:
         """Every platform certificate the sandbox holds, oldest first."""
         return [key.certificate for key in self._keys.values() if key.certificate is not None]
 
-    def _bill(self, request: Request, payload: dict, fault: Optional[Fault]) -> tuple[int, Any]:
+    def _bill(self, request: Request, payload: dict[str, Any], fault: Optional[Fault]) -> tuple[int, Any]:
         return 200, self.bills.request(request.base_url, payload)
 
-    def _bill_file(self, request: Request, payload: dict, fault: Optional[Fault]) -> tuple[int, Any]:
+    def _bill_file(self, request: Request, payload: dict[str, Any], fault: Optional[Fault]) -> tuple[int, Any]:
         corrupt = fault is not None and fault.kind == "corrupt_download"
         answer = self.bills.file(request.target, corrupt=corrupt)
         if answer is None:
             raise _RefusalError(400, "INVALID_REQUEST", "下载链接已失效")
         return answer.status, answer
 
-    def _certificates(self, request: Request, payload: dict, fault: Optional[Fault]) -> tuple[int, Any]:
+    def _certificates(self, request: Request, payload: dict[str, Any], fault: Optional[Fault]) -> tuple[int, Any]:
         return 200, {"data": [self._encrypted_certificate(cert) for cert in self.certificates()]}
 
-    def _encrypted_certificate(self, cert: x509.Certificate) -> dict:
+    def _encrypted_certificate(self, cert: x509.Certificate) -> dict[str, Any]:
         nonce = secrets.token_hex(6)
         pem = cert.public_bytes(serialization.Encoding.PEM)
         return {
@@ -584,7 +586,7 @@ def _upload_payload(descriptor: Descriptor, request: Request) -> dict[str, Any]:
     return payload
 
 
-def _sign_detail(request: Request, message: bytes) -> dict:
+def _sign_detail(request: Request, message: bytes) -> dict[str, Any]:
     return {
         "field": "signature",
         "location": "authorization",

@@ -132,7 +132,9 @@ def contract_signed_resource(sandbox: "Sandbox", payload: dict[str, Any]) -> dic
     return {k: v for k, v in resource.items() if v is not None}
 
 
-def payment_succeeded_resource(sandbox: "Sandbox", out_trade_no: str, total: int, appid: Optional[str]) -> dict:
+def payment_succeeded_resource(
+    sandbox: "Sandbox", out_trade_no: str, total: int, appid: Optional[str]
+) -> dict[str, Any]:
     """The resource of a TRANSACTION.SUCCESS callback."""
     return {
         "mchid": sandbox.identity.mchid,

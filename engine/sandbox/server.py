@@ -43,7 +43,7 @@ class SandboxServer:
         self.host = host
         self.port = port
         self._runner: Optional[web.AppRunner] = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.inspector = Inspector(sandbox)
 
     @property
