@@ -37,6 +37,7 @@ from engine.keys import MerchantSigner, PrivateKeySigner
 from engine.notifications import MemoryReplayStore, Notification, Reply
 from engine.registry import endpoint_id
 from engine.transport import BaseTransport, MockTransport, Transport, TransportConfig
+from engine.untyped import Untyped
 from engine.wire import Headers, RawResponse, Request, Response
 
 __all__ = [
@@ -78,6 +79,7 @@ __all__ = [
     "TransportError",
     "TransportTimeoutError",
     "UnknownEndpointError",
+    "Untyped",
     "UsageError",
     "ValidationError",
     "__version__",

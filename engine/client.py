@@ -27,7 +27,20 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Coroutine, Iterable, Mapping, Optional, Sequence, TypeVar, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Optional,
+    Sequence,
+    TypeVar,
+    Union,
+    cast,
+)
 
 from engine import configuration
 from engine.certificates import CertificateKeys
@@ -50,6 +63,10 @@ from engine.runtime import Runtime
 from engine.sender import Sender
 from engine.transport import BaseTransport, Transport, TransportConfig, Write, check_transport
 from engine.wire import RawResponse, Request, Response
+
+if TYPE_CHECKING:  # generated stubs: type checkers read them, run time never imports them
+    from engine.types._calls import ACall, Call
+    from engine.types._chain import ChainOf, V3Chain
 
 T = TypeVar("T")
 SYNC_MARGIN_SECONDS = 5.0
@@ -149,18 +166,43 @@ class Engine:
         engine.emulator = emulator
         return engine
 
+    @classmethod
+    def from_env(cls, *, environ: Optional[Mapping[str, str]] = None, **options: Any) -> "Engine":
+        """An engine configured by the ``WECHATPAY_*`` variables (see ``engine.environment``).
+
+        ``environ`` defaults to ``os.environ``; ``options`` are further ``Engine`` settings, and win over
+        the environment (``Engine.from_env(plugins=[...], timeout=10)``). A missing required variable
+        is a ``ConfigurationError`` naming it; a bad value fails as it would passed to ``Engine``.
+        """
+        from engine.environment import missing, read_environment
+
+        settings = {**read_environment(environ), **options}
+        absent = missing(settings)
+        if absent:
+            raise ConfigurationError(f"missing settings: set {', '.join(absent)} in the environment")
+        return cls(**settings)
+
     # -- calling -------------------------------------------------------------------------------
 
-    def call(self, endpoint: str, payload: Any = None, *, headers: Optional[Mapping[str, str]] = None) -> Response:
+    def _call(self, endpoint: str, payload: Any = None, *, headers: Optional[Mapping[str, str]] = None) -> Response:
         """Validate, encrypt, sign, send, verify and decrypt one call; block until done."""
-        return self._run_sync(lambda: self.acall(endpoint, payload, headers=headers))
+        return self._run_sync(lambda: self._acall(endpoint, payload, headers=headers))
 
-    async def acall(
+    async def _acall(
         self, endpoint: str, payload: Any = None, *, headers: Optional[Mapping[str, str]] = None
     ) -> Response:
         """The async form of ``call``: the same pipeline, awaited."""
         self.runtime.check_open()
         return await self._executor.run(endpoint, payload, headers)
+
+    # Type checkers see one overload per operation (engine/types/_calls.pyi, generated): the id or
+    # short name as a literal picks the payload and answer types; ``Untyped(ref)`` takes any other.
+    if TYPE_CHECKING:
+        call: Call
+        acall: ACall
+    else:
+        call = _call
+        acall = _acall
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -195,7 +237,7 @@ class Engine:
         return self._run_sync(lambda: self.adownload(endpoint, payload, dest, gunzip=gunzip))
 
     async def adownload(self, endpoint: str, payload: Any, dest: Union[str, Path], *, gunzip: bool = True) -> Download:
-        step_one = await self.acall(endpoint, payload)
+        step_one = await self._acall(endpoint, payload)
         return await download(self._executor, step_one, Path(dest), gunzip)
 
     # -- certificates --------------------------------------------------------------------------
@@ -251,17 +293,26 @@ class Engine:
     # -- chainable addressing ------------------------------------------------------------------
 
     @property
-    def v3(self) -> Chain:
+    def v3(self) -> "V3Chain":
         """``engine.v3.pay.transactions.jsapi.post(json=...)``: the chainable style (see ``engine.chain``)."""
-        return Chain(self, (("v3", False),))
+        return cast("V3Chain", Chain(self, (("v3", False),)))
 
-    def chain(self, path: str) -> Chain:
+    def _chain(self, path: str) -> Chain:
         """``engine.chain("v3/pay/transactions/jsapi").post(json=...)``."""
         return Chain(self)[path]
 
-    def __getitem__(self, path: str) -> Chain:
+    def _item(self, path: str) -> Chain:
         """``engine["v3/pay/transactions/id/{transaction_id}"].get(transaction_id=...)``."""
-        return self.chain(path)
+        return self._chain(path)
+
+    # A catalogue path as a literal gives its typed node (engine/types/_chain.pyi); any other
+    # string gives the untyped ``Chain``, whose undescribed paths are signed, sent and verified.
+    if TYPE_CHECKING:
+        chain: ChainOf
+        __getitem__: ChainOf
+    else:
+        chain = _chain
+        __getitem__ = _item
 
     # -- endpoints -----------------------------------------------------------------------------
 
