@@ -97,7 +97,8 @@ def test_the_sdist_carries_licences_and_changelog(tmp_path: Path) -> None:
         check=True, capture_output=True, timeout=300,
     )
     sdist = next(tmp_path.glob("*.tar.gz"))
-    names = {n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n}
+    with tarfile.open(sdist) as archive:
+        names = {n.split("/", 1)[1] for n in archive.getnames() if "/" in n}
     assert {"LICENSE", "LICENSES/wechatpay-openapi.txt", "CHANGELOG.md", "engine/types/__init__.pyi"} <= names
 
 
