@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from wheelenv import install_wheel
 
 from engine import Engine
 from engine.sandbox import SandboxIdentity
@@ -90,43 +89,14 @@ def vectors() -> dict[str, dict]:
     return {v["id"]: v for v in raw["vectors"]}
 
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
 def wheel_venv() -> Iterator[Path]:
-    """A fresh venv with the engine installed from a wheel built once per session (as a user gets it).
-
-    Its own site-packages holds only the wheel (``pip install --no-deps``); the test environment's
-    site-packages is appended by a ``.pth`` line for the dependencies, and the editable install's
-    finder there stays inactive (a ``.pth`` line adds a path, it does not run that path's ``.pth`` files).
-    A directory of its own, not pytest's numbered ones, which other pytest runs may prune meanwhile.
-    """
+    """A fresh venv with the engine installed from a wheel built once per session (``wheelenv``), in a
+    directory of its own, not pytest's numbered ones, which other pytest runs may prune meanwhile."""
     work = Path(tempfile.mkdtemp(prefix="wechatpay-wheel-"))
     try:
-        yield _install_wheel(work)
+        yield install_wheel(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _install_wheel(work: Path) -> Path:
-    subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(work / "dist"), str(ROOT)],
-        check=True, capture_output=True, timeout=300,
-    )
-    wheel = next((work / "dist").glob("wechatpay_engine-*.whl"))
-    venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
-    base = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
-    (Path(site) / "_test_environment.pth").write_text(base + "\n", encoding="utf-8")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", "--no-index",
-         str(wheel)],
-        check=True, capture_output=True, timeout=300,
-    )
-    return venv

@@ -82,3 +82,23 @@ def test_the_generator_reports_a_stale_file(tmp_path: Path, capsys: pytest.Captu
     assert names.main(["--dir", str(tmp_path), "--check"]) == 0
     assert (tmp_path / "aliases.yaml").read_text(encoding="utf-8").endswith("shop.orders.get: v3.shop.orders.get\n")
     capsys.readouterr()
+
+
+def test_a_short_name_is_accepted_wherever_an_id_is(engine, tmp_path: Path) -> None:
+    from engine import ApiError, Untyped
+    from engine.sandbox.faults import Fault
+    from engine.testing import Stubber
+
+    name, endpoint_id = "pay.transactions.out_trade_no.get", "v3.pay.transactions.out_trade_no._out_trade_no_.get"
+    payload = {"out_trade_no": "1217752501201407033233368018", "mchid": "1900000109"}
+    assert engine.endpoint(name).id == endpoint_id and engine.call(name, payload).endpoint_id == endpoint_id
+    engine.emulator.faults.add(Fault.error(429), endpoint=name)  # a fault queued by short name
+    with pytest.raises(ApiError) as refused:
+        engine.call(endpoint_id, payload)
+    assert refused.value.status == 429
+    engine.download("bill.tradebill.get", {"bill_date": "2026-11-21"}, tmp_path / "bill.csv")
+    assert (tmp_path / "bill.csv").read_text(encoding="utf-8").startswith("交易时间")
+    with Stubber(engine) as stub:
+        stub.add_response("pay.transactions.out_trade_no.close", {}, status=204)
+        engine.call(Untyped("v3.pay.transactions.out_trade_no._out_trade_no_.close.post"), payload)
+        stub.assert_no_pending_responses()

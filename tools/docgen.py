@@ -43,6 +43,7 @@ def pages(registry: Optional[Registry] = None, readme: Optional[str] = None) -> 
     generated = dict(guide_pages(readme))
     generated["BENCHMARKS.md"] = (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")
     generated["CHANGELOG.md"] = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    generated["LICENSE"] = (ROOT / "LICENSE").read_text(encoding="utf-8")
     generated["reference/index.md"] = reference_index(ops)
     for name, descriptor in ops:
         generated[f"reference/{name}.md"] = operation_page(name, descriptor)

@@ -14,7 +14,7 @@ Design decisions:
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import attrs
 
@@ -72,10 +72,16 @@ class FaultPlan:
     def add(self, fault: Fault, *, endpoint: Optional[str] = None, times: int = 1) -> None:
         self._queue.append((endpoint, _Scheduled(fault, times)))
 
-    def take(self, endpoint_id: Optional[str]) -> Optional[Fault]:
-        """The next fault for this endpoint, consuming one of its firings."""
+    def take(
+        self, endpoint_id: Optional[str], canonical: Callable[[str], Optional[str]] = lambda ref: ref
+    ) -> Optional[Fault]:
+        """The next fault for this endpoint, consuming one of its firings.
+
+        A fault queued for a short name or an alias fires on its operation: ``canonical`` turns the
+        reference it was queued with into a canonical id (the sandbox passes its registry's lookup).
+        """
         for index, (endpoint, scheduled) in enumerate(self._queue):
-            if endpoint is None or endpoint == endpoint_id:
+            if endpoint is None or endpoint == endpoint_id or canonical(endpoint) == endpoint_id:
                 scheduled.remaining -= 1
                 if scheduled.remaining <= 0:
                     del self._queue[index]
