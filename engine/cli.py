@@ -304,18 +304,10 @@ def _endpoints(args: argparse.Namespace) -> int:
     return _list_endpoints(registry, args.grep, args.json)
 
 
-def _names(registry: Registry) -> dict[str, list[str]]:
-    """Canonical id -> its names: the short name first (the first alias a directory gives it)."""
-    names: dict[str, list[str]] = {}
-    for alias, target in registry.aliases().items():
-        names.setdefault(target, []).append(alias)
-    return names
-
-
 def _list_endpoints(registry: Registry, words: Sequence[str], as_json: bool) -> int:
     from engine import reference
 
-    names = _names(registry)
+    names = registry.names()
     entries = []
     for endpoint_id in registry.ids():
         aliases = names.get(endpoint_id, [])
@@ -340,7 +332,7 @@ def _print_out(text: str) -> None:
 
 def _show_endpoint(registry: Registry, ref: str, as_json: bool) -> int:
     descriptor = registry.get(ref)
-    aliases = _names(registry).get(descriptor.id, [])
+    aliases = registry.names().get(descriptor.id, [])
     shown = describe(descriptor, aliases[0] if aliases else None, aliases)
     if as_json:
         _print_out(json.dumps(shown, ensure_ascii=False, indent=2, default=_jsonable))

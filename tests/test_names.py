@@ -102,3 +102,12 @@ def test_a_short_name_is_accepted_wherever_an_id_is(engine, tmp_path: Path) -> N
         stub.add_response("pay.transactions.out_trade_no.close", {}, status=204)
         engine.call(Untyped("v3.pay.transactions.out_trade_no._out_trade_no_.close.post"), payload)
         stub.assert_no_pending_responses()
+
+
+def test_the_plain_reading_of_aliases_yaml_is_the_yaml_reading() -> None:
+    import yaml
+
+    from engine.registry import _read_aliases
+
+    path = BUILTIN_ENDPOINTS / "aliases.yaml"
+    assert _read_aliases(path) == yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -38,7 +38,7 @@ def pages(registry: Optional[Registry] = None, readme: Optional[str] = None) -> 
     """Site path -> Markdown for every generated page."""
     registry = registry or Registry([BUILTIN_ENDPOINTS])
     readme = readme if readme is not None else (ROOT / "README.md").read_text(encoding="utf-8")
-    names = {endpoint_id: alias for alias, endpoint_id in registry.aliases().items()}
+    names = {endpoint_id: found[0] for endpoint_id, found in registry.names().items()}
     ops = [(names.get(i, i), registry.get(i)) for i in registry.ids()]
     generated = dict(guide_pages(readme))
     generated["BENCHMARKS.md"] = (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")

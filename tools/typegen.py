@@ -323,7 +323,7 @@ def _chain_of(ops: list[Operation], root: Node) -> str:
 def generate(registry: Optional[Registry] = None) -> dict[str, str]:
     """File name (in engine/types/) -> text."""
     registry = registry or Registry([BUILTIN_ENDPOINTS])
-    names = {endpoint_id: alias for alias, endpoint_id in registry.aliases().items()}
+    names = {endpoint_id: found[0] for endpoint_id, found in registry.names().items()}
     missing = [i for i in registry.ids() if i not in names]
     if missing:
         raise ValueError(f"operations without a short name (run tools/names.py): {missing[:5]}")
