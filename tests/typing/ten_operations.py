@@ -19,9 +19,6 @@ from engine.types import (
     RefundDomesticRefundsAnswer,
 )
 
-COMBINE_PAPAY: dict[str, object] = {}  # not a TypedDict: only used through Untyped below
-
-
 def pay(engine: Engine) -> str:
     order: PayTransactionsJsapiPayload = {
         "appid": "wxd678efh567hg6787",
@@ -132,8 +129,8 @@ def _order() -> PayTransactionsJsapiPayload:
 
 
 def undescribed(engine: Engine, name: str) -> object:
-    # An endpoint only known at run time: the explicit untyped path.
-    answer = engine.call(Untyped(name), {"appid": "wx1"})
+    # A name only known at run time: the explicit untyped path (an Any payload, a Response[Any]).
+    answer = engine.call(Untyped(name), {**_order(), "out_trade_no": "3"})
     return answer.data
 
 
@@ -147,7 +144,7 @@ def main() -> None:
         upload_and_bill(engine, logo)
         close(engine)
         asyncio.run(asynchronous(engine))
-        undescribed(engine, "combine_papay.mini_program") if COMBINE_PAPAY else None
+        print(undescribed(engine, "pay.transactions.jsapi"))
 
 
 if __name__ == "__main__":
