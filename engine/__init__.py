@@ -50,6 +50,7 @@ from engine.registry import endpoint_id
 from engine.retry import RetryPolicy
 from engine.stores import Claim, MemoryStore, Store
 from engine.transport import BaseTransport, MockTransport, Transport, TransportConfig
+from engine.untyped import Untyped
 from engine.wire import Headers, RawResponse, Request, Response
 
 __all__ = [
@@ -106,6 +107,7 @@ __all__ = [
     "UnconfirmedError",
     "UnconfirmedTimeoutError",
     "UnknownEndpointError",
+    "Untyped",
     "UsageError",
     "ValidationError",
     "__version__",

@@ -36,6 +36,7 @@ from urllib.parse import quote
 
 from engine.errors import UsageError
 from engine.registry import endpoint_id
+from engine.untyped import Untyped
 
 if TYPE_CHECKING:
     from engine.client import Engine
@@ -105,7 +106,7 @@ class _Verb:
         **path: Any,
     ) -> "Response":
         ref, merged = self._arguments(payload, json, query, path)
-        return self.chain._engine.call(ref, merged, headers=headers)
+        return self.chain._engine.call(Untyped(ref), merged, headers=headers)
 
 
 class _AsyncVerb(_Verb):
@@ -119,7 +120,7 @@ class _AsyncVerb(_Verb):
         **path: Any,
     ) -> "Response":
         ref, merged = self._arguments(payload, json, query, path)
-        return await self.chain._engine.acall(ref, merged, headers=headers)
+        return await self.chain._engine.acall(Untyped(ref), merged, headers=headers)
 
 
 def _template(segment: str, attribute: bool) -> str:

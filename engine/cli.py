@@ -21,25 +21,17 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from engine import __version__, doctor
+from engine import __version__, doctor, environment
 from engine.client import Engine
 from engine.configuration import DEFAULT_BASE_URL
 from engine.errors import EngineError, NotificationError, UsageError, ValidationError
 from engine.registry import BUILTIN_ENDPOINTS, Registry
 from engine.sandbox import remote
+from engine.untyped import Untyped
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-ENVIRONMENT = {
-    "mchid": "WECHATPAY_MCHID",
-    "serial_no": "WECHATPAY_SERIAL_NO",
-    "private_key": "WECHATPAY_PRIVATE_KEY",
-    "platform_public_key": "WECHATPAY_PUBLIC_KEY",
-    "platform_public_key_id": "WECHATPAY_PUBLIC_KEY_ID",
-    "platform_certificates": "WECHATPAY_PLATFORM_CERTIFICATES",
-    "apiv3_key": "WECHATPAY_APIV3_KEY",
-    "base_url": "WECHATPAY_BASE_URL",
-}
+ENVIRONMENT = environment.ENVIRONMENT  # setting -> variable, read by the same reader as Engine.from_env
 
 FLAGS = {
     "platform_public_key": "--public-key",
@@ -92,11 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_credential_flags(verify)
     doctor.add_parser(commands, _add_credential_flags)
     endpoints = commands.add_parser("endpoints", help="discover endpoints").add_subparsers(dest="action")
-    listing = endpoints.add_parser("list", help="list canonical ids (and aliases)")
-    listing.add_argument("--grep", default="", help="only ids, aliases or titles containing WORD")
+    listing = endpoints.add_parser("list", help="list operations: short name, method, path, title, canonical id")
+    listing.add_argument(
+        "--grep",
+        action="append",
+        default=[],
+        metavar="WORD",
+        help="only operations whose id, short name, method, path or title contains WORD (any case; repeat: all)",
+    )
+    listing.add_argument("--json", action="store_true", help="a JSON array of {id, name, aliases, method, path, ...}")
     listing.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
-    show = endpoints.add_parser("show", help="method, path, fields and an example payload of one endpoint")
-    show.add_argument("endpoint", help="an id, an alias or 'METHOD /path'")
+    show = endpoints.add_parser("show", help="method, path, request and answer fields, an example payload")
+    show.add_argument("endpoint", help="an id, a short name or alias, or 'METHOD /path'")
+    show.add_argument("--json", action="store_true", help="the same as one JSON object")
     show.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
     return parser
 
@@ -152,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
     payload = read_payload(args.data)
     engine = _engine(args)
     with engine:
-        response = engine.call(args.endpoint, payload, headers=_headers(args.header))
+        response = engine.call(Untyped(args.endpoint), payload, headers=_headers(args.header))
         if args.wire and engine.emulator is not None:
             _show_wire(engine)
     answer = {
@@ -203,17 +203,10 @@ def _engine(args: argparse.Namespace, **extra: Any) -> Engine:
 def _credentials(args: argparse.Namespace) -> dict[str, Any]:
     if args.sandbox_state:
         return _sandbox_credentials(Path(args.sandbox_state))
-    settings: dict[str, Any] = {}
-    for name, variable in ENVIRONMENT.items():
-        value = getattr(args, name, None) or os.environ.get(variable)
-        if value:
-            settings[name] = value
-    missing = [ENVIRONMENT[n] for n in ("mchid", "serial_no", "private_key") if n not in settings]
-    if missing:
-        raise CliError(f"missing credentials: set {', '.join(missing)} (or the matching flags), or use --sandbox")
-    certificates = settings.get("platform_certificates")
-    if isinstance(certificates, str):
-        settings["platform_certificates"] = [p for p in certificates.split(os.pathsep) if p]
+    settings = _from_env(args)
+    absent = environment.missing(settings)
+    if absent:
+        raise CliError(f"missing credentials: set {', '.join(absent)} (or the matching flags), or use --sandbox")
     settings.setdefault("base_url", DEFAULT_BASE_URL)
     return settings
 
@@ -234,6 +227,12 @@ def _raw_settings(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
                 value = [p for p in value.split(os.pathsep) if p]
             found[name] = (value, variable)
     return found
+
+
+def _from_env(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings ``Engine.from_env`` reads (``engine.environment``), with the flags given winning."""
+    flags = {name: value for name in ENVIRONMENT if (value := getattr(args, name, None))}
+    return {**environment.read_environment(), **flags}
 
 
 def _sandbox_credentials(state_dir: Path) -> dict[str, Any]:
@@ -345,54 +344,83 @@ def _serve_sandbox(args: argparse.Namespace) -> int:
 def _endpoints(args: argparse.Namespace) -> int:
     registry = Registry([BUILTIN_ENDPOINTS, *map(Path, getattr(args, "endpoint_dir", []))])
     if args.action == "show":
-        print(json.dumps(describe(registry.get(args.endpoint)), ensure_ascii=False, indent=2, default=_jsonable))
-        return EXIT_OK
-    return _list_endpoints(registry, getattr(args, "grep", ""))
+        return _show_endpoint(registry, args.endpoint, args.json)
+    return _list_endpoints(registry, args.grep, args.json)
 
 
-def _list_endpoints(registry: Registry, word: str) -> int:
-    aliases = {target: alias for alias, target in registry.aliases().items()}
+def _list_endpoints(registry: Registry, words: Sequence[str], as_json: bool) -> int:
+    from engine import reference
+
+    names = registry.names()
+    entries = []
     for endpoint_id in registry.ids():
-        alias = aliases.get(endpoint_id, "")
-        if word in endpoint_id or (alias and word in alias):
-            print(f"{endpoint_id}  ({alias})" if alias else endpoint_id)
+        aliases = names.get(endpoint_id, [])
+        entry = reference.summary(registry.get(endpoint_id), aliases[0] if aliases else None, aliases)
+        if reference.matches(entry, words):
+            entries.append(entry)
+    if as_json:
+        _print_out(json.dumps(entries, ensure_ascii=False, indent=2))
+    elif entries:
+        rows = ([e["name"] or "", e["method"], e["path"], e["title"], e["id"]] for e in entries)
+        _print_out(reference.text_table(("name", "method", "path", "title", "id"), rows))
     return EXIT_OK
 
 
-def describe(descriptor: Any) -> dict[str, Any]:
-    """What ``endpoints show`` prints: the facts of a descriptor and a payload that validates."""
-    from engine.examples import example_payload
+def _print_out(text: str) -> None:
+    """Print a listing that may be piped into ``head``: a closed pipe ends the output, not in a traceback."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
-    def fields(group: dict[str, Any]) -> dict[str, Any]:
-        return {name: _field_summary(field) for name, field in group.items()}
+
+def _show_endpoint(registry: Registry, ref: str, as_json: bool) -> int:
+    descriptor = registry.get(ref)
+    aliases = registry.names().get(descriptor.id, [])
+    shown = describe(descriptor, aliases[0] if aliases else None, aliases)
+    if as_json:
+        _print_out(json.dumps(shown, ensure_ascii=False, indent=2, default=_jsonable))
+    else:
+        _print_out(_show_text(descriptor, shown))
+    return EXIT_OK
+
+
+def describe(descriptor: Any, name: Optional[str] = None, aliases: Sequence[str] = ()) -> dict[str, Any]:
+    """What ``endpoints show --json`` prints: the facts of a descriptor, its fields, a payload that validates."""
+    from engine import reference
+    from engine.examples import example_headers, example_payload
 
     return {
-        "id": descriptor.id,
-        "title": descriptor.title,
-        "method": descriptor.method,
-        "path": descriptor.path,
+        **reference.summary(descriptor, name, aliases),
         "body": descriptor.body_kind,
-        "request": {
-            loc: fields(getattr(descriptor.request, loc))
-            for loc in ("path", "query", "header", "body")
-            if getattr(descriptor.request, loc)
-        },
-        "response": fields(descriptor.response),
+        "request": [row.as_json() for row in reference.request_rows(descriptor)],
+        "response": [row.as_json() for row in reference.answer_rows(descriptor)],
         "example_payload": example_payload(descriptor),
+        "example_headers": example_headers(descriptor),
     }
 
 
-def _field_summary(field: Any) -> Any:
-    summary = field.type + (" required" if field.required else "") + (" encrypted" if field.encrypted else "")
-    if field.enum:
-        summary += " one of " + "|".join(str(v) for v in field.enum)
-    if field.label:
-        summary += f" — {field.label}"
-    if field.fields:
-        return {"": summary, **{n: _field_summary(f) for n, f in field.fields.items()}}
-    if field.items is not None:
-        return {"": summary, "[]": _field_summary(field.items)}
-    return summary
+def _show_text(descriptor: Any, shown: dict[str, Any]) -> str:
+    from engine import reference
+
+    head = [
+        f"{shown['name'] or shown['id']}  {shown['title']}".rstrip(),
+        f"{descriptor.method} {descriptor.path}" + (f"  (host {descriptor.host})" if descriptor.host else ""),
+        f"id: {descriptor.id}    body: {descriptor.body_kind}",
+    ]
+    example = json.dumps(shown["example_payload"], ensure_ascii=False, indent=2, default=_jsonable)
+    return "\n".join([
+        *head,
+        "",
+        "Request",
+        reference.fields_table(reference.request_rows(descriptor)),
+        "",
+        "Answer",
+        reference.fields_table(reference.answer_rows(descriptor)),
+        "",
+        "Example payload",
+        example,
+    ])
 
 
 def _jsonable(value: Any) -> Any:

@@ -34,7 +34,19 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Iterable, Mapping, Optional, Sequence, TypeVar, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Optional,
+    Sequence,
+    TypeVar,
+    Union,
+    cast,
+)
 
 from engine import configuration
 from engine.certificates import CertificateKeys
@@ -61,6 +73,10 @@ from engine.sender import Sender
 from engine.stores import DEFAULT_ACK_TTL, DEFAULT_CLAIM_TTL, STORE_ENV, Store, open_store
 from engine.transport import DEFAULT_MAX_ANSWER_BYTES, BaseTransport, Transport, TransportConfig, Write, check_transport
 from engine.wire import RawResponse, Request, Response
+
+if TYPE_CHECKING:  # generated stubs: type checkers read them, run time never imports them
+    from engine.types._calls import ACall, Call
+    from engine.types._chain import ChainOf, V3Chain
 
 T = TypeVar("T")
 SYNC_MARGIN_SECONDS = 1.0
@@ -189,9 +205,25 @@ class Engine:
         engine.emulator = emulator
         return engine
 
+    @classmethod
+    def from_env(cls, *, environ: Optional[Mapping[str, str]] = None, **options: Any) -> "Engine":
+        """An engine configured by the ``WECHATPAY_*`` variables (see ``engine.environment``).
+
+        ``environ`` defaults to ``os.environ``; ``options`` are further ``Engine`` settings, and win over
+        the environment (``Engine.from_env(plugins=[...], timeout=10)``). A missing required variable
+        is a ``ConfigurationError`` naming it; a bad value fails as it would passed to ``Engine``.
+        """
+        from engine.environment import missing, read_environment
+
+        settings = {**read_environment(environ), **options}
+        absent = missing(settings)
+        if absent:
+            raise ConfigurationError(f"missing settings: set {', '.join(absent)} in the environment")
+        return cls(**settings)
+
     # -- calling -------------------------------------------------------------------------------
 
-    def call(
+    def _call(
         self,
         endpoint: str,
         payload: Any = None,
@@ -205,9 +237,9 @@ class Engine:
         """
         policy = configuration.check_retry(retry) if retry is not None else self.retry
         bound = self._sync_bound(policy)
-        return self.runtime.run_sync(lambda: self.acall(endpoint, payload, headers=headers, retry=policy), bound)
+        return self.runtime.run_sync(lambda: self._acall(endpoint, payload, headers=headers, retry=policy), bound)
 
-    async def acall(
+    async def _acall(
         self,
         endpoint: str,
         payload: Any = None,
@@ -219,6 +251,15 @@ class Engine:
         self.runtime.check_open()
         policy = configuration.check_retry(retry) if retry is not None else None
         return await self._executor.run(endpoint, payload, headers, policy)
+
+    # Type checkers see one overload per operation (engine/types/_calls.pyi, generated): the id or
+    # short name as a literal picks the payload and answer types; ``Untyped(ref)`` takes any other.
+    if TYPE_CHECKING:
+        call: Call
+        acall: ACall
+    else:
+        call = _call
+        acall = _acall
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -252,7 +293,7 @@ class Engine:
         return self._run_sync(lambda: self.adownload(endpoint, payload, dest, gunzip=gunzip))
 
     async def adownload(self, endpoint: str, payload: Any, dest: Union[str, Path], *, gunzip: bool = True) -> Download:
-        step_one = await self.acall(endpoint, payload)
+        step_one = await self._acall(endpoint, payload)
         return await download(self._executor, step_one, Path(dest), gunzip)
 
     # -- certificates --------------------------------------------------------------------------
@@ -325,17 +366,26 @@ class Engine:
     # -- chainable addressing ------------------------------------------------------------------
 
     @property
-    def v3(self) -> Chain:
+    def v3(self) -> "V3Chain":
         """``engine.v3.pay.transactions.jsapi.post(json=...)``: the chainable style (see ``engine.chain``)."""
-        return Chain(self, (("v3", False),))
+        return cast("V3Chain", Chain(self, (("v3", False),)))
 
-    def chain(self, path: str) -> Chain:
+    def _chain(self, path: str) -> Chain:
         """``engine.chain("v3/pay/transactions/jsapi").post(json=...)``."""
         return Chain(self)[path]
 
-    def __getitem__(self, path: str) -> Chain:
+    def _item(self, path: str) -> Chain:
         """``engine["v3/pay/transactions/id/{transaction_id}"].get(transaction_id=...)``."""
-        return self.chain(path)
+        return self._chain(path)
+
+    # A catalogue path as a literal gives its typed node (engine/types/_chain.pyi); any other
+    # string gives the untyped ``Chain``, whose undescribed paths are signed, sent and verified.
+    if TYPE_CHECKING:
+        chain: ChainOf
+        __getitem__: ChainOf
+    else:
+        chain = _chain
+        __getitem__ = _item
 
     # -- endpoints -----------------------------------------------------------------------------
 

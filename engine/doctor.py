@@ -40,6 +40,7 @@ import attrs
 
 from engine.errors import ApiError, CredentialError, EngineError, SignatureError, TransportError
 from engine.keys import load_certificate, load_private_key, load_public_key, normalize_serial, public_pem
+from engine.untyped import Untyped
 
 SKEW_LIMIT_SECONDS = 300
 SKEW_WARNING_SECONDS = 60
@@ -290,7 +291,7 @@ def _live(settings: Settings, timeout: float, endpoint_dirs: list[str], failed: 
     message, secret = f"wechatpay doctor {secrets.token_hex(4)}", secrets.token_hex(8)
     try:
         with Engine(**values, timeout=timeout, endpoint_dirs=endpoint_dirs, load_entry_points=False) as engine:
-            answer = engine.call(ECHO_ENDPOINT, {"echo_message": message, "encrypted_echo_message": secret})
+            answer = engine.call(Untyped(ECHO_ENDPOINT), {"echo_message": message, "encrypted_echo_message": secret})
     except ApiError as exc:
         return Check(name, "FAIL", _refusal(settings, exc))
     except SignatureError as exc:

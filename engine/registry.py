@@ -156,6 +156,13 @@ class Registry:
         """Alias -> canonical id."""
         return {**self._alias_index(), **self._extra_aliases}
 
+    def names(self) -> dict[str, list[str]]:
+        """Canonical id -> its aliases, the short name first (the built-ins' ``aliases.yaml`` comes first)."""
+        found: dict[str, list[str]] = {}
+        for alias, target in self.aliases().items():
+            found.setdefault(target, []).append(alias)
+        return found
+
     def suggest(self, ref: str, limit: int = 3) -> list[str]:
         """The closest ids and aliases to a misspelt reference, best first."""
         names = [*self.ids(), *self.aliases()]
@@ -307,10 +314,20 @@ def path_parameters(template: str, path: str) -> dict[str, str]:
     return {name: unquote(match.group(_group(name))) for name in names}
 
 
+_PLAIN_ALIAS = re.compile(r"([A-Za-z0-9_.-]+): ([A-Za-z0-9_.-]+)")
+
+
 def _read_aliases(path: Path) -> dict[str, str]:
     if not os.path.lexists(path):  # lexists: a symlink loop or a dangling link is an error, not "no aliases"
         return {}
-    raw = parse_yaml(read_source(path), str(path))
+    text = read_source(path).decode("utf-8", errors="replace")
+    # The generated file is one "name: id" per line (about 1,000): read that shape directly, a tenth
+    # of libyaml's time on the first alias lookup; anything else is read as the YAML it is.
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    plain = [_PLAIN_ALIAS.fullmatch(line) for line in lines]
+    if all(plain):
+        return {m.group(1): m.group(2) for m in plain if m is not None}
+    raw = parse_yaml(text, str(path))
     if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
         raise DescriptorError(str(path), ["expected a mapping of alias: canonical id @ $"])
     return raw

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import abc
-from typing import Any, Iterable, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Generic, Iterable, Iterator, Mapping, Optional
 
 import attrs
 
@@ -30,6 +30,15 @@ from engine.errors import UsageError
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: a header name
 _LINE_BREAK = re.compile("[\r\n]")
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")  # tab is allowed inside a value
+
+if TYPE_CHECKING:  # a default (PEP 696) lets a bare ``Response`` mean ``Response[Any]``
+    from typing_extensions import TypeVar
+
+    Data = TypeVar("Data", default=Any)
+else:
+    from typing import TypeVar
+
+    Data = TypeVar("Data")
 
 
 class Headers(Mapping[str, str]):
@@ -127,12 +136,16 @@ class RawResponse:
 
 
 @attrs.frozen
-class Response:
-    """A verified answer. ``data`` is the decoded body with encrypted fields decrypted."""
+class Response(Generic[Data]):
+    """A verified answer. ``data`` is the decoded body with encrypted fields decrypted.
+
+    Generic in the type of ``data``: ``engine.call("combine_papay.mini_program", ...)`` returns a
+    ``Response[CombinePapayMiniProgramAnswer]`` to a type checker (see ``engine.types``).
+    """
 
     status: int
     headers: Headers = attrs.field(repr=False)
-    data: Any = attrs.field(repr=False)
+    data: Data = attrs.field(repr=False)
     request_id: str = ""
     verified_with: Optional[str] = None
     endpoint_id: str = ""

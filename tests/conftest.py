@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from wheelenv import install_wheel
 
 from engine import Engine
 from engine.sandbox import SandboxIdentity
@@ -148,3 +151,16 @@ def redis_url(redis_server: RedisServer) -> str:
     with redis_server.client() as client:
         client.flushall()
     return redis_server.url
+
+
+
+
+@pytest.fixture(scope="session")
+def wheel_venv() -> Iterator[Path]:
+    """A fresh venv with the engine installed from a wheel built once per session (``wheelenv``), in a
+    directory of its own, not pytest's numbered ones, which other pytest runs may prune meanwhile."""
+    work = Path(tempfile.mkdtemp(prefix="wechatpay-wheel-"))
+    try:
+        yield install_wheel(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -95,12 +95,40 @@ def test_refused_answer_exits_1(capsys) -> None:
 def test_endpoints_listing(capsys) -> None:
     status, out, _ = run(capsys, "endpoints", "list", "--grep", "real_name")
     assert status == 0
-    lines = out.splitlines()
-    assert (
-        "v3.ecommerce.individual_contracts.pre_entrust_sign_with_real_name_identity.mini_program.post"
-        "  (individual_contracts.real_name.mini_program)"
-    ) in lines
+    header, *lines = out.splitlines()
+    assert header.split() == ["name", "method", "path", "title", "id"]
+    seed = next(line for line in lines if line.startswith("individual_contracts.real_name.mini_program "))
+    path = "/v3/ecommerce/individual-contracts/pre-entrust-sign-with-real-name-identity/mini-program"
+    assert seed.split()[1:3] == ["POST", path]
+    assert seed.split()[-1].endswith(".pre_entrust_sign_with_real_name_identity.mini_program.post")
     assert all("real_name" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("退款", "refund.domestic.refunds"),  # a Chinese title
+        ("JSAPI", "pay.transactions.jsapi"),  # any case: ids and paths say jsapi
+        ("/v3/pay/transactions/out-trade-no/{out_trade_no}", "pay.transactions.out_trade_no.get"),  # a path
+        ("v3.pay.transactions.id._transaction_id_.get", "pay.transactions.id._transaction_id_.get"),  # an id
+    ],
+)
+def test_grep_matches_titles_paths_and_ids_in_any_case(capsys, word: str, expected: str) -> None:
+    status, out, _ = run(capsys, "endpoints", "list", "--grep", word)
+    assert status == 0 and expected in [line.split()[0] for line in out.splitlines()[1:]]
+
+
+def test_list_json_and_repeated_grep(capsys) -> None:
+    status, out, _ = run(capsys, "endpoints", "list", "--grep", "refund", "--grep", "get", "--json")
+    entries = json.loads(out)
+    assert status == 0 and entries and all(set(e) >= {"id", "name", "method", "path", "title"} for e in entries)
+    assert all("refund" in json.dumps(e).lower() and "get" in json.dumps(e).lower() for e in entries)
+    everything = json.loads(run(capsys, "endpoints", "list", "--json")[1])
+    assert len(everything) == 1019 and len({e["name"] for e in everything}) == 1019
+
+
+def test_list_finding_nothing_prints_nothing(capsys) -> None:
+    assert run(capsys, "endpoints", "list", "--grep", "no-such-operation-anywhere") == (0, "", "")
 
 
 def test_installed_command_has_no_traceback_for_mistakes() -> None:
@@ -170,11 +198,35 @@ def test_notify_verify_says_why_it_rejects(capsys, tmp_path: Path) -> None:
 
 def test_endpoints_show(capsys) -> None:
     status, out, _ = run(capsys, "endpoints", "show", "individual_contracts.real_name.mini_program")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("individual_contracts.real_name.mini_program  ")
+    assert lines[1] == "POST /v3/ecommerce/individual-contracts/pre-entrust-sign-with-real-name-identity/mini-program"
+    request = lines[lines.index("Request") + 1 : lines.index("Answer")]
+    assert request[0].split() == ["field", "in", "type", "required", "encrypted", "limits", "label", "enum"]
+    cred_id = next(line for line in request if line.startswith("cred_id "))
+    assert cred_id.split()[:5] == ["cred_id", "body", "string", "yes", "yes"]  # required, encrypted
+    assert "ID_CARD" in next(line for line in request if line.startswith("cred_type "))
+    assert any(line.startswith("Wechatpay-Serial ") and "set by the engine" in line for line in request)
+
+
+def test_endpoints_show_nests_and_states_limits(capsys) -> None:
+    lines = run(capsys, "endpoints", "show", "pay.transactions.jsapi")[1].splitlines()
+    assert lines[lines.index(next(x for x in lines if x.startswith("amount "))) + 1].startswith("  total ")
+    limits = run(capsys, "endpoints", "show", "v3.apply4subject.applyment.get")[1].splitlines()
+    assert "length <= 128" in next(line for line in limits if line.startswith("business_code "))
+
+
+def test_endpoints_show_json(capsys) -> None:
+    status, out, _ = run(capsys, "endpoints", "show", "v3.ecommerce.individual_contracts."
+                         "pre_entrust_sign_with_real_name_identity.mini_program.post", "--json")
     shown = json.loads(out)
-    assert status == 0 and shown["method"] == "POST"
-    assert shown["path"] == "/v3/ecommerce/individual-contracts/pre-entrust-sign-with-real-name-identity/mini-program"
-    assert shown["request"]["body"]["cred_id"].startswith("string required encrypted")
-    assert shown["request"]["header"]["Wechatpay-Serial"].startswith("string required")
+    assert status == 0 and shown["name"] == "individual_contracts.real_name.mini_program"
+    assert shown["method"] == "POST" and shown["title"]
+    cred_id = next(row for row in shown["request"] if row["field"] == "cred_id")
+    assert (cred_id["in"], cred_id["type"], cred_id["required"], cred_id["encrypted"]) == ("body", "string", True, True)
+    assert next(row for row in shown["request"] if row["field"] == "cred_type")["enum"] == ["ID_CARD"]
+    assert {row["field"] for row in shown["response"]} >= {"pre_entrustweb_id"}
     assert set(shown["example_payload"]) >= {"appid", "real_name", "cred_id", "cred_type"}
 
 

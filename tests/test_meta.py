@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -134,6 +136,28 @@ def test_readme_python_examples_run_as_written(index: int, tmp_path: Path, monke
     monkeypatch.chdir(tmp_path)
     code = PYTHON_BLOCK.findall(README)[index]
     exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": f"readme_{index}"})
+
+
+DISCOVERY = re.findall(r"(?m)^\.venv/bin/wechatpay (endpoints .+)$", README)
+
+
+@pytest.mark.parametrize("command", DISCOVERY)
+def test_readme_discovery_examples_run_as_written(command: str) -> None:
+    script = Path(sys.executable).with_name("wechatpay")
+    result = subprocess.run(
+        [str(script), *shlex.split(command)], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
+    if "--json" in command:
+        assert json.loads(result.stdout)
+    else:
+        assert result.stdout.split()[0] in ("name", "combine_papay.mini_program", "pay.transactions.out_trade_no.get")
+
+
+def test_readme_discovery_examples_cover_grep_json_and_show() -> None:
+    assert len(DISCOVERY) >= 6
+    assert any("--grep 退款" in c for c in DISCOVERY) and any("list" in c and "--json" in c for c in DISCOVERY)
+    assert any("show" in c and "--json" in c for c in DISCOVERY)
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:

@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from engine import multipart
 from engine.crypto import aead_encrypt, oaep_decrypt, oaep_encrypt, rsa_sign, rsa_verify
 from engine.descriptor import Descriptor
-from engine.errors import ConfigurationError
+from engine.errors import ConfigurationError, UnknownEndpointError
 from engine.fields import map_encrypted
 from engine.keys import certificate_serial, normalize_serial
 from engine.protocol import (
@@ -206,6 +206,13 @@ class Sandbox:
         """Answer one request as WeChat Pay would (transport faults are not acted out here)."""
         return self.respond(request).answer
 
+    def _canonical(self, ref: str) -> Optional[str]:
+        """The canonical id an id, short name or alias names here; None when it names nothing."""
+        try:
+            return self.registry.get(ref).id
+        except UnknownEndpointError:
+            return None
+
     def respond(self, request: Request) -> Outcome:
         """Answer one request, apply any scripted fault, and record the exchange."""
         endpoint_id: Optional[str] = None
@@ -217,7 +224,7 @@ class Sandbox:
             verification = VERIFIED
             route, descriptor = self._route(request)
             endpoint_id = descriptor.id if descriptor is not None else None
-            fault = self.faults.take(endpoint_id)
+            fault = self.faults.take(endpoint_id, self._canonical)
             if fault is not None and fault.kind == "error":
                 raise _RefusalError(fault.status, fault.code, fault.message)
             status, body, payload = self._serve(request, route, descriptor, fault)

@@ -97,10 +97,16 @@ class FaultPlan:
             raise UnknownEndpointError(name)
         return str(descriptor.id)
 
-    def take(self, endpoint_id: Optional[str]) -> Optional[Fault]:
-        """The next fault for this endpoint, consuming one of its firings."""
+    def take(
+        self, endpoint_id: Optional[str], canonical: Callable[[str], Optional[str]] = lambda ref: ref
+    ) -> Optional[Fault]:
+        """The next fault for this endpoint, consuming one of its firings.
+
+        A fault queued for a short name or an alias fires on its operation: ``canonical`` turns the
+        reference it was queued with into a canonical id (the sandbox passes its registry's lookup).
+        """
         for index, (endpoint, scheduled) in enumerate(self._queue):
-            if endpoint is None or endpoint == endpoint_id:
+            if endpoint is None or endpoint == endpoint_id or canonical(endpoint) == endpoint_id:
                 scheduled.remaining -= 1
                 if scheduled.remaining <= 0:
                     del self._queue[index]

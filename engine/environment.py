@@ -1,0 +1,54 @@
+"""Engine settings from ``WECHATPAY_*`` environment variables: one reader for ``Engine.from_env`` and the CLI.
+
+==================================  =====================================================
+variable                            setting
+==================================  =====================================================
+``WECHATPAY_MCHID``                 ``mchid`` (required)
+``WECHATPAY_SERIAL_NO``             ``serial_no``: the merchant API certificate serial (required)
+``WECHATPAY_PRIVATE_KEY``           ``private_key``: a PEM file path, or PEM text (required)
+``WECHATPAY_PUBLIC_KEY``            ``platform_public_key``: file or PEM text (public-key mode)
+``WECHATPAY_PUBLIC_KEY_ID``         ``platform_public_key_id``: ``PUB_KEY_ID_...``
+``WECHATPAY_PLATFORM_CERTIFICATES`` ``platform_certificates``: files, ``os.pathsep``-separated
+``WECHATPAY_APIV3_KEY``             ``apiv3_key``: 32 bytes of text
+``WECHATPAY_BASE_URL``              ``base_url``
+==================================  =====================================================
+
+Design decisions:
+
+* A variable that is unset or empty is left out, so ``Engine``'s own defaults apply and its own
+  checks (``ConfigurationError``, ``CredentialError``) judge what is there; values are never echoed.
+* The reader only reads: ``Engine.from_env`` and the CLI add their own overrides (keyword
+  arguments, command-line flags) on top, and say in their own words what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Optional
+
+ENVIRONMENT = {
+    "mchid": "WECHATPAY_MCHID",
+    "serial_no": "WECHATPAY_SERIAL_NO",
+    "private_key": "WECHATPAY_PRIVATE_KEY",
+    "platform_public_key": "WECHATPAY_PUBLIC_KEY",
+    "platform_public_key_id": "WECHATPAY_PUBLIC_KEY_ID",
+    "platform_certificates": "WECHATPAY_PLATFORM_CERTIFICATES",
+    "apiv3_key": "WECHATPAY_APIV3_KEY",
+    "base_url": "WECHATPAY_BASE_URL",
+}
+REQUIRED = ("mchid", "serial_no", "private_key")
+
+
+def read_environment(environ: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
+    """The ``Engine`` settings the ``WECHATPAY_*`` variables of ``environ`` (default ``os.environ``) give."""
+    source = os.environ if environ is None else environ
+    settings: dict[str, Any] = {name: source[var] for name, var in ENVIRONMENT.items() if source.get(var)}
+    if "platform_certificates" in settings:
+        settings["platform_certificates"] = [p for p in settings["platform_certificates"].split(os.pathsep) if p]
+    return settings
+
+
+def missing(settings: Mapping[str, Any]) -> list[str]:
+    """The variables of the required settings that ``settings`` lacks (a ``signer`` stands in for the key)."""
+    needed = [name for name in REQUIRED if not (name == "private_key" and settings.get("signer") is not None)]
+    return [ENVIRONMENT[name] for name in needed if not settings.get(name)]

@@ -1,0 +1,73 @@
+"""Engine.from_env and the CLI read the WECHATPAY_* variables through one reader (engine.environment)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from engine import ConfigurationError, Engine
+from engine.cli import main
+from engine.environment import ENVIRONMENT, missing, read_environment
+from engine.sandbox import SandboxIdentity, state
+
+
+@pytest.fixture
+def environ(identity: SandboxIdentity, tmp_path: Path) -> dict[str, str]:
+    """Every variable, as files on disk would give them (a served sandbox's state)."""
+    state.save(identity, tmp_path, "http://127.0.0.1:1")  # the key files, as a served sandbox keeps them
+    settings = state.engine_settings(tmp_path)
+    return {
+        "WECHATPAY_MCHID": settings["mchid"],
+        "WECHATPAY_SERIAL_NO": settings["serial_no"],
+        "WECHATPAY_PRIVATE_KEY": str(settings["private_key"]),
+        "WECHATPAY_PUBLIC_KEY": str(settings["platform_public_key"]),
+        "WECHATPAY_PUBLIC_KEY_ID": settings["platform_public_key_id"],
+        "WECHATPAY_PLATFORM_CERTIFICATES": os.pathsep.join(map(str, settings["platform_certificates"])),
+        "WECHATPAY_APIV3_KEY": settings["apiv3_key"],
+        "WECHATPAY_BASE_URL": "https://proxy.example/",
+    }
+
+
+def test_every_variable_becomes_its_setting(environ: dict[str, str]) -> None:
+    settings = read_environment(environ)
+    assert set(settings) == set(ENVIRONMENT)
+    assert isinstance(settings["platform_certificates"], list) and settings["platform_certificates"]
+    assert read_environment({**environ, "WECHATPAY_BASE_URL": ""}).get("base_url") is None  # empty = unset
+
+
+def test_from_env_builds_an_engine(environ: dict[str, str]) -> None:
+    with Engine.from_env(environ=environ, load_entry_points=False) as engine:
+        assert engine.credentials.mchid == environ["WECHATPAY_MCHID"]
+        assert environ["WECHATPAY_PUBLIC_KEY_ID"] in engine.keyring.ids()
+        assert engine.pipeline.settings.base_url == "https://proxy.example"
+
+
+def test_options_win_over_the_environment(environ: dict[str, str]) -> None:
+    with Engine.from_env(environ=environ, base_url="https://other.example", load_entry_points=False) as engine:
+        assert engine.pipeline.settings.base_url == "https://other.example"
+
+
+def test_from_env_reads_os_environ_by_default(environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable, value in environ.items():
+        monkeypatch.setenv(variable, value)
+    with Engine.from_env(load_entry_points=False) as engine:
+        assert engine.credentials.serial_no == environ["WECHATPAY_SERIAL_NO"]
+
+
+def test_a_missing_variable_is_named(environ: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError, match="set WECHATPAY_SERIAL_NO in the environment"):
+        Engine.from_env(environ={k: v for k, v in environ.items() if k != "WECHATPAY_SERIAL_NO"})
+    assert missing({"mchid": "1", "serial_no": "2", "signer": object()}) == []
+
+
+def test_the_cli_uses_the_same_reader(environ: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    for variable in ENVIRONMENT.values():
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("WECHATPAY_MCHID", environ["WECHATPAY_MCHID"])
+    assert main(["call", "combine_papay.mini_program", "--data", "{}"]) == 2
+    assert capsys.readouterr().err == (
+        "error: missing credentials: set WECHATPAY_SERIAL_NO, WECHATPAY_PRIVATE_KEY (or the matching flags), "
+        "or use --sandbox\n"
+    )
