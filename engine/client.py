@@ -20,6 +20,9 @@ Design decisions:
 * ``Engine.sandbox()`` is an ordinary engine whose base URL is ``sandbox://`` and whose plugins
   include the in-process sandbox transport bound to a fresh emulator, exposed as ``.emulator``.
 * The repr names the merchant and key ids only.
+* ``import engine`` loads what a first call needs and no more: certificate mode (and with it
+  ``cryptography.x509``, a tenth of the import), bill downloads and the chainable style are
+  imported by the methods that use them.
 """
 
 from __future__ import annotations
@@ -27,14 +30,23 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Coroutine, Iterable, Mapping, Optional, Sequence, TypeVar, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Optional,
+    Sequence,
+    TypeVar,
+    Union,
+)
 
 from engine import configuration
-from engine.certificates import CertificateKeys
-from engine.chain import Chain
 from engine.configuration import DEFAULT_BASE_URL
 from engine.descriptor import Descriptor
-from engine.downloads import Download, download
 from engine.errors import ConfigurationError
 from engine.executor import Executor
 from engine.hookspecs import hookimpl
@@ -50,6 +62,10 @@ from engine.runtime import Runtime
 from engine.sender import Sender
 from engine.transport import BaseTransport, Transport, TransportConfig, Write, check_transport
 from engine.wire import RawResponse, Request, Response
+
+if TYPE_CHECKING:
+    from engine.chain import Chain
+    from engine.downloads import Download
 
 T = TypeVar("T")
 SYNC_MARGIN_SECONDS = 5.0
@@ -114,11 +130,11 @@ class Engine:
         sender = Sender(self.pipeline, self.runtime)
         certificate_mode = bool(platform_certificates) or certificates_dir is not None or not keyring
         store_dir = Path(certificates_dir) if certificates_dir is not None else None
-        self.keys: KeyProvider = (
-            CertificateKeys(keyring, self.pipeline, sender, apiv3, store_dir)
-            if certificate_mode and apiv3 is not None
-            else StaticKeys(keyring)
-        )
+        self.keys: KeyProvider = StaticKeys(keyring)
+        if certificate_mode and apiv3 is not None:
+            from engine.certificates import CertificateKeys
+
+            self.keys = CertificateKeys(keyring, self.pipeline, sender, apiv3, store_dir)
         self._executor = Executor(self.pipeline, sender, self.keys)
         self.notifications = NotificationReceiver(
             self.pipeline.verify, self.keys, apiv3, notification_store or MemoryReplayStore(), clock
@@ -195,6 +211,8 @@ class Engine:
         return self._run_sync(lambda: self.adownload(endpoint, payload, dest, gunzip=gunzip))
 
     async def adownload(self, endpoint: str, payload: Any, dest: Union[str, Path], *, gunzip: bool = True) -> Download:
+        from engine.downloads import download
+
         step_one = await self.acall(endpoint, payload)
         return await download(self._executor, step_one, Path(dest), gunzip)
 
@@ -214,6 +232,8 @@ class Engine:
         The task is the loop's (cancel it to stop); it ends by itself when the loop shuts down or the
         engine closes.
         """
+        from engine.certificates import CertificateKeys
+
         if not isinstance(self.keys, CertificateKeys):
             raise ConfigurationError("certificate refresh needs certificate mode (apiv3_key)")
         return self.runtime.resources().spawn(self.keys.run_periodically(interval), "wechatpay-certificate-refresh")
@@ -253,10 +273,14 @@ class Engine:
     @property
     def v3(self) -> Chain:
         """``engine.v3.pay.transactions.jsapi.post(json=...)``: the chainable style (see ``engine.chain``)."""
+        from engine.chain import Chain
+
         return Chain(self, (("v3", False),))
 
     def chain(self, path: str) -> Chain:
         """``engine.chain("v3/pay/transactions/jsapi").post(json=...)``."""
+        from engine.chain import Chain
+
         return Chain(self)[path]
 
     def __getitem__(self, path: str) -> Chain:

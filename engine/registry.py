@@ -17,7 +17,9 @@ Design decisions:
   per endpoint directory.
 * **One file per endpoint, named by its id** (``<id>.yaml``). Resolving an id is a dictionary lookup
   over a directory listing; only the file asked for is read and parsed, then memoised on this
-  registry instance (never in a module global). Aliases are read on the first alias lookup.
+  registry instance (never in a module global). Aliases are read on the first alias lookup. The
+  listing keeps names only (id -> directory), no ``Path`` per file: for the 1,019 built-in files
+  that is a millisecond of the first call instead of ten.
 * Later sources win: user directories and plugin endpoints override the built-in ones with the same
   id, and descriptors registered in Python override files.
 * ``"METHOD /path"`` resolves to a registered descriptor when one matches the path (literal or
@@ -26,7 +28,7 @@ Design decisions:
 
 from __future__ import annotations
 
-import difflib
+import os
 import re
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -121,6 +123,8 @@ class Registry:
 
     def suggest(self, ref: str, limit: int = 3) -> list[str]:
         """The closest ids and aliases to a misspelt reference, best first."""
+        import difflib  # only a misspelt name needs it
+
         names = [*self.ids(), *self.aliases()]
         close = difflib.get_close_matches(ref, names, n=limit, cutoff=0.5)
         return close or [n for n in names if ref.split(".")[-1] in n][:limit]
@@ -152,22 +156,22 @@ class Registry:
         if endpoint_id in self._registered:
             return self._registered[endpoint_id]
         if endpoint_id not in self._loaded:
-            path = self._file_index().get(endpoint_id)
-            if path is None:
+            directory = self._file_index().get(endpoint_id)
+            if directory is None:
                 return None
-            self._loaded[endpoint_id] = load_descriptor_file(path, endpoint_id)
+            self._loaded[endpoint_id] = load_descriptor_file(directory / f"{endpoint_id}.yaml", endpoint_id)
         return self._loaded[endpoint_id]
 
     def _alias_target(self, ref: str) -> Optional[str]:
         return self._extra_aliases.get(ref) or self._alias_index().get(ref)
 
     def _file_index(self) -> dict[str, Path]:
+        """Canonical id -> the directory holding ``<id>.yaml`` (later directories win)."""
         if self._files is None:
             files: dict[str, Path] = {}
             for directory in self._directories:
-                for path in sorted(directory.glob("*.yaml")):
-                    if path.name != ALIASES_FILE:
-                        files[path.name[: -len(".yaml")]] = path
+                for name in _descriptor_names(directory):
+                    files[name[: -len(".yaml")]] = directory
             self._files = files
         return self._files
 
@@ -192,6 +196,15 @@ class Registry:
                 routes.setdefault((method, len(segments)), []).append((tuple(segments), known))
             self._routes = routes
         return self._routes
+
+
+def _descriptor_names(directory: Path) -> list[str]:
+    """The descriptor file names in ``directory``, sorted; none if it cannot be listed (as ``glob`` has it)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(name for name in names if name.endswith(".yaml") and name != ALIASES_FILE)
 
 
 def _route_fit(pattern: tuple[str, ...], segments: tuple[str, ...]) -> Optional[int]:
