@@ -18,7 +18,7 @@ from typing import Awaitable, Callable, Optional
 
 from engine.errors import TransportError
 from engine.hookspecs import CallInfo
-from engine.pipeline import Pipeline, Prepared
+from engine.pipeline import DirectHook, Pipeline, Prepared
 from engine.runtime import Runtime
 from engine.transport import Write
 from engine.wire import RawResponse, Request
@@ -30,6 +30,8 @@ class Sender:
     def __init__(self, pipeline: Pipeline, runtime: Runtime) -> None:
         self.pipeline = pipeline
         self.runtime = runtime
+        self._before_send = DirectHook(pipeline.hook.wxpay_before_send)
+        self._after_response = DirectHook(pipeline.hook.wxpay_after_response)
 
     async def send(self, prepared: Prepared, *, sink: Optional[Write] = None) -> RawResponse:
         """The answer to ``prepared`` (not yet trusted); ``sink`` streams a 2xx body instead of holding it."""
@@ -54,8 +56,7 @@ class Sender:
     async def _observed(
         self, call: CallInfo, request: Request, send: Callable[[], Awaitable[RawResponse]]
     ) -> RawResponse:
-        hook = self.pipeline.hook
-        hook.wxpay_before_send(call=call, request=request)
+        self._before_send(call=call, request=request)
         started = time.perf_counter()
         raw: Optional[RawResponse] = None
         error: Optional[BaseException] = None
@@ -67,7 +68,7 @@ class Sender:
             raise
         finally:
             elapsed = (time.perf_counter() - started) * 1000
-            hook.wxpay_after_response(call=call, request=request, response=raw, error=error, elapsed_ms=elapsed)
+            self._after_response(call=call, request=request, response=raw, error=error, elapsed_ms=elapsed)
 
 
 class _Counting:
