@@ -98,7 +98,8 @@ class Pipeline:
         self.settings = settings
         self.clock = clock
         self.nonce = nonce
-        self._validators: dict[str, PayloadValidator] = {}
+        # by id, remembering the descriptor: one registered later under the same id gets its own
+        self._validators: dict[str, tuple[Descriptor, PayloadValidator]] = {}
         self._sign_request = DirectHook(hook.wxpay_sign_request)
         self._verify_response = DirectHook(hook.wxpay_verify_response)
         self._encrypt_field = DirectHook(hook.wxpay_encrypt_field)
@@ -133,10 +134,10 @@ class Pipeline:
         return Prepared(descriptor, request)
 
     def _validate(self, descriptor: Descriptor, payload: Any) -> None:
-        validator = self._validators.get(descriptor.id)
-        if validator is None:
-            validator = self._validators[descriptor.id] = compile_validator(descriptor)
-        errors = validator({} if payload is None else payload)
+        compiled = self._validators.get(descriptor.id)
+        if compiled is None or compiled[0] is not descriptor:
+            compiled = self._validators[descriptor.id] = (descriptor, compile_validator(descriptor))
+        errors = compiled[1]({} if payload is None else payload)
         if errors:
             raise ValidationError(descriptor.id, errors)
 
