@@ -50,9 +50,14 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 
 def run(code: str, args: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Wall seconds of one child process and its peak RSS in KiB."""
+    """Wall seconds of one child process and its peak RSS in KiB.
+
+    Children start in a neutral directory: ``python -c`` puts the working directory first on
+    ``sys.path``, and the engine must come from where it is installed, not from a checkout there.
+    """
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, env=env)
+    command = [sys.executable, "-c", code, *args]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, env=env, cwd=tempfile.gettempdir())
     return time.perf_counter() - started, int(out.stdout.strip().splitlines()[-1])
 
 
