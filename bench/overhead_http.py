@@ -2,10 +2,11 @@
 
 Run: .venv/bin/python bench/overhead_http.py [--seconds 3] [--rounds 3]
 
-Async engine and baseline alternate in rounds at concurrency 1 and 64 (same server, same request).
-The sync engine (``engine.call`` from a thread without a running loop) is measured against the
-baseline driven synchronously the cheapest way there is: one private event loop and
-``loop.run_until_complete(baseline.call())`` per call, no thread hop. Ratio = engine / baseline calls/s.
+Async engine and baseline alternate in rounds at concurrency 1 and 64 (same server, same request),
+the order swapped every other round. The sync engine (``engine.call`` from a thread without a
+running loop) is measured against the baseline driven synchronously the cheapest way there is: one
+private event loop and ``loop.run_until_complete(baseline.call())`` per call, no thread hop.
+Ratio = engine / baseline calls/s (medians of the rounds).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import argparse
 import asyncio
 import statistics
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 from common import SEED_PAYLOAD, BaselineClient, emit, engine_settings, served_sandbox
 
 from engine import Engine
+
+T = TypeVar("T")
 
 
 async def rate(call: Callable[[], Awaitable[Any]], concurrency: int, seconds: float) -> float:
@@ -53,10 +56,10 @@ async def measure(manifest: dict[str, Any], seconds: float, rounds: int) -> dict
         for _ in range(50):
             await warm()
     results: dict[str, list[float]] = {}
-    for _ in range(rounds):
+    for round_ in range(rounds):
         for concurrency in (1, 64):
-            results.setdefault(f"baseline_c{concurrency}", []).append(await rate(baseline.call, concurrency, seconds))
-            results.setdefault(f"engine_c{concurrency}", []).append(await rate(call_engine, concurrency, seconds))
+            for name, call in _in_turn(round_, ("baseline", baseline.call), ("engine", call_engine)):
+                results.setdefault(f"{name}_c{concurrency}", []).append(await rate(call, concurrency, seconds))
     await engine.aclose()
     await baseline.close()
     return {name: statistics.median(values) for name, values in results.items()}
@@ -76,14 +79,20 @@ def measure_sync(manifest: dict[str, Any], seconds: float, rounds: int) -> dict[
 
     sync_rate(engine, 0.5)
     baseline_sync_rate(0.5)
-    base, eng = [], []
-    for _ in range(rounds):
-        base.append(baseline_sync_rate(seconds))
-        eng.append(sync_rate(engine, seconds))
+    results: dict[str, list[float]] = {"baseline": [], "engine": []}
+    sides = (("baseline", baseline_sync_rate), ("engine", lambda duration: sync_rate(engine, duration)))
+    for round_ in range(rounds):
+        for name, measure_side in _in_turn(round_, *sides):
+            results[name].append(measure_side(seconds))
     loop.run_until_complete(baseline.close())
     loop.close()
     engine.close()
-    return {"baseline_sync_c1": statistics.median(base), "engine_sync_c1": statistics.median(eng)}
+    return {f"{name}_sync_c1": statistics.median(values) for name, values in results.items()}
+
+
+def _in_turn(round_: int, first: T, second: T) -> tuple[T, T]:
+    """The two sides of a round, the order swapped every other round so drift favours neither."""
+    return (first, second) if round_ % 2 == 0 else (second, first)
 
 
 def main() -> None:
