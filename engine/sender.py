@@ -30,13 +30,14 @@ class Sender:
     def __init__(self, pipeline: Pipeline, runtime: Runtime) -> None:
         self.pipeline = pipeline
         self.runtime = runtime
+        self._config = pipeline.settings.transport_config()  # settings are frozen: one record serves every send
         self._before_send = DirectHook(pipeline.hook.wxpay_before_send)
         self._after_response = DirectHook(pipeline.hook.wxpay_after_response)
 
     async def send(self, prepared: Prepared, *, sink: Optional[Write] = None) -> RawResponse:
         """The answer to ``prepared`` (not yet trusted); ``sink`` streams a 2xx body instead of holding it."""
         transport = self.runtime.transport()
-        config = self.pipeline.settings.transport_config()
+        config = self._config
         attempts = 1 + (self.pipeline.settings.get_retries if prepared.request.method == "GET" else 0)
         written = _Counting(sink) if sink is not None else None
         for attempt in range(1, attempts + 1):
