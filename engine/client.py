@@ -26,6 +26,9 @@ Design decisions:
 * ``defaults`` fill fields such as ``sp_mchid`` or ``notify_url`` into payloads that leave them out
   (``engine.defaults``), before validation.
 * The repr names the merchant and key ids only.
+* ``import engine`` loads what a first call needs and no more: certificate mode (and with it
+  ``cryptography.x509``, a tenth of the import), bill downloads and the chainable style are
+  imported by the methods that use them.
 """
 
 from __future__ import annotations
@@ -49,12 +52,9 @@ from typing import (
 )
 
 from engine import configuration
-from engine.certificates import CertificateKeys
-from engine.chain import Chain
 from engine.configuration import DEFAULT_BASE_URL
 from engine.defaults import Defaults
 from engine.descriptor import Descriptor
-from engine.downloads import Download, download
 from engine.errors import ConfigurationError
 from engine.executor import Executor
 from engine.hookspecs import hookimpl
@@ -75,6 +75,8 @@ from engine.transport import DEFAULT_MAX_ANSWER_BYTES, BaseTransport, Transport,
 from engine.wire import RawResponse, Request, Response
 
 if TYPE_CHECKING:  # generated stubs: type checkers read them, run time never imports them
+    from engine.chain import Chain
+    from engine.downloads import Download
     from engine.types._calls import ACall, Call
     from engine.types._chain import ChainOf, V3Chain
 
@@ -167,7 +169,7 @@ class Engine:
         certificate_mode = bool(platform_certificates) or certificates_dir is not None or not keyring
         store_dir = Path(certificates_dir) if certificates_dir is not None else None
         self.keys: KeyProvider = (
-            CertificateKeys(keyring, self.pipeline, sender, apiv3, store_dir, store=self.store)
+            _certificate_keys()(keyring, self.pipeline, sender, apiv3, store_dir, store=self.store)
             if certificate_mode and apiv3 is not None
             else StaticKeys(keyring)
         )
@@ -293,6 +295,8 @@ class Engine:
         return self._run_sync(lambda: self.adownload(endpoint, payload, dest, gunzip=gunzip))
 
     async def adownload(self, endpoint: str, payload: Any, dest: Union[str, Path], *, gunzip: bool = True) -> Download:
+        from engine.downloads import download
+
         step_one = await self._acall(endpoint, payload)
         return await download(self._executor, step_one, Path(dest), gunzip)
 
@@ -312,6 +316,8 @@ class Engine:
         The task is the loop's (cancel it to stop); it ends by itself when the loop shuts down or the
         engine closes.
         """
+        from engine.certificates import CertificateKeys
+
         if not isinstance(self.keys, CertificateKeys):
             raise ConfigurationError("certificate refresh needs certificate mode (apiv3_key)")
         return self.runtime.resources().spawn(self.keys.run_periodically(interval), "wechatpay-certificate-refresh")
@@ -368,10 +374,14 @@ class Engine:
     @property
     def v3(self) -> "V3Chain":
         """``engine.v3.pay.transactions.jsapi.post(json=...)``: the chainable style (see ``engine.chain``)."""
+        from engine.chain import Chain
+
         return cast("V3Chain", Chain(self, (("v3", False),)))
 
     def _chain(self, path: str) -> Chain:
         """``engine.chain("v3/pay/transactions/jsapi").post(json=...)``."""
+        from engine.chain import Chain
+
         return Chain(self)[path]
 
     def _item(self, path: str) -> Chain:
@@ -431,6 +441,13 @@ class Engine:
             f"platform_keys={self.keyring.ids()} base_url={self.pipeline.settings.base_url} "
             f"store={getattr(self.store, 'description', type(self.store).__name__)}>"
         )
+
+
+def _certificate_keys() -> Any:
+    """``CertificateKeys``, imported when certificate mode is used (x509 is a tenth of ``import engine``)."""
+    from engine.certificates import CertificateKeys
+
+    return CertificateKeys
 
 
 class _GivenTransport:

@@ -57,7 +57,7 @@ def response_message(timestamp: int | str, nonce: str, body: bytes) -> bytes:
 
 def format_authorization(scheme: str, params: dict[str, str]) -> str:
     """The Authorization value, parameters in the official SDKs' order."""
-    pairs = ",".join(f'{name}="{params[name]}"' for name in AUTH_PARAMS)
+    pairs = ",".join([f'{name}="{params[name]}"' for name in AUTH_PARAMS])
     return f"{scheme} {pairs}"
 
 

