@@ -306,6 +306,7 @@ def assert_error_fields(error: ApiError, verified: bool) -> None:
 async def test_signed_error_answer_is_verified_api_error(forged, call) -> None:
     error = await rejected(forged(error_answer), call, ApiError)
     assert_error_fields(error, verified=True)
+    assert str(error).startswith("WeChat Pay answered 400 PARAM_ERROR")
 
 
 @pytest.mark.parametrize(
@@ -326,6 +327,8 @@ async def test_error_answer_with_bad_signature_is_unverified_api_error(forged, c
     assert error.request_id == REQUEST_ID
     assert error.detail["field"] == "/appid"
     assert error.verified is False
+    # its text is the server's claim, and the message says so rather than presenting it as WeChat Pay's
+    assert str(error).startswith("an unverified answer (not WeChat Pay's word) claims 400 PARAM_ERROR")
 
 
 async def test_error_answer_that_is_not_json_keeps_status_and_request_id(forged, call) -> None:
