@@ -12,6 +12,9 @@ Design decisions:
 * ``bool`` is not an integer here, although Python says it is: ``True`` for a ``plan_id`` is a bug.
 * Path parameters must be non-empty and never ``.`` or ``..``: percent-encoding cannot stop a
   dot-segment from being normalised away by a proxy, so those values are refused outright.
+* A ``one_of`` group (WeChat Pay's "transaction_id 或 out_trade_no 二选一") takes exactly one of its
+  fields: none is missing data, two are two answers to one question (which order to refund?), so
+  both are refused rather than left to a precedence rule the caller may not know.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ def compile_validator(descriptor: Descriptor) -> PayloadValidator:
     # "{name}" in the path, and no endpoint can be reached that way.
     fields.update({name: attrs.evolve(f, required=True) for name, f in descriptor.request.path.items()})
     check_object = _object_checker(fields, extra=_path_parameter_checks(descriptor.request.path))
+    if descriptor.one_of:
+        check_object = _all_of([check_object, *map(_one_of_check, descriptor.one_of)])
 
     def validate(payload: Any) -> list[str]:
         errors: list[str] = []
@@ -66,6 +71,19 @@ def compile_validator(descriptor: Descriptor) -> PayloadValidator:
         return errors
 
     return validate
+
+
+def _one_of_check(group: tuple[str, ...]) -> Checker:
+    listing = ", ".join(group)
+
+    def check(value: dict, path: str, errors: list[str]) -> None:
+        given = [name for name in group if value.get(name) is not None]
+        if not given:
+            errors.append(f"missing one of {listing} (give exactly one) @ {path}")
+        elif len(given) > 1:
+            errors.append(f"give exactly one of {listing}, not {' and '.join(given)} @ {path}")
+
+    return check
 
 
 def _path_parameter_checks(path_fields: Mapping[str, Field]) -> dict[str, Checker]:
