@@ -12,10 +12,25 @@ Design decisions:
 * The ``Wechatpay-Serial`` header always names the WeChat Pay key this engine encrypts with and
   verifies by, so WeChat Pay signs its answer with a key the engine holds (PROTOCOL.md §2).
 * The keyring is shared data, not a service: the key provider adds to it, the stages read it.
+* **No stage knows a protocol family.** What differs between APIv3 and APIv2 is read from
+  descriptor traits by generic code (``fills``, ``one_of``, ``signed_answer``,
+  ``client_certificate``, ``redirect``) or answered by the family's plugins through the hooks: the
+  body codec (``wxpay_body_codec``, asked once per descriptor), the signer (an ``Authorization``
+  header, or a whole signed ``Request`` for families that sign inside the body) and the verifier
+  (given the descriptor, the prepared request and the credentials). The APIv3 hot path pays one
+  dictionary lookup and a few attribute reads for it.
+* Fields the engine fills (``fills``) are written before validation when the engine knows them once
+  per call (merchant id, app id, nonce, timestamp, an upload's MD5), so validation sees what is
+  sent; none of them is required of the caller (``caller_view``), the signer's own (sign type,
+  signature) come later, and a caller-made signature is refused. Every attempt of one call sends
+  the same nonce in the body.
+* An ``ApiError`` a family raises while verifying or decoding (APIv2 ``result_code=FAIL``) gets the
+  call's ``Reconcile`` when it says the outcome is unknown (``outcome_unknown``), as a 5xx does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Callable, Mapping, Optional
 
@@ -34,10 +49,10 @@ from engine.errors import (
 from engine.fields import any_encrypted, map_encrypted
 from engine.hookspecs import SigningContext, TransportConfig
 from engine.keys import MerchantCredentials, PlatformKey, PlatformKeyring
-from engine.multipart import complete_meta
+from engine.multipart import complete_meta, file_bytes, file_field
 from engine.protocol import H_REQUEST_ID, H_SERIAL
 from engine.registry import Registry
-from engine.serialize import build_target, encode_body, from_text, split_payload
+from engine.serialize import BodyCodec, build_target, from_text, split_payload
 from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request, Response
 
@@ -54,6 +69,8 @@ class Settings:
     proxy: Optional[str] = attrs.field(default=None, repr=False)  # may carry proxy credentials
     trust_env: bool = False
     pool_size: int = 100
+    client_certificate: Optional[Any] = attrs.field(default=None, repr=False)  # an engine.tls.ClientCertificate
+    appid: Optional[str] = None
 
     def base_url_for(self, descriptor: Descriptor) -> str:
         """Where a descriptor is served: its host family's URL, or the engine's base URL."""
@@ -66,9 +83,11 @@ class Settings:
             message = f"{descriptor.id} is served from the {family!r} host: give Engine(hosts={{{family!r}: url}})"
             raise ConfigurationError(message) from None
 
-    def transport_config(self) -> TransportConfig:
+    def transport_config(self, descriptor: Optional[Descriptor] = None) -> TransportConfig:
+        """What a transport needs; with the client certificate for a descriptor that needs one."""
+        certificate = self.client_certificate if descriptor is not None and descriptor.client_certificate else None
         return TransportConfig(
-            self.base_url, self.timeout, self.connect_timeout, self.proxy, self.trust_env, self.pool_size
+            self.base_url, self.timeout, self.connect_timeout, self.proxy, self.trust_env, self.pool_size, certificate
         )
 
 
@@ -105,6 +124,7 @@ class Pipeline:
         self.clock = clock
         self.nonce = nonce
         self._validators: dict[str, PayloadValidator] = {}
+        self._codecs: dict[str, tuple[Descriptor, BodyCodec]] = {}
 
     # -- prepare ---------------------------------------------------------------------------
 
@@ -114,8 +134,15 @@ class Pipeline:
             # "GET /v3/x/4200?mchid=1" fills {transaction_id} and mchid, typed as the descriptor says.
             located = {**descriptor.request.query, **descriptor.request.path}
             payload = {**{k: from_text(located.get(k), v) for k, v in from_ref.items()}, **(payload or {})}
+        if descriptor.client_certificate and self.settings.client_certificate is None:
+            raise ConfigurationError(
+                f"{descriptor.id} is sent with the merchant's TLS client certificate (apiclient_cert): "
+                "give Engine(client_certificate=(cert, key)) or client_certificate={'pkcs12': path, 'password': ...}"
+            )
         if descriptor.body_kind == "multipart":
             payload = complete_meta(descriptor, payload)
+        if descriptor.fills:
+            payload = self._fill(descriptor, payload)
         if not descriptor.free_form:
             self._validate(descriptor, payload)
         user_headers = Headers(headers or {})
@@ -123,7 +150,7 @@ class Pipeline:
         parts = split_payload(descriptor, payload)
         body = self._encrypt(descriptor, parts.body, key)
         query = self._encrypt_query(descriptor, parts.query, key)
-        encoded = encode_body(descriptor, body)
+        encoded = self.codec(descriptor).encode(descriptor, body, query)
         request = Request(
             method=descriptor.method,
             base_url=self.settings.base_url_for(descriptor),
@@ -131,13 +158,45 @@ class Pipeline:
             headers=self._headers(descriptor, user_headers, key, encoded.content_type),
             body=encoded.data,
             signed_body=encoded.signed,
+            fields=encoded.fields,
         )
         return Prepared(descriptor, request, _reconcile(descriptor, parts.body))
+
+    def codec(self, descriptor: Descriptor) -> BodyCodec:
+        """The body codec a plugin chose for ``descriptor`` (asked once per descriptor)."""
+        known = self._codecs.get(descriptor.id)
+        if known is not None and known[0] is descriptor:
+            return known[1]
+        codec = self.hook.wxpay_body_codec(descriptor=descriptor)
+        if codec is None:
+            raise ConfigurationError(f"no plugin encodes the {descriptor.body_kind} body of {descriptor.id}")
+        self._codecs[descriptor.id] = (descriptor, codec)
+        return codec  # type: ignore[no-any-return]
+
+    def _fill(self, descriptor: Descriptor, payload: Any) -> Any:
+        """``payload`` with the fields the engine knows once per call written in (see ``fills``)."""
+        if not isinstance(payload, dict):
+            return payload  # validation says what is wrong with it
+        filled = dict(payload)
+        problems: list[str] = []
+        located = {**descriptor.request.query, **descriptor.request.body}
+        for name, kind in descriptor.fills.items():
+            if kind == "signature" and name in filled:
+                problems.append(f"is computed by the engine for every attempt; leave it out @ $.{name}")
+            elif kind == "merchant_id" and name in filled and str(filled[name]) != self.credentials.mchid:
+                problems.append(f"must be this engine's mchid (it signs with that merchant's key) @ $.{name}")
+            elif kind in _ONCE_PER_CALL and name not in filled:
+                value = _ONCE_PER_CALL[kind](self, descriptor, name, filled)
+                if value is not None:
+                    filled[name] = _typed(located[name], value)
+        if problems:
+            raise ValidationError(descriptor.id, problems)
+        return filled
 
     def _validate(self, descriptor: Descriptor, payload: Any) -> None:
         validator = self._validators.get(descriptor.id)
         if validator is None:
-            validator = self._validators[descriptor.id] = compile_validator(descriptor)
+            validator = self._validators[descriptor.id] = compile_validator(caller_view(descriptor))
         errors = validator({} if payload is None else payload)
         if errors:
             raise ValidationError(descriptor.id, errors)
@@ -205,29 +264,55 @@ class Pipeline:
     # -- sign ------------------------------------------------------------------------------
 
     def sign(self, prepared: Prepared) -> Request:
-        """The prepared request with a fresh Authorization header."""
+        """The prepared request signed afresh: with an Authorization header, or as the signer rebuilt it."""
         context = SigningContext(self.credentials, int(self.clock()), self.nonce())
-        authorization = self.hook.wxpay_sign_request(request=prepared.request, signing=context)
-        if authorization is None:
+        signed = self.hook.wxpay_sign_request(request=prepared.request, signing=context, descriptor=prepared.descriptor)
+        if signed is None:
             raise ConfigurationError("no plugin signed the request")
-        headers = prepared.request.headers.merged({"Authorization": authorization})
+        if isinstance(signed, Request):
+            return signed
+        headers = prepared.request.headers.merged({"Authorization": signed})
         return attrs.evolve(prepared.request, headers=headers)
 
     # -- interpret -------------------------------------------------------------------------
 
     def interpret(self, prepared: Prepared, raw: RawResponse) -> Response:
-        """Verify, decode and decrypt an answer; raise for anything that is not a trusted 2xx."""
-        if not 200 <= raw.status < 300:
-            raise self._api_error(raw, prepared)
-        key_id = self.verify(raw)
-        data = map_encrypted(prepared.descriptor.response, _decode(raw), self._decrypt)
-        request_id = raw.headers.get(H_REQUEST_ID, "")
-        return Response(raw.status, raw.headers, data, request_id, key_id, prepared.descriptor.id)
+        """Verify, decode and decrypt an answer; raise for anything that is not a trusted 2xx.
 
-    def verify(self, raw: RawResponse, keyring: Optional[PlatformKeyring] = None) -> str:
+        An operation whose descriptor says its answers are unsigned (``signed_answer: false``) skips
+        verification, and only such an operation: ``verified_with`` is then ``None``.
+        """
+        descriptor = prepared.descriptor
+        if not 200 <= raw.status < 300 and not (descriptor.redirect and 300 <= raw.status < 400):
+            raise self._api_error(raw, prepared)
+        try:
+            key_id = self.verify(raw, None, descriptor, prepared.request) if descriptor.signed_answer else None
+            decoded = self.codec(descriptor).decode(descriptor, raw)
+        except ApiError as error:  # a family whose errors travel in a 2xx body (APIv2 result_code=FAIL)
+            if error.outcome_unknown and error.reconcile is None:
+                error.reconcile = prepared.reconcile
+            raise
+        data = map_encrypted(descriptor.response, decoded, self._decrypt)
+        request_id = raw.headers.get(H_REQUEST_ID, "")
+        return Response(raw.status, raw.headers, data, request_id, key_id, descriptor.id)
+
+    def verify(
+        self,
+        raw: RawResponse,
+        keyring: Optional[PlatformKeyring] = None,
+        descriptor: Optional[Descriptor] = None,
+        request: Optional[Request] = None,
+    ) -> str:
         """The id of the key that verified ``raw`` (by default among the engine's trusted keys)."""
         chosen = self.keyring if keyring is None else keyring
-        key_id = self.hook.wxpay_verify_response(response=raw, keyring=chosen, now=int(self.clock()))
+        key_id = self.hook.wxpay_verify_response(
+            response=raw,
+            keyring=chosen,
+            now=int(self.clock()),
+            descriptor=descriptor,
+            request=request,
+            credentials=self.credentials,
+        )
         if not key_id:
             raise SignatureError("unverified", "no verifier plugin accepted the answer; its data is withheld")
         return key_id
@@ -247,8 +332,11 @@ class Pipeline:
 
     def _api_error(self, raw: RawResponse, prepared: Optional[Prepared] = None) -> ApiError:
         try:
-            verified = bool(self.verify(raw))
-        except SignatureError:
+            if prepared is None:
+                verified = bool(self.verify(raw))
+            else:
+                verified = bool(self.verify(raw, None, prepared.descriptor, prepared.request))
+        except (SignatureError, MalformedResponseError, ApiError):
             verified = False
         body = _error_body(raw.body)
         return ApiError(
@@ -290,15 +378,47 @@ def single_implementation(hook_caller: Any) -> Callable[..., Any]:
     return lambda **arguments: only.function(*(arguments[name] for name in wanted))
 
 
-def _decode(raw: RawResponse) -> Any:
-    if not raw.body:
-        return None
-    try:
-        return json.loads(raw.body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        kind = raw.headers.get("Content-Type", "unknown content type")
-        message = f"verified {raw.status} answer is not JSON ({kind}, {len(raw.body)} bytes)"
-        raise MalformedResponseError(message) from None
+def caller_view(descriptor: Descriptor) -> Descriptor:
+    """``descriptor`` as its caller sees it: a field the engine fills is not the caller's to give.
+
+    (The app id is the exception: the engine writes it only when it was given one, so where the
+    operation requires it, it stays required.)
+    """
+    signer_fields = {name for name, kind in descriptor.fills.items() if kind != "appid"}
+    if not signer_fields:
+        return descriptor
+
+    def optional(fields: dict[str, Any]) -> dict[str, Any]:
+        return {n: attrs.evolve(f, required=False) if n in signer_fields else f for n, f in fields.items()}
+
+    spec = descriptor.request
+    return attrs.evolve(descriptor, request=attrs.evolve(spec, query=optional(spec.query), body=optional(spec.body)))
+
+
+def _typed(field: Any, text: str) -> Any:
+    """A filled value in its field's type: whole numbers stay whole (a timestamp typed ``number``)."""
+    if field.type in ("integer", "number") and text.isdigit():
+        return int(text)
+    return from_text(field, text)
+
+
+def _timestamp(pipeline: Pipeline, descriptor: Descriptor, name: str, payload: dict[str, Any]) -> Any:
+    return str(int(pipeline.clock()))  # whole seconds, whatever type the field has
+
+
+def _file_md5(pipeline: Pipeline, descriptor: Descriptor, name: str, payload: dict[str, Any]) -> Optional[str]:
+    content = file_bytes(payload.get(file_field(descriptor)))
+    return None if content is None else hashlib.md5(content).hexdigest()  # lower-case, as APIv2 uploads ask
+
+
+# What ``_fill`` writes for each kind it owns, when the caller left the field out (None: nothing).
+_ONCE_PER_CALL: dict[str, Callable[[Pipeline, Descriptor, str, dict[str, Any]], Optional[str]]] = {
+    "merchant_id": lambda pipeline, descriptor, name, payload: pipeline.credentials.mchid,
+    "appid": lambda pipeline, descriptor, name, payload: pipeline.settings.appid,
+    "nonce": lambda pipeline, descriptor, name, payload: pipeline.nonce(),
+    "timestamp": _timestamp,
+    "file_md5": _file_md5,
+}
 
 
 def _error_body(body: bytes) -> dict[str, Any]:

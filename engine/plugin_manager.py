@@ -8,6 +8,10 @@ Design decisions:
   ``trylast``; entry-point plugins (group ``wechatpay.plugins``) and then ``Engine(plugins=[...])``
   come after, so they are consulted first and override a built-in by answering.
 * A plugin given as a string is imported by dotted name, so the CLI and config files can name one.
+* Protocol families are plugins too. Pluggy consults the implementations of one priority in reverse
+  registration order, so the APIv2 built-ins are registered before the APIv3 ones: an APIv3 call is
+  answered by the first built-in asked, and the APIv2 ones are reached only by APIv2 calls (whose
+  descriptors the APIv3 built-ins decline).
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from engine.errors import ConfigurationError
 ENTRY_POINT_GROUP = "wechatpay.plugins"
 
 DEFAULT_PLUGINS = (
+    "engine.plugins.v2_codec",
+    "engine.plugins.v2_signer",
+    "engine.plugins.v2_verifier",
+    "engine.plugins.json_codec",
     "engine.plugins.signer",
     "engine.plugins.verifier",
     "engine.plugins.field_crypto",

@@ -59,7 +59,7 @@ class Sender:
         """The answer to ``prepared`` (not yet trusted); ``sink`` streams a 2xx body instead of holding it."""
         policy = policy or self.policy
         transport = self.runtime.transport()
-        base = self.pipeline.settings.transport_config()
+        base = self.pipeline.settings.transport_config(prepared.descriptor)
         deadline = time.monotonic() + policy.deadline
         written = _Counting(sink) if sink is not None else None
         attempt = 0

@@ -39,6 +39,9 @@ class TransportConfig:
     proxy: Optional[str] = attrs.field(default=None, repr=False)  # may carry proxy credentials
     trust_env: bool = False
     pool_size: int = 100
+    # The merchant's TLS client certificate (an ``engine.tls.ClientCertificate``), set only on the
+    # configuration of a request whose descriptor needs it (``client_certificate: true``).
+    client_certificate: Optional[Any] = None
 
 
 @runtime_checkable

@@ -11,6 +11,9 @@ Design decisions:
   same header and WeChat Pay, proxies and SDKs spell them differently.
 * Reprs show status, ids and sizes, never bodies or header values: records end up in logs and
   tracebacks, and bodies carry personal data.
+* ``Request.fields`` is the body seen as name -> text, for families that sign fields rather than
+  bytes (APIv2): the signer signs those fields and the same codec writes them, so what is signed is
+  still what is sent. ``None`` for APIv3 requests.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class Request:
     headers: Headers = attrs.field(factory=Headers, repr=False)
     body: bytes = attrs.field(default=b"", repr=lambda b: f"<{len(b)} bytes>")
     signed_body: Optional[bytes] = attrs.field(default=None, repr=False)
+    fields: Optional[Mapping[str, str]] = attrs.field(default=None, repr=False)
 
     @property
     def url(self) -> str:
