@@ -1,4 +1,4 @@
-"""wechatpay-engine: WeChat Pay APIv3 driven by declarative endpoint descriptors.
+"""wechatpay-engine: WeChat Pay APIv3 (and the legacy APIv2) driven by declarative endpoint descriptors.
 
 ``Engine.call("combine_papay.mini_program", payload)`` validates the payload against the endpoint's
 descriptor, encrypts the fields it marks sensitive, signs, sends, verifies the signed answer,
@@ -27,6 +27,8 @@ from engine.errors import (
     NotificationSignatureError,
     Reconcile,
     ReplayedNotificationError,
+    ResultCodeError,
+    ReturnCodeError,
     SignatureError,
     StaleNotificationError,
     StubAssertionError,
@@ -37,6 +39,7 @@ from engine.errors import (
     UnconfirmedTimeoutError,
     UnknownEndpointError,
     UsageError,
+    V2AnswerError,
     ValidationError,
 )
 from engine.hookspecs import CallInfo, SigningContext, hookimpl
@@ -45,7 +48,9 @@ from engine.keys import MerchantSigner, PrivateKeySigner
 from engine.notifications import MemoryReplayStore, Notification, Reply
 from engine.registry import endpoint_id
 from engine.retry import RetryPolicy
+from engine.tls import ClientCertificate
 from engine.transport import BaseTransport, MockTransport, Transport, TransportConfig
+from engine.v2.notifications import V2Notification
 from engine.wire import Headers, RawResponse, Request, Response
 
 __all__ = [
@@ -53,6 +58,7 @@ __all__ = [
     "ApiError",
     "BaseTransport",
     "CallInfo",
+    "ClientCertificate",
     "ConfigurationError",
     "ConnectError",
     "ConnectTimeoutError",
@@ -83,7 +89,9 @@ __all__ = [
     "Request",
     "RequestSpec",
     "Response",
+    "ResultCodeError",
     "RetryPolicy",
+    "ReturnCodeError",
     "SignatureError",
     "SigningContext",
     "StaleNotificationError",
@@ -98,6 +106,8 @@ __all__ = [
     "UnconfirmedTimeoutError",
     "UnknownEndpointError",
     "UsageError",
+    "V2AnswerError",
+    "V2Notification",
     "ValidationError",
     "__version__",
     "endpoint_id",

@@ -20,6 +20,11 @@ Design decisions:
 * ``Engine.sandbox()`` is an ordinary engine whose base URL is ``sandbox://`` and whose plugins
   include the in-process sandbox transport bound to a fresh emulator, exposed as ``.emulator``.
 * The repr names the merchant and key ids only.
+* APIv2 is the same engine: ``apiv2_key`` (and ``apiv2_sign_type``) join the credentials,
+  ``client_certificate`` and ``appid`` the settings, ``engine.v2`` is the chain root for
+  ``engine.v2.pay.micropay.post(xml={...})``, and APIv2 callbacks have their own entry points
+  (``parse_v2_notification``, ``handle_v2_notification``, ``v2_notification_handler``) because
+  they share nothing with APIv3's (no headers, no envelope, an XML reply).
 """
 
 from __future__ import annotations
@@ -49,7 +54,9 @@ from engine.registry import Registry
 from engine.retry import RetryPolicy
 from engine.runtime import Runtime
 from engine.sender import Sender
+from engine.tls import client_certificate as parse_client_certificate
 from engine.transport import BaseTransport, Transport, TransportConfig, Write, check_transport
+from engine.v2.notifications import V2Handler, V2Notification, V2NotificationReceiver
 from engine.wire import RawResponse, Request, Response
 
 T = TypeVar("T")
@@ -57,7 +64,7 @@ SYNC_MARGIN_SECONDS = 1.0
 
 
 class Engine:
-    """A WeChat Pay APIv3 client for one merchant. See the README for every setting."""
+    """A WeChat Pay client (APIv3, and APIv2 with ``apiv2_key``) for one merchant. See the README for every setting."""
 
     def __init__(
         self,
@@ -86,11 +93,17 @@ class Engine:
         certificates_dir: Union[str, Path, None] = None,
         notification_store: Optional[ReplayStore] = None,
         hosts: Optional[Mapping[str, str]] = None,
+        apiv2_key: Union[str, bytes, None] = None,
+        apiv2_sign_type: str = "HMAC-SHA256",
+        client_certificate: Any = None,
+        appid: Optional[str] = None,
     ) -> None:
         self.credentials = MerchantCredentials(
             configuration.required_text(mchid, "mchid"),
             configuration.required_text(serial_no, "serial_no"),
             merchant_signer(private_key, signer),
+            configuration.parse_apiv2_key(apiv2_key),
+            configuration.check_apiv2_sign_type(apiv2_sign_type),
         )
         apiv3 = configuration.parse_apiv3_key(apiv3_key)
         keyring = configuration.build_keyring(platform_public_key, platform_public_key_id, platform_certificates)
@@ -112,6 +125,8 @@ class Engine:
             configuration.check_proxy(proxy),
             bool(trust_env),
             pool_size,
+            parse_client_certificate(client_certificate),
+            configuration.optional_text(appid, "appid"),
         )
         self.retry = configuration.check_retry(retry)
         self.pipeline = Pipeline(
@@ -130,6 +145,7 @@ class Engine:
         self.notifications = NotificationReceiver(
             self.pipeline.verify, self.keys, apiv3, notification_store or MemoryReplayStore(), clock
         )
+        self.v2_notifications = V2NotificationReceiver(self.credentials)
         self.emulator: Any = None  # the in-process Sandbox, on engines made by Engine.sandbox()
 
     @classmethod
@@ -262,6 +278,18 @@ class Engine:
         """An ``aiohttp.web`` handler receiving callbacks for ``handler``."""
         return self.notifications.aiohttp_handler(handler)
 
+    def parse_v2_notification(self, body: Union[bytes, str]) -> V2Notification:
+        """Check and open one APIv2 callback (payment: sign verified; refund: ``req_info`` decrypted)."""
+        return self.v2_notifications.parse(body)
+
+    async def handle_v2_notification(self, body: Union[bytes, str], handler: V2Handler) -> Reply:
+        """Parse an APIv2 callback, run ``handler``, and return the documented XML reply to send."""
+        return await self.v2_notifications.handle(body, handler)
+
+    def v2_notification_handler(self, handler: V2Handler) -> Callable[[Any], Any]:
+        """An ``aiohttp.web`` handler receiving APIv2 callbacks for ``handler``."""
+        return self.v2_notifications.aiohttp_handler(handler)
+
     # -- payment invocation --------------------------------------------------------------------
 
     def jsapi_payment(self, appid: str, prepay_id: str) -> dict[str, str]:
@@ -278,6 +306,11 @@ class Engine:
     def v3(self) -> Chain:
         """``engine.v3.pay.transactions.jsapi.post(json=...)``: the chainable style (see ``engine.chain``)."""
         return Chain(self, (("v3", False),))
+
+    @property
+    def v2(self) -> Chain:
+        """``engine.v2.pay.micropay.post(xml=...)``: APIv2 in the same chainable style."""
+        return Chain(self, (("v2", False),))
 
     def chain(self, path: str) -> Chain:
         """``engine.chain("v3/pay/transactions/jsapi").post(json=...)``."""
