@@ -17,6 +17,9 @@ Design decisions:
   answers with every certificate, AEAD-encrypted under the APIv3 key (PROTOCOL.md §5).
 * Faults (``engine.sandbox.faults``) are applied here when they concern the answer, and handed to
   the front-end (``respond`` returns them) when they concern the transport.
+* APIv2 is a desk of its own (``engine.sandbox.v2``, ``Sandbox.v2``): ``respond`` lets it claim a
+  request whose path is an APIv2 descriptor's before any APIv3 rule runs, so neither protocol's
+  checks leak into the other's.
 * No sockets here: the in-process transport calls ``respond`` directly, and the HTTP server wraps
   the same method. Every exchange is recorded, decrypted payload included, so tests can look at the
   wire; the record hides payloads from ``repr``.
@@ -60,7 +63,9 @@ from engine.sandbox.answers import error_body, success_body
 from engine.sandbox.bills import BillDesk
 from engine.sandbox.faults import ANSWER_FAULTS, Fault, FaultPlan
 from engine.sandbox.identity import SandboxIdentity, self_signed_certificate
+from engine.sandbox.v2 import V2Desk
 from engine.serialize import encode_json, from_text, query_values
+from engine.v2 import xmlcodec
 from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request
 
@@ -78,7 +83,11 @@ class Exchange:
 
     @property
     def answer(self) -> Any:
-        return json.loads(self.response.body) if self.response.body else None
+        if not self.response.body:
+            return None
+        if xmlcodec.looks_like_xml(self.response.body):
+            return xmlcodec.parse(self.response.body)
+        return json.loads(self.response.body)
 
 
 @attrs.frozen
@@ -136,6 +145,7 @@ class Sandbox:
         self.notify_schedule: Sequence[float] = notify.QUICK_SCHEDULE
         self.deliveries: list[notify.Delivery] = []
         self.bills = BillDesk(self.identity.mchid)
+        self.v2 = V2Desk(self)
         # Server behaviour no descriptor can state: run after validation, with the validated payload.
         self._routes: dict[tuple[str, str], Route] = {
             ("GET", "/v3/certificates"): self._certificates,
@@ -153,8 +163,16 @@ class Sandbox:
         """Answer one request as WeChat Pay would (transport faults are not acted out here)."""
         return self.respond(request).answer
 
-    def respond(self, request: Request) -> Outcome:
-        """Answer one request, apply any scripted fault, and record the exchange."""
+    def respond(self, request: Request, client_certificate: Optional[bytes] = None, tls: bool = False) -> Outcome:
+        """Answer one request, apply any scripted fault, and record the exchange.
+
+        ``client_certificate`` is the DER certificate the client presented in the TLS handshake, when
+        the sandbox is served over TLS (``tls``); APIv2 operations that need one refuse without it.
+        """
+        served = self.v2.serve(request, client_certificate, tls)
+        if served is not None:
+            self.exchanges.append(Exchange(request, served.answer, served.endpoint_id, served.payload))
+            return Outcome(served.answer, served.fault)
         endpoint_id: Optional[str] = None
         payload: Any = None
         fault: Optional[Fault] = None

@@ -8,6 +8,10 @@ Design decisions:
   checked over what it really sent.
 * Transport faults are acted out for real: latency sleeps, ``drop`` closes the connection without
   an answer, ``truncate`` announces the full Content-Length and sends half.
+* ``tls=True`` serves HTTPS with the identity's TLS certificate (issued by its sandbox CA, which a
+  client trusts through ``SSL_CERT_FILE``), asks every client for a certificate and hands the one
+  presented to ``Sandbox.respond``, so APIv2 operations that need the merchant's client certificate
+  are refused without it, as WeChat Pay refuses them.
 * A small control API lives under ``/sandbox/`` (outside WeChat Pay's ``/v3/`` space): rotate the
   platform certificate, script faults, trigger callbacks, list exchanges. It is unauthenticated,
   which is why the server binds 127.0.0.1 unless told otherwise.
@@ -30,22 +34,24 @@ from engine.wire import Headers, Request
 class SandboxServer:
     """Serves one ``Sandbox`` over HTTP until stopped."""
 
-    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0, tls: bool = False) -> None:
         self.sandbox = sandbox
         self.host = host
         self.port = port
+        self.tls = tls
         self._runner: Optional[web.AppRunner] = None
         self._tasks: set[asyncio.Task] = set()
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     async def start(self) -> str:
         """Bind and start serving; return the base URL (the real port when 0 was asked)."""
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        context = self.sandbox.identity.tls_server_context() if self.tls else None
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self.base_url
@@ -84,7 +90,7 @@ class SandboxServer:
             headers=Headers(list(http.headers.items())),
             body=await http.read(),
         )
-        outcome = self.sandbox.respond(record)
+        outcome = self.sandbox.respond(record, _peer_certificate(http), self.tls)
         answer, fault = outcome.answer, outcome.fault
         if fault is not None and fault.kind == "latency":
             await asyncio.sleep(fault.seconds)
@@ -168,6 +174,12 @@ async def _json(http: web.Request) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _peer_certificate(http: web.Request) -> Optional[bytes]:
+    """The DER certificate the client presented in the TLS handshake, if any."""
+    ssl_object = http.transport.get_extra_info("ssl_object") if http.transport is not None else None
+    return ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+
+
 def _hang_up(http: web.Request) -> None:
     if http.transport is not None:
         http.transport.close()
@@ -201,8 +213,8 @@ class ServerThread:
     ``with`` body starts and stopped, its port released, when it ends.
     """
 
-    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server = SandboxServer(sandbox, host, port)
+    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0, tls: bool = False) -> None:
+        self.server = SandboxServer(sandbox, host, port, tls)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="wechatpay-sandbox", daemon=True)
 
