@@ -66,7 +66,7 @@ class ClientCertificate:
 
     @classmethod
     def from_pkcs12(
-        cls, data: Union[bytes, str, os.PathLike], password: Union[str, bytes, None], setting: str = SETTING
+        cls, data: Union[bytes, str, "os.PathLike[str]"], password: Union[str, bytes, None], setting: str = SETTING
     ) -> "ClientCertificate":
         """From ``apiclient_cert.p12`` (its content or its path) and its password."""
         content = data if isinstance(data, bytes) else _read(Path(data), setting)

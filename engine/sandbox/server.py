@@ -13,8 +13,8 @@ Design decisions:
   presented to ``Sandbox.respond``, so APIv2 operations that need the merchant's client certificate
   are refused without it, as WeChat Pay refuses them.
 * A small control API lives under ``/sandbox/`` (outside WeChat Pay's ``/v3/`` space): rotate the
-  platform certificate, script faults, trigger callbacks, list exchanges. It is unauthenticated,
-  which is why the server binds 127.0.0.1 unless told otherwise.
+  platform certificate, script faults, trigger callbacks (``/sandbox/v2/notify`` for APIv2's), list
+  exchanges. It is unauthenticated, which is why the server binds 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ class SandboxServer:
         app.router.add_post("/sandbox/faults", self._add_fault)
         app.router.add_delete("/sandbox/faults", self._clear_faults)
         app.router.add_post("/sandbox/notify", self._notify)
+        app.router.add_post("/sandbox/v2/notify", self._notify_v2)
         app.router.add_get("/sandbox/exchanges", self._exchanges)
         app.router.add_route("*", "/{tail:.*}", self._wechatpay)
         return app
@@ -139,6 +140,32 @@ class SandboxServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return web.json_response({"id": json.loads(notification.body)["id"], "url": url}, status=202)
+
+    async def _notify_v2(self, http: web.Request) -> web.Response:
+        """``{"url", "kind": "payment", "out_trade_no", "total_fee", "sign_type"}`` or
+        ``{"url", "kind": "refund", "out_refund_no", "out_trade_no", "refund_fee", "total_fee"}``."""
+        spec = await _json(http)
+        desk = self.sandbox.v2
+        try:
+            if spec.get("kind") == "refund":
+                notification = desk.refund_notification(
+                    spec["out_refund_no"],
+                    spec["out_trade_no"],
+                    int(spec.get("refund_fee", 1)),
+                    int(spec.get("total_fee", 1)),
+                )
+            else:
+                sign_type = spec.get("sign_type", "MD5")
+                notification = desk.payment_notification(
+                    spec["out_trade_no"], int(spec.get("total_fee", 1)), sign_type=sign_type
+                )
+            url = spec["url"]
+        except (KeyError, ValueError) as exc:
+            return web.json_response({"error": f"missing or bad {exc}"}, status=400)
+        task = asyncio.create_task(desk.deliver(url, notification))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return web.json_response({"url": url, "kind": spec.get("kind", "payment")}, status=202)
 
     def _notification(self, spec: dict[str, Any]) -> tuple[str, Any]:
         if "out_contract_code" in spec:

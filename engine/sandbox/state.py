@@ -90,9 +90,18 @@ def engine_settings(state_dir: Path) -> dict[str, Any]:
         "platform_public_key_id": manifest["platform_public_key_id"],
         "platform_certificates": [manifest["platform_certificate_path"]],
         "apiv3_key": manifest["apiv3_key"],
+        **_apiv2_settings(manifest),
+        "base_url": manifest["base_url"],
+    }
+
+
+def _apiv2_settings(manifest: dict[str, Any]) -> dict[str, Any]:
+    """APIv2's settings, when the manifest has them (one written before APIv2 has not, until a restart)."""
+    if not manifest.get("apiv2_key") or not manifest.get("merchant_certificate_path"):
+        return {}
+    return {
         "apiv2_key": manifest["apiv2_key"],
         "client_certificate": (manifest["merchant_certificate_path"], manifest["merchant_private_key_path"]),
-        "base_url": manifest["base_url"],
     }
 
 

@@ -226,9 +226,9 @@ class V2Desk:
             fields.update(result_code="FAIL", err_code=scripted.err_code, err_code_des=scripted.message)
         if path in BILLS and fields.get("result_code", "SUCCESS") == "SUCCESS" and problem is None:
             return RawResponse(200, Headers({"Content-Type": "text/plain; charset=utf-8"}), self._bill(payload))
-        if not descriptor.signed_answer:
-            return _xml(200, fields)
         tamper = scripted.tamper if scripted is not None and scripted.level == "tamper" else ""
+        if not descriptor.signed_answer:
+            return _spoiled(_xml(200, fields), tamper)
         return self._signed(fields, sign_type, tamper)
 
     def _fields(
@@ -272,14 +272,7 @@ class V2Desk:
             signed[changed] = signed[changed] + "0"
         elif tamper == "no_sign":
             del signed["sign"]
-        answer = _xml(200, signed)
-        if tamper == "doctype":
-            body = b'<!DOCTYPE xml [<!ENTITY x "x">]>' + answer.body
-            return attrs.evolve(answer, body=body)
-        if tamper == "oversize":
-            padding = b" " * (xmlcodec.MAX_XML_BYTES + 1)
-            return attrs.evolve(answer, body=answer.body[:-6] + padding + answer.body[-6:])
-        return answer
+        return _spoiled(_xml(200, signed), tamper)
 
     def _special(self, descriptor: Descriptor, wire: dict[str, str], payload: dict[str, Any]) -> Optional[RawResponse]:
         """The answers no descriptor can state: a redirect, browser pages, JSON."""
@@ -393,6 +386,16 @@ def _check_digest(descriptor: Descriptor, wire: dict[str, str], files: dict[str,
     for name, kind in descriptor.fills.items():
         if kind == "file_md5" and files and wire.get(name) != hashlib.md5(next(iter(files.values()))).hexdigest():
             raise _FailError(f"{name}与文件内容不一致")
+
+
+def _spoiled(answer: RawResponse, tamper: str) -> RawResponse:
+    """An answer with a DOCTYPE declaring an entity, or padded over the XML size limit, when asked."""
+    if tamper == "doctype":
+        return attrs.evolve(answer, body=b'<!DOCTYPE xml [<!ENTITY x "x">]>' + answer.body)
+    if tamper == "oversize":
+        padding = b" " * (xmlcodec.MAX_XML_BYTES + 1)
+        return attrs.evolve(answer, body=answer.body[:-6] + padding + answer.body[-6:])
+    return answer
 
 
 def _xml(status: int, fields: dict[str, str]) -> RawResponse:
