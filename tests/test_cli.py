@@ -182,3 +182,39 @@ def test_the_catalogue_importer_is_a_developer_tool_not_a_command(capsys) -> Non
     with pytest.raises(SystemExit) as caught:  # it lives in tools/ and writes into a checkout
         main(["endpoints", "import", "../shared/catalog/wechatpay-openapi"])
     assert caught.value.code == 2 and "invalid choice: 'import'" in capsys.readouterr().err
+
+
+def test_an_apiv2_call_from_the_shell(capsys) -> None:
+    data = json.dumps(
+        {
+            "appid": "wxd678efh567hg6787",
+            "body": "QQ公仔",
+            "out_trade_no": "T-1",
+            "total_fee": 1,
+            "spbill_create_ip": "8.8.8.8",
+            "auth_code": "120061098828009406",
+        }
+    )
+    status, out, err = run(capsys, "call", "v2.micropay", "--data", data, "--sandbox")
+    answer = json.loads(out)
+    assert status == 0 and err == ""
+    assert answer["verified_with"] == "apiv2:HMAC-SHA256" and answer["data"]["result_code"] == "SUCCESS"
+
+
+def test_apiv2_credentials_come_from_the_environment(monkeypatch, tmp_path) -> None:
+    from engine.cli import _credentials, build_parser
+    from engine.keys import private_pem
+    from engine.sandbox import SandboxIdentity
+
+    identity = SandboxIdentity.generate()
+    key, cert = tmp_path / "apiclient_key.pem", tmp_path / "apiclient_cert.pem"
+    key.write_bytes(private_pem(identity.merchant_key))
+    cert.write_bytes(identity.merchant_certificate_pem())
+    monkeypatch.setenv("WECHATPAY_MCHID", identity.mchid)
+    monkeypatch.setenv("WECHATPAY_SERIAL_NO", identity.merchant_serial_no)
+    monkeypatch.setenv("WECHATPAY_PRIVATE_KEY", str(key))
+    monkeypatch.setenv("WECHATPAY_APIV2_KEY", identity.apiv2_key.decode())
+    monkeypatch.setenv("WECHATPAY_CLIENT_CERTIFICATE", str(cert))
+    settings = _credentials(build_parser().parse_args(["call", "v2.micropay"]))
+    assert settings["apiv2_key"] == identity.apiv2_key.decode()
+    assert settings["client_certificate"] == (str(cert), str(key))
