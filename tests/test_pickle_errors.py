@@ -40,6 +40,9 @@ PROTOCOLS = sorted({2, pickle.HIGHEST_PROTOCOL})
 LOCAL_EXCEPTIONS = {
     "engine.cli.CliError": "a command-line mistake, turned into one 'error:' line and exit status 2 by main()",
     "engine.sandbox.emulator._RefusalError": "the emulator's control flow, turned into an error answer",
+    "engine.sandbox.v2._FailError": "the APIv2 desk's control flow, turned into a return_code=FAIL answer",
+    "engine.v2.xmlcodec.MalformedXmlError": "the XML reader's refusal, turned into MalformedResponseError or "
+    "MalformedNotificationError by its callers",
 }
 
 
@@ -49,7 +52,7 @@ def _import_everything() -> list[str]:
     Returns the names of the package's modules.
     """
     names = [info.name for info in pkgutil.walk_packages(engine.__path__, "engine.")]
-    for name in [*names, "tools.import_catalogue"]:
+    for name in [*names, "tools.import_catalogue", "tools.import_catalogue_v2"]:
         importlib.import_module(name)
     return names
 
@@ -213,6 +216,22 @@ def _undecryptable_callback(world: World) -> BaseException:
     return world.raised(lambda: world.make_engine(apiv3_key=b"0" * 32).parse_notification(headers, body))
 
 
+MICROPAY = {
+    "appid": "wxd678efh567hg6787",
+    "body": "image形象店-深圳腾大- QQ公仔",
+    "out_trade_no": "1217752501201407033233368018",
+    "total_fee": 888,
+    "spbill_create_ip": "8.8.8.8",
+    "auth_code": "120061098828009406",
+}
+
+
+def _v2_failure(world: World, level: str) -> BaseException:
+    engine = world.make_engine()
+    engine.emulator.v2.fail_next("SYSTEMERROR", "系统超时", level=level)
+    return world.raised(lambda: engine.call("v2.pay.micropay.post", MICROPAY))
+
+
 def _catalogue(world: World) -> BaseException:
     from tools.import_catalogue import import_catalogue
 
@@ -244,9 +263,11 @@ FAILURES: dict[str, Callable[[World], BaseException]] = {
     "MalformedNotificationError": _malformed_callback,
     "NotificationDecryptionError": _undecryptable_callback,
     "CatalogueError": _catalogue,
+    "ReturnCodeError": lambda world: _v2_failure(world, "return"),
+    "ResultCodeError": lambda world: _v2_failure(world, "result"),
 }
 # Raised only as one of their subclasses: the case is a real failure of a subclass.
-ONLY_AS_SUBCLASSES = {"NotificationError": "MalformedNotificationError"}
+ONLY_AS_SUBCLASSES = {"NotificationError": "MalformedNotificationError", "V2AnswerError": "ResultCodeError"}
 
 
 def test_every_class_has_a_real_failure() -> None:
