@@ -19,20 +19,17 @@ Design decisions:
   header, or a whole signed ``Request`` for families that sign inside the body) and the verifier
   (given the descriptor, the prepared request and the credentials). The APIv3 hot path pays one
   dictionary lookup and a few attribute reads for it.
-* Fields the engine fills (``fills``) are written before validation when the engine knows them once
-  per call (merchant id, app id, nonce, timestamp, an upload's MD5), so validation sees what is
-  sent; none of them is required of the caller (``caller_view``), the signer's own (sign type,
-  signature) come later, and a caller-made signature is refused. Every attempt of one call sends
-  the same nonce in the body.
+* Fields the engine fills (``fills``) that it knows once per call are written before validation
+  (``engine.fills``), against the descriptor as the caller sees it; every attempt of one call
+  therefore sends the same body nonce, and the signer adds its own fields per attempt.
 * An ``ApiError`` a family raises while verifying or decoding (APIv2 ``result_code=FAIL``) gets the
   call's ``Reconcile`` when it says the outcome is unknown (``outcome_unknown``), as a 5xx does.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from typing import Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 import attrs
 
@@ -47,14 +44,18 @@ from engine.errors import (
     ValidationError,
 )
 from engine.fields import any_encrypted, map_encrypted
+from engine.fills import Source, caller_view, fill
 from engine.hookspecs import SigningContext, TransportConfig
 from engine.keys import MerchantCredentials, PlatformKey, PlatformKeyring
-from engine.multipart import complete_meta, file_bytes, file_field
+from engine.multipart import complete_meta
 from engine.protocol import H_REQUEST_ID, H_SERIAL
 from engine.registry import Registry
 from engine.serialize import BodyCodec, build_target, from_text, split_payload
 from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request, Response
+
+if TYPE_CHECKING:
+    from engine.tls import ClientCertificate
 
 RESERVED_HEADERS = ("Authorization", "Content-Type")
 
@@ -69,7 +70,7 @@ class Settings:
     proxy: Optional[str] = attrs.field(default=None, repr=False)  # may carry proxy credentials
     trust_env: bool = False
     pool_size: int = 100
-    client_certificate: Optional[Any] = attrs.field(default=None, repr=False)  # an engine.tls.ClientCertificate
+    client_certificate: Optional["ClientCertificate"] = attrs.field(default=None, repr=False)
     appid: Optional[str] = None
 
     def base_url_for(self, descriptor: Descriptor) -> str:
@@ -125,6 +126,12 @@ class Pipeline:
         self.nonce = nonce
         self._validators: dict[str, PayloadValidator] = {}
         self._codecs: dict[str, tuple[Descriptor, BodyCodec]] = {}
+        self._fill_sources: dict[str, Source] = {  # what the engine knows once per call (engine.fills)
+            "merchant_id": lambda: credentials.mchid,
+            "appid": lambda: settings.appid,
+            "nonce": nonce,
+            "timestamp": lambda: str(int(clock())),
+        }
 
     # -- prepare ---------------------------------------------------------------------------
 
@@ -142,7 +149,7 @@ class Pipeline:
         if descriptor.body_kind == "multipart":
             payload = complete_meta(descriptor, payload)
         if descriptor.fills:
-            payload = self._fill(descriptor, payload)
+            payload = fill(descriptor, payload, self._fill_sources)
         if not descriptor.free_form:
             self._validate(descriptor, payload)
         user_headers = Headers(headers or {})
@@ -172,26 +179,6 @@ class Pipeline:
             raise ConfigurationError(f"no plugin encodes the {descriptor.body_kind} body of {descriptor.id}")
         self._codecs[descriptor.id] = (descriptor, codec)
         return codec  # type: ignore[no-any-return]
-
-    def _fill(self, descriptor: Descriptor, payload: Any) -> Any:
-        """``payload`` with the fields the engine knows once per call written in (see ``fills``)."""
-        if not isinstance(payload, dict):
-            return payload  # validation says what is wrong with it
-        filled = dict(payload)
-        problems: list[str] = []
-        located = {**descriptor.request.query, **descriptor.request.body}
-        for name, kind in descriptor.fills.items():
-            if kind == "signature" and name in filled:
-                problems.append(f"is computed by the engine for every attempt; leave it out @ $.{name}")
-            elif kind == "merchant_id" and name in filled and str(filled[name]) != self.credentials.mchid:
-                problems.append(f"must be this engine's mchid (it signs with that merchant's key) @ $.{name}")
-            elif kind in _ONCE_PER_CALL and name not in filled:
-                value = _ONCE_PER_CALL[kind](self, descriptor, name, filled)
-                if value is not None:
-                    filled[name] = _typed(located[name], value)
-        if problems:
-            raise ValidationError(descriptor.id, problems)
-        return filled
 
     def _validate(self, descriptor: Descriptor, payload: Any) -> None:
         validator = self._validators.get(descriptor.id)
@@ -331,11 +318,9 @@ class Pipeline:
         return self._api_error(raw, prepared)
 
     def _api_error(self, raw: RawResponse, prepared: Optional[Prepared] = None) -> ApiError:
+        descriptor, request = (prepared.descriptor, prepared.request) if prepared is not None else (None, None)
         try:
-            if prepared is None:
-                verified = bool(self.verify(raw))
-            else:
-                verified = bool(self.verify(raw, None, prepared.descriptor, prepared.request))
+            verified = bool(self.verify(raw, None, descriptor, request))
         except (SignatureError, MalformedResponseError, ApiError):
             verified = False
         body = _error_body(raw.body)
@@ -376,49 +361,6 @@ def single_implementation(hook_caller: Any) -> Callable[..., Any]:
         return hook_caller
     wanted = only.argnames
     return lambda **arguments: only.function(*(arguments[name] for name in wanted))
-
-
-def caller_view(descriptor: Descriptor) -> Descriptor:
-    """``descriptor`` as its caller sees it: a field the engine fills is not the caller's to give.
-
-    (The app id is the exception: the engine writes it only when it was given one, so where the
-    operation requires it, it stays required.)
-    """
-    signer_fields = {name for name, kind in descriptor.fills.items() if kind != "appid"}
-    if not signer_fields:
-        return descriptor
-
-    def optional(fields: dict[str, Any]) -> dict[str, Any]:
-        return {n: attrs.evolve(f, required=False) if n in signer_fields else f for n, f in fields.items()}
-
-    spec = descriptor.request
-    return attrs.evolve(descriptor, request=attrs.evolve(spec, query=optional(spec.query), body=optional(spec.body)))
-
-
-def _typed(field: Any, text: str) -> Any:
-    """A filled value in its field's type: whole numbers stay whole (a timestamp typed ``number``)."""
-    if field.type in ("integer", "number") and text.isdigit():
-        return int(text)
-    return from_text(field, text)
-
-
-def _timestamp(pipeline: Pipeline, descriptor: Descriptor, name: str, payload: dict[str, Any]) -> Any:
-    return str(int(pipeline.clock()))  # whole seconds, whatever type the field has
-
-
-def _file_md5(pipeline: Pipeline, descriptor: Descriptor, name: str, payload: dict[str, Any]) -> Optional[str]:
-    content = file_bytes(payload.get(file_field(descriptor)))
-    return None if content is None else hashlib.md5(content).hexdigest()  # lower-case, as APIv2 uploads ask
-
-
-# What ``_fill`` writes for each kind it owns, when the caller left the field out (None: nothing).
-_ONCE_PER_CALL: dict[str, Callable[[Pipeline, Descriptor, str, dict[str, Any]], Optional[str]]] = {
-    "merchant_id": lambda pipeline, descriptor, name, payload: pipeline.credentials.mchid,
-    "appid": lambda pipeline, descriptor, name, payload: pipeline.settings.appid,
-    "nonce": lambda pipeline, descriptor, name, payload: pipeline.nonce(),
-    "timestamp": _timestamp,
-    "file_md5": _file_md5,
-}
 
 
 def _error_body(body: bytes) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from engine.examples import example_payload
-from engine.pipeline import caller_view
+from engine.fills import caller_view
 from engine.registry import BUILTIN_ENDPOINTS, Registry, endpoint_id
 from engine.validation import compile_validator
 from tools.import_catalogue import CHECKOUT_ENDPOINTS, ImportReport, import_catalogue, main_import, short_label
