@@ -79,7 +79,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import attrs
 import yaml
@@ -230,11 +230,25 @@ def import_catalogue(source: Path, out: Path) -> ImportReport:
 
 def main_import(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m tools.import_catalogue PATH [--out DIR]``: import, print a summary line and the report."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.import_catalogue",
-        description="Import the wechatpay-openapi catalogue as descriptor files; print a summary and the report.",
+    return run_importer(
+        import_catalogue,
+        "python -m tools.import_catalogue",
+        "Import the wechatpay-openapi catalogue as descriptor files; print a summary and the report.",
+        "the wechatpay-openapi catalogue (the folder holding v3/)",
+        argv,
     )
-    parser.add_argument("path", type=Path, help="the wechatpay-openapi catalogue (the folder holding v3/)")
+
+
+def run_importer(
+    importer: Callable[[Path, Path], ImportReport],
+    prog: str,
+    description: str,
+    path_help: str,
+    argv: Optional[Sequence[str]] = None,
+) -> int:
+    """The command line of an importer: PATH [--out DIR]; exit 2 for an unreadable catalogue, 1 for unexpressed."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("path", type=Path, help=path_help)
     parser.add_argument(
         "--out",
         type=Path,
@@ -244,7 +258,7 @@ def main_import(argv: Optional[Sequence[str]] = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        report = import_catalogue(args.path, args.out)
+        report = importer(args.path, args.out)
     except CatalogueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

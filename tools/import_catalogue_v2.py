@@ -51,7 +51,6 @@ Design decisions:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -60,7 +59,6 @@ from engine.registry import endpoint_id
 from tools.import_catalogue import (
     _OPERATION_KEYS,
     BUSINESS_NUMBERS,
-    CHECKOUT_ENDPOINTS,
     CatalogueError,
     ImportReport,
     Written,
@@ -71,6 +69,7 @@ from tools.import_catalogue import (
     _response,
     _shared_prefix,
     _write,
+    run_importer,
 )
 
 TOP_FOLDER = "v2"
@@ -141,22 +140,13 @@ def import_catalogue_v2(source: Path, out: Path) -> ImportReport:
 
 def main_import(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m tools.import_catalogue_v2 PATH [--out DIR]``: import, print a summary and the report."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.import_catalogue_v2",
-        description="Import the APIv2 part of the wechatpay-openapi catalogue as v2.* descriptor files.",
+    return run_importer(
+        import_catalogue_v2,
+        "python -m tools.import_catalogue_v2",
+        "Import the APIv2 part of the wechatpay-openapi catalogue as v2.* descriptor files.",
+        "the wechatpay-openapi catalogue (the folder holding v2/)",
+        argv,
     )
-    parser.add_argument("path", type=Path, help="the wechatpay-openapi catalogue (the folder holding v2/)")
-    parser.add_argument("--out", type=Path, default=CHECKOUT_ENDPOINTS, metavar="DIR", help="default: endpoints/")
-    args = parser.parse_args(argv)
-    try:
-        report = import_catalogue_v2(args.path, args.out)
-    except CatalogueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{report.summary()} -> {args.out}")
-    for line in report.lines():
-        print(line)
-    return 1 if report.unexpressed else 0
 
 
 def _import_operation(
