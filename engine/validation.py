@@ -76,7 +76,7 @@ def compile_validator(descriptor: Descriptor) -> PayloadValidator:
 def _one_of_check(group: tuple[str, ...]) -> Checker:
     listing = ", ".join(group)
 
-    def check(value: dict, path: str, errors: list[str]) -> None:
+    def check(value: dict[str, Any], path: str, errors: list[str]) -> None:
         given = [name for name in group if value.get(name) is not None]
         if not given:
             errors.append(f"missing one of {listing} (give exactly one) @ {path}")

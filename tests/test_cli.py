@@ -185,17 +185,9 @@ def test_the_catalogue_importer_is_a_developer_tool_not_a_command(capsys) -> Non
 
 
 def test_an_apiv2_call_from_the_shell(capsys) -> None:
-    data = json.dumps(
-        {
-            "appid": "wxd678efh567hg6787",
-            "body": "QQ公仔",
-            "out_trade_no": "T-1",
-            "total_fee": 1,
-            "spbill_create_ip": "8.8.8.8",
-            "auth_code": "120061098828009406",
-        }
-    )
-    status, out, err = run(capsys, "call", "v2.micropay", "--data", data, "--sandbox")
+    from conftest import MICROPAY
+
+    status, out, err = run(capsys, "call", "v2.micropay", "--data", json.dumps(MICROPAY), "--sandbox")
     answer = json.loads(out)
     assert status == 0 and err == ""
     assert answer["verified_with"] == "apiv2:HMAC-SHA256" and answer["data"]["result_code"] == "SUCCESS"

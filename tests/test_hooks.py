@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import COMBINE_PAPAY, REAL_NAME
+from conftest import COMBINE_PAPAY, MICROPAY, REAL_NAME
 
 from engine import (
     ConfigurationError,
@@ -99,22 +99,11 @@ def test_hook_wxpay_body_codec(make_engine) -> None:
     engine = make_engine(plugins=[codec])
     first = engine.call("combine_papay.mini_program", COMBINE_PAPAY)
     engine.call("combine_papay.mini_program", COMBINE_PAPAY)
-    engine.call("v2.micropay", _micropay())
+    engine.call("v2.micropay", MICROPAY)
     assert first.data["decoded_by"] == "plugin"
     asked = [entry for entry in codec.seen if isinstance(entry, str)]
     assert asked == [first.endpoint_id, "v2.pay.micropay.post"]  # once per descriptor, not per call
     assert [entry[0] for entry in codec.seen if isinstance(entry, tuple)] == ["encode", "decode"] * 2
-
-
-def _micropay() -> dict:
-    return {
-        "appid": "wxd678efh567hg6787",
-        "body": "QQ公仔",
-        "out_trade_no": "T-1",
-        "total_fee": 1,
-        "spbill_create_ip": "8.8.8.8",
-        "auth_code": "120061098828009406",
-    }
 
 
 def test_hook_wxpay_sign_request_for_a_body_signing_family(make_engine) -> None:
@@ -126,7 +115,7 @@ def test_hook_wxpay_sign_request_for_a_body_signing_family(make_engine) -> None:
 
     observer = Observer()
     engine = make_engine(plugins=[observer])
-    engine.call("v2.micropay", _micropay())
+    engine.call("v2.micropay", MICROPAY)
     engine.call("combine_papay.mini_program", COMBINE_PAPAY)
     assert observer.seen == [("v2", "Request"), ("v3", "str")]  # APIv2 signs inside the body
     assert b"<sign>" in engine.emulator.exchanges[0].request.body

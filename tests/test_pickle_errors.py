@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from conftest import COMBINE_PAPAY
+from conftest import COMBINE_PAPAY, MICROPAY
 
 import engine
 from engine import Engine, EngineError, RetryPolicy, errors
@@ -214,16 +214,6 @@ def _malformed_callback(world: World) -> BaseException:
 def _undecryptable_callback(world: World) -> BaseException:
     headers, body = world.callback(world.make_engine())
     return world.raised(lambda: world.make_engine(apiv3_key=b"0" * 32).parse_notification(headers, body))
-
-
-MICROPAY = {
-    "appid": "wxd678efh567hg6787",
-    "body": "image形象店-深圳腾大- QQ公仔",
-    "out_trade_no": "1217752501201407033233368018",
-    "total_fee": 888,
-    "spbill_create_ip": "8.8.8.8",
-    "auth_code": "120061098828009406",
-}
 
 
 def _v2_failure(world: World, level: str) -> BaseException:

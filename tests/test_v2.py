@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 import pytest
+from conftest import COMBINE_PAPAY, MICROPAY
 
 from engine import (
     ConfigurationError,
@@ -32,14 +33,6 @@ from engine.examples import example_payload
 from engine.v2 import answers, signing, xmlcodec
 from engine.wire import Headers
 
-MICROPAY = {
-    "appid": "wxd678efh567hg6787",
-    "body": "image形象店-深圳腾大- QQ公仔",
-    "out_trade_no": "1217752501201407033233368018",
-    "total_fee": 888,
-    "spbill_create_ip": "8.8.8.8",
-    "auth_code": "120061098828009406",
-}
 REDPACK = {
     "mch_billno": "10000098201411111234567890",
     "wxappid": "wx8888888888888888",
@@ -309,7 +302,7 @@ def test_no_apiv2_key_is_a_configuration_error_naming_it(identity) -> None:
     with pytest.raises(ConfigurationError, match=r"give Engine\(apiv2_key=\.\.\.\)"):
         engine.call("v2.micropay", MICROPAY)
     assert engine.emulator.exchanges == []
-    assert engine.call("combine_papay.mini_program", _combine()).status == 200  # APIv3 needs no APIv2 key
+    assert engine.call("combine_papay.mini_program", COMBINE_PAPAY).status == 200  # APIv3 needs no APIv2 key
 
 
 def _engine_without(identity, name: str) -> Engine:
@@ -322,12 +315,6 @@ def _engine_without(identity, name: str) -> Engine:
     emulator.registry = engine.registry
     engine.emulator = emulator
     return engine
-
-
-def _combine() -> dict:
-    from conftest import COMBINE_PAPAY
-
-    return COMBINE_PAPAY
 
 
 def test_an_operation_needing_the_client_certificate_refuses_without_it(identity) -> None:

@@ -10,6 +10,7 @@ from typing import Iterator
 import attrs
 import pytest
 from aiohttp import web
+from conftest import COMBINE_PAPAY, MICROPAY
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
 from engine import (
@@ -29,14 +30,6 @@ from engine.sandbox.server import ServerThread
 from engine.v2 import signing, xmlcodec
 from engine.v2.notifications import SUCCESS_REPLY
 
-MICROPAY = {
-    "appid": "wxd678efh567hg6787",
-    "body": "QQ公仔",
-    "out_trade_no": "T-1001",
-    "total_fee": 1,
-    "spbill_create_ip": "8.8.8.8",
-    "auth_code": "120061098828009406",
-}
 REFUND = {
     "appid": "wxd678efh567hg6787",
     "out_trade_no": "T-1001",
@@ -76,7 +69,7 @@ def test_over_tls_with_the_client_certificate(identity: SandboxIdentity, tls_ser
     with _engine(identity, tls_server.base_url) as engine:
         assert engine.call("v2.refund", REFUND).verified_with == "apiv2:HMAC-SHA256"
         assert engine.call("v2.micropay", MICROPAY).verified_with == "apiv2:HMAC-SHA256"
-        assert engine.call("combine_papay.mini_program", _combine()).status == 200  # APIv3 on the same server
+        assert engine.call("combine_papay.mini_program", COMBINE_PAPAY).status == 200  # APIv3 on the same server
     assert tls_server.sandbox.exchanges[0].endpoint_id == "v2.secapi.pay.refund.post"
 
 
@@ -224,17 +217,22 @@ def test_a_handler_failure_asks_for_the_callback_again(engine: Engine) -> None:
     assert reply.status == 500 and xmlcodec.parse(reply.body)["return_code"] == "FAIL"
 
 
+async def _receiver(engine: Engine, received: list[V2Notification]) -> tuple[web.AppRunner, str]:
+    """A merchant's APIv2 callback endpoint on loopback: the runner (to clean up) and its URL."""
+    app = web.Application()
+    app.router.add_post("/wechatpay/v2/notify", engine.v2_notification_handler(received.append))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/wechatpay/v2/notify"
+
+
 def test_the_sandbox_delivers_v2_callbacks_until_acknowledged(engine: Engine) -> None:
     received: list[V2Notification] = []
 
     async def main() -> bool:
-        app = web.Application()
-        app.router.add_post("/wechatpay/v2/notify", engine.v2_notification_handler(received.append))
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/wechatpay/v2/notify"
+        runner, url = await _receiver(engine, received)
         try:
             refund = engine.emulator.v2.refund_notification("R-9", "T-9")
             payment = engine.emulator.v2.payment_notification("T-9", 1, sign_type="HMAC-SHA256")
@@ -247,12 +245,6 @@ def test_the_sandbox_delivers_v2_callbacks_until_acknowledged(engine: Engine) ->
     assert [statuses for _, statuses in engine.emulator.v2.deliveries] == [(200,), (200,)]
 
 
-def _combine() -> dict:
-    from conftest import COMBINE_PAPAY
-
-    return COMBINE_PAPAY
-
-
 def test_the_served_sandbox_sends_v2_callbacks_on_request(identity: SandboxIdentity) -> None:
     import json
     import urllib.request
@@ -261,13 +253,7 @@ def test_the_served_sandbox_sends_v2_callbacks_on_request(identity: SandboxIdent
     with ServerThread(Sandbox(identity)) as server, _engine(identity, server.base_url) as engine:
 
         async def main() -> None:
-            app = web.Application()
-            app.router.add_post("/notify", engine.v2_notification_handler(received.append))
-            runner = web.AppRunner(app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/notify"
+            runner, url = await _receiver(engine, received)
             spec = {"url": url, "kind": "refund", "out_refund_no": "R-7", "out_trade_no": "T-7"}
             control = urllib.request.Request(
                 f"{server.base_url}/sandbox/v2/notify", json.dumps(spec).encode(), method="POST"

@@ -153,7 +153,7 @@ class V2Desk:
             payload.update(files)
             sign_type = self._check_sign(descriptor, wire)
             _check_digest(descriptor, wire, files)
-            answer = self._answer(descriptor, request, wire, payload, sign_type)
+            answer = self._answer(descriptor, wire, payload, sign_type)
         except _FailError as failure:
             answer = _xml(200, {"return_code": "FAIL", "return_msg": failure.message})
         return Served(answer, descriptor.id, payload, fault if fault is not None and fault.at_transport else None)
@@ -194,9 +194,7 @@ class V2Desk:
             return sign_type
         if sign_type not in signing.allowed_sign_types(descriptor):
             raise _FailError(f"不支持的签名类型 {sign_type}")
-        if not signing.verifies(
-            {**wire, "sign": wire.get(names["signature"], "")}, self.sandbox.identity.apiv2_key, sign_type
-        ):
+        if not signing.verifies(wire, self.sandbox.identity.apiv2_key, sign_type):  # the sign field is "sign"
             raise _FailError("签名错误")
         return sign_type
 
@@ -208,7 +206,7 @@ class V2Desk:
         return errors[0] if errors else None
 
     def _answer(
-        self, descriptor: Descriptor, request: Request, wire: dict[str, str], payload: dict[str, Any], sign_type: str
+        self, descriptor: Descriptor, wire: dict[str, str], payload: dict[str, Any], sign_type: str
     ) -> RawResponse:
         path = descriptor.path
         problem = self._validate(descriptor, payload)
@@ -221,7 +219,8 @@ class V2Desk:
         if problem is not None:
             fields.update(result_code="FAIL", err_code="PARAM_ERROR", err_code_des=f"参数错误: {problem}")
         elif scripted is not None and scripted.level == "return":
-            return _xml(200, {"return_code": "FAIL", "return_msg": scripted.message, "err_code": scripted.err_code})
+            refusal = {"return_code": "FAIL", "return_msg": scripted.message}
+            return _xml(200, {**refusal, **({"err_code": scripted.err_code} if scripted.err_code else {})})
         elif scripted is not None and scripted.level == "result":
             fields.update(result_code="FAIL", err_code=scripted.err_code, err_code_des=scripted.message)
         if path in BILLS and fields.get("result_code", "SUCCESS") == "SUCCESS" and problem is None:

@@ -30,7 +30,7 @@ Design decisions:
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable, Mapping, Optional, Union
+from typing import Any, Awaitable, Callable, Optional, Union
 
 import attrs
 
@@ -190,7 +190,3 @@ class V2NotificationReceiver:
 
         return receive
 
-
-def reply_fields(reply_body: bytes) -> Mapping[str, str]:
-    """The fields of a reply (the sandbox reads merchants' replies with it)."""
-    return xmlcodec.parse(reply_body)

@@ -37,7 +37,6 @@ HMAC_SHA256 = "HMAC-SHA256"
 SIGN_TYPES = (MD5, HMAC_SHA256)
 SIGN_FIELD = "sign"
 SIGN_TYPE_FIELD = "sign_type"
-DIGEST_LENGTHS = {MD5: 32, HMAC_SHA256: 64}  # hex characters of each algorithm's sign
 
 
 def sign_string(fields: Mapping[str, Optional[str]]) -> str:
