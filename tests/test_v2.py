@@ -487,3 +487,15 @@ def test_a_descriptor_with_a_misspelt_group_fails_at_load() -> None:
     from engine.loader import semantic_problems
 
     assert list(semantic_problems(evolved)) == ["filled field 'nope' is not a request field @ $.fills.nope"]
+
+
+def test_a_resend_safe_operation_is_retried_with_the_same_body(make_engine) -> None:
+    from engine import RetryPolicy
+    from engine.sandbox.faults import Fault
+
+    engine = make_engine(retry=RetryPolicy(base_delay=0, max_delay=0))
+    engine.emulator.faults.add(Fault("drop"), endpoint="v2.pay.micropay.post")  # the answer is lost once
+    assert engine.call("v2.micropay", MICROPAY).verified_with
+    first, second = engine.emulator.exchanges
+    assert first.request.body == second.request.body  # one nonce_str per call, so one sign: a true resend
+    assert engine.endpoint("v2.micropay").idempotency.key == "out_trade_no"
