@@ -17,7 +17,8 @@ Design decisions:
   else, the APIv2 built-ins the other way round, so a family is added by plugins, never by a branch
   in a stage. Arguments were added to existing hooks, not changed: pluggy lets an implementation
   accept any subset of a spec's arguments, so plugins written against the older signatures keep
-  working (and keep answering for every call they answered before).
+  working for APIv3. One that answers *every* call (a replacement signer, say) now also meets
+  APIv2 calls, and should decline them (``None``) unless ``descriptor.protocol == "v3"``.
 """
 
 from __future__ import annotations
