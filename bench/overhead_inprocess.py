@@ -60,7 +60,7 @@ def encrypted_count(fields: dict[str, Field]) -> int:
 
 def largest(registry: Registry) -> Descriptor:
     candidates = [registry.get(i) for i in registry.ids()]
-    json_bodies = [d for d in candidates if d.body_kind != "multipart"]
+    json_bodies = [d for d in candidates if d.body_kind != "multipart" and d.protocol == "v3"]
     return max(json_bodies, key=lambda d: size({**d.request.path, **d.request.query, **d.request.body}))
 
 

@@ -1,4 +1,4 @@
-"""wechatpay-engine: WeChat Pay APIv3 driven by declarative endpoint descriptors.
+"""wechatpay-engine: WeChat Pay APIv3 (and the legacy APIv2) driven by declarative endpoint descriptors.
 
 ``Engine.call("combine_papay.mini_program", payload)`` validates the payload against the endpoint's
 descriptor, encrypts the fields it marks sensitive, signs, sends, verifies the signed answer,
@@ -27,6 +27,8 @@ from engine.errors import (
     NotificationError,
     NotificationSignatureError,
     Reconcile,
+    ResultCodeError,
+    ReturnCodeError,
     SignatureError,
     StaleNotificationError,
     StoreError,
@@ -38,6 +40,7 @@ from engine.errors import (
     UnconfirmedTimeoutError,
     UnknownEndpointError,
     UsageError,
+    V2AnswerError,
     ValidationError,
 )
 from engine.events import EventType
@@ -49,8 +52,10 @@ from engine.receiver import Receiver
 from engine.registry import endpoint_id
 from engine.retry import RetryPolicy
 from engine.stores import Claim, MemoryStore, Store
+from engine.tls import ClientCertificate
 from engine.transport import BaseTransport, MockTransport, Transport, TransportConfig
 from engine.untyped import Untyped
+from engine.v2.notifications import V2Notification
 from engine.wire import Headers, RawResponse, Request, Response
 
 __all__ = [
@@ -60,6 +65,7 @@ __all__ = [
     "BaseTransport",
     "CallInfo",
     "Claim",
+    "ClientCertificate",
     "ConfigurationError",
     "ConnectError",
     "ConnectTimeoutError",
@@ -91,7 +97,9 @@ __all__ = [
     "Request",
     "RequestSpec",
     "Response",
+    "ResultCodeError",
     "RetryPolicy",
+    "ReturnCodeError",
     "SignatureError",
     "SigningContext",
     "StaleNotificationError",
@@ -109,6 +117,8 @@ __all__ = [
     "UnknownEndpointError",
     "Untyped",
     "UsageError",
+    "V2AnswerError",
+    "V2Notification",
     "ValidationError",
     "__version__",
     "endpoint_id",

@@ -6,6 +6,7 @@
     engine.chain("v3/ecommerce/combine-papay/contracts/pre-entrust-sign/mini-program").post(json={...})
     engine["v3/pay/transactions/id/{transaction_id}"].get(transaction_id="4200...", query={"mchid": "..."})
     await engine.v3.pay.transactions.id._transaction_id_.aget(transaction_id="4200...", query={...})
+    engine.v2.pay.micropay.post(xml={"body": "...", "out_trade_no": "...", ...})
 
 Design decisions:
 
@@ -25,7 +26,10 @@ Design decisions:
   or a keyword), signed, sent and verified, not validated.
 * Template segments (``_transaction_id_`` as an attribute, ``{transaction_id}`` in a string) take
   their values from keyword arguments; a missing one is a ``UsageError`` before anything is sent.
-* ``json``, ``query`` and path keywords merge into the one flat payload the descriptor distributes.
+* ``json``, ``xml`` (APIv2's body, as the PHP SDK spells it), ``query`` and path keywords merge into
+  the one flat payload the descriptor distributes.
+* ``engine.v2....`` resolves like ``engine.v3....``: ``v2/pay/micropay`` folds to the id
+  ``v2.pay.micropay.post``, whose descriptor's path is ``/pay/micropay`` (APIv2 URLs carry no ``/v2``).
 """
 
 from __future__ import annotations
@@ -91,21 +95,24 @@ class _Verb:
         self.chain, self.method = chain, method
 
     def _arguments(
-        self, payload: Any, json: Any, query: Optional[Mapping[str, Any]], path: dict[str, Any]
+        self, payload: Any, json: Any, xml: Any, query: Optional[Mapping[str, Any]], path: dict[str, Any]
     ) -> tuple[str, Any]:
         ref, path_in_payload = self.chain.reference(self.method, path)
-        return ref, _merge(payload, json, query, path if path_in_payload else {})
+        if json is not None and xml is not None:
+            raise UsageError("pass the body as json= or as xml=, not both")
+        return ref, _merge(payload, json if xml is None else xml, query, path if path_in_payload else {})
 
     def __call__(
         self,
         payload: Any = None,
         *,
         json: Any = None,
+        xml: Any = None,
         query: Optional[Mapping[str, Any]] = None,
         headers: Optional[Mapping[str, str]] = None,
         **path: Any,
     ) -> "Response":
-        ref, merged = self._arguments(payload, json, query, path)
+        ref, merged = self._arguments(payload, json, xml, query, path)
         return self.chain._engine.call(Untyped(ref), merged, headers=headers)
 
 
@@ -115,11 +122,12 @@ class _AsyncVerb(_Verb):
         payload: Any = None,
         *,
         json: Any = None,
+        xml: Any = None,
         query: Optional[Mapping[str, Any]] = None,
         headers: Optional[Mapping[str, str]] = None,
         **path: Any,
     ) -> "Response":
-        ref, merged = self._arguments(payload, json, query, path)
+        ref, merged = self._arguments(payload, json, xml, query, path)
         return await self.chain._engine.acall(Untyped(ref), merged, headers=headers)
 
 

@@ -29,6 +29,11 @@ Design decisions:
 * ``import engine`` loads what a first call needs and no more: certificate mode (and with it
   ``cryptography.x509``, a tenth of the import), bill downloads and the chainable style are
   imported by the methods that use them.
+* APIv2 is the same engine: ``apiv2_key`` (and ``apiv2_sign_type``) join the credentials,
+  ``client_certificate`` and ``appid`` the settings, ``engine.v2`` is the chain root for
+  ``engine.v2.pay.micropay.post(xml={...})``, and APIv2 callbacks have their own entry points
+  (``parse_v2_notification``, ``handle_v2_notification``, ``v2_notification_handler``) because
+  they share nothing with APIv3's (no headers, no envelope, an XML reply).
 """
 
 from __future__ import annotations
@@ -71,7 +76,9 @@ from engine.runtime import Runtime
 from engine.secret import hide
 from engine.sender import Sender
 from engine.stores import DEFAULT_ACK_TTL, DEFAULT_CLAIM_TTL, STORE_ENV, Store, open_store
+from engine.tls import client_certificate as parse_client_certificate
 from engine.transport import DEFAULT_MAX_ANSWER_BYTES, BaseTransport, Transport, TransportConfig, Write, check_transport
+from engine.v2.notifications import V2Handler, V2Notification, V2NotificationReceiver
 from engine.wire import RawResponse, Request, Response
 
 if TYPE_CHECKING:  # generated stubs: type checkers read them, run time never imports them
@@ -85,7 +92,7 @@ SYNC_MARGIN_SECONDS = 1.0
 
 
 class Engine:
-    """A WeChat Pay APIv3 client for one merchant. See the README for every setting."""
+    """A WeChat Pay client (APIv3, and APIv2 with ``apiv2_key``) for one merchant. See the README for every setting."""
 
     def __init__(
         self,
@@ -119,6 +126,10 @@ class Engine:
         defaults: Optional[Mapping[str, Any]] = None,
         notification_ttl: float = DEFAULT_ACK_TTL,
         claim_ttl: float = DEFAULT_CLAIM_TTL,
+        apiv2_key: Union[str, bytes, None] = None,
+        apiv2_sign_type: str = "HMAC-SHA256",
+        client_certificate: Any = None,
+        appid: Optional[str] = None,
     ) -> None:
         # Boxed before anything else can fail, so no frame of a traceback shows them (engine.secret).
         private_key, apiv3_key = hide(private_key), hide(apiv3_key)
@@ -126,6 +137,8 @@ class Engine:
             configuration.required_text(mchid, "mchid"),
             configuration.required_text(serial_no, "serial_no"),
             merchant_signer(private_key, signer),
+            configuration.parse_apiv2_key(apiv2_key),
+            configuration.check_apiv2_sign_type(apiv2_sign_type),
         )
         apiv3 = configuration.parse_apiv3_key(apiv3_key)
         keyring = configuration.build_keyring(platform_public_key, platform_public_key_id, platform_certificates)
@@ -148,6 +161,8 @@ class Engine:
             bool(trust_env),
             pool_size,
             max_answer_bytes,
+            parse_client_certificate(client_certificate),
+            configuration.optional_text(appid, "appid"),
         )
         self.retry = configuration.check_retry(retry)
         self.pipeline = Pipeline(
@@ -181,6 +196,7 @@ class Engine:
             self.pipeline.verify, self.keys, apiv3, self.store, clock,
             mchid=self.credentials.mchid, ack_ttl=notification_ttl, claim_ttl=claim_ttl,
         )
+        self.v2_notifications = V2NotificationReceiver(self.credentials)
         self.emulator: Any = None  # the in-process Sandbox, on engines made by Engine.sandbox()
 
     @classmethod
@@ -359,6 +375,18 @@ class Engine:
         """An ``aiohttp.web`` handler receiving callbacks for ``handler``."""
         return self.notifications.aiohttp_handler(handler)
 
+    def parse_v2_notification(self, body: Union[bytes, str]) -> V2Notification:
+        """Check and open one APIv2 callback (payment: sign verified; refund: ``req_info`` decrypted)."""
+        return self.v2_notifications.parse(body)
+
+    async def handle_v2_notification(self, body: Union[bytes, str], handler: V2Handler) -> Reply:
+        """Parse an APIv2 callback, run ``handler``, and return the documented XML reply to send."""
+        return await self.v2_notifications.handle(body, handler)
+
+    def v2_notification_handler(self, handler: V2Handler) -> Callable[[Any], Any]:
+        """An ``aiohttp.web`` handler receiving APIv2 callbacks for ``handler``."""
+        return self.v2_notifications.aiohttp_handler(handler)
+
     # -- payment invocation --------------------------------------------------------------------
 
     def jsapi_payment(self, appid: str, prepay_id: str) -> dict[str, str]:
@@ -377,6 +405,13 @@ class Engine:
         from engine.chain import Chain
 
         return cast("V3Chain", Chain(self, (("v3", False),)))
+
+    @property
+    def v2(self) -> "Chain":
+        """``engine.v2.pay.micropay.post(xml=...)``: APIv2 in the same chainable style."""
+        from engine.chain import Chain
+
+        return Chain(self, (("v2", False),))
 
     def _chain(self, path: str) -> Chain:
         """``engine.chain("v3/pay/transactions/jsapi").post(json=...)``."""

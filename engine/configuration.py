@@ -25,7 +25,15 @@ from engine.retry import RetryPolicy
 from engine.secret import Secret, reveal
 
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
-DEFAULT_HOSTS = {"hk": "https://apihk.mch.weixin.qq.com"}
+BACKUP_BASE_URL = "https://api2.mch.weixin.qq.com"  # WeChat Pay's backup domain: the same API
+# Host families descriptors may name (host:), from the catalogue's x-baseuri / x-base-uri.
+DEFAULT_HOSTS = {
+    "hk": "https://apihk.mch.weixin.qq.com",
+    "fraud": "https://fraud.mch.weixin.qq.com",
+    "payapp": "https://payapp.weixin.qq.com",
+    "payapp_mch": "https://payapp.mch.weixin.qq.com",
+}
+APIV2_SIGN_TYPES = ("HMAC-SHA256", "MD5")
 
 
 def required_text(value: Any, setting: str) -> str:
@@ -86,10 +94,11 @@ def check_proxy(proxy: Any) -> Optional[str]:
 
 
 def host_families(base_url: str, hosts: Optional[Mapping[str, str]]) -> dict[str, str]:
-    """Host families: WeChat Pay's own for the production base URL; else (sandbox, proxy) all the same URL."""
+    """Host families: WeChat Pay's own for the production (or backup) base URL; else (sandbox, proxy)
+    all the same URL."""
     if hosts is not None:
         return {family: url.rstrip("/") for family, url in hosts.items()}
-    if base_url.rstrip("/") == DEFAULT_BASE_URL:
+    if base_url.rstrip("/") in (DEFAULT_BASE_URL, BACKUP_BASE_URL):
         return dict(DEFAULT_HOSTS)
     return {family: base_url.rstrip("/") for family in DEFAULT_HOSTS}
 
@@ -108,6 +117,30 @@ def parse_apiv3_key(value: Any) -> Optional[Secret]:
     if len(key.reveal()) != 32:
         raise CredentialError(f"apiv3_key: must be 32 bytes, got {len(key.reveal())}")
     return key
+
+
+def parse_apiv2_key(value: Union[str, bytes, None]) -> Optional[bytes]:
+    """The APIv2 key: the 32 printable ASCII characters set in the merchant platform."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, bytes, bytearray)):
+        raise CredentialError(f"apiv2_key: must be 32 characters of text or bytes, got {type(value).__name__}")
+    key = value.encode("utf-8", errors="replace") if isinstance(value, str) else bytes(value)
+    if len(key) != 32 or not all(0x21 <= byte <= 0x7E for byte in key):
+        raise CredentialError(f"apiv2_key: must be 32 printable ASCII characters, got {len(key)} bytes")
+    return key
+
+
+def check_apiv2_sign_type(value: Any) -> str:
+    if value not in APIV2_SIGN_TYPES:
+        raise ConfigurationError(f"apiv2_sign_type must be one of {', '.join(APIV2_SIGN_TYPES)}, got {value!r}")
+    return str(value)
+
+
+def optional_text(value: Any, setting: str) -> Optional[str]:
+    if value is None:
+        return None
+    return required_text(value, setting)
 
 
 def build_registry(plugin_manager: Any, endpoint_dirs: Sequence[Union[str, Path]]) -> Registry:

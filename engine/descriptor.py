@@ -12,6 +12,13 @@ Design decisions:
 * Classes are frozen: a descriptor is shared by every call and must not change under them.
 * Whether an operation may be sent again is a trait (``idempotency``), not a method check, so a
   descriptor file or a plugin can declare or clear it.
+* **A protocol is a trait too.** ``protocol`` names the family an endpoint belongs to (``v3``, the
+  default, or ``v2``, the legacy XML API); the built-in plugins of each family answer the hooks for
+  their own descriptors and defer for the others, so no stage branches on it. The other traits a
+  second family needs are stated generically: the body codec (``body: xml``), the fields the engine
+  fills in (``fills``), whether the answer is signed (``signed_answer``), whether the merchant's TLS
+  client certificate is needed (``client_certificate``), groups of alternatives (``one_of``), and a
+  documented redirect answer (``redirect``).
 """
 
 from __future__ import annotations
@@ -22,7 +29,12 @@ from typing import Any, Literal, Optional
 import attrs
 
 FieldType = Literal["string", "integer", "number", "boolean", "object", "array", "file"]
-BodyKind = Literal["json", "multipart", "none"]
+BodyKind = Literal["json", "multipart", "none", "xml"]
+ProtocolFamily = Literal["v3", "v2"]
+# What the engine writes into a field itself (``fills``): the merchant id and app id of its settings,
+# a nonce, a Unix timestamp and the MD5 of the upload's file (once per call, before validation), and
+# the sign type and signature (by the family's signer, for every attempt).
+FillKind = Literal["merchant_id", "appid", "nonce", "timestamp", "file_md5", "sign_type", "signature"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
@@ -96,6 +108,12 @@ class Descriptor:
     ``free_form`` endpoints take any payload unvalidated (GET/DELETE: query string; else JSON body).
     ``host`` names a host family other than the default API host (``hk`` for apihk), and prefixes
     the canonical id. ``idempotency`` says why resending is safe (``None``: it is not; GET always is).
+    ``protocol`` is the family (``v3``/``v2``; a ``v2`` id is prefixed ``v2.`` instead of its host).
+    ``fills`` maps request fields to what the engine writes there (``FillKind``); the caller may
+    leave them out. ``one_of`` lists groups of fields of which the caller gives exactly one.
+    ``signed_answer: false`` marks answers WeChat Pay does not sign (their verification is skipped,
+    and only theirs); ``client_certificate`` operations are sent with the merchant's TLS client
+    certificate; ``redirect`` operations answer a 3xx whose ``Location`` is the result.
     """
 
     id: str
@@ -108,6 +126,12 @@ class Descriptor:
     free_form: bool = False
     host: Optional[str] = None
     idempotency: Optional[Idempotency] = attrs.field()
+    protocol: ProtocolFamily = "v3"
+    fills: dict[str, FillKind] = attrs.field(factory=dict)
+    one_of: tuple[tuple[str, ...], ...] = ()
+    signed_answer: bool = True
+    client_certificate: bool = False
+    redirect: bool = False
 
     @idempotency.default
     def _method_idempotency(self) -> Optional[Idempotency]:

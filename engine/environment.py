@@ -34,6 +34,8 @@ ENVIRONMENT = {
     "platform_public_key_id": "WECHATPAY_PUBLIC_KEY_ID",
     "platform_certificates": "WECHATPAY_PLATFORM_CERTIFICATES",
     "apiv3_key": "WECHATPAY_APIV3_KEY",
+    "apiv2_key": "WECHATPAY_APIV2_KEY",
+    "client_certificate": "WECHATPAY_CLIENT_CERTIFICATE",
     "base_url": "WECHATPAY_BASE_URL",
 }
 REQUIRED = ("mchid", "serial_no", "private_key")

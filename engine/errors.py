@@ -38,8 +38,11 @@ Design decisions:
     │   └── UnconfirmedError        a state-changing request may have arrived: reconcile (.reconcile)
     │       └── UnconfirmedTimeoutError ...and its last attempt timed out (also a TransportTimeoutError)
     ├── ApiError                    WeChat Pay answered with a non-2xx status
+    │   └── V2AnswerError           APIv2: a 200 answer that says FAIL (.err_code, .err_code_des)
+    │       ├── ReturnCodeError     return_code=FAIL: refused before business logic (sign, params)
+    │       └── ResultCodeError     result_code=FAIL: a business failure (ORDERPAID, NOTENOUGH...)
     ├── SignatureError              the answer failed verification; its data is never returned
-    ├── MalformedResponseError      a verified 2xx answer whose body cannot be decoded
+    ├── MalformedResponseError      a verified 2xx answer whose body cannot be decoded (APIv2: unsafe XML)
     │   └── DigestMismatchError     a downloaded bill differs from the digest its answer announced
     └── NotificationError           a callback was rejected; answer WeChat Pay with a 4xx/5xx
         ├── NotificationSignatureError  forged, probe, unknown key, missing signature headers
@@ -226,7 +229,10 @@ class ApiError(EngineError):
     carried a valid signature; error bodies are informational, never trusted data). The message of
     an unverified answer says so: its text is the server's claim, not WeChat Pay's word.
     ``.reconcile`` is set on a ``5xx`` to a state-changing request: its outcome is unknown.
+    ``.outcome_unknown`` says so for errors a family reports in a 2xx body (APIv2 ``SYSTEMERROR``).
     """
+
+    outcome_unknown = False
 
     def __init__(
         self,
@@ -250,11 +256,52 @@ class ApiError(EngineError):
         super().__init__(f"{who} {status} {code}: {message}{rid}")
 
 
+class V2AnswerError(ApiError):
+    """An APIv2 answer that says FAIL: the code and description WeChat Pay gave, and whether it was signed.
+
+    ``.err_code``/``.err_code_des`` are the answer's own fields (``error_code``/``error_code_des`` on
+    the few operations that spell them so); ``.code`` is ``err_code`` (``FAIL`` when there is none) and
+    ``.message`` the most specific text the answer holds. ``.outcome_unknown`` is true for the codes
+    WeChat Pay documents as "the result is not known yet" (``SYSTEMERROR``, ``BANKERROR``,
+    ``USERPAYING``): look the order up (``.reconcile``) before trying again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        err_code: str = "",
+        err_code_des: str = "",
+        *,
+        status: int = 200,
+        request_id: str = "",
+        verified: bool = False,
+        reconcile: Optional[Reconcile] = None,
+        outcome_unknown: bool = False,
+    ) -> None:
+        self.err_code = err_code
+        self.err_code_des = err_code_des
+        self.outcome_unknown = outcome_unknown
+        super().__init__(status, err_code or "FAIL", message, None, request_id, verified, reconcile)
+
+
+class ReturnCodeError(V2AnswerError):
+    """APIv2 ``return_code=FAIL``: the request was refused at the protocol level (sign, parameters,
+    certificate, merchant); such answers are not signed, so ``.verified`` is false."""
+
+
+class ResultCodeError(V2AnswerError):
+    """APIv2 ``result_code=FAIL``: WeChat Pay processed the request and the business step failed
+    (``ORDERPAID``, ``NOTENOUGH``...); ``.verified`` says whether the answer's sign checked out."""
+
+
 class SignatureError(EngineError):
     """An answer (or callback) failed verification, so its data is withheld.
 
     ``.reason`` is one of ``missing_header``, ``unsupported_type``, ``bad_timestamp``, ``stale``,
-    ``unknown_serial``, ``expired``, ``probe``, ``mismatch``, ``unverified``.
+    ``unknown_serial``, ``expired``, ``probe``, ``mismatch``, ``unverified``; APIv2 adds
+    ``missing_sign`` (a SUCCESS answer without ``sign``), ``sign_type_mismatch`` (the answer declares
+    another sign type than its request used) and ``wrong_sign_type`` (it verifies only under the
+    other algorithm).
     """
 
     def __init__(self, reason: str, message: str) -> None:
@@ -263,7 +310,9 @@ class SignatureError(EngineError):
 
 
 class MalformedResponseError(EngineError):
-    """A verified 2xx answer whose body is not the JSON (or ciphertext) it should be."""
+    """A verified 2xx answer whose body is not the JSON (or ciphertext) it should be; or an APIv2 XML
+    answer refused before anything in it was trusted (DOCTYPE, entities, nested or repeated fields,
+    over the size limit)."""
 
 
 class DigestMismatchError(MalformedResponseError):

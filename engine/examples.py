@@ -15,7 +15,9 @@ Design decisions:
   where the catalogue leaves it optional, with ``sha256`` computed from the example file by
   ``engine.multipart.complete_meta``, the engine's own rule, never the catalogue's sample digest.
 * Headers the engine sets itself (``Wechatpay-Serial`` names the key it encrypts with) are never part
-  of an example; ``example_headers`` gives the other required ones.
+  of an example; ``example_headers`` gives the other required ones. Fields the engine fills itself
+  (``fills``: merchant id, nonce, sign...) are left out too, except the app id, which the engine
+  writes only when it was given one. A ``one_of`` group is met by its first member.
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ def example_payload(descriptor: Descriptor) -> dict[str, Any]:
     """A payload that passes ``descriptor``'s own validation: required fields only, examples where valid."""
     fields = {name: f for _, group in descriptor.request.locations() for name, f in group.items()}
     path_fields = set(descriptor.request.path)
+    chosen = {group[0] for group in descriptor.one_of}
+    engine_filled = {name for name, kind in descriptor.fills.items() if kind != "appid"}
     payload = {
         name: example_value(name, field)
         for name, field in fields.items()
-        if field.required or name in path_fields  # path parameters are always required
+        if (field.required or name in path_fields or name in chosen)  # path parameters are always required
+        and name not in engine_filled
     }
     return _with_meta(descriptor, payload) if descriptor.body_kind == "multipart" else payload
 

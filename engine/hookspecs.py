@@ -11,6 +11,14 @@ Design decisions:
   nothing: they watch, they cannot reroute a call. Pluggy wrappers cannot span an awaited network
   call, so I/O is bracketed by a before and an after hook instead.
 * Nothing here imports the network stack: hooks see ``engine.wire`` records only.
+* **Protocol families answer for their own descriptors.** The hooks that depend on the wire format
+  (``wxpay_body_codec``, ``wxpay_sign_request``, ``wxpay_verify_response``) receive the
+  ``descriptor``; the APIv3 built-ins answer for ``protocol: v3`` and return ``None`` for anything
+  else, the APIv2 built-ins the other way round, so a family is added by plugins, never by a branch
+  in a stage. Arguments were added to existing hooks, not changed: pluggy lets an implementation
+  accept any subset of a spec's arguments, so plugins written against the older signatures keep
+  working for APIv3. One that answers *every* call (a replacement signer, say) now also meets
+  APIv2 calls, and should decline them (``None``) unless ``descriptor.protocol == "v3"``.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from engine.transport import Transport, TransportConfig
 if TYPE_CHECKING:
     from engine.descriptor import Descriptor
     from engine.keys import MerchantCredentials, PlatformKey, PlatformKeyring
+    from engine.serialize import BodyCodec
     from engine.wire import RawResponse, Request
 
 PROJECT = "wxpay"
@@ -69,19 +78,41 @@ def wxpay_transport(config: TransportConfig) -> Optional[Transport]:
 
 
 @hookspec(firstresult=True)
-def wxpay_sign_request(request: "Request", signing: SigningContext) -> Optional[str]:
-    """Return the ``Authorization`` header value for ``request`` (its headers do not have one yet).
+def wxpay_body_codec(descriptor: "Descriptor") -> Optional["BodyCodec"]:
+    """Return the ``engine.serialize.BodyCodec`` that encodes ``descriptor``'s bodies and decodes its answers.
 
-    ``signing.timestamp`` and ``signing.nonce`` are fresh for every attempt and injectable for tests.
+    Asked once per descriptor (the pipeline remembers the answer); ``None`` defers to the next plugin.
     """
 
 
 @hookspec(firstresult=True)
-def wxpay_verify_response(response: "RawResponse", keyring: "PlatformKeyring", now: int) -> Optional[str]:
+def wxpay_sign_request(
+    request: "Request", signing: SigningContext, descriptor: "Descriptor"
+) -> Optional[Union[str, "Request"]]:
+    """Sign ``request`` for one attempt: return the ``Authorization`` header value (its headers do not
+    have one yet), or, for a family that signs inside the body (APIv2), the whole signed ``Request``.
+
+    ``signing.timestamp`` and ``signing.nonce`` are fresh for every attempt and injectable for tests.
+    Return ``None`` for a ``descriptor`` of a family this plugin does not sign.
+    """
+
+
+@hookspec(firstresult=True)
+def wxpay_verify_response(
+    response: "RawResponse",
+    keyring: "PlatformKeyring",
+    now: int,
+    descriptor: Optional["Descriptor"],
+    request: Optional["Request"],
+    credentials: "MerchantCredentials",
+) -> Optional[str]:
     """Verify a signed answer (or callback); return the id of the key that verified it.
 
     Raise ``engine.SignatureError`` to reject it; return ``None`` to defer to the next verifier. If
-    every verifier defers, the answer is rejected: nothing unverified is ever returned.
+    every verifier defers, the answer is rejected: nothing unverified is ever returned. ``descriptor``
+    and ``request`` (the prepared request) are those of the call answered, ``None`` for callbacks and
+    certificate checks. A family whose errors travel in a 2xx body (APIv2 ``return_code``/``result_code``
+    ``FAIL``, which are not signed) raises the ``engine.ApiError`` the answer stands for instead.
     """
 
 

@@ -200,11 +200,18 @@ def merchant_signer(private_key: Any, signer: Any) -> MerchantSigner:
 
 @attrs.frozen
 class MerchantCredentials:
-    """Who signs the requests: merchant id, API certificate serial and the key-level signer."""
+    """Who signs the requests: merchant id, API certificate serial and the key-level signer.
+
+    ``apiv2_key`` is the merchant's APIv2 key (the shared secret of APIv2 signatures and of refund
+    notifications), ``None`` when the merchant does not use APIv2; ``apiv2_sign_type`` the algorithm
+    APIv2 requests use where the operation lets the merchant choose.
+    """
 
     mchid: str
     serial_no: str
     signer: MerchantSigner = attrs.field(repr=False)
+    apiv2_key: Optional[bytes] = attrs.field(default=None, repr=False)
+    apiv2_sign_type: str = "HMAC-SHA256"
 
     def sign(self, message: bytes) -> str:
         """The base64 signature of ``message`` with the merchant key: every merchant signature is made here."""

@@ -78,12 +78,20 @@ def _build_converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _strict(int, float))
     converter.register_structure_hook(str, _strict(str))
     converter.register_structure_hook_func(lambda t: t == tuple[Any, ...], _enum_list)
+    converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _name_list)
     return converter
 
 
 def _enum_list(value: Any, _: Any) -> tuple[Any, ...]:
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"expected list, got {type(value).__name__} {value!r}")
+    return tuple(value)
+
+
+def _name_list(value: Any, _: Any) -> tuple[str, ...]:
+    """A list of field names (``one_of`` groups): a bare string is not a list of its characters."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) for name in value):
+        raise TypeError(f"expected a list of names, got {type(value).__name__} {value!r}")
     return tuple(value)
 
 
@@ -223,6 +231,23 @@ def semantic_problems(descriptor: Descriptor) -> Iterator[str]:
         yield from _field_problems(fields, f"$.request.{location}", files_allowed)
     yield from _field_problems(descriptor.response, "$.response")
     yield from _idempotency_problems(descriptor)
+    yield from _trait_problems(descriptor)
+
+
+def _trait_problems(descriptor: Descriptor) -> Iterator[str]:
+    """``fills`` and ``one_of`` name request fields; a ``one_of`` member is not required on its own."""
+    fields = {name: f for _, group in descriptor.request.locations() for name, f in group.items()}
+    for name in descriptor.fills:
+        if name not in fields:
+            yield f"filled field {name!r} is not a request field @ $.fills.{name}"
+    for index, group in enumerate(descriptor.one_of):
+        if len(group) < 2:
+            yield f"a one_of group needs two names or more @ $.one_of[{index}]"
+        for name in group:
+            if name not in fields:
+                yield f"{name!r} is not a request field @ $.one_of[{index}]"
+            elif fields[name].required:
+                yield f"{name!r} is required on its own, so it cannot be one of a group @ $.one_of[{index}]"
 
 
 def _idempotency_problems(descriptor: Descriptor) -> Iterator[str]:

@@ -48,10 +48,10 @@ def file_field(descriptor: Descriptor) -> str:
 
 def complete_meta(descriptor: Descriptor, payload: Any) -> Any:
     """Fill ``meta.filename`` and ``meta.sha256`` from the file when the descriptor declares them."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("meta", {}), dict):
-        return payload
     meta_field = descriptor.request.body.get("meta")
-    declared = meta_field.fields if meta_field is not None else {}
+    if meta_field is None or not isinstance(payload, dict) or not isinstance(payload.get("meta", {}), dict):
+        return payload  # no meta part (APIv2's form uploads), or a payload validation will refuse
+    declared = meta_field.fields
     source = payload.get(file_field(descriptor))
     meta = dict(payload.get("meta") or {})
     if "filename" in declared and "filename" not in meta and isinstance(source, os.PathLike):
@@ -94,6 +94,27 @@ def encode(meta_json: bytes, files: list[tuple[str, str, bytes]], fields: Sequen
         chunks.append(_part(boundary, f'name="{_quote(name)}"', None, value.encode("utf-8")))
     body = b"".join(chunks) + f"--{boundary}--\r\n".encode()
     return Upload(body, meta_json, f"multipart/form-data; boundary={boundary}")
+
+
+def encode_form(fields: list[tuple[str, str]], files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
+    """A plain ``multipart/form-data`` body (APIv2 uploads: fields first, then files) and its Content-Type."""
+    boundary = secrets.token_hex(16)
+    chunks = [_part(boundary, f'name="{_quote(name)}"', None, value.encode("utf-8")) for name, value in fields]
+    for name, filename, content in files:
+        media_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        chunks.append(_part(boundary, f'name="{_quote(name)}"; filename="{_quote(filename)}"', media_type, content))
+    return b"".join(chunks) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def insert_fields(content_type: str, body: bytes, fields: list[tuple[str, str]]) -> bytes:
+    """``body`` with plain ``fields`` added as parts before its closing delimiter (how a signer adds ``sign``)."""
+    match = _BOUNDARY.search(content_type)
+    if match is None:
+        raise ValueError("not multipart/form-data")
+    boundary = match.group(1)
+    closing = f"--{boundary}--\r\n".encode()
+    extra = b"".join(_part(boundary, f'name="{_quote(name)}"', None, value.encode("utf-8")) for name, value in fields)
+    return body[: -len(closing)] + extra + closing
 
 
 def _part(boundary: str, disposition: str, media_type: Optional[str], content: bytes) -> bytes:

@@ -8,6 +8,11 @@ Design decisions:
   ``trylast``; entry-point plugins (group ``wechatpay.plugins``) and then ``Engine(plugins=[...])``
   come after, so they are consulted first and override a built-in by answering.
 * A plugin given as a string is imported by dotted name, so the CLI and config files can name one.
+* Protocol families are plugins too. Pluggy consults ``trylast`` implementations in registration
+  order (each new one goes to the front of the group, and calls run from the back), so the APIv3
+  built-ins are registered before the APIv2 ones: an APIv3 call is answered by the first built-in
+  asked, and the APIv2 ones are reached only by APIv2 calls, whose descriptors the APIv3 built-ins
+  decline (tests/test_hooks.py checks the order).
 """
 
 from __future__ import annotations
@@ -23,11 +28,15 @@ from engine.errors import ConfigurationError
 ENTRY_POINT_GROUP = "wechatpay.plugins"
 
 DEFAULT_PLUGINS = (
+    "engine.plugins.json_codec",
     "engine.plugins.signer",
     "engine.plugins.verifier",
     "engine.plugins.field_crypto",
     "engine.plugins.call_log",
     "engine.plugins.aiohttp_transport",
+    "engine.plugins.v2_codec",
+    "engine.plugins.v2_signer",
+    "engine.plugins.v2_verifier",
 )
 
 

@@ -13,6 +13,10 @@ Design decisions:
   An endpoint served from another host (``host: hk``, from the catalogue's ``x-baseuri``) is
   prefixed with it: ``hk.v3.global.certificates.get``. (The catalogue's ``hk/`` and ``global/``
   folders are URL prefixes on the main host, so ``/hk/v3/refunds`` is simply ``hk.v3.refunds.post``.)
+  An endpoint of another protocol family is prefixed with the family instead (its host is then a
+  trait only): ``POST /pay/micropay`` with ``protocol: v2`` is ``v2.pay.micropay.post``, as the
+  catalogue's ``v2/`` folder and the chainable SDKs (``$instance->v2->pay->micropay``) name it. APIv2
+  paths are unique across its hosts, so ``v2.risk.getpublickey.post`` needs no ``fraud.`` as well.
   Short, human names (``combine_papay.mini_program``) are *aliases* kept in one ``aliases.yaml``
   per endpoint directory.
 * **One file per endpoint, named by its id** (``<id>.yaml``). Resolving an id is a dictionary lookup
@@ -56,17 +60,20 @@ from engine.loader import load_descriptor_file, parse_yaml, read_source, semanti
 from engine.serialize import grouped, raw_target
 
 ALIASES_FILE = "aliases.yaml"
-HOST_FAMILIES = ("hk",)  # hosts other than the main API host that descriptors may name (host: hk)
+HOST_FAMILIES = ("hk",)  # hosts other than the main API host that prefix ids (host: hk)
+PROTOCOL_PREFIXES = ("v2",)  # protocol families other than APIv3: they prefix ids instead of their host
+ID_PREFIXES = (*HOST_FAMILIES, *PROTOCOL_PREFIXES)  # id prefixes that are not segments of the URL path
 # The data package's directory (importlib.resources would pull in tempfile & co. at import time).
 BUILTIN_ENDPOINTS = Path(next(iter(endpoints_package.__path__)))
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
-def endpoint_id(method: str, path: str, host: Optional[str] = None) -> str:
-    """The canonical id of ``method path`` under the documented rule (``host`` families prefix it)."""
+def endpoint_id(method: str, path: str, host: Optional[str] = None, protocol: str = "v3") -> str:
+    """The canonical id of ``method path`` under the documented rule (a family, else a host, prefixes it)."""
     segments = [_id_segment(s) for s in path.split("?", 1)[0].split("/") if s]
-    return ".".join([*([host] if host else []), *segments, method.lower()])
+    prefix = protocol if protocol in PROTOCOL_PREFIXES else host
+    return ".".join([*([prefix] if prefix else []), *segments, method.lower()])
 
 
 def _id_segment(segment: str) -> str:
@@ -259,9 +266,10 @@ class Registry:
             self._routes = self._parent._route_index()
         if self._routes is None:
             entries = [(known, known) for known in self._file_index()]
-            # An id may start with a host family (hk.v3.global.certificates.get = host hk + /v3/...):
-            # index it without the prefix too; the loaded descriptor's real path confirms any match.
-            entries += [(k.split(".", 1)[1], k) for k in self._file_index() if k.split(".", 1)[0] in HOST_FAMILIES]
+            # An id may start with a host or protocol family (hk.v3.global.certificates.get = host hk +
+            # /v3/..., v2.pay.micropay.post = /pay/micropay): index it without the prefix too; the
+            # loaded descriptor's real path confirms any match.
+            entries += [(k.split(".", 1)[1], k) for k in self._file_index() if k.split(".", 1)[0] in ID_PREFIXES]
             entries += [(endpoint_id(d.method, d.path), known) for known, d in self._registered.items()]
             routes: dict[tuple[str, int], list[tuple[tuple[str, ...], str]]] = {}
             for canonical, known in entries:

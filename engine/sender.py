@@ -26,6 +26,7 @@ from typing import Awaitable, Callable, Optional, Union
 
 import attrs
 
+from engine.descriptor import Descriptor
 from engine.errors import (
     ConnectError,
     TransportError,
@@ -68,7 +69,7 @@ class Sender:
         """The answer to ``prepared`` (not yet trusted); ``sink`` streams a 2xx body instead of holding it."""
         policy = policy or self.policy
         transport = self.runtime.transport()
-        base = self._held if sink is None else self._streamed
+        base = self._config(prepared.descriptor, streamed=sink is not None)
         deadline = time.monotonic() + policy.deadline
         written = _Counting(sink) if sink is not None else None
         attempt = 0
@@ -107,6 +108,19 @@ class Sender:
             return await self._observed(call, request, send)
         except TransportError as exc:
             return exc
+
+    def _config(self, descriptor: Descriptor, *, streamed: bool) -> TransportConfig:
+        """The transport settings for one request: the shared records, unless the descriptor needs more.
+
+        Only an APIv3 answer carries ``Wechatpay-*`` signature headers to screen before its body is
+        read (APIv2 signs inside the body), and only a ``client_certificate`` operation takes the
+        merchant's TLS certificate; every other request uses one of two records made at start.
+        """
+        if descriptor.client_certificate or descriptor.protocol != "v3" or not descriptor.signed_answer:
+            headers_signed = descriptor.protocol == "v3" and descriptor.signed_answer
+            screen = screen_answer if headers_signed and not streamed else None
+            return self.pipeline.settings.transport_config(screen=screen, descriptor=descriptor)
+        return self._streamed if streamed else self._held
 
     def _retry_wait(
         self, prepared: Prepared, outcome: Outcome, attempt: int, policy: RetryPolicy, written: Optional["_Counting"]

@@ -20,21 +20,28 @@ Design decisions:
 * A raw ``"METHOD /path"`` target is percent-encoded by ``raw_target`` (the rules are in
   ``engine.registry``'s docstring); ``query_values`` reads a target's query back, keeping every
   value of a repeated key.
+* **Body codecs are chosen by a hook, not by an ``if`` here.** A ``BodyCodec`` encodes a body and
+  decodes an answer; ``wxpay_body_codec(descriptor)`` picks one per descriptor (the pipeline asks
+  once per descriptor and remembers the answer). ``JSON_CODEC`` below is APIv3's (JSON, uploads, no
+  body), answered by the built-in ``engine.plugins.json_codec``; APIv2's XML codec is another plugin.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Mapping, Optional, Union, cast
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Protocol, Union, cast
 from urllib.parse import quote, unquote
 
 import attrs
 
 from engine import multipart
 from engine.descriptor import Descriptor, Field
-from engine.errors import UsageError, ValidationError
+from engine.errors import MalformedResponseError, UsageError, ValidationError
 from engine.validation import free_form_problems
+
+if TYPE_CHECKING:
+    from engine.wire import RawResponse
 
 
 @attrs.frozen
@@ -188,11 +195,49 @@ def encode_request_json(descriptor: Descriptor, data: Any) -> bytes:
 
 @attrs.frozen
 class EncodedBody:
-    """Body bytes, the bytes to sign when they differ (uploads), and the Content-Type."""
+    """Body bytes, the bytes to sign when they differ (uploads), and the Content-Type.
+
+    ``fields`` is the request as name -> text, for families whose signature covers fields rather
+    than bytes (APIv2); ``None`` for APIv3.
+    """
 
     data: bytes = b""
     signed: Optional[bytes] = None
     content_type: Optional[str] = None
+    fields: Optional[Mapping[str, str]] = None
+
+
+class BodyCodec(Protocol):
+    """How one family puts a body on the wire and reads an answer back (``wxpay_body_codec``)."""
+
+    def encode(self, descriptor: Descriptor, body: Any, query: Mapping[str, Any]) -> EncodedBody:
+        """The body (and, for field-signing families, the fields) of a validated, encrypted payload."""
+
+    def decode(self, descriptor: Descriptor, response: "RawResponse") -> Any:
+        """The data of an answer (verified unless its descriptor says it is unsigned)."""
+
+
+class JsonCodec:
+    """APIv3's bodies: compact UTF-8 JSON, ``multipart/form-data`` uploads, or none; JSON answers."""
+
+    def encode(self, descriptor: Descriptor, body: Any, query: Mapping[str, Any]) -> EncodedBody:
+        return encode_body(descriptor, body)
+
+    def decode(self, descriptor: Descriptor, response: "RawResponse") -> Any:
+        if not response.body:
+            return None
+        try:
+            return json.loads(response.body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            kind = response.headers.get("Content-Type", "unknown content type")
+            message = f"verified {response.status} answer is not JSON ({kind}, {len(response.body)} bytes)"
+            raise MalformedResponseError(message) from None
+
+    def __repr__(self) -> str:
+        return "<JsonCodec>"
+
+
+JSON_CODEC = JsonCodec()
 
 
 def encode_body(descriptor: Descriptor, body: Any) -> EncodedBody:

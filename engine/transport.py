@@ -55,6 +55,9 @@ class TransportConfig:
     pool_size: int = 100
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
     screen: Optional[Screen] = attrs.field(default=None, eq=False, repr=False)
+    # The merchant's TLS client certificate (an ``engine.tls.ClientCertificate``), set only on the
+    # configuration of a request whose descriptor needs it (``client_certificate: true``).
+    client_certificate: Optional[Any] = None
 
 
 class Inflater:

@@ -24,6 +24,9 @@ Design decisions:
   hold no ``,``: otherwise WeChat Pay (and the sandbox) would read other items than were sent.
 * Paths in messages show a key as ``.name`` when it is printable and as ``[repr]`` otherwise, so a
   hostile key cannot put a line break or a surrogate into an error message (or a log).
+* A ``one_of`` group (WeChat Pay's "transaction_id 或 out_trade_no 二选一") takes exactly one of its
+  fields: none is missing data, two are two answers to one question (which order to refund?), so
+  both are refused rather than left to a precedence rule the caller may not know.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ def compile_validator(descriptor: Descriptor) -> PayloadValidator:
     fields.update({name: attrs.evolve(f, required=True) for name, f in descriptor.request.path.items()})
     extra = {**_query_array_checks(descriptor.request.query), **_path_parameter_checks(descriptor.request.path)}
     check_object = _object_checker(fields, extra=extra)
+    if descriptor.one_of:
+        check_object = _all_of([check_object, *map(_one_of_check, descriptor.one_of)])
 
     def validate(payload: Any) -> list[str]:
         errors: list[str] = []
@@ -87,6 +92,19 @@ def compile_validator(descriptor: Descriptor) -> PayloadValidator:
         return errors
 
     return validate
+
+
+def _one_of_check(group: tuple[str, ...]) -> Checker:
+    listing = ", ".join(group)
+
+    def check(value: dict[str, Any], path: str, errors: list[str]) -> None:
+        given = [name for name in group if value.get(name) is not None]
+        if not given:
+            errors.append(f"missing one of {listing} (give exactly one) @ {path}")
+        elif len(given) > 1:
+            errors.append(f"give exactly one of {listing}, not {' and '.join(given)} @ {path}")
+
+    return check
 
 
 def _path_parameter_checks(path_fields: Mapping[str, Field]) -> dict[str, Checker]:

@@ -15,6 +15,9 @@ Design decisions:
   them: a mapping of HTTP-token names to string values without line breaks, other control
   characters (tab excepted) or lone surrogates. Anything else is a ``UsageError``: a header that
   could be split, or that a transport would have to guess how to encode, is never sent.
+* ``Request.fields`` is the body seen as name -> text, for families that sign fields rather than
+  bytes (APIv2): the signer signs those fields and the same codec writes them, so what is signed is
+  still what is sent. ``None`` for APIv3 requests.
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ class Request:
     headers: Headers = attrs.field(factory=Headers, repr=False)
     body: bytes = attrs.field(default=b"", repr=lambda b: f"<{len(b)} bytes>")
     signed_body: Optional[bytes] = attrs.field(default=None, repr=False)
+    fields: Optional[Mapping[str, str]] = attrs.field(default=None, repr=False)
 
     @property
     def url(self) -> str:

@@ -22,6 +22,11 @@ Design decisions:
   ``async with`` early releases (closes) the connection.
 * Timeouts, the proxy, ``trust_env`` (environment proxies, off unless asked) and the pool size
   come from ``TransportConfig``; the timeout is per request, so the retry deadline can cut it.
+* **TLS.** ``https://`` requests use a context on the default trust store made by this transport
+  (so ``SSL_CERT_FILE`` set before the engine's first call applies), and a request whose config
+  carries the merchant's client certificate (APIv2 operations with ``client_certificate: true``)
+  uses that certificate's own context. aiohttp pools connections per context, so a connection
+  opened with the certificate is never reused for a request without it, or the other way round.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
+from engine import tls
 from engine.errors import AnswerTooLargeError, ConnectError, ConnectTimeoutError, TransportError, TransportTimeoutError
 from engine.hookspecs import hookimpl
 from engine.runtime import shared
@@ -46,6 +52,17 @@ class AiohttpTransport(BaseTransport):
     def __init__(self, config: TransportConfig) -> None:
         self._config = config
         self._session: Optional[aiohttp.ClientSession] = None
+        self._default_tls: Optional[Any] = None
+
+    def _tls(self, request: Request, config: TransportConfig) -> Any:
+        """The SSL context of one request: the client certificate's, the default one, or none (http)."""
+        if config.client_certificate is not None:
+            return config.client_certificate.ssl_context()
+        if not request.base_url.startswith("https://"):
+            return True  # aiohttp's default (unused for http://)
+        if self._default_tls is None:
+            self._default_tls = tls.default_context()
+        return self._default_tls
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -96,6 +113,7 @@ class AiohttpTransport(BaseTransport):
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=config.timeout, connect=config.connect_timeout),
             proxy=config.proxy,
+            ssl=self._tls(request, config),
         )
 
     async def aclose(self) -> None:

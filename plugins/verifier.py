@@ -9,13 +9,17 @@ Design decisions:
   engine can run both modes at once during a migration.
 * A probe is reported as such but is never special-cased as success: it fails like any bad signature.
 * Messages name headers, serials and the clock skew, never the signature value.
+* It verifies APIv3 answers, callbacks (no descriptor) and certificate lists, and defers (``None``)
+  for a descriptor of another protocol family.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Optional
 
 from engine.crypto import rsa_verify
+from engine.descriptor import Descriptor
 from engine.errors import SignatureError
 from engine.hookspecs import hookimpl
 from engine.keys import PlatformKey, PlatformKeyring
@@ -33,7 +37,11 @@ from engine.wire import Headers, RawResponse
 
 
 @hookimpl(trylast=True)
-def wxpay_verify_response(response: RawResponse, keyring: PlatformKeyring, now: int) -> str:
+def wxpay_verify_response(
+    response: RawResponse, keyring: PlatformKeyring, now: int, descriptor: Optional[Descriptor]
+) -> Optional[str]:
+    if descriptor is not None and descriptor.protocol != "v3":
+        return None
     return verify_signed(response.headers, response.body, keyring, now)
 
 

@@ -33,6 +33,14 @@ PAY_REDIRECT_SIGN = {
     "prepay_id": "wx201410272009395522657a690389285100",
     "openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
 }
+MICROPAY = {  # an APIv2 micropay (付款码支付) order, as the catalogue's examples write it
+    "appid": "wxd678efh567hg6787",
+    "body": "image形象店-深圳腾大- QQ公仔",
+    "out_trade_no": "1217752501201407033233368018",
+    "total_fee": 888,
+    "spbill_create_ip": "8.8.8.8",
+    "auth_code": "120061098828009406",
+}
 REAL_NAME = {
     "appid": "wxd678efh567h23787",
     "out_contract_code": "APPLYMENT_00000000001",

@@ -124,7 +124,7 @@ def test_list_json_and_repeated_grep(capsys) -> None:
     assert status == 0 and entries and all(set(e) >= {"id", "name", "method", "path", "title"} for e in entries)
     assert all("refund" in json.dumps(e).lower() and "get" in json.dumps(e).lower() for e in entries)
     everything = json.loads(run(capsys, "endpoints", "list", "--json")[1])
-    assert len(everything) == 1019 and len({e["name"] for e in everything}) == 1019
+    assert len(everything) == 1155 and len({e["name"] for e in everything}) == 1155  # 1,019 APIv3, 136 APIv2
 
 
 def test_list_finding_nothing_prints_nothing(capsys) -> None:
@@ -234,3 +234,31 @@ def test_the_catalogue_importer_is_a_developer_tool_not_a_command(capsys) -> Non
     with pytest.raises(SystemExit) as caught:  # it lives in tools/ and writes into a checkout
         main(["endpoints", "import", "../shared/catalog/wechatpay-openapi"])
     assert caught.value.code == 2 and "invalid choice: 'import'" in capsys.readouterr().err
+
+
+def test_an_apiv2_call_from_the_shell(capsys) -> None:
+    from conftest import MICROPAY
+
+    status, out, err = run(capsys, "call", "v2.micropay", "--data", json.dumps(MICROPAY), "--sandbox")
+    answer = json.loads(out)
+    assert status == 0 and err == ""
+    assert answer["verified_with"] == "apiv2:HMAC-SHA256" and answer["data"]["result_code"] == "SUCCESS"
+
+
+def test_apiv2_credentials_come_from_the_environment(monkeypatch, tmp_path) -> None:
+    from engine.cli import _credentials, build_parser
+    from engine.keys import private_pem
+    from engine.sandbox import SandboxIdentity
+
+    identity = SandboxIdentity.generate()
+    key, cert = tmp_path / "apiclient_key.pem", tmp_path / "apiclient_cert.pem"
+    key.write_bytes(private_pem(identity.merchant_key))
+    cert.write_bytes(identity.merchant_certificate_pem())
+    monkeypatch.setenv("WECHATPAY_MCHID", identity.mchid)
+    monkeypatch.setenv("WECHATPAY_SERIAL_NO", identity.merchant_serial_no)
+    monkeypatch.setenv("WECHATPAY_PRIVATE_KEY", str(key))
+    monkeypatch.setenv("WECHATPAY_APIV2_KEY", identity.apiv2_key.decode())
+    monkeypatch.setenv("WECHATPAY_CLIENT_CERTIFICATE", str(cert))
+    settings = _credentials(build_parser().parse_args(["call", "v2.micropay"]))
+    assert settings["apiv2_key"] == identity.apiv2_key.decode()
+    assert settings["client_certificate"] == (str(cert), str(key))

@@ -57,7 +57,7 @@ def test_builtin_files_follow_the_id_rule() -> None:
     registry = Registry([BUILTIN_ENDPOINTS])
     for known in registry.ids():
         descriptor = registry.get(known)
-        assert endpoint_id(descriptor.method, descriptor.path, descriptor.host) == known
+        assert endpoint_id(descriptor.method, descriptor.path, descriptor.host, descriptor.protocol) == known
 
 
 @pytest.mark.parametrize(("alias", "canonical"), SEED_IDS.items())

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import COMBINE_PAPAY, REAL_NAME
+from conftest import COMBINE_PAPAY, MICROPAY, REAL_NAME
 
 from engine import (
     ConfigurationError,
@@ -73,6 +73,52 @@ def test_hook_wxpay_transport_none_serves_the_url(identity) -> None:
     engine = Engine(**identity.engine_settings(), base_url="ftp://nowhere", load_entry_points=False)
     with engine, pytest.raises(ConfigurationError, match="no transport plugin serves base_url 'ftp://nowhere'"):
         engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+
+
+def test_hook_wxpay_body_codec(make_engine) -> None:
+    from engine.serialize import JSON_CODEC
+
+    class Counting(Recorder):
+        """A codec for one endpoint: APIv3's JSON, observed; every other descriptor is left to the built-ins."""
+
+        @hookimpl
+        def wxpay_body_codec(self, descriptor):
+            self.seen.append(descriptor.id)
+            return self if descriptor.id.endswith("mini_program.post") else None
+
+        def encode(self, descriptor, body, query):
+            encoded = JSON_CODEC.encode(descriptor, body, query)
+            self.seen.append(("encode", len(encoded.data)))
+            return encoded
+
+        def decode(self, descriptor, response):
+            self.seen.append(("decode", response.status))
+            return {**JSON_CODEC.decode(descriptor, response), "decoded_by": "plugin"}
+
+    codec = Counting()
+    engine = make_engine(plugins=[codec])
+    first = engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    engine.call("v2.micropay", MICROPAY)
+    assert first.data["decoded_by"] == "plugin"
+    asked = [entry for entry in codec.seen if isinstance(entry, str)]
+    assert asked == [first.endpoint_id, "v2.pay.micropay.post"]  # once per descriptor, not per call
+    assert [entry[0] for entry in codec.seen if isinstance(entry, tuple)] == ["encode", "decode"] * 2
+
+
+def test_hook_wxpay_sign_request_for_a_body_signing_family(make_engine) -> None:
+    class Observer(Recorder):
+        @hookimpl(hookwrapper=True)
+        def wxpay_sign_request(self, request, signing, descriptor):
+            outcome = yield
+            self.seen.append((descriptor.protocol, type(outcome.get_result()).__name__))
+
+    observer = Observer()
+    engine = make_engine(plugins=[observer])
+    engine.call("v2.micropay", MICROPAY)
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    assert observer.seen == [("v2", "Request"), ("v3", "str")]  # APIv2 signs inside the body
+    assert b"<sign>" in engine.emulator.exchanges[0].request.body
 
 
 def test_hook_wxpay_sign_request(make_engine) -> None:
@@ -302,3 +348,14 @@ def test_single_implementation_fast_path_keeps_pluggy_semantics(make_engine) -> 
 
     engine.plugin_manager.register(Wrapper())
     assert single_implementation(hook) is hook  # more than one, or a wrapper: pluggy dispatches
+
+
+def test_apiv3_built_ins_are_asked_before_apiv2_ones(engine: Engine) -> None:
+    """Pluggy calls implementations from the back of this list: an APIv3 call never reaches APIv2's."""
+    for hook, v3, v2 in (
+        ("wxpay_body_codec", "json_codec", "v2_codec"),
+        ("wxpay_sign_request", "signer", "v2_signer"),
+        ("wxpay_verify_response", "verifier", "v2_verifier"),
+    ):
+        order = [impl.plugin_name for impl in getattr(engine.plugin_manager.hook, hook).get_hookimpls()]
+        assert order[-2:] == [f"engine.plugins.{v2}", f"engine.plugins.{v3}"], hook

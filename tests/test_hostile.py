@@ -582,7 +582,9 @@ def test_sandbox_answers_a_signed_but_absurdly_deep_body_with_400(engine: Engine
     headers = Headers({"Accept": "application/json", "User-Agent": "t", "Content-Type": "application/json"})
     request = Request("POST", "sandbox://x", path, headers, b"[" * 100_000 + b"]" * 100_000)
     signing = SigningContext(engine.credentials, int(time.time()), "n" * 32)
-    authorization = engine.plugin_manager.hook.wxpay_sign_request(request=request, signing=signing)
+    descriptor = engine.endpoint("combine_papay.mini_program")
+    sign = engine.plugin_manager.hook.wxpay_sign_request
+    authorization = sign(request=request, signing=signing, descriptor=descriptor)
     signed = Request("POST", "sandbox://x", path, headers.merged({"Authorization": authorization}), request.body)
     answer = engine.emulator.handle(signed)
     assert answer.status == 400 and b"PARAM_ERROR" in answer.body

@@ -48,6 +48,7 @@ def test_the_wheel_carries_the_package_its_plugins_its_descriptors_and_py_typed(
     assert _names(wheel, "engine/plugins/", ".py") == {p.name for p in (ROOT / "plugins").glob("*.py")}
     assert _names(wheel, "engine/endpoints/", ".yaml") == {p.name for p in (ROOT / "endpoints").glob("*.yaml")}
     assert "engine/endpoints/__init__.py" in wheel.namelist() and "engine/sandbox/emulator.py" in wheel.namelist()
+    assert _names(wheel, "engine/v2/", ".py") == {p.name for p in (ROOT / "engine" / "v2").glob("*.py")}
 
 
 def test_the_wheel_holds_nothing_but_the_runtime_package(wheel: zipfile.ZipFile) -> None:

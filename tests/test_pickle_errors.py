@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from conftest import COMBINE_PAPAY
+from conftest import COMBINE_PAPAY, MICROPAY
 
 import engine
 from engine import Engine, EngineError, RetryPolicy, errors
@@ -41,6 +41,9 @@ LOCAL_EXCEPTIONS = {
     "engine.sandbox.emulator._RefusalError": "the emulator's control flow, turned into an error answer",
     "engine.receiver._UnhandledEventError": "a handler-less event type inside the flow, answered with a failure",
     "engine.sandbox.objects.RefusedError": "a sandbox object refuses a call or action: an error answer or admin 4xx",
+    "engine.sandbox.v2._FailError": "the APIv2 desk's control flow, turned into a return_code=FAIL answer",
+    "engine.v2.xmlcodec.MalformedXmlError": "the XML reader's refusal, turned into MalformedResponseError or "
+    "MalformedNotificationError by its callers",
 }
 
 
@@ -50,7 +53,7 @@ def _import_everything() -> list[str]:
     Returns the names of the package's modules.
     """
     names = [info.name for info in pkgutil.walk_packages(engine.__path__, "engine.")]
-    for name in [*names, "tools.import_catalogue"]:
+    for name in [*names, "tools.import_catalogue", "tools.import_catalogue_v2"]:
         importlib.import_module(name)
     return names
 
@@ -224,6 +227,12 @@ def _undecryptable_callback(world: World) -> BaseException:
     return world.raised(lambda: world.make_engine(apiv3_key=b"0" * 32).parse_notification(headers, body))
 
 
+def _v2_failure(world: World, level: str) -> BaseException:
+    engine = world.make_engine()
+    engine.emulator.v2.fail_next("SYSTEMERROR", "系统超时", level=level)
+    return world.raised(lambda: engine.call("v2.pay.micropay.post", MICROPAY))
+
+
 def _catalogue(world: World) -> BaseException:
     from tools.import_catalogue import import_catalogue
 
@@ -256,9 +265,11 @@ FAILURES: dict[str, Callable[[World], BaseException]] = {
     "MalformedNotificationError": _malformed_callback,
     "NotificationDecryptionError": _undecryptable_callback,
     "CatalogueError": _catalogue,
+    "ReturnCodeError": lambda world: _v2_failure(world, "return"),
+    "ResultCodeError": lambda world: _v2_failure(world, "result"),
 }
 # Raised only as one of their subclasses: the case is a real failure of a subclass.
-ONLY_AS_SUBCLASSES = {"NotificationError": "MalformedNotificationError"}
+ONLY_AS_SUBCLASSES = {"NotificationError": "MalformedNotificationError", "V2AnswerError": "ResultCodeError"}
 
 
 def test_every_class_has_a_real_failure() -> None:

@@ -27,4 +27,15 @@ def test_every_descriptor_over_http(served: tuple[Engine, Sandbox], endpoint_id:
     sandbox.world.clear()  # example payloads share numbers: each create starts afresh
     descriptor = http_engine.endpoint(endpoint_id)
     response = http_engine.call(endpoint_id, example_payload(descriptor), headers=example_headers(descriptor))
-    assert 200 <= response.status < 300 and response.verified_with == http_engine.keyring.ids()[0]
+    if descriptor.protocol == "v2":  # verified with the APIv2 key, by the sign type the request used
+        assert response.verified_with == (
+            f"apiv2:{_sign_type(http_engine, descriptor)}" if descriptor.signed_answer else None
+        )
+    else:
+        assert 200 <= response.status < 300 and response.verified_with == http_engine.keyring.ids()[0]
+
+
+def _sign_type(engine: Engine, descriptor) -> str:
+    from engine.v2.signing import sign_type_for
+
+    return sign_type_for(descriptor, {}, engine.credentials.apiv2_sign_type)

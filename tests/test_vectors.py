@@ -24,6 +24,7 @@ from engine import (
     hookimpl,
 )
 from engine.crypto import aead_decrypt, aead_encrypt, rsa_sign
+from engine.descriptor import adhoc_descriptor
 from engine.keys import MerchantCredentials, PrivateKeySigner, load_private_key
 from engine.protocol import format_authorization, parse_authorization, request_message, response_message
 
@@ -119,8 +120,9 @@ def test_go_authorization_format_through_a_signer_plugin(vectors) -> None:
     for case in cases:  # the POST case has a raw body no JSON payload can produce: sign the record directly
         request = Request(case["method"], "https://x", case["canonical_url"], body=case["body"].encode())
         context = SigningContext(engine.credentials, case["timestamp"], case["nonce"])
+        descriptor = adhoc_descriptor(case["method"], case["canonical_url"])
         assert (
-            engine.plugin_manager.hook.wxpay_sign_request(request=request, signing=context)
+            engine.plugin_manager.hook.wxpay_sign_request(request=request, signing=context, descriptor=descriptor)
             == (case["expected_authorization"])
         )
 

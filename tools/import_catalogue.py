@@ -20,8 +20,10 @@ Design decisions:
   there); ``global/`` holds the 2020 customs-declaration API, ``/global/v3/customs/...`` (newer copies
   live in ``v3/global/customs``). So ``hk/v3/refunds.yaml`` is ``POST /hk/v3/refunds`` with id
   ``hk.v3.refunds.post``: the same id the host-prefix rule would give, with the URL WeChat Pay serves.
-  ``v2/`` (the legacy XML API) is not imported. A host other than the default is a fact the catalogue
-  states per operation, ``x-baseuri: https://apihk.mch.weixin.qq.com/``, which becomes ``host: hk``.
+  ``v2/`` (the legacy XML API) is imported by ``tools.import_catalogue_v2``, with the rules of this
+  module plus APIv2's traits; this importer leaves its ``v2.*`` descriptors alone. A host other than
+  the default is a fact the catalogue states per operation,
+  ``x-baseuri: https://apihk.mch.weixin.qq.com/``, which becomes ``host: hk``.
 * **References are resolved eagerly**, before anything is mapped: ``$ref`` into ``definitions/`` or
   into the same file (``#Name`` and ``#/Name`` alike), recursively, with a trail of the references
   being expanded so a cycle is reported instead of recursing forever. A ``$ref`` with sibling keys
@@ -77,7 +79,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import attrs
 import yaml
@@ -89,6 +91,7 @@ from engine.registry import ALIASES_FILE, endpoint_id
 TOP_FOLDERS = ("v3", "hk", "global")
 METHODS = ("get", "post", "put", "patch", "delete")
 KEEP_FILES = (ALIASES_FILE, "__init__.py")
+OTHER_IMPORTERS = ("v2.",)  # id prefixes written by tools.import_catalogue_v2, never removed here
 CHECKOUT_ENDPOINTS = Path(__file__).resolve().parent.parent / "endpoints"  # the checkout's, not site-packages
 HOSTS = {"https://apihk.mch.weixin.qq.com/": "hk"}
 LABEL_LIMIT = 24
@@ -184,6 +187,7 @@ class ImportReport:
     unexpressed: list[Problem] = attrs.field(factory=list)
     repaired: list[Problem] = attrs.field(factory=list)
     idempotent: list[str] = attrs.field(factory=list)  # "id: key=..., query=..." for every resend-safe non-GET
+    traits: list[str] = attrs.field(factory=list)  # other derived traits worth a review (APIv2: unsigned, one_of)
 
     def summary(self) -> str:
         imported = f"imported {len(self.written)} operations from {self.source_files} files"
@@ -196,6 +200,7 @@ class ImportReport:
             *(f"repaired: {p}" for p in self.repaired),
             *(f"removed: {name}" for name in self.removed),
             *(f"idempotent: {line}" for line in self.idempotent),
+            *(f"trait: {line}" for line in self.traits),
         ]
 
 
@@ -225,11 +230,25 @@ def import_catalogue(source: Path, out: Path) -> ImportReport:
 
 def main_import(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m tools.import_catalogue PATH [--out DIR]``: import, print a summary line and the report."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.import_catalogue",
-        description="Import the wechatpay-openapi catalogue as descriptor files; print a summary and the report.",
+    return run_importer(
+        import_catalogue,
+        "python -m tools.import_catalogue",
+        "Import the wechatpay-openapi catalogue as descriptor files; print a summary and the report.",
+        "the wechatpay-openapi catalogue (the folder holding v3/)",
+        argv,
     )
-    parser.add_argument("path", type=Path, help="the wechatpay-openapi catalogue (the folder holding v3/)")
+
+
+def run_importer(
+    importer: Callable[[Path, Path], ImportReport],
+    prog: str,
+    description: str,
+    path_help: str,
+    argv: Optional[Sequence[str]] = None,
+) -> int:
+    """The command line of an importer: PATH [--out DIR]; exit 2 for an unreadable catalogue, 1 for unexpressed."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("path", type=Path, help=path_help)
     parser.add_argument(
         "--out",
         type=Path,
@@ -239,7 +258,7 @@ def main_import(argv: Optional[Sequence[str]] = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        report = import_catalogue(args.path, args.out)
+        report = importer(args.path, args.out)
     except CatalogueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -490,7 +509,7 @@ def _type_of(schema: Mapping[str, Any], context: _Context, where: str) -> str:
 
 
 def _encrypted(schema: Mapping[str, Any], kind: str, context: _Context, where: str, request: bool) -> bool:
-    if schema.get("format") != "base64" or (request and not context.encrypting):
+    if not context.ciphers or schema.get("format") != "base64" or (request and not context.encrypting):
         return False
     if kind != "string":
         context.unexpressed(f"format base64 on a {kind} field cannot be encrypted @ {where}")
@@ -575,6 +594,8 @@ class _Context:
     operation: str
     report: ImportReport
     encrypting: bool = False
+    also_known: frozenset[str] = frozenset()  # keys another family's importer knowingly leaves out
+    ciphers: bool = True  # whether format: base64 means APIv3's field encryption (not in APIv2)
 
     def unexpressed(self, reason: str) -> None:
         self.report.unexpressed.append(Problem(self.file, self.operation, reason))
@@ -584,7 +605,7 @@ class _Context:
 
     def check_keys(self, node: Mapping[str, Any], known: frozenset[str], where: str) -> None:
         for key, value in node.items():
-            if key in known:
+            if key in known or key in self.also_known:
                 continue
             if _is_schema(value):
                 self.repaired(f"field {key!r} is written beside 'properties', not in it; left out @ {where}")
@@ -813,10 +834,18 @@ def render(raw: Mapping[str, Any], relative: str) -> str:
     return header + body
 
 
-def _remove_stale(out: Path, produced: set[str]) -> list[str]:
+def _remove_stale(out: Path, produced: set[str], prefix: str = "") -> list[str]:
+    """Delete this importer's descriptors that it no longer produces: ids starting with ``prefix``
+    (APIv2's importer: ``v2.``), or, with no prefix, every id but those of the other importers."""
     if not out.is_dir():
         return []
-    stale = [p for p in sorted(out.glob("*.yaml")) if p.name not in KEEP_FILES and p.stem not in produced]
+
+    def owned(stem: str) -> bool:
+        return stem.startswith(prefix) if prefix else not stem.startswith(OTHER_IMPORTERS)
+
+    stale = [
+        p for p in sorted(out.glob("*.yaml")) if p.name not in KEEP_FILES and p.stem not in produced and owned(p.stem)
+    ]
     for path in stale:
         path.unlink()
     return [p.name for p in stale]

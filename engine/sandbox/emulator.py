@@ -23,6 +23,9 @@ Design decisions:
   itself when it is one) is the business time the world runs on.
 * Each answer is reported to ``observers`` with whether the Authorization verified, and why not
   (the inspector's record).
+* APIv2 is a desk of its own (``engine.sandbox.v2``, ``Sandbox.v2``): ``respond`` lets it claim a
+  request whose path is an APIv2 descriptor's before any APIv3 rule runs, so neither protocol's
+  checks leak into the other's.
 * No sockets here: the in-process transport calls ``respond`` directly, and the HTTP server wraps
   the same method. Exchanges are recorded, decrypted payload included, so tests can look at the
   wire; the record hides payloads from ``repr``.
@@ -73,8 +76,10 @@ from engine.sandbox.bills import BillDesk
 from engine.sandbox.clock import as_test_clock
 from engine.sandbox.faults import ANSWER_FAULTS, Fault, FaultPlan
 from engine.sandbox.identity import SandboxIdentity, self_signed_certificate
+from engine.sandbox.v2 import V2Desk
 from engine.sandbox.world import World
 from engine.serialize import encode_json, from_text, query_values
+from engine.v2 import xmlcodec
 from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request
 
@@ -110,7 +115,11 @@ class Exchange:
 
     @property
     def answer(self) -> Any:
-        return json.loads(self.response.body) if self.response.body else None
+        if not self.response.body:
+            return None
+        if xmlcodec.looks_like_xml(self.response.body):
+            return xmlcodec.parse(self.response.body)
+        return json.loads(self.response.body)
 
 
 @attrs.frozen
@@ -178,6 +187,7 @@ class Sandbox:
         self.notify_schedule: Sequence[float] = notify.QUICK_SCHEDULE
         self.bills = BillDesk(self.identity.mchid, pending_limit=self.exchanges.maxlen or DEFAULT_RECORD_LIMIT)
         self.world = World(self)  # orders, refunds, contracts, transfers; their callbacks and time
+        self.v2 = V2Desk(self)
         # Server behaviour no descriptor can state: run after validation, with the validated payload.
         self._routes: dict[tuple[str, str], Route] = {
             ("GET", "/v3/certificates"): self._certificates,
@@ -213,8 +223,16 @@ class Sandbox:
         except UnknownEndpointError:
             return None
 
-    def respond(self, request: Request) -> Outcome:
-        """Answer one request, apply any scripted fault, and record the exchange."""
+    def respond(self, request: Request, client_certificate: Optional[bytes] = None, tls: bool = False) -> Outcome:
+        """Answer one request, apply any scripted fault, and record the exchange.
+
+        ``client_certificate`` is the DER certificate the client presented in the TLS handshake, when
+        the sandbox is served over TLS (``tls``); APIv2 operations that need one refuse without it.
+        """
+        served = self.v2.serve(request, client_certificate, tls)
+        if served is not None:
+            self.exchanges.append(Exchange(request, served.answer, served.endpoint_id, served.payload))
+            return Outcome(served.answer, served.fault)
         endpoint_id: Optional[str] = None
         payload: Any = None
         fault: Optional[Fault] = None

@@ -8,9 +8,14 @@ Design decisions:
   checked over what it really sent.
 * Transport faults are acted out for real: latency sleeps, ``drop`` closes the connection without
   an answer, ``truncate`` announces the full Content-Length and sends half.
+* ``tls=True`` serves HTTPS with the identity's TLS certificate (issued by its sandbox CA, which a
+  client trusts through ``SSL_CERT_FILE``), asks every client for a certificate and hands the one
+  presented to ``Sandbox.respond``, so APIv2 operations that need the merchant's client certificate
+  are refused without it, as WeChat Pay refuses them.
 * A small control API lives under ``/sandbox/`` (outside WeChat Pay's ``/v3/`` space): rotate the
-  platform certificate, script faults, trigger callbacks, list exchanges; the user's actions, event
-  triggers and the test clock (``engine.sandbox.admin``); the inspector page (``/sandbox/``,
+  platform certificate, script faults, trigger callbacks (``/sandbox/v2/notify`` for APIv2's), list
+  exchanges; the user's actions, event triggers and the test clock (``engine.sandbox.admin``); the
+  inspector page (``/sandbox/``,
   ``engine.sandbox.inspector``). It is unauthenticated, which is why the server binds 127.0.0.1
   unless told otherwise. A malformed control request is a 400 with a reason, never a 500.
 * While serving, a ticker lets the sandbox act on what falls due (expiries, callback retries) every
@@ -38,23 +43,25 @@ TICK_SECONDS = 0.2
 class SandboxServer:
     """Serves one ``Sandbox`` over HTTP until stopped."""
 
-    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0, tls: bool = False) -> None:
         self.sandbox = sandbox
         self.host = host
         self.port = port
+        self.tls = tls
         self._runner: Optional[web.AppRunner] = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.inspector = Inspector(sandbox)
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     async def start(self) -> str:
         """Bind and start serving; return the base URL (the real port when 0 was asked)."""
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        context = self.sandbox.identity.tls_server_context() if self.tls else None
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._spawn(self._tick())
@@ -93,6 +100,7 @@ class SandboxServer:
         app.router.add_post("/sandbox/faults", self._add_fault)
         app.router.add_delete("/sandbox/faults", self._clear_faults)
         app.router.add_post("/sandbox/notify", self._notify)
+        app.router.add_post("/sandbox/v2/notify", self._notify_v2)
         app.router.add_get("/sandbox/exchanges", self._exchanges)
         admin.add_routes(app, self.sandbox)
         self.inspector.add_routes(app)
@@ -109,7 +117,7 @@ class SandboxServer:
             headers=Headers(list(http.headers.items())),
             body=await http.read(),
         )
-        outcome = self.sandbox.respond(record)
+        outcome = self.sandbox.respond(record, _peer_certificate(http), self.tls)
         answer, fault = outcome.answer, outcome.fault
         if fault is not None and fault.kind == "latency":
             await asyncio.sleep(fault.seconds)
@@ -141,6 +149,32 @@ class SandboxServer:
             return web.json_response({"error": f"bad notification: {exc}"}, status=400)
         self._spawn(self.sandbox.notify(url, notification))
         return web.json_response({"id": json.loads(notification.body)["id"], "url": url}, status=202)
+
+    async def _notify_v2(self, http: web.Request) -> web.Response:
+        """``{"url", "kind": "payment", "out_trade_no", "total_fee", "sign_type"}`` or
+        ``{"url", "kind": "refund", "out_refund_no", "out_trade_no", "refund_fee", "total_fee"}``."""
+        spec = await _json(http)
+        desk = self.sandbox.v2
+        try:
+            if spec.get("kind") == "refund":
+                notification = desk.refund_notification(
+                    spec["out_refund_no"],
+                    spec["out_trade_no"],
+                    int(spec.get("refund_fee", 1)),
+                    int(spec.get("total_fee", 1)),
+                )
+            else:
+                sign_type = spec.get("sign_type", "MD5")
+                notification = desk.payment_notification(
+                    spec["out_trade_no"], int(spec.get("total_fee", 1)), sign_type=sign_type
+                )
+            url = spec["url"]
+        except (KeyError, ValueError) as exc:
+            return web.json_response({"error": f"missing or bad {exc}"}, status=400)
+        task = asyncio.create_task(desk.deliver(url, notification))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return web.json_response({"url": url, "kind": spec.get("kind", "payment")}, status=202)
 
     def _notification(self, spec: dict[str, Any]) -> tuple[str, Any]:
         if "out_contract_code" in spec:
@@ -178,6 +212,12 @@ async def _json(http: web.Request) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _peer_certificate(http: web.Request) -> Optional[bytes]:
+    """The DER certificate the client presented in the TLS handshake, if any."""
+    ssl_object = http.transport.get_extra_info("ssl_object") if http.transport is not None else None
+    return ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+
+
 def _hang_up(http: web.Request) -> None:
     if http.transport is not None:
         http.transport.close()
@@ -211,8 +251,8 @@ class ServerThread:
     ``with`` body starts and stopped, its port released, when it ends.
     """
 
-    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server = SandboxServer(sandbox, host, port)
+    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0, tls: bool = False) -> None:
+        self.server = SandboxServer(sandbox, host, port, tls)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="wechatpay-sandbox", daemon=True)
 

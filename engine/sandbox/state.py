@@ -7,6 +7,7 @@ Design decisions:
 * Private key files and the manifest (which holds the APIv3 key) are written ``0600``: throwaway
   secrets still deserve the habits of real ones.
 * Reuse is all-or-nothing: a directory with a manifest is loaded as it is; anything else is created.
+  A manifest written before APIv2 existed gets an APIv2 key and certificates on load, written back.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Optional
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from engine.keys import load_private_key, private_pem, public_pem
+from engine.keys import certificate_pem, load_private_key, private_pem, public_pem
 from engine.sandbox.identity import SandboxIdentity
 
 MANIFEST = "sandbox.json"
@@ -29,6 +30,9 @@ FILES = {
     "platform_private_key_path": "platform_private_key.pem",
     "platform_public_key_path": "platform_public_key.pem",
     "platform_certificate_path": "platform_certificate.pem",
+    "merchant_certificate_path": "merchant_certificate.pem",  # apiclient_cert.pem (APIv2 TLS client certificate)
+    "ca_certificate_path": "sandbox_ca.pem",  # trust it (SSL_CERT_FILE) to reach the sandbox over TLS
+    "server_certificate_path": "server_certificate.pem",
 }
 
 
@@ -45,7 +49,7 @@ def load_or_create(state_dir: Path) -> SandboxIdentity:
 def load(state_dir: Path) -> SandboxIdentity:
     data = json.loads((state_dir / MANIFEST).read_text(encoding="utf-8"))
     certificate = x509.load_pem_x509_certificate(Path(data["platform_certificate_path"]).read_bytes())
-    return SandboxIdentity(
+    identity = SandboxIdentity(
         mchid=data["mchid"],
         merchant_serial_no=data["merchant_serial_no"],
         merchant_key=load_private_key(Path(data["merchant_private_key_path"])),
@@ -53,7 +57,21 @@ def load(state_dir: Path) -> SandboxIdentity:
         platform_public_key_id=data["platform_public_key_id"],
         platform_certificate=certificate,
         apiv3_key=data["apiv3_key"].encode("ascii"),
+        apiv2_key=str(data.get("apiv2_key", "")).encode("ascii"),
+        ca_certificate=_certificate(data.get("ca_certificate_path")),
+        merchant_certificate=_certificate(data.get("merchant_certificate_path")),
+        server_certificate=_certificate(data.get("server_certificate_path")),
     )
+    completed = identity.with_apiv2()
+    if completed is not identity:  # a state dir from before APIv2: keep what is generated now
+        save(completed, state_dir, data.get("base_url"))
+    return completed
+
+
+def _certificate(path: Optional[str]) -> Optional[x509.Certificate]:
+    if not path or not Path(path).exists():
+        return None
+    return x509.load_pem_x509_certificate(Path(path).read_bytes())
 
 
 def _own_key(path: Path) -> Any:
@@ -72,7 +90,18 @@ def engine_settings(state_dir: Path) -> dict[str, Any]:
         "platform_public_key_id": manifest["platform_public_key_id"],
         "platform_certificates": [manifest["platform_certificate_path"]],
         "apiv3_key": manifest["apiv3_key"],
+        **_apiv2_settings(manifest),
         "base_url": manifest["base_url"],
+    }
+
+
+def _apiv2_settings(manifest: dict[str, Any]) -> dict[str, Any]:
+    """APIv2's settings, when the manifest has them (one written before APIv2 has not, until a restart)."""
+    if not manifest.get("apiv2_key") or not manifest.get("merchant_certificate_path"):
+        return {}
+    return {
+        "apiv2_key": manifest["apiv2_key"],
+        "client_certificate": (manifest["merchant_certificate_path"], manifest["merchant_private_key_path"]),
     }
 
 
@@ -85,6 +114,10 @@ def save(identity: SandboxIdentity, state_dir: Path, base_url: Optional[str] = N
     _write(paths["platform_private_key_path"], private_pem(identity.platform_key), secret=True)
     _write(paths["platform_public_key_path"], identity.platform_public_pem())
     _write(paths["platform_certificate_path"], identity.platform_certificate_pem())
+    _write(paths["merchant_certificate_path"], identity.merchant_certificate_pem())
+    _write(paths["ca_certificate_path"], identity.ca_pem())
+    assert identity.server_certificate is not None
+    _write(paths["server_certificate_path"], certificate_pem(identity.server_certificate))
     return write_manifest(identity, state_dir, base_url)
 
 
@@ -96,6 +129,7 @@ def write_manifest(identity: SandboxIdentity, state_dir: Path, base_url: Optiona
         "platform_public_key_id": identity.platform_public_key_id,
         "platform_certificate_serial": identity.platform_certificate_serial,
         "apiv3_key": identity.apiv3_key.decode("ascii"),
+        "apiv2_key": identity.apiv2_key.decode("ascii"),
         **{name: str((state_dir / filename).resolve()) for name, filename in FILES.items()},
     }
     path = state_dir / MANIFEST

@@ -1211,6 +1211,4661 @@ class HkTransactionsOutTradeNoReverseAnswer(TypedDict):
     pass
 
 
+class V2AppauthAuthindexPayload(TypedDict):
+    mch_id: str
+    appid: str
+    redirect_uri: str
+    response_type: Literal['code']
+    scope: Literal['pay_identity', 'pay_realname']
+    state: str
+
+
+class V2AppauthAuthindexAnswer(TypedDict):
+    pass
+
+
+class V2AppauthGetaccesstokenPayload(TypedDict):
+    mch_id: str
+    appid: str
+    openid: str
+    code: str
+    grant_type: Literal['authorization_code']
+    scope: Literal['pay_identity']
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+
+
+class V2AppauthGetaccesstokenAnswer(TypedDict):
+    retcode: Literal[0, -1]
+    retmsg: str
+    access_token: str
+    access_token_expire_in: int
+    refresh_token: str
+    refresh_token_expire_in: float
+
+
+class V2ApplymentMicroGetstatePayload(TypedDict):
+    version: str
+    mch_id: str
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    applyment_id: NotRequired[str]
+    business_code: NotRequired[str]
+
+
+class V2ApplymentMicroGetstateAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    applyment_id: str
+    applyment_state: str
+    applyment_state_desc: str
+    sub_mch_id: NotRequired[str]
+    sign_url: NotRequired[str]
+    audit_detail: NotRequired[str]
+    param_name: str
+    reject_reason: str
+
+
+class V2ApplymentMicroGetupgradestatePayload(TypedDict):
+    version: str
+    mch_id: str
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    sub_mch_id: str
+
+
+class V2ApplymentMicroGetupgradestateAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    sub_mch_id: str
+    applyment_state: str
+    applyment_state_desc: str
+    sign_qrcode: NotRequired[str]
+    sign_url: NotRequired[str]
+    audit_detail: NotRequired[str]
+    account_name: str
+    pay_amount: str
+    destination_account_number: str
+    destination_account_name: str
+    destination_account_bank: str
+    city: str
+    remark: str
+    deadline_time: str
+    param_name: str
+    reject_reason: str
+
+
+class V2ApplymentMicroModifyarchivesPayload(TypedDict):
+    version: Literal['1.0']
+    mch_id: str
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    sub_mch_id: str
+    account_number: NotRequired[str]
+    bank_name: NotRequired[str]
+    account_bank: NotRequired[str]
+    bank_address_code: str
+    cert_sn: str
+
+
+class V2ApplymentMicroModifyarchivesAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    mch_id: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+
+
+class V2ApplymentMicroModifycontactinfoPayload(TypedDict):
+    version: Literal['1.0']
+    mch_id: str
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    sub_mch_id: NotRequired[str]
+    mobile_phone: NotRequired[str]
+    email: NotRequired[str]
+    merchant_name: NotRequired[str]
+    cert_sn: str
+
+
+class V2ApplymentMicroModifycontactinfoAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    mch_id: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+
+
+class V2ApplymentMicroSigncontractPayload(TypedDict):
+    pass
+
+
+class V2ApplymentMicroSigncontractAnswer(TypedDict):
+    pass
+
+
+class V2ApplymentMicroSubmitPayload(TypedDict):
+    version: Literal['3.0']
+    cert_sn: str
+    mch_id: str
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    business_code: str
+    id_card_copy: str
+    id_card_national: str
+    id_card_name: str
+    id_card_number: str
+    id_card_valid_time: str
+    account_name: str
+    account_bank: str
+    bank_address_code: str
+    bank_name: NotRequired[str]
+    account_number: str
+    store_name: str
+    store_address_code: str
+    store_street: str
+    store_longitude: NotRequired[str]
+    store_latitude: NotRequired[str]
+    store_entrance_pic: str
+    indoor_pic: str
+    address_certification: NotRequired[str]
+    merchant_shortname: str
+    service_phone: str
+    product_desc: str
+    rate: str
+    business_addition_desc: NotRequired[str]
+    business_addition_pics: NotRequired[str]
+    contact: str
+    contact_phone: str
+    contact_email: NotRequired[str]
+
+
+class V2ApplymentMicroSubmitAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    err_param: NotRequired[str]
+    applyment_id: str
+
+
+class V2ApplymentMicroSubmitupgradePayload(TypedDict):
+    version: Literal['1.0']
+    mch_id: str
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    cert_sn: str
+    sub_mch_id: str
+    organization_type: str
+    business_license_copy: str
+    business_license_number: str
+    merchant_name: str
+    company_address: str
+    legal_person: str
+    business_time: str
+    business_licence_type: str
+    organization_copy: NotRequired[str]
+    organization_number: NotRequired[str]
+    organization_time: NotRequired[str]
+    account_name: NotRequired[str]
+    account_bank: NotRequired[str]
+    bank_address_code: NotRequired[str]
+    bank_name: NotRequired[str]
+    account_number: NotRequired[str]
+    merchant_shortname: str
+    business: str
+    qualifications: NotRequired[str]
+    business_scene: str
+    business_addition_desc: NotRequired[str]
+    business_addition_pics: NotRequired[str]
+    contact_email: NotRequired[str]
+
+
+class V2ApplymentMicroSubmitupgradeAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    err_param: NotRequired[str]
+
+
+class V2BillcommentspBatchquerycommentPayload(TypedDict):
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    begin_time: str
+    end_time: str
+    offset: float
+    limit: NotRequired[float]
+
+
+class V2BillcommentspBatchquerycommentAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    result_code: Literal['FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+
+
+class V2CgiBinMchCustomsCustomdeclareorderPayload(TypedDict):
+    sign: str
+    appid: str
+    mch_id: str
+    out_trade_no: str
+    transaction_id: str
+    customs: Literal['GUANGZHOU_ZS', 'HANGZHOU_ZS', 'NINGBO', 'ZHENGZHOU_BS', 'CHONGQING', 'SHANGHAI_ZS', 'SHENZHEN', 'ZHENGZHOU_ZH_ZS', 'TIANJIN']
+    mch_customs_no: str
+    duty: NotRequired[int]
+    action_type: NotRequired[Literal['ADD', 'MODIFY']]
+    sub_order_no: NotRequired[str]
+    fee_type: NotRequired[str]
+    order_fee: NotRequired[int]
+    transport_fee: NotRequired[int]
+    product_fee: NotRequired[int]
+    cert_type: NotRequired[Literal['IDCARD']]
+    cert_id: NotRequired[str]
+    name: NotRequired[str]
+
+
+class V2CgiBinMchCustomsCustomdeclareorderAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    sign_type: Literal['MD5']
+    sign: str
+    appid: str
+    mch_id: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    state: Literal['NDECLARED', 'SUBMITTED', 'PROCESSING', 'SUCCESS', 'FAIL', 'EXCEPT']
+    transaction_id: str
+    out_trade_no: str
+    sub_order_no: NotRequired[str]
+    sub_order_id: NotRequired[str]
+    modify_time: str
+    cert_check_result: Literal['UNCHECKED', 'SAME', 'DIFFERENT']
+    verify_department: Literal['UNIONPAY', 'NETSUNION', 'OTHERS']
+    verify_department_trade_id: str
+
+
+class V2CgiBinMchCustomsCustomdeclarequeryPayload(TypedDict):
+    sign_type: NotRequired[Literal['MD5']]
+    sign: str
+    appid: str
+    mch_id: str
+    out_trade_no: str
+    transaction_id: str
+    sub_order_no: str
+    sub_order_id: str
+    customs: Literal['GUANGZHOU_ZS', 'HANGZHOU_ZS', 'NINGBO', 'ZHENGZHOU_BS', 'CHONGQING', 'SHANGHAI_ZS', 'SHENZHEN', 'ZHENGZHOU_ZH_ZS', 'TIANJIN']
+
+
+V2CgiBinMchCustomsCustomdeclarequeryAnswer = TypedDict('V2CgiBinMchCustomsCustomdeclarequeryAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': NotRequired[str],
+    'sign': str,
+    'appid': str,
+    'mch_id': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'transaction_id': str,
+    'count': int,
+    'sub_order_no_$n': NotRequired[str],
+    'sub_order_id_$n': NotRequired[str],
+    'mch_customs_no_$n': NotRequired[str],
+    'customs_$n': Literal['GUANGZHOU_ZS', 'HANGZHOU_ZS', 'NINGBO', 'ZHENGZHOU_BS', 'CHONGQING', 'SHANGHAI_ZS', 'SHENZHEN', 'ZHENGZHOU_ZH_ZS', 'TIANJIN'],
+    'fee_type_$n': NotRequired[str],
+    'order_fee_$n': NotRequired[int],
+    'duty_$n': NotRequired[int],
+    'transport_fee_$n': NotRequired[int],
+    'product_fee_$n': NotRequired[int],
+    'state_$n': Literal['NDECLARED', 'SUBMITTED', 'PROCESSING', 'SUCCESS', 'FAIL', 'EXCEPT'],
+    'explanation_$n': NotRequired[str],
+    'modify_time_$n': str,
+    'cert_check_result_$n': Literal['UNCHECKED', 'SAME', 'DIFFERENT'],
+    'verify_department': Literal['UNIONPAY', 'NETSUNION', 'OTHERS'],
+    'verify_department_trade_id': str,
+})
+
+
+class V2CgiBinMchNewcustomsCustomdeclareredeclarePayload(TypedDict):
+    sign_type: NotRequired[Literal['MD5']]
+    sign: str
+    appid: str
+    mch_id: str
+    out_trade_no: str
+    transaction_id: str
+    sub_order_no: NotRequired[str]
+    sub_order_id: NotRequired[str]
+    customs: Literal['GUANGZHOU_ZS', 'HANGZHOU_ZS', 'NINGBO', 'ZHENGZHOU_BS', 'CHONGQING', 'SHANGHAI_ZS', 'SHENZHEN', 'ZHENGZHOU_ZH_ZS', 'TIANJIN']
+    mch_customs_no: str
+
+
+class V2CgiBinMchNewcustomsCustomdeclareredeclareAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    sign_type: Literal['MD5']
+    sign: str
+    appid: str
+    mch_id: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    state: Literal['UNDECLARED', 'SUBMITTED', 'PROCESSING', 'SUCCESS', 'FAIL', 'EXCEPT']
+    transaction_id: str
+    out_trade_no: str
+    sub_order_no: NotRequired[str]
+    sub_order_id: NotRequired[str]
+    modify_time: str
+    explanation: NotRequired[str]
+
+
+class V2DepositConsumePayload(TypedDict):
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: str
+    transaction_id: str
+    out_trade_no: str
+    total_fee: int
+    consume_fee: int
+    fee_type: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+
+
+class V2DepositConsumeAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    sub_appid: str
+    mch_id: str
+    sub_mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    transaction_id: str
+    out_trade_no: str
+    total_fee: int
+    consume_fee: int
+    fee_type: NotRequired[str]
+
+
+class V2DepositFacepayPayload(TypedDict):
+    deposit: NotRequired[Literal['Y', 'N']]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    total_fee: int
+    fee_type: str
+    spbill_create_ip: str
+    goods_tag: NotRequired[str]
+    limit_pay: NotRequired[str]
+    time_start: NotRequired[str]
+    time_expire: NotRequired[str]
+    openid: NotRequired[str]
+    face_code: str
+    sign_type: Literal['HMAC-SHA256']
+
+
+class V2DepositFacepayAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    openid: str
+    is_subscribe: Literal['Y', 'N']
+    sub_openid: NotRequired[str]
+    sub_is_subscribe: NotRequired[Literal['Y', 'N']]
+    trade_type: str
+    bank_type: str
+    fee_type: NotRequired[str]
+    total_fee: int
+    cash_fee_type: NotRequired[str]
+    cash_fee: int
+    settlement_total_fee: NotRequired[int]
+    coupon_fee: NotRequired[int]
+    transaction_id: str
+    out_trade_no: str
+    attach: NotRequired[str]
+    time_end: str
+    promotion_detail: NotRequired[str]
+
+
+class V2DepositMicropayPayload(TypedDict):
+    version: NotRequired[str]
+    profit_sharing: NotRequired[Literal['N', 'Y']]
+    deposit: Literal['Y', 'N']
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: Literal['MD5', 'HMAC-SHA256']
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    total_fee: int
+    fee_type: str
+    spbill_create_ip: str
+    goods_tag: NotRequired[str]
+    limit_pay: NotRequired[str]
+    time_start: NotRequired[str]
+    time_expire: NotRequired[str]
+    receipt: NotRequired[str]
+    auth_code: str
+    scene_info: NotRequired[str]
+
+
+class V2DepositMicropayAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    openid: str
+    is_subscribe: Literal['Y', 'N']
+    trade_type: str
+    bank_type: str
+    fee_type: NotRequired[str]
+    total_fee: int
+    settlement_total_fee: NotRequired[int]
+    coupon_fee: NotRequired[int]
+    cash_fee_type: NotRequired[str]
+    cash_fee: int
+    transaction_id: str
+    out_trade_no: str
+    attach: NotRequired[str]
+    time_end: str
+    promotion_detail: NotRequired[str]
+
+
+class V2DepositOrderqueryPayload(TypedDict):
+    version: NotRequired[Literal['1.0']]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+
+
+V2DepositOrderqueryAnswer = TypedDict('V2DepositOrderqueryAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': str,
+    'appid': str,
+    'sub_appid': NotRequired[str],
+    'mch_id': str,
+    'sub_mch_id': NotRequired[str],
+    'nonce_str': str,
+    'sign': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'device_info': NotRequired[str],
+    'openid': str,
+    'is_subscribe': Literal['Y', 'N'],
+    'sub_openid': NotRequired[str],
+    'sub_is_subscribe': NotRequired[Literal['Y', 'N']],
+    'trade_type': str,
+    'trade_state': Literal['SUCCESS', 'REFUND', 'NOTPAY', 'CLOSED', 'REVOKED', 'USERPAYING', 'PAYERROR', 'ACCEPT'],
+    'bank_type': str,
+    'total_fee': int,
+    'settlement_total_fee': NotRequired[int],
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'cash_fee_type': NotRequired[str],
+    'coupon_fee': NotRequired[int],
+    'coupon_count': NotRequired[int],
+    'coupon_type_$n': NotRequired[str],
+    'coupon_id_$n': NotRequired[str],
+    'coupon_fee_$n': NotRequired[int],
+    'transaction_id': str,
+    'out_trade_no': str,
+    'attach': NotRequired[str],
+    'time_end': str,
+    'trade_state_desc': str,
+    'promotion_detail': NotRequired[str],
+    'consume_fee': NotRequired[int],
+})
+
+
+class V2DepositRefundPayload(TypedDict):
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    out_refund_no: str
+    total_fee: int
+    refund_fee: int
+    refund_fee_type: NotRequired[str]
+    refund_desc: NotRequired[str]
+    refund_account: NotRequired[str]
+    notify_url: NotRequired[str]
+
+
+V2DepositRefundAnswer = TypedDict('V2DepositRefundAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'appid': str,
+    'mch_id': str,
+    'sub_appid': NotRequired[str],
+    'sub_mch_id': NotRequired[str],
+    'nonce_str': str,
+    'sign': str,
+    'transaction_id': str,
+    'out_trade_no': str,
+    'out_refund_no': str,
+    'refund_id': str,
+    'refund_fee': int,
+    'settlement_refund_fee': NotRequired[int],
+    'total_fee': int,
+    'settlement_total_fee': NotRequired[int],
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'cash_fee_type': NotRequired[str],
+    'cash_refund_fee': NotRequired[int],
+    'coupon_type_$n': NotRequired[str],
+    'coupon_refund_fee': NotRequired[int],
+    'coupon_refund_fee_$n': NotRequired[int],
+    'coupon_refund_count': NotRequired[int],
+    'coupon_refund_id_$n': NotRequired[str],
+})
+
+
+class V2DepositRefundqueryPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    out_refund_no: NotRequired[str]
+    refund_id: NotRequired[str]
+    offset: NotRequired[int]
+
+
+V2DepositRefundqueryAnswer = TypedDict('V2DepositRefundqueryAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'appid': str,
+    'mch_id': str,
+    'sub_appid': NotRequired[str],
+    'sub_mch_id': NotRequired[str],
+    'nonce_str': str,
+    'sign': str,
+    'total_refund_count': NotRequired[int],
+    'transaction_id': str,
+    'out_trade_no': str,
+    'total_fee': int,
+    'settlement_total_fee': NotRequired[int],
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'refund_count': int,
+    'out_refund_no_$n': str,
+    'refund_id_$n': str,
+    'refund_channel_$n': NotRequired[str],
+    'refund_fee_$n': int,
+    'settlement_refund_fee_$n': NotRequired[int],
+    'coupon_type_$n_$m': NotRequired[str],
+    'coupon_refund_fee_$n': NotRequired[int],
+    'coupon_refund_count_$n': NotRequired[int],
+    'coupon_refund_id_$n_$m': NotRequired[str],
+    'coupon_refund_fee_$n_$m': NotRequired[int],
+    'refund_status_$n': str,
+    'refund_account_$n': NotRequired[str],
+    'refund_recv_accout_$n': str,
+    'refund_success_time_$n': NotRequired[str],
+})
+
+
+class V2DepositReversePayload(TypedDict):
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+
+
+class V2DepositReverseAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    recall: Literal['Y', 'N']
+
+
+class V2DepositUnifiedorderPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: Literal['MD5', 'HMAC-SHA256']
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    fee_type: str
+    total_fee: int
+    spbill_create_ip: str
+    time_start: NotRequired[str]
+    time_expire: NotRequired[str]
+    notify_url: str
+    trade_type: Literal['JSAPI', 'APP']
+    product_id: NotRequired[str]
+    limit_pay: NotRequired[str]
+    openid: NotRequired[str]
+    sub_openid: NotRequired[str]
+    receipt: NotRequired[Literal['Y', 'N']]
+    scene_info: NotRequired[str]
+
+
+class V2DepositUnifiedorderAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    trade_type: Literal['JSAPI', 'APP']
+    prepay_id: str
+    code_url: NotRequired[str]
+
+
+class V2FaceGetWxpayfaceAuthinfoPayload(TypedDict):
+    store_id: str
+    store_name: str
+    device_id: str
+    attach: NotRequired[str]
+    rawdata: str
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    now: int
+    version: Literal['1']
+    sign_type: Literal['MD5', 'HMAC-SHA256']
+    nonce_str: str
+    sign: str
+
+
+class V2FaceGetWxpayfaceAuthinfoAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    authinfo: str
+    expires_in: NotRequired[int]
+    nonce_str: str
+    sign: str
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+
+
+class V2FundQueryautowithdrawbydatePayload(TypedDict):
+    mch_id: str
+    sub_mch_id: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    date: str
+    nonce_str: str
+
+
+class V2FundQueryautowithdrawbydateAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    sign_type: NotRequired[Literal['HMAC-SHA256']]
+    sign: NotRequired[str]
+    date: str
+    mch_id: str
+    sub_mch_id: str
+    nonce_str: str
+    withdraw_status: str
+    fail_reason: NotRequired[str]
+    withdraw_id: NotRequired[str]
+    amount: NotRequired[int]
+    create_time: NotRequired[str]
+    success_time: NotRequired[str]
+    refund_time: NotRequired[str]
+
+
+class V2FundReautowithdrawbydatePayload(TypedDict):
+    mch_id: str
+    sub_mch_id: str
+    date: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+
+
+class V2FundReautowithdrawbydateAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    sign_type: NotRequired[Literal['HMAC-SHA256']]
+    sign: NotRequired[str]
+    date: str
+    mch_id: str
+    sub_mch_id: str
+    withdraw_id: str
+    amount: int
+    create_time: str
+    nonce_str: str
+
+
+class V2MchriskBankquerymchauditinfoPayload(TypedDict):
+    mch_id: str
+    sub_mch_id: str
+    channel_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+
+
+class V2MchriskBankquerymchauditinfoAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    mch_id: str
+    sub_mch_id: str
+    channel_id: str
+    audit_status: str
+    audit_comment: str
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['HMAC-SHA256']]
+
+
+class V2MchriskChannelquerymchauditinfoPayload(TypedDict):
+    mch_id: str
+    sub_mch_id: str
+    acquiring_bank_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+
+
+class V2MchriskChannelquerymchauditinfoAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    mch_id: str
+    sub_mch_id: str
+    channel_id: str
+    audit_status: str
+    audit_comment: str
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['HMAC-SHA256']]
+
+
+class V2MchriskQuerymchriskPayload(TypedDict):
+    mch_id: str
+    cert_serial_number: NotRequired[str]
+    certificates_number: NotRequired[str]
+    certificates_name: NotRequired[str]
+    settlement_card_no: NotRequired[str]
+    settlement_card_name: NotRequired[str]
+    settlement_card_bank: NotRequired[str]
+    business_license_number: NotRequired[str]
+    company_name: NotRequired[str]
+    store_address: NotRequired[str]
+    store_longitude: NotRequired[str]
+    store_latitude: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+
+
+class V2MchriskQuerymchriskAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    mch_id: str
+    risk_level: str
+    risk_level_desc: str
+
+
+class V2MchriskSetmchriskcallbackPayload(TypedDict):
+    mch_id: str
+    callback_url: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+
+
+class V2MchriskSetmchriskcallbackAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    mch_id: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+
+
+class V2MchriskSyncmchriskresultPayload(TypedDict):
+    mch_id: str
+    sub_mch_id: str
+    event_code: str
+    certificates_number: NotRequired[str]
+    certificates_name: NotRequired[str]
+    settlement_card_no: NotRequired[str]
+    settlement_card_name: NotRequired[str]
+    settlement_card_bank: NotRequired[str]
+    business_license_number: NotRequired[str]
+    company_name: NotRequired[str]
+    store_address: NotRequired[str]
+    store_longitude: NotRequired[str]
+    store_latitude: NotRequired[str]
+    risk_type: str
+    punish_type: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+
+
+class V2MchriskSyncmchriskresultAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+
+
+class V2GethbinfoPayload(TypedDict):
+    nonce_str: str
+    sign: str
+    mch_billno: str
+    mch_id: str
+    appid: str
+    bill_type: Literal['MCHT']
+
+
+class V2GethbinfoAnswerHblistHbinfoItem(TypedDict):
+    openid: NotRequired[str]
+    amount: NotRequired[int]
+    rcv_time: NotRequired[str]
+
+
+class V2GethbinfoAnswerHblist(TypedDict):
+    hbinfo: NotRequired[list[V2GethbinfoAnswerHblistHbinfoItem]]
+
+
+class V2GethbinfoAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    mch_billno: str
+    mch_id: str
+    detail_id: str
+    status: Literal['SENDING', 'SENT', 'FAILED', 'RECEIVED', 'RFUND_ING', 'REFUND']
+    send_type: Literal['API', 'UPLOAD', 'ACTIVITY']
+    hb_type: Literal['NORMAL', 'GROUP']
+    total_num: int
+    total_amount: int
+    reason: NotRequired[str]
+    send_time: str
+    refund_time: NotRequired[str]
+    refund_amount: NotRequired[int]
+    wishing: NotRequired[str]
+    remark: NotRequired[str]
+    act_name: NotRequired[str]
+    hblist: NotRequired[V2GethbinfoAnswerHblist]
+
+
+class V2GettransferinfoPayload(TypedDict):
+    nonce_str: str
+    sign: str
+    partner_trade_no: str
+    mch_id: str
+    appid: str
+
+
+class V2GettransferinfoAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    partner_trade_no: str
+    appid: str
+    mch_id: str
+    detail_id: str
+    status: Literal['SUCCESS', 'FAILED', 'PROCESSING']
+    reason: NotRequired[str]
+    openid: str
+    transfer_name: NotRequired[str]
+    payment_amount: int
+    transfer_time: str
+    payment_time: str
+    desc: str
+
+
+class V2MmpaymkttransfersPromotionPaywwsptrans2pocketPayload(TypedDict):
+    appid: str
+    mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    partner_trade_no: str
+    openid: str
+    check_name: Literal['FORCE_CHECK']
+    re_user_name: NotRequired[str]
+    amount: int
+    desc: str
+    spbill_create_ip: str
+    workwx_sign: NotRequired[str]
+    ww_msg_type: NotRequired[Literal['NORMAL_MSG', 'APPROVAL_MSG']]
+    approval_number: NotRequired[str]
+    approval_type: NotRequired[Literal[1]]
+    act_name: NotRequired[str]
+    agentid: NotRequired[str]
+
+
+class V2MmpaymkttransfersPromotionPaywwsptrans2pocketAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: NotRequired[str]
+    mch_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    partner_trade_no: str
+    payment_no: str
+    payment_time: str
+
+
+class V2MmpaymkttransfersPromotionQuerywwsptrans2pocketPayload(TypedDict):
+    nonce_str: str
+    sign: str
+    partner_trade_no: NotRequired[str]
+    mch_id: str
+    appid: str
+
+
+class V2MmpaymkttransfersPromotionQuerywwsptrans2pocketAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    partner_trade_no: str
+    mch_id: str
+    detail_id: str
+    status: Literal['SUCCESS', 'FAILED', 'PROCESSING']
+    reason: str
+    transfer_name: NotRequired[str]
+    payment_amount: int
+    transfer_time: str
+    desc: str
+
+
+class V2TransfersPayload(TypedDict):
+    mch_appid: str
+    mchid: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    partner_trade_no: str
+    openid: str
+    check_name: str
+    re_user_name: NotRequired[str]
+    amount: int
+    desc: str
+    spbill_create_ip: str
+    scene: NotRequired[str]
+    brand_id: NotRequired[int]
+    finder_template_id: NotRequired[str]
+
+
+class V2TransfersAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    mch_appid: NotRequired[str]
+    mchid: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    partner_trade_no: str
+    payment_no: str
+    payment_time: str
+
+
+class V2MmpaymkttransfersQueryCouponStockPayload(TypedDict):
+    coupon_stock_id: str
+    appid: str
+    mch_id: str
+    op_user_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    version: NotRequired[Literal['1.0']]
+    type: NotRequired[Literal['XML']]
+
+
+class V2MmpaymkttransfersQueryCouponStockAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    coupon_stock_id: str
+    coupon_name: NotRequired[str]
+    coupon_value: int
+    coupon_mininumn: NotRequired[int]
+    coupon_stock_status: int
+    coupon_total: int
+    max_quota: NotRequired[int]
+    is_send_num: NotRequired[int]
+    begin_time: str
+    end_time: str
+    create_time: str
+    coupon_budget: NotRequired[int]
+    begin_time_t: str
+    end_time_t: str
+    create_time_t: str
+
+
+class V2MmpaymkttransfersQuerycouponsinfoPayload(TypedDict):
+    coupon_id: str
+    openid: str
+    appid: str
+    mch_id: str
+    stock_id: str
+    op_user_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    version: NotRequired[Literal['1.0']]
+    type: NotRequired[Literal['XML']]
+
+
+class V2MmpaymkttransfersQuerycouponsinfoAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    coupon_stock_id: str
+    coupon_id: str
+    coupon_value: int
+    coupon_mininumn: NotRequired[int]
+    coupon_name: str
+    coupon_state: Literal['SENDED', 'USED', 'EXPIRED']
+    coupon_desc: str
+    coupon_use_value: int
+    coupon_remain_value: int
+    send_source: Literal['FULL_SEND', 'NORMAL']
+    is_partial_use: NotRequired[Literal['1']]
+
+
+class V2MmpaymkttransfersQueryworkwxredpackPayload(TypedDict):
+    nonce_str: str
+    sign: str
+    mch_billno: str
+    mch_id: str
+    appid: str
+
+
+class V2MmpaymkttransfersQueryworkwxredpackAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    sign: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    mch_billno: str
+    mch_id: str
+    detail_id: str
+    status: Literal['SENDING', 'SENT', 'FAILED', 'RECEIVED', 'RFUND_ING', 'REFUND']
+    send_type: Literal['API']
+    total_amount: int
+    reason: NotRequired[str]
+    send_time: str
+    refund_time: NotRequired[str]
+    refund_amount: NotRequired[int]
+    wishing: NotRequired[str]
+    remark: NotRequired[str]
+    act_name: NotRequired[str]
+    openid: str
+    amount: int
+    rcv_time: str
+    sender_name: NotRequired[str]
+    sender_header_media_id: NotRequired[str]
+
+
+class V2MmpaymkttransfersSendCouponPayload(TypedDict):
+    coupon_stock_id: str
+    openid_count: int
+    partner_trade_no: str
+    openid: str
+    appid: str
+    mch_id: str
+    op_user_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    version: NotRequired[Literal['1.0']]
+    type: NotRequired[Literal['XML']]
+
+
+class V2MmpaymkttransfersSendCouponAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    coupon_stock_id: str
+    resp_count: int
+    success_count: int
+    failed_count: int
+    openid: str
+    ret_code: str
+    coupon_id: str
+    ret_msg: str
+
+
+class V2MmpaymkttransfersSendgroupredpackPayload(TypedDict):
+    nonce_str: str
+    sign: str
+    mch_billno: str
+    mch_id: str
+    wxappid: str
+    send_name: str
+    re_openid: str
+    total_amount: int
+    total_num: int
+    amt_type: Literal['ALL_RAND']
+    wishing: str
+    act_name: str
+    remark: str
+    scene_id: NotRequired[Literal['PRODUCT_1', 'PRODUCT_2', 'PRODUCT_3', 'PRODUCT_4', 'PRODUCT_5', 'PRODUCT_6', 'PRODUCT_7', 'PRODUCT_8']]
+    risk_info: NotRequired[str]
+
+
+class V2MmpaymkttransfersSendgroupredpackAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    mch_billno: str
+    mch_id: str
+    wxappid: str
+    re_openid: str
+    total_amount: int
+    send_listid: str
+
+
+class V2MmpaymkttransfersSendminiprogramhbPayload(TypedDict):
+    nonce_str: str
+    sign: str
+    mch_billno: str
+    mch_id: str
+    wxappid: str
+    send_name: str
+    re_openid: str
+    total_amount: int
+    total_num: int
+    wishing: str
+    act_name: str
+    remark: str
+    notify_way: Literal['MINI_PROGRAM_JSAPI']
+    scene_id: NotRequired[Literal['PRODUCT_1', 'PRODUCT_2', 'PRODUCT_3', 'PRODUCT_4', 'PRODUCT_5', 'PRODUCT_6', 'PRODUCT_7', 'PRODUCT_8']]
+
+
+class V2MmpaymkttransfersSendminiprogramhbAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    mch_billno: str
+    mch_id: str
+    wxappid: str
+    re_openid: str
+    total_amount: int
+    send_listid: str
+    package: str
+
+
+class V2SendredpackPayload(TypedDict):
+    nonce_str: str
+    sign: str
+    mch_billno: str
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    msgappid: NotRequired[str]
+    wxappid: str
+    send_name: str
+    re_openid: str
+    total_amount: int
+    total_num: int
+    wishing: str
+    client_ip: str
+    act_name: str
+    remark: str
+    scene_id: NotRequired[Literal['PRODUCT_1', 'PRODUCT_2', 'PRODUCT_3', 'PRODUCT_4', 'PRODUCT_5', 'PRODUCT_6', 'PRODUCT_7', 'PRODUCT_8']]
+    risk_info: NotRequired[str]
+
+
+class V2SendredpackAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    mch_billno: str
+    mch_id: str
+    wxappid: str
+    re_openid: str
+    total_amount: int
+    send_listid: str
+
+
+class V2MmpaymkttransfersSendworkwxredpackPayload(TypedDict):
+    nonce_str: str
+    sign: str
+    mch_billno: str
+    mch_id: str
+    wxappid: str
+    agentid: NotRequired[str]
+    sender_name: str
+    sender_header_media_id: NotRequired[str]
+    re_openid: str
+    total_amount: int
+    wishing: str
+    act_name: str
+    remark: str
+    scene_id: NotRequired[Literal['PRODUCT_1', 'PRODUCT_2', 'PRODUCT_3', 'PRODUCT_4', 'PRODUCT_5', 'PRODUCT_6', 'PRODUCT_7', 'PRODUCT_8']]
+    workwx_sign: NotRequired[str]
+
+
+class V2MmpaymkttransfersSendworkwxredpackAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    sign: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    mch_billno: str
+    mch_id: str
+    wxappid: str
+    re_openid: str
+    total_amount: int
+    send_listid: str
+    sender_name: NotRequired[str]
+    sender_header_media_id: NotRequired[str]
+
+
+class V2MmpaysptransPayBankPayload(TypedDict):
+    mch_id: str
+    partner_trade_no: str
+    nonce_str: str
+    sign: str
+    enc_bank_no: str
+    enc_true_name: str
+    bank_code: str
+    amount: int
+    desc: NotRequired[str]
+
+
+class V2MmpaysptransPayBankAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    mch_id: str
+    partner_trade_no: str
+    amount: int
+    nonce_str: str
+    sign: str
+    payment_no: str
+    cmms_amt: int
+
+
+class V2MmpaysptransQueryBankPayload(TypedDict):
+    mch_id: str
+    partner_trade_no: str
+    nonce_str: str
+    sign: str
+
+
+class V2MmpaysptransQueryBankAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    mch_id: str
+    partner_trade_no: str
+    payment_no: str
+    bank_no_md5: str
+    true_name_md5: str
+    amount: int
+    status: Literal['SUCCESS', 'FAILED', 'PROCESSING', 'BANK_FAIL']
+    cmms_amt: int
+    create_time: str
+    pay_succ_time: NotRequired[str]
+    reason: NotRequired[str]
+
+
+class V2PapayDeletecontractPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sign: str
+    plan_id: NotRequired[str]
+    contract_code: NotRequired[str]
+    contract_id: NotRequired[str]
+    contract_termination_remark: str
+    version: Literal['1.0']
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+
+
+class V2PapayDeletecontractAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    mch_id: str
+    contract_id: str
+    plan_id: str
+    contract_code: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    sign: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+
+
+class V2PapayEntrustwebPayload(TypedDict):
+    appid: NotRequired[str]
+    mch_id: NotRequired[str]
+    plan_id: NotRequired[int]
+    contract_code: NotRequired[str]
+    request_serial: NotRequired[int]
+    contract_display_account: NotRequired[str]
+    notify_url: NotRequired[str]
+    version: NotRequired[str]
+    sign: NotRequired[str]
+    timestamp: NotRequired[str]
+    return_web: NotRequired[int]
+
+
+class V2PapayEntrustwebAnswer(TypedDict):
+    pass
+
+
+class V2PapayH5entrustwebPayload(TypedDict):
+    appid: str
+    mch_id: str
+    plan_id: str
+    contract_code: str
+    request_serial: int
+    contract_display_account: str
+    notify_url: str
+    version: str
+    sign: str
+    sign_type: NotRequired[Literal['HMAC-SHA256', 'MD5']]
+    timestamp: str
+    clientip: str
+    return_appid: NotRequired[str]
+
+
+class V2PapayH5entrustwebAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: NotRequired[Literal['SUCCESS', 'FAIL']]
+    result_msg: NotRequired[str]
+    redirect_url: NotRequired[str]
+
+
+class V2PapayPartnerDeletecontractPayload(TypedDict):
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: str
+    sign: str
+    plan_id: NotRequired[str]
+    contract_code: NotRequired[str]
+    contract_id: NotRequired[str]
+    contract_termination_remark: str
+    version: Literal['1.0']
+
+
+class V2PapayPartnerDeletecontractAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: str
+    contract_id: str
+    plan_id: str
+    contract_code: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    sign: str
+
+
+class V2PapayPartnerEntrustwebPayload(TypedDict):
+    appid: NotRequired[str]
+    mch_id: NotRequired[str]
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    plan_id: NotRequired[int]
+    contract_code: NotRequired[str]
+    request_serial: NotRequired[int]
+    contract_display_account: NotRequired[str]
+    notify_url: NotRequired[str]
+    version: NotRequired[str]
+    sign: NotRequired[str]
+    timestamp: NotRequired[str]
+    return_web: NotRequired[int]
+
+
+class V2PapayPartnerEntrustwebAnswer(TypedDict):
+    pass
+
+
+class V2PapayPartnerH5entrustwebPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: str
+    plan_id: str
+    contract_code: str
+    request_serial: int
+    contract_display_account: str
+    notify_url: str
+    version: str
+    sign: str
+    sign_type: NotRequired[Literal['HMAC-SHA256', 'MD5']]
+    timestamp: str
+    clientip: str
+    deviceid: NotRequired[str]
+    mobile: NotRequired[str]
+    email: NotRequired[str]
+    qq: NotRequired[str]
+    openid: NotRequired[str]
+    creid: NotRequired[str]
+    outerid: NotRequired[str]
+    return_appid: NotRequired[str]
+
+
+class V2PapayPartnerH5entrustwebAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: NotRequired[Literal['SUCCESS', 'FAIL']]
+    result_msg: NotRequired[str]
+    redirect_url: NotRequired[str]
+
+
+class V2PapayPartnerPreentrustwebPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    plan_id: str
+    contract_code: str
+    request_serial: int
+    contract_display_account: str
+    notify_url: str
+    version: Literal['1.0']
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    sign: str
+    timestamp: str
+    return_app: NotRequired[Literal['Y', 'N']]
+
+
+class V2PapayPartnerPreentrustwebAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: str
+    nonce_str: str
+    sign: str
+    miniprogram_username: NotRequired[str]
+    miniprogram_path: NotRequired[str]
+    pre_entrustweb_id: str
+
+
+class V2PapayPartnerQuerycontractPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    contract_id: NotRequired[str]
+    plan_id: NotRequired[str]
+    contract_code: NotRequired[str]
+    version: Literal['1.0']
+    sign: str
+
+
+class V2PapayPartnerQuerycontractAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    mch_id: int
+    appid: str
+    contract_id: str
+    plan_id: int
+    request_serial: int
+    contract_code: str
+    contract_display_account: str
+    contract_state: int
+    contract_signed_time: str
+    contract_expired_time: str
+    contract_terminated_time: NotRequired[str]
+    contract_termination_mode: NotRequired[int]
+    sign: str
+    contract_termination_remark: NotRequired[str]
+    openid: str
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+
+
+class V2PapayPreentrustwebPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    plan_id: str
+    contract_code: str
+    request_serial: int
+    contract_display_account: str
+    notify_url: str
+    version: Literal['1.0']
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    sign: str
+    timestamp: str
+    return_app: NotRequired[Literal['Y', 'N']]
+
+
+class V2PapayPreentrustwebAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    miniprogram_username: NotRequired[str]
+    miniprogram_path: NotRequired[str]
+    pre_entrustweb_id: str
+
+
+class V2PapayQuerycontractPayload(TypedDict):
+    appid: str
+    mch_id: int
+    contract_id: NotRequired[str]
+    plan_id: NotRequired[int]
+    contract_code: NotRequired[str]
+    version: Literal['1.0']
+    sign: str
+
+
+class V2PapayQuerycontractAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    mch_id: int
+    appid: str
+    contract_id: str
+    plan_id: int
+    request_serial: int
+    contract_code: str
+    contract_display_account: str
+    contract_state: int
+    contract_signed_time: str
+    contract_expired_time: str
+    contract_terminated_time: NotRequired[str]
+    contract_termination_mode: NotRequired[int]
+    sign: str
+    contract_termination_remark: NotRequired[str]
+    openid: str
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+
+
+class V2PayClosecombinedorderPayload(TypedDict):
+    combine_appid: str
+    combine_mch_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    combine_out_trade_no: str
+    sub_order_list: str
+
+
+class V2PayClosecombinedorderAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    combine_appid: str
+    combine_mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+
+
+class V2CloseorderPayload(TypedDict):
+    appid: str
+    mch_id: str
+    out_trade_no: str
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+
+
+class V2CloseorderAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    result_msg: str
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+
+
+class V2PayCombinedorderPayload(TypedDict):
+    combine_appid: str
+    combine_mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    combine_out_trade_no: str
+    spbill_create_ip: str
+    time_start: NotRequired[str]
+    time_expire: NotRequired[str]
+    notify_url: str
+    trade_type: str
+    product_id: NotRequired[str]
+    combine_openid: NotRequired[str]
+    scene_info: str
+    sub_order_list: str
+
+
+class V2PayCombinedorderAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    combine_appid: str
+    combine_mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    trade_type: str
+    code_url: NotRequired[str]
+    prepay_id: str
+    mweb_url: NotRequired[str]
+
+
+class V2PayContractorderPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    sub_appid: NotRequired[str]
+    contract_mchid: str
+    contract_appid: str
+    out_trade_no: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    notify_url: str
+    total_fee: int
+    spbill_create_ip: str
+    time_start: NotRequired[str]
+    time_expire: NotRequired[str]
+    goods_tag: NotRequired[str]
+    trade_type: Literal['JSAPI', 'NATIVE', 'APP', 'MWEB']
+    product_id: NotRequired[str]
+    limit_pay: NotRequired[str]
+    openid: NotRequired[str]
+    sub_openid: NotRequired[str]
+    plan_id: int
+    contract_code: str
+    request_serial: int
+    contract_display_account: str
+    contract_notify_url: str
+    sign: str
+
+
+class V2PayContractorderAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    contract_result_code: str
+    contract_err_code: NotRequired[str]
+    contract_err_code_des: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    sub_appid: NotRequired[str]
+    prepay_id: str
+    trade_type: str
+    code_url: NotRequired[str]
+    plan_id: NotRequired[int]
+    request_serial: NotRequired[str]
+    contract_code: NotRequired[str]
+    contract_display_account: NotRequired[str]
+    mweb_url: NotRequired[str]
+    out_trade_no: str
+
+
+class V2DownloadbillPayload(TypedDict):
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    bill_date: str
+    bill_type: NotRequired[Literal['ALL', 'SUCCESS', 'REFUND', 'RECHARGE_REFUND']]
+    tar_type: NotRequired[Literal['GZIP']]
+
+
+class V2DownloadbillAnswer(TypedDict):
+    return_code: Literal['FAIL']
+    return_msg: NotRequired[str]
+    error_code: NotRequired[str]
+
+
+class V2PayDownloadfundflowPayload(TypedDict):
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[str]
+    bill_date: str
+    account_type: Literal['Basic', 'Operation', 'Fees']
+    tar_type: NotRequired[Literal['GZIP']]
+
+
+class V2PayDownloadfundflowAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    result_code: Literal['FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+
+
+class V2PayFacepayPayload(TypedDict):
+    deposit: NotRequired[Literal['Y', 'N']]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    total_fee: int
+    fee_type: str
+    spbill_create_ip: str
+    goods_tag: NotRequired[str]
+    limit_pay: NotRequired[str]
+    time_start: NotRequired[str]
+    time_expire: NotRequired[str]
+    openid: NotRequired[str]
+    face_code: str
+    sign_type: Literal['HMAC-SHA256']
+
+
+class V2PayFacepayAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    openid: str
+    is_subscribe: Literal['Y', 'N']
+    sub_openid: NotRequired[str]
+    sub_is_subscribe: NotRequired[Literal['Y', 'N']]
+    trade_type: str
+    bank_type: str
+    fee_type: NotRequired[str]
+    total_fee: int
+    cash_fee_type: NotRequired[str]
+    cash_fee: int
+    settlement_total_fee: NotRequired[int]
+    coupon_fee: NotRequired[int]
+    transaction_id: str
+    out_trade_no: str
+    attach: NotRequired[str]
+    time_end: str
+    promotion_detail: NotRequired[str]
+
+
+class V2PayFacepayqueryPayload(TypedDict):
+    version: NotRequired[Literal['1.0']]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+
+
+V2PayFacepayqueryAnswer = TypedDict('V2PayFacepayqueryAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': str,
+    'appid': str,
+    'sub_appid': NotRequired[str],
+    'mch_id': str,
+    'sub_mch_id': NotRequired[str],
+    'nonce_str': str,
+    'sign': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'device_info': NotRequired[str],
+    'openid': str,
+    'is_subscribe': Literal['Y', 'N'],
+    'sub_openid': NotRequired[str],
+    'sub_is_subscribe': NotRequired[Literal['Y', 'N']],
+    'trade_type': str,
+    'trade_state': Literal['SUCCESS', 'REFUND', 'NOTPAY', 'CLOSED', 'REVOKED', 'USERPAYING', 'PAYERROR', 'ACCEPT'],
+    'bank_type': str,
+    'total_fee': int,
+    'settlement_total_fee': NotRequired[int],
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'cash_fee_type': NotRequired[str],
+    'coupon_fee': NotRequired[int],
+    'coupon_count': NotRequired[int],
+    'coupon_type_$n': NotRequired[str],
+    'coupon_id_$n': NotRequired[str],
+    'coupon_fee_$n': NotRequired[int],
+    'transaction_id': str,
+    'out_trade_no': str,
+    'attach': NotRequired[str],
+    'time_end': str,
+    'trade_state_desc': str,
+    'promotion_detail': NotRequired[str],
+    'consume_fee': NotRequired[int],
+})
+
+
+class V2MicropayPayload(TypedDict):
+    version: NotRequired[str]
+    profit_sharing: NotRequired[Literal['N', 'Y']]
+    deposit: NotRequired[Literal['Y', 'N']]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    total_fee: int
+    fee_type: NotRequired[str]
+    spbill_create_ip: str
+    goods_tag: NotRequired[str]
+    limit_pay: NotRequired[str]
+    time_start: NotRequired[str]
+    time_expire: NotRequired[str]
+    receipt: NotRequired[str]
+    auth_code: str
+    scene_info: NotRequired[str]
+
+
+class V2MicropayAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    openid: str
+    is_subscribe: Literal['N']
+    trade_type: str
+    bank_type: str
+    fee_type: NotRequired[str]
+    total_fee: int
+    settlement_total_fee: NotRequired[int]
+    coupon_fee: NotRequired[int]
+    cash_fee_type: NotRequired[str]
+    cash_fee: int
+    transaction_id: str
+    out_trade_no: str
+    attach: NotRequired[str]
+    time_end: str
+    promotion_detail: NotRequired[str]
+
+
+class V2OrderqueryPayload(TypedDict):
+    version: NotRequired[Literal['1.0']]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+
+
+V2OrderqueryAnswer = TypedDict('V2OrderqueryAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': str,
+    'appid': str,
+    'sub_appid': NotRequired[str],
+    'mch_id': str,
+    'sub_mch_id': NotRequired[str],
+    'nonce_str': str,
+    'sign': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'device_info': NotRequired[str],
+    'openid': str,
+    'is_subscribe': Literal['N'],
+    'sub_openid': NotRequired[str],
+    'sub_is_subscribe': NotRequired[Literal['Y', 'N']],
+    'trade_type': str,
+    'trade_state': Literal['SUCCESS', 'REFUND', 'NOTPAY', 'CLOSED', 'REVOKED', 'USERPAYING', 'PAYERROR', 'ACCEPT'],
+    'bank_type': str,
+    'total_fee': int,
+    'settlement_total_fee': NotRequired[int],
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'cash_fee_type': NotRequired[str],
+    'coupon_fee': NotRequired[int],
+    'coupon_count': NotRequired[int],
+    'coupon_type_$n': NotRequired[str],
+    'coupon_id_$n': NotRequired[str],
+    'coupon_fee_$n': NotRequired[int],
+    'transaction_id': str,
+    'out_trade_no': str,
+    'attach': NotRequired[str],
+    'time_end': str,
+    'trade_state_desc': str,
+    'promotion_detail': NotRequired[str],
+    'consume_fee': NotRequired[int],
+})
+
+
+class V2PayPaporderqueryPayload(TypedDict):
+    appid: str
+    mch_id: str
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    nonce_str: str
+    sign: str
+
+
+V2PayPaporderqueryAnswer = TypedDict('V2PayPaporderqueryAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': NotRequired[str],
+    'appid': str,
+    'mch_id': str,
+    'nonce_str': str,
+    'sign': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'device_info': NotRequired[str],
+    'openid': str,
+    'is_subscribe': NotRequired[Literal['N']],
+    'trade_type': str,
+    'trade_state': Literal['SUCCESS', 'REFUND', 'NOTPAY', 'CLOSED', 'REVOKED', 'USERPAYING', 'PAYERROR', 'ACCEPT'],
+    'bank_type': str,
+    'total_fee': int,
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'cash_fee_type': NotRequired[str],
+    'coupon_fee': NotRequired[int],
+    'coupon_count': NotRequired[int],
+    'coupon_id_$n': NotRequired[str],
+    'coupon_fee_$n': NotRequired[int],
+    'transaction_id': str,
+    'out_trade_no': str,
+    'attach': NotRequired[str],
+    'time_end': str,
+    'trade_state_desc': str,
+})
+
+
+class V2PayPappayapplyPayload(TypedDict):
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    total_fee: int
+    fee_type: NotRequired[str]
+    spbill_create_ip: str
+    goods_tag: NotRequired[str]
+    notify_url: str
+    trade_type: str
+    contract_id: str
+    receipt: NotRequired[str]
+
+
+class V2PayPappayapplyAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+
+
+class V2PayPartnerPaporderqueryPayload(TypedDict):
+    appid: str
+    mch_id: str
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    nonce_str: str
+    sign: str
+
+
+V2PayPartnerPaporderqueryAnswer = TypedDict('V2PayPartnerPaporderqueryAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': NotRequired[str],
+    'appid': str,
+    'mch_id': str,
+    'nonce_str': str,
+    'sign': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'device_info': NotRequired[str],
+    'openid': str,
+    'is_subscribe': NotRequired[Literal['N']],
+    'trade_type': str,
+    'trade_state': Literal['SUCCESS', 'REFUND', 'NOTPAY', 'CLOSED', 'REVOKED', 'USERPAYING', 'PAYERROR', 'ACCEPT'],
+    'bank_type': str,
+    'total_fee': int,
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'cash_fee_type': NotRequired[str],
+    'coupon_fee': NotRequired[int],
+    'coupon_count': NotRequired[int],
+    'coupon_id_$n': NotRequired[str],
+    'coupon_fee_$n': NotRequired[int],
+    'transaction_id': str,
+    'out_trade_no': str,
+    'attach': NotRequired[str],
+    'time_end': str,
+    'trade_state_desc': str,
+    'sub_appid': NotRequired[str],
+    'sub_mch_id': NotRequired[str],
+})
+
+
+class V2PayPartnerPappayapplyPayload(TypedDict):
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    total_fee: int
+    fee_type: NotRequired[str]
+    spbill_create_ip: str
+    goods_tag: NotRequired[str]
+    notify_url: str
+    trade_type: str
+    contract_id: str
+    receipt: NotRequired[str]
+
+
+class V2PayPartnerPappayapplyAnswer(TypedDict):
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+
+
+class V2PayProfitsharingaddreceiverPayload(TypedDict):
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    appid: str
+    sub_appid: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    receiver: str
+
+
+class V2PayProfitsharingaddreceiverAnswer(TypedDict):
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    receiver: str
+
+
+class V2PayProfitsharingmerchantratioqueryPayload(TypedDict):
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    brand_mch_id: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+
+
+class V2PayProfitsharingmerchantratioqueryAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    brand_mch_id: NotRequired[str]
+    max_ratio: int
+    nonce_str: str
+    sign: str
+
+
+class V2PayProfitsharingorderamountqueryPayload(TypedDict):
+    mch_id: str
+    transaction_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+
+
+class V2PayProfitsharingorderamountqueryAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    mch_id: NotRequired[str]
+    transaction_id: str
+    unsplit_amount: NotRequired[int]
+    nonce_str: NotRequired[str]
+    sign: NotRequired[str]
+
+
+class V2PayProfitsharingqueryPayload(TypedDict):
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    transaction_id: str
+    out_order_no: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+
+
+class V2PayProfitsharingqueryAnswer(TypedDict):
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    transaction_id: str
+    out_order_no: str
+    order_id: str
+    status: Literal['PROCESSING', 'FINISHED']
+    receivers: str
+
+
+class V2PayProfitsharingremovereceiverPayload(TypedDict):
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    appid: str
+    sub_appid: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    receiver: str
+
+
+class V2PayProfitsharingremovereceiverAnswer(TypedDict):
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    receiver: str
+
+
+class V2PayProfitsharingreturnqueryPayload(TypedDict):
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    appid: str
+    sub_appid: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    order_id: NotRequired[str]
+    out_order_no: NotRequired[str]
+    out_return_no: str
+
+
+class V2PayProfitsharingreturnqueryAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    sub_appid: NotRequired[str]
+    order_id: NotRequired[str]
+    out_order_no: NotRequired[str]
+    out_return_no: str
+    return_no: NotRequired[str]
+    return_account_type: Literal['MERCHANT_ID']
+    return_account: str
+    return_amount: int
+    description: str
+    result: NotRequired[Literal['SUCCESS', 'PROCESSING', 'FAILED']]
+    fail_reason: NotRequired[Literal['ACCOUNT_ABNORMAL', 'TIME_OUT_CLOSED', 'PAYER_ACCOUNT_ABNORMAL', 'INVALID_REQUEST']]
+    finish_time: NotRequired[str]
+
+
+class V2PayQuerycombinedorderPayload(TypedDict):
+    combine_appid: str
+    combine_mch_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    combine_out_trade_no: str
+
+
+class V2PayQuerycombinedorderAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    combine_appid: str
+    combine_mch_id: str
+    nonce_str: str
+    device_info: NotRequired[str]
+    combine_openid: NotRequired[str]
+    combine_out_trade_no: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    result_msg: str
+    trade_state: NotRequired[Literal['SUCCESS', 'REFUND', 'NOTPAY', 'CLOSED', 'REVOKED', 'USERPAYING', 'PAYERROR', 'ACCEPT']]
+    trade_state_desc: NotRequired[str]
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    sub_order_list: str
+
+
+class V2PayQueryexchageratePayload(TypedDict):
+    appid: str
+    mch_id: str
+    fee_type: str
+    date: str
+    sign: str
+
+
+class V2PayQueryexchagerateAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    fee_type: str
+    rate_time: str
+    rate: str
+    sign: str
+
+
+class V2RefundqueryPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    out_refund_no: NotRequired[str]
+    refund_id: NotRequired[str]
+    offset: NotRequired[int]
+
+
+V2RefundqueryAnswer = TypedDict('V2RefundqueryAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'appid': str,
+    'mch_id': str,
+    'sub_appid': NotRequired[str],
+    'sub_mch_id': NotRequired[str],
+    'nonce_str': str,
+    'sign': str,
+    'total_refund_count': NotRequired[int],
+    'transaction_id': str,
+    'out_trade_no': str,
+    'total_fee': int,
+    'settlement_total_fee': NotRequired[int],
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'refund_count': int,
+    'out_refund_no_$n': str,
+    'refund_id_$n': str,
+    'refund_channel_$n': NotRequired[str],
+    'refund_fee_$n': int,
+    'settlement_refund_fee_$n': NotRequired[int],
+    'coupon_type_$n_$m': NotRequired[str],
+    'coupon_refund_fee_$n': NotRequired[int],
+    'coupon_refund_count_$n': NotRequired[int],
+    'coupon_refund_id_$n_$m': NotRequired[str],
+    'coupon_refund_fee_$n_$m': NotRequired[int],
+    'refund_status_$n': str,
+    'refund_account_$n': NotRequired[str],
+    'refund_recv_accout_$n': str,
+    'refund_success_time_$n': NotRequired[str],
+})
+
+
+class V2PayRefundqueryv2Payload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    out_refund_no: NotRequired[str]
+    refund_id: NotRequired[str]
+    offset: NotRequired[int]
+
+
+V2PayRefundqueryv2Answer = TypedDict('V2PayRefundqueryv2Answer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'appid': str,
+    'mch_id': str,
+    'sub_appid': NotRequired[str],
+    'sub_mch_id': NotRequired[str],
+    'nonce_str': str,
+    'sign': str,
+    'total_refund_count': NotRequired[int],
+    'transaction_id': str,
+    'out_trade_no': str,
+    'total_fee': int,
+    'settlement_total_fee': NotRequired[int],
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'refund_count': int,
+    'out_refund_no_$n': str,
+    'refund_id_$n': str,
+    'refund_channel_$n': NotRequired[str],
+    'refund_fee_$n': int,
+    'settlement_refund_fee_$n': NotRequired[int],
+    'coupon_type_$n_$m': NotRequired[str],
+    'coupon_refund_fee_$n': NotRequired[int],
+    'coupon_refund_count_$n': NotRequired[int],
+    'coupon_refund_id_$n_$m': NotRequired[str],
+    'coupon_refund_fee_$n_$m': NotRequired[int],
+    'refund_status_$n': str,
+    'refund_account_$n': NotRequired[str],
+    'refund_recv_accout_$n': str,
+    'refund_success_time_$n': NotRequired[str],
+    'promotion_detail': NotRequired[str],
+})
+
+
+class V2PaySettlementqueryPayload(TypedDict):
+    appid: str
+    mchid: str
+    sub_mch_id: NotRequired[str]
+    usetag: Literal[1, 2]
+    nonce_str: str
+    offset: int
+    limit: int
+    date_start: str
+    date_end: str
+    query_split: NotRequired[bool]
+    sign: str
+
+
+class V2PaySettlementqueryAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    mch_id: str
+    nonce_str: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    sign: NotRequired[str]
+    record_num: str
+    fbatchno: str
+    date_settlement: str
+    date_start: str
+    date_end: str
+    settlement_fee: int
+    unsettlement_fee: int
+    settlementfee_type: str
+    pay_fee: int
+    refund_fee: int
+    pay_net_fee: int
+    poundage_fee: int
+    split_settlement_fee: NotRequired[int]
+    split_unsettlement_fee: NotRequired[int]
+
+
+class V2UnifiedorderPayload(TypedDict):
+    version: NotRequired[Literal['1.0']]
+    profit_sharing: NotRequired[Literal['N', 'Y']]
+    appid: str
+    mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    fee_type: NotRequired[str]
+    total_fee: int
+    spbill_create_ip: str
+    time_start: NotRequired[str]
+    time_expire: NotRequired[str]
+    goods_tag: NotRequired[str]
+    notify_url: str
+    trade_type: str
+    product_id: NotRequired[str]
+    limit_pay: NotRequired[str]
+    openid: NotRequired[str]
+    receipt: NotRequired[Literal['Y', 'N']]
+    scene_info: NotRequired[str]
+    user_type: NotRequired[Literal['IDCARD', 'HONGKONG_MACAO', 'HONGKONG_MACAO_RESIDENT', 'TAIWAN_RESIDENT', 'FOREIGN_RESIDENT', 'OVERSEA_PASSPORT']]
+    user_creid: NotRequired[str]
+    user_truename: NotRequired[str]
+
+
+class V2UnifiedorderAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    trade_type: Literal['JSAPI', 'NATIVE', 'APP', 'MWEB']
+    prepay_id: str
+    code_url: NotRequired[str]
+    mweb_url: NotRequired[str]
+    promotion_detail: NotRequired[str]
+
+
+class V2PayitilReportPayload(TypedDict):
+    appid: str
+    mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    interface_url: str
+    user_ip: str
+    trades: str
+
+
+class V2PayitilReportAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    result_code: Literal['SUCCESS', 'FAIL']
+
+
+class V2RiskGetcertficatesPayload(TypedDict):
+    mch_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+
+
+class V2RiskGetcertficatesAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    nonce_str: NotRequired[str]
+    sign: NotRequired[str]
+    error_code: NotRequired[str]
+    error_code_des: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    mch_id: str
+    certificates: str
+
+
+class V2RiskGetpublickeyPayload(TypedDict):
+    mch_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['MD5', 'HMAC-SHA256']
+
+
+class V2RiskGetpublickeyAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    error_code: NotRequired[str]
+    error_code_des: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    mch_id: NotRequired[str]
+    pub_key: NotRequired[str]
+
+
+class V2RiskGetviolationPayload(TypedDict):
+    mch_id: NotRequired[str]
+    nonce_str: NotRequired[str]
+    sign: NotRequired[str]
+    sign_type: NotRequired[Literal['HMAC-SHA256']]
+    begin_time: NotRequired[str]
+    end_time: NotRequired[str]
+    page_index: NotRequired[str]
+    page_size: NotRequired[str]
+    violation_records_format: NotRequired[Literal['csv', 'json']]
+
+
+class V2RiskGetviolationAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    error_code: NotRequired[str]
+    error_code_des: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    result_msg: str
+    violation_records: NotRequired[str]
+
+
+class V2SandboxnewPayDownloadbillPayload(TypedDict):
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    bill_date: str
+    bill_type: NotRequired[Literal['ALL', 'SUCCESS', 'REFUND', 'RECHARGE_REFUND']]
+    tar_type: NotRequired[Literal['GZIP']]
+
+
+class V2SandboxnewPayDownloadbillAnswer(TypedDict):
+    return_code: Literal['FAIL']
+    return_msg: NotRequired[str]
+    error_code: NotRequired[str]
+
+
+class V2SandboxnewPayGetsignkeyPayload(TypedDict):
+    mch_id: str
+    nonce_str: str
+    sign: str
+
+
+class V2SandboxnewPayGetsignkeyAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    mch_id: str
+    sandbox_signkey: str
+
+
+class V2SandboxnewPayMicropayPayload(TypedDict):
+    version: NotRequired[str]
+    profit_sharing: NotRequired[Literal['N', 'Y']]
+    deposit: NotRequired[Literal['Y', 'N']]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    total_fee: int
+    fee_type: NotRequired[str]
+    spbill_create_ip: str
+    goods_tag: NotRequired[str]
+    limit_pay: NotRequired[str]
+    time_start: NotRequired[str]
+    time_expire: NotRequired[str]
+    receipt: NotRequired[str]
+    auth_code: str
+    scene_info: NotRequired[str]
+
+
+class V2SandboxnewPayMicropayAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    openid: str
+    is_subscribe: Literal['Y', 'N']
+    trade_type: str
+    bank_type: str
+    fee_type: NotRequired[str]
+    total_fee: int
+    settlement_total_fee: NotRequired[int]
+    coupon_fee: NotRequired[int]
+    cash_fee_type: NotRequired[str]
+    cash_fee: int
+    transaction_id: str
+    out_trade_no: str
+    attach: NotRequired[str]
+    time_end: str
+    promotion_detail: NotRequired[str]
+
+
+class V2SandboxnewPayOrderqueryPayload(TypedDict):
+    version: NotRequired[Literal['1.0']]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+
+
+V2SandboxnewPayOrderqueryAnswer = TypedDict('V2SandboxnewPayOrderqueryAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': str,
+    'appid': str,
+    'sub_appid': NotRequired[str],
+    'mch_id': str,
+    'sub_mch_id': NotRequired[str],
+    'nonce_str': str,
+    'sign': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'device_info': NotRequired[str],
+    'openid': str,
+    'is_subscribe': Literal['Y', 'N'],
+    'sub_openid': NotRequired[str],
+    'sub_is_subscribe': NotRequired[Literal['Y', 'N']],
+    'trade_type': str,
+    'trade_state': Literal['SUCCESS', 'REFUND', 'NOTPAY', 'CLOSED', 'REVOKED', 'USERPAYING', 'PAYERROR', 'ACCEPT'],
+    'bank_type': str,
+    'total_fee': int,
+    'settlement_total_fee': NotRequired[int],
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'cash_fee_type': NotRequired[str],
+    'coupon_fee': NotRequired[int],
+    'coupon_count': NotRequired[int],
+    'coupon_type_$n': NotRequired[str],
+    'coupon_id_$n': NotRequired[str],
+    'coupon_fee_$n': NotRequired[int],
+    'transaction_id': str,
+    'out_trade_no': str,
+    'attach': NotRequired[str],
+    'time_end': str,
+    'trade_state_desc': str,
+    'promotion_detail': NotRequired[str],
+    'consume_fee': NotRequired[int],
+})
+
+
+class V2SandboxnewPayRefundPayload(TypedDict):
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    out_refund_no: str
+    total_fee: int
+    refund_fee: int
+    refund_fee_type: NotRequired[str]
+    refund_desc: NotRequired[str]
+    refund_account: NotRequired[str]
+    notify_url: NotRequired[str]
+
+
+V2SandboxnewPayRefundAnswer = TypedDict('V2SandboxnewPayRefundAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'appid': str,
+    'mch_id': str,
+    'sub_appid': NotRequired[str],
+    'sub_mch_id': NotRequired[str],
+    'nonce_str': str,
+    'sign': str,
+    'transaction_id': str,
+    'out_trade_no': str,
+    'out_refund_no': str,
+    'refund_id': str,
+    'refund_fee': int,
+    'settlement_refund_fee': NotRequired[int],
+    'total_fee': int,
+    'settlement_total_fee': NotRequired[int],
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'cash_fee_type': NotRequired[str],
+    'cash_refund_fee': NotRequired[int],
+    'coupon_type_$n': NotRequired[str],
+    'coupon_refund_fee': NotRequired[int],
+    'coupon_refund_fee_$n': NotRequired[int],
+    'coupon_refund_count': NotRequired[int],
+    'coupon_refund_id_$n': NotRequired[str],
+})
+
+
+class V2SandboxnewPayRefundqueryPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    out_refund_no: NotRequired[str]
+    refund_id: NotRequired[str]
+    offset: NotRequired[int]
+
+
+V2SandboxnewPayRefundqueryAnswer = TypedDict('V2SandboxnewPayRefundqueryAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'appid': str,
+    'mch_id': str,
+    'sub_appid': NotRequired[str],
+    'sub_mch_id': NotRequired[str],
+    'nonce_str': str,
+    'sign': str,
+    'total_refund_count': NotRequired[int],
+    'transaction_id': str,
+    'out_trade_no': str,
+    'total_fee': int,
+    'settlement_total_fee': NotRequired[int],
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'refund_count': int,
+    'out_refund_no_$n': str,
+    'refund_id_$n': str,
+    'refund_channel_$n': NotRequired[str],
+    'refund_fee_$n': int,
+    'settlement_refund_fee_$n': NotRequired[int],
+    'coupon_type_$n_$m': NotRequired[str],
+    'coupon_refund_fee_$n': NotRequired[int],
+    'coupon_refund_count_$n': NotRequired[int],
+    'coupon_refund_id_$n_$m': NotRequired[str],
+    'coupon_refund_fee_$n_$m': NotRequired[int],
+    'refund_status_$n': str,
+    'refund_account_$n': NotRequired[str],
+    'refund_recv_accout_$n': str,
+    'refund_success_time_$n': NotRequired[str],
+})
+
+
+class V2SandboxnewPayUnifiedorderPayload(TypedDict):
+    version: NotRequired[Literal['1.0']]
+    profit_sharing: NotRequired[Literal['N', 'Y']]
+    appid: str
+    mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    fee_type: NotRequired[str]
+    total_fee: int
+    spbill_create_ip: str
+    time_start: NotRequired[str]
+    time_expire: NotRequired[str]
+    goods_tag: NotRequired[str]
+    notify_url: str
+    trade_type: str
+    product_id: NotRequired[str]
+    limit_pay: NotRequired[str]
+    openid: NotRequired[str]
+    receipt: NotRequired[Literal['Y', 'N']]
+    scene_info: NotRequired[str]
+    user_type: NotRequired[Literal['IDCARD', 'HONGKONG_MACAO', 'HONGKONG_MACAO_RESIDENT', 'TAIWAN_RESIDENT', 'FOREIGN_RESIDENT', 'OVERSEA_PASSPORT']]
+    user_creid: NotRequired[str]
+    user_truename: NotRequired[str]
+
+
+class V2SandboxnewPayUnifiedorderAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    trade_type: Literal['JSAPI', 'NATIVE', 'APP', 'MWEB']
+    prepay_id: str
+    code_url: NotRequired[str]
+    mweb_url: NotRequired[str]
+    promotion_detail: NotRequired[str]
+
+
+class V2SecapiMchAddinstitutionsubPayload(TypedDict):
+    app_id: str
+    mch_id: str
+    sign: str
+    channel_id: NotRequired[str]
+    merchant_name: str
+    merchant_shortname: str
+    merchant_remark: str
+    merchant_country_code: str
+    merchant_type: Literal['ENTERPRISE', 'INDIVIDUAL']
+    business_category: str
+    mcc: str
+    registration_certificate_number: str
+    registration_certificate_date: str
+    registration_certificate_copy: NotRequired[str]
+    business_type: Literal['ONLINE', 'OFFLINE', 'BOTH']
+    app_download: str
+    business_website: str
+    office_account: str
+    mini_program: str
+    store_address: str
+    store_photos: str
+    director_name: str
+    director_id_number: str
+    principal_name: str
+    principal_id_number: str
+    office_phone: str
+    contact_name: str
+    contact_phone: str
+    contact_email: str
+    settlement_bank_number: str
+    apply_h5_payment: NotRequired[str]
+    h5_website_url: NotRequired[str]
+    h5_domains: NotRequired[str]
+    attach: NotRequired[str]
+
+
+class V2SecapiMchAddinstitutionsubAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    sub_mch_id: str
+    sign: str
+    verification_status: NotRequired[Literal['Under review', 'Approved']]
+    description: NotRequired[str]
+    h5_authorization_state: NotRequired[Literal['APPROVED', 'UNAUTHORIZED', 'UNDER_REVIEW', 'REJECTED', 'UNDER_PUNISHMENT', 'APPLICATION_FAILED']]
+
+
+class V2SecapiMchAddsubdevconfigPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_mch_id: str
+    sub_appid: NotRequired[str]
+    jsapi_path: str
+    sign: str
+
+
+class V2SecapiMchAddsubdevconfigAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    sign: str
+
+
+class V2SecapiMchChannelsettingPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_mch_id: str
+    channel_id: str
+    sign: str
+
+
+class V2SecapiMchChannelsettingAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    sign: str
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    mch_id: str
+    result_msg: str
+    appid: str
+    sub_mch_id: str
+    channel_id: str
+
+
+class V2SecapiMchModifyinstitutionsubPayload(TypedDict):
+    app_id: str
+    mch_id: str
+    sub_mch_id: str
+    sign: str
+    merchant_name: str
+    channel_id: NotRequired[str]
+    merchant_shortname: str
+    merchant_country_code: str
+    merchant_type: Literal['ENTERPRISE', 'INDIVIDUAL']
+    business_category: str
+    mcc: str
+    registration_certificate_number: str
+    registration_certificate_date: str
+    registration_certificate_copy: NotRequired[str]
+    business_type: Literal['ONLINE', 'OFFLINE', 'BOTH']
+    app_download: str
+    business_website: str
+    office_account: str
+    mini_program: str
+    store_address: str
+    store_photos: NotRequired[str]
+    director_name: NotRequired[str]
+    director_id_number: NotRequired[str]
+    principal_name: NotRequired[str]
+    principal_id_number: NotRequired[str]
+    office_phone: str
+    contact_name: str
+    contact_phone: str
+    contact_email: str
+    settlement_bank_number: NotRequired[str]
+    apply_h5_payment: NotRequired[str]
+    h5_website_url: NotRequired[str]
+    h5_domains: NotRequired[str]
+
+
+class V2SecapiMchModifyinstitutionsubAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    sub_mch_id: str
+    sign: str
+    verification_status: NotRequired[Literal['Under review', 'Approved']]
+    h5_authorization_state: NotRequired[Literal['APPROVED', 'UNAUTHORIZED', 'UNDER_REVIEW', 'REJECTED', 'UNDER_PUNISHMENT', 'APPLICATION_FAILED']]
+
+
+class V2SecapiMchModifymchinfoPayload(TypedDict):
+    mch_id: str
+    sub_mch_id: str
+    sign: str
+    merchant_shortname: NotRequired[str]
+    service_phone: NotRequired[str]
+
+
+class V2SecapiMchModifymchinfoAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    result_msg: str
+    sign: str
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    nonce_str: str
+
+
+class V2SecapiMchQueryinstitutionsubPayload(TypedDict):
+    app_id: str
+    mch_id: str
+    sub_mch_id: str
+    sign: str
+
+
+class V2SecapiMchQueryinstitutionsubAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    sign: str
+    sub_mch_id: str
+    merchant_name: str
+    merchant_shortname: str
+    merchant_country_code: NotRequired[str]
+    business_category: str
+    mcc: NotRequired[str]
+    office_phone: str
+    contact_name: NotRequired[str]
+    contact_phone: NotRequired[str]
+    contact_email: NotRequired[str]
+    merchant_remark: str
+    business_type: NotRequired[Literal['ONLINE', 'OFFLINE', 'BOTH']]
+    merchant_type: NotRequired[Literal['ENTERPRISE', 'INDIVIDUAL']]
+    registration_certificate_number: NotRequired[str]
+    registration_certificate_date: NotRequired[str]
+    app_download: NotRequired[str]
+    business_website: NotRequired[str]
+    office_account: NotRequired[str]
+    mini_program: NotRequired[str]
+    store_address: NotRequired[str]
+    director_name: NotRequired[str]
+    director_id_number: NotRequired[str]
+    principal_name: NotRequired[str]
+    principal_id_number: NotRequired[str]
+    settlement_bank_number: NotRequired[str]
+    channel_id: NotRequired[str]
+    h5_authorization_state: NotRequired[Literal['APPROVED', 'UNAUTHORIZED', 'UNDER_REVIEW', 'REJECTED', 'UNDER_PUNISHMENT', 'APPLICATION_FAILED']]
+    h5_audit_reject_detail: NotRequired[str]
+    sub_mch_status: NotRequired[Literal['OPERATING', 'PENDING', 'DEACTIVATED', 'CLOSED', 'INCOMPLETE_APPLICATION']]
+    application_status: NotRequired[Literal['UNDER_REVIEW', 'REJECTED']]
+    application_reject_detail: NotRequired[str]
+    attach: NotRequired[str]
+
+
+class V2SecapiMchQuerysubdevconfigPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_mch_id: str
+    sign: str
+
+
+class V2SecapiMchQuerysubdevconfigAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    sign: str
+    jsapi_path_list: str
+    appid_config_list: str
+
+
+class V2SecapiMchSubmchmanageQuery(TypedDict):
+    action: Literal['add', 'query']
+
+
+class V2SecapiMchSubmchmanageBody(TypedDict):
+    appid: str
+    mch_id: str
+    sign: str
+    merchant_name: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    page_index: str
+    page_size: NotRequired[str]
+
+
+class V2SecapiMchSubmchmanagePayload(V2SecapiMchSubmchmanageQuery, V2SecapiMchSubmchmanageBody):
+    pass
+
+
+class V2SecapiMchSubmchmanageAnswerMchinfoItem(TypedDict):
+    appid: str
+    mch_id: str
+    merchant_name: str
+    merchant_shortname: str
+    service_phone: str
+    contact: NotRequired[str]
+    contact_phone: NotRequired[str]
+    contact_email: NotRequired[str]
+    business: str
+    channel_id: str
+    channel_name: str
+
+
+class V2SecapiMchSubmchmanageAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    result_code: NotRequired[Literal['SUCCESS', 'FAIL']]
+    result_msg: NotRequired[str]
+    total: str
+    mchinfo: list[V2SecapiMchSubmchmanageAnswerMchinfoItem]
+
+
+class V2SecapiMchUploadmediaPayload(TypedDict):
+    mch_id: str
+    media: bytes | bytearray | PathLike[str]
+    media_hash: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256', 'MD5']
+
+
+class V2SecapiMchUploadmediaAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    media_id: str
+
+
+class V2SecapiMktAddrecommendconfPayload(TypedDict):
+    mch_id: str
+    sub_mch_id: str
+    sub_appid: str
+    subscribe_appid: str
+    nonce_str: str
+    sign: str
+
+
+class V2SecapiMktAddrecommendconfAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    sign: str
+
+
+class V2SecapiPayFacepayreversePayload(TypedDict):
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+
+
+class V2SecapiPayFacepayreverseAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    recall: Literal['Y', 'N']
+
+
+class V2SecapiPayMultiprofitsharingPayload(TypedDict):
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    appid: str
+    sub_appid: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    transaction_id: str
+    out_order_no: str
+    receivers: str
+
+
+class V2SecapiPayMultiprofitsharingAnswer(TypedDict):
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    transaction_id: str
+    out_order_no: str
+    order_id: str
+    receivers: NotRequired[str]
+
+
+class V2SecapiPayProfitsharingPayload(TypedDict):
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    brand_mch_id: NotRequired[str]
+    appid: str
+    sub_appid: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    transaction_id: str
+    out_order_no: str
+    receivers: str
+
+
+class V2SecapiPayProfitsharingAnswer(TypedDict):
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    brand_mch_id: NotRequired[str]
+    transaction_id: str
+    out_order_no: str
+    order_id: str
+    status: NotRequired[Literal['FINISHED', 'PROCESSING']]
+    receivers: NotRequired[str]
+
+
+class V2SecapiPayProfitsharingfinishPayload(TypedDict):
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    appid: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    transaction_id: str
+    out_order_no: str
+    description: str
+
+
+class V2SecapiPayProfitsharingfinishAnswer(TypedDict):
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    transaction_id: str
+    out_order_no: str
+    order_id: str
+
+
+class V2SecapiPayProfitsharingreturnPayload(TypedDict):
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    appid: str
+    sub_appid: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    order_id: NotRequired[str]
+    out_order_no: NotRequired[str]
+    out_return_no: str
+    return_account_type: Literal['MERCHANT_ID']
+    return_account: str
+    return_amount: int
+    description: str
+
+
+class V2SecapiPayProfitsharingreturnAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    sub_appid: NotRequired[str]
+    sign_type: NotRequired[Literal['HMAC-SHA256']]
+    order_id: NotRequired[str]
+    out_order_no: NotRequired[str]
+    out_return_no: str
+    return_no: NotRequired[str]
+    return_account_type: Literal['MERCHANT_ID']
+    return_account: str
+    return_amount: int
+    description: str
+    result: NotRequired[Literal['SUCCESS', 'PROCESSING', 'FAILED']]
+    fail_reason: NotRequired[Literal['ACCOUNT_ABNORMAL', 'TIME_OUT_CLOSED', 'PAYER_ACCOUNT_ABNORMAL', 'INVALID_REQUEST']]
+    finish_time: NotRequired[str]
+
+
+class V2RefundPayload(TypedDict):
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    out_refund_no: str
+    total_fee: int
+    refund_fee: int
+    refund_fee_type: NotRequired[str]
+    refund_desc: NotRequired[str]
+    refund_account: NotRequired[str]
+    notify_url: NotRequired[str]
+
+
+V2RefundAnswer = TypedDict('V2RefundAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'appid': str,
+    'mch_id': str,
+    'sub_appid': NotRequired[str],
+    'sub_mch_id': NotRequired[str],
+    'nonce_str': str,
+    'sign': str,
+    'transaction_id': str,
+    'out_trade_no': str,
+    'out_refund_no': str,
+    'refund_id': str,
+    'refund_fee': int,
+    'settlement_refund_fee': NotRequired[int],
+    'total_fee': int,
+    'settlement_total_fee': NotRequired[int],
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'cash_fee_type': NotRequired[str],
+    'cash_refund_fee': NotRequired[int],
+    'coupon_type_$n': NotRequired[str],
+    'coupon_refund_fee': NotRequired[int],
+    'coupon_refund_fee_$n': NotRequired[int],
+    'coupon_refund_count': NotRequired[int],
+    'coupon_refund_id_$n': NotRequired[str],
+})
+
+
+class V2SecapiPayRefundv2Payload(TypedDict):
+    detail: NotRequired[str]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    out_refund_no: str
+    total_fee: int
+    refund_fee: int
+    refund_fee_type: NotRequired[str]
+    refund_desc: NotRequired[str]
+    refund_account: NotRequired[str]
+    notify_url: NotRequired[str]
+
+
+V2SecapiPayRefundv2Answer = TypedDict('V2SecapiPayRefundv2Answer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'appid': str,
+    'mch_id': str,
+    'sub_appid': NotRequired[str],
+    'sub_mch_id': NotRequired[str],
+    'nonce_str': str,
+    'sign': str,
+    'transaction_id': str,
+    'out_trade_no': str,
+    'out_refund_no': str,
+    'refund_id': str,
+    'refund_fee': int,
+    'settlement_refund_fee': NotRequired[int],
+    'total_fee': int,
+    'settlement_total_fee': NotRequired[int],
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'cash_fee_type': NotRequired[str],
+    'cash_refund_fee': NotRequired[int],
+    'coupon_type_$n': NotRequired[str],
+    'coupon_refund_fee': NotRequired[int],
+    'coupon_refund_fee_$n': NotRequired[int],
+    'coupon_refund_count': NotRequired[int],
+    'coupon_refund_id_$n': NotRequired[str],
+    'promotion_detail': NotRequired[str],
+})
+
+
+class V2ReversePayload(TypedDict):
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+
+
+class V2ReverseAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    recall: Literal['Y', 'N']
+
+
+class V2SecsvcGetrealnameinfoPayload(TypedDict):
+    version: Literal['1.0', '2.0']
+    mch_id: str
+    appid: str
+    openid: str
+    cert_serialno: str
+    access_token: str
+    timestamp: NotRequired[float]
+    cert_sign: NotRequired[str]
+    charset: NotRequired[Literal['UTF-8', 'GBK']]
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+
+
+class V2SecsvcGetrealnameinfoAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    error_code: NotRequired[str]
+    error_code_des: NotRequired[str]
+    sign: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    appid: NotRequired[str]
+    mch_id: NotRequired[str]
+    nonce_str: NotRequired[str]
+    openid: NotRequired[str]
+    encrypted_real_name: NotRequired[str]
+    encrypted_credential_id: NotRequired[str]
+    cre_type: NotRequired[Literal['MAINLAND_ID', 'PASSPOT', 'MO', 'SOLDIERS', 'HVPS', 'MAINLAND_TMP_ID', 'ACCOUNT_THIN', 'POLICE', 'MTPS', 'BL', 'OTHER', 'RPFF', 'HK_MACAO', 'TAIWAN']]
+
+
+class V2SecsvcRealnameauthPayload(TypedDict):
+    version: Literal['1.0', '1.1']
+    mch_id: str
+    appid: str
+    openid: str
+    real_name: str
+    cred_type: Literal[1, 2, 5, 9, 12, 17, 18]
+    cred_id: str
+    nonce_str: str
+    access_token: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256', 'MD5']
+
+
+class V2SecsvcRealnameauthAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    error_code: NotRequired[str]
+    error_code_des: NotRequired[str]
+    sign: NotRequired[str]
+    result_code: Literal['SUCCESS', 'FAIL']
+    appid: NotRequired[str]
+    mch_id: NotRequired[str]
+    nonce_str: NotRequired[str]
+    openid: NotRequired[str]
+    access_token: NotRequired[str]
+    verify_openid: NotRequired[Literal['V_OP_NA', 'V_OP_NM_MA', 'V_OP_NM_UM']]
+    verify_real_name: NotRequired[Literal['V_NM_ID_MA', 'V_NM_ID_UM', 'V_NM_ID_TYPE_UM']]
+    bind_bankcard: NotRequired[str]
+
+
+class V2ToolsAuthcodetoopenidPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    auth_code: str
+    nonce_str: str
+    sign: str
+
+
+class V2ToolsAuthcodetoopenidAnswer(TypedDict):
+    sub_appid: NotRequired[str]
+    sub_mch_id: NotRequired[str]
+    sub_openid: NotRequired[str]
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    openid: str
+
+
+class V2ToolsShorturlPayload(TypedDict):
+    appid: str
+    mch_id: str
+    long_url: str
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+
+
+class V2ToolsShorturlAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    short_url: str
+
+
+class V2TransitPartnerpayPayapplyPayload(TypedDict):
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: str
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    total_fee: int
+    fee_type: NotRequired[str]
+    spbill_create_ip: str
+    goods_tag: NotRequired[str]
+    notify_url: str
+    trade_type: Literal['PAP']
+    contract_id: NotRequired[str]
+    trade_scene: Literal['METRO', 'BUS']
+    scene_info: str
+    clientip: NotRequired[str]
+    deviceid: NotRequired[str]
+    mobile: NotRequired[str]
+    email: NotRequired[str]
+    qq: NotRequired[str]
+    openid: NotRequired[str]
+    creid: NotRequired[str]
+    outerid: NotRequired[str]
+    version: Literal['2.0']
+
+
+class V2TransitPartnerpayPayapplyAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+
+
+class V2TransitPartnerpayQueryorderPayload(TypedDict):
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: str
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+
+
+V2TransitPartnerpayQueryorderAnswer = TypedDict('V2TransitPartnerpayQueryorderAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': NotRequired[str],
+    'appid': str,
+    'sub_appid': NotRequired[str],
+    'mch_id': str,
+    'sub_mch_id': str,
+    'nonce_str': str,
+    'sign': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'device_info': NotRequired[str],
+    'openid': str,
+    'sub_openid': NotRequired[str],
+    'is_subscribe': NotRequired[Literal['Y', 'N']],
+    'trade_type': Literal['PAP'],
+    'trade_state': Literal['SUCCESS', 'REFUND', 'NOTPAY', 'CLOSED', 'REVOKED', 'USERPAYING', 'PAYERROR', 'ACCEPT'],
+    'bank_type': str,
+    'total_fee': int,
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'cash_fee_type': NotRequired[str],
+    'settlement_total_fee': NotRequired[int],
+    'coupon_fee': NotRequired[int],
+    'coupon_count': NotRequired[int],
+    'coupon_type_$n': NotRequired[str],
+    'coupon_id_$n': NotRequired[str],
+    'coupon_fee_$n': NotRequired[int],
+    'transaction_id': str,
+    'out_trade_no': str,
+    'attach': NotRequired[str],
+    'time_end': str,
+    'trade_state_desc': NotRequired[str],
+})
+
+
+class V2TransitPartnerpayQuerystatePayload(TypedDict):
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: str
+    nonce_str: str
+    contract_id: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    openid: str
+
+
+class V2TransitPartnerpayQuerystateAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    user_state: Literal['NORMAL', 'BLOCKED', 'OVERDUE']
+    contract_id: NotRequired[str]
+    plan_id: NotRequired[str]
+    contract_code: NotRequired[str]
+    contract_state: NotRequired[Literal['0', '1']]
+
+
+class V2TransitPayPayapplyPayload(TypedDict):
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    total_fee: int
+    fee_type: NotRequired[str]
+    spbill_create_ip: str
+    goods_tag: NotRequired[str]
+    notify_url: str
+    trade_type: Literal['PAP']
+    contract_id: NotRequired[str]
+    trade_scene: Literal['METRO', 'BUS']
+    scene_info: str
+    clientip: NotRequired[str]
+    deviceid: NotRequired[str]
+    mobile: NotRequired[str]
+    email: NotRequired[str]
+    qq: NotRequired[str]
+    openid: NotRequired[str]
+    creid: NotRequired[str]
+    outerid: NotRequired[str]
+    version: Literal['2.0']
+
+
+class V2TransitPayPayapplyAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+
+
+class V2TransitPayQuerystatePayload(TypedDict):
+    appid: str
+    mch_id: str
+    nonce_str: str
+    contract_id: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    openid: str
+
+
+class V2TransitPayQuerystateAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    user_state: Literal['NORMAL', 'BLOCKED', 'OVERDUE']
+    contract_id: NotRequired[str]
+    plan_id: NotRequired[str]
+    contract_code: NotRequired[str]
+    contract_state: NotRequired[Literal['0', '1']]
+
+
+class V2TransitQueryorderPayload(TypedDict):
+    appid: str
+    mch_id: str
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+
+
+V2TransitQueryorderAnswer = TypedDict('V2TransitQueryorderAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': NotRequired[str],
+    'appid': str,
+    'mch_id': str,
+    'nonce_str': str,
+    'sign': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'device_info': NotRequired[str],
+    'openid': str,
+    'is_subscribe': NotRequired[Literal['Y', 'N']],
+    'trade_type': Literal['PAP'],
+    'trade_state': Literal['SUCCESS', 'REFUND', 'NOTPAY', 'CLOSED', 'REVOKED', 'USERPAYING', 'PAYERROR', 'ACCEPT'],
+    'bank_type': str,
+    'total_fee': int,
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'cash_fee_type': NotRequired[str],
+    'settlement_total_fee': NotRequired[int],
+    'coupon_fee': NotRequired[int],
+    'coupon_count': NotRequired[int],
+    'coupon_type_$n': NotRequired[str],
+    'coupon_id_$n': NotRequired[str],
+    'coupon_fee_$n': NotRequired[int],
+    'transaction_id': str,
+    'out_trade_no': str,
+    'attach': NotRequired[str],
+    'time_end': str,
+    'trade_state_desc': NotRequired[str],
+})
+
+
+class V2VehiclePartnerpayNotificationPayload(TypedDict):
+    appid: str
+    mch_id: str
+    sub_appid: str
+    sub_mch_id: str
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    version: Literal['3.0']
+    trade_scene: Literal['PARKING', 'PARKING SPACE']
+    scene_info: str
+
+
+class V2VehiclePartnerpayNotificationAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    sub_appid: NotRequired[str]
+    sub_mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    user_state: Literal['NORMAL', 'BLOCK']
+    deduct_mode: NotRequired[Literal['PROACTIVE', 'AUTOPAY']]
+
+
+class V2VehiclePartnerpayPayapplyPayload(TypedDict):
+    appid: str
+    sub_appid: str
+    mch_id: str
+    sub_mch_id: str
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    total_fee: int
+    fee_type: NotRequired[str]
+    spbill_create_ip: str
+    goods_tag: NotRequired[str]
+    notify_url: str
+    trade_type: Literal['PAP']
+    version: Literal['3.0']
+    trade_scene: Literal['PARKING', 'PARKING SPACE']
+    openid: NotRequired[str]
+    profit_sharing: NotRequired[Literal['Y', 'N']]
+    scene_info: str
+
+
+class V2VehiclePartnerpayPayapplyAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+
+
+class V2VehiclePartnerpayQuerystatePayload(TypedDict):
+    appid: str
+    sub_appid: str
+    mch_id: str
+    sub_mch_id: str
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    trade_scene: Literal['PARKING', 'PARKING SPACE', 'GAS', 'HIGHWAY', 'BRIDGE']
+    jump_scene: NotRequired[Literal['APP', 'H5']]
+    openid: str
+    sub_openid: str
+    plate_number: str
+    version: Literal['3.0']
+
+
+class V2VehiclePartnerpayQuerystateAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    user_state: Literal['NORMAL', 'PAUSED', 'OVERDUE', 'UNAUTHORIZED']
+    openid: NotRequired[str]
+    deduct_mode: NotRequired[Literal['PROACTIVE', 'AUTOPAY']]
+    sub_openid: NotRequired[str]
+    path: NotRequired[str]
+    plate_number_info: NotRequired[str]
+
+
+class V2VehiclePayNotificationPayload(TypedDict):
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    version: str
+    trade_scene: Literal['PARKING', 'PARKING SPACE']
+    scene_info: str
+
+
+class V2VehiclePayNotificationAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    user_state: Literal['NORMAL', 'BLOCK']
+    deduct_mode: NotRequired[Literal['PROACTIVE', 'AUTOPAY']]
+
+
+class V2VehiclePayPayapplyPayload(TypedDict):
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    total_fee: int
+    fee_type: NotRequired[str]
+    spbill_create_ip: str
+    goods_tag: NotRequired[str]
+    notify_url: str
+    trade_type: Literal['PAP']
+    version: Literal['3.0']
+    trade_scene: Literal['PARKING', 'PARKING SPACE', 'GAS', 'HIGHWAY', 'BRIDGE']
+    openid: NotRequired[str]
+    profit_sharing: NotRequired[Literal['Y', 'N']]
+    scene_info: str
+
+
+class V2VehiclePayPayapplyAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    mch_id: str
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+
+
+class V2VehiclePayQuerystatePayload(TypedDict):
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign_type: Literal['HMAC-SHA256']
+    sign: str
+    trade_scene: Literal['PARKING', 'PARKING SPACE', 'GAS', 'HIGHWAY', 'BRIDGE']
+    jump_scene: NotRequired[str]
+    openid: str
+    plate_number: str
+    version: Literal['3.0']
+
+
+class V2VehiclePayQuerystateAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    user_state: Literal['NORMAL', 'PAUSED', 'OVERDUE', 'UNAUTHORIZED']
+    openid: NotRequired[str]
+    deduct_mode: NotRequired[Literal['PROACTIVE', 'AUTOPAY']]
+    path: NotRequired[str]
+    plate_number_info: NotRequired[str]
+
+
+class V2WxvCancelbillPayload(TypedDict):
+    version: Literal['1.0']
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    out_order_no: str
+    reason: str
+    service_id: str
+
+
+class V2WxvCancelbillAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    sign: str
+    nonce_str: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    appid: str
+    mch_id: str
+    out_order_no: str
+    service_id: str
+    order_id: str
+
+
+class V2WxvChangerentmoneyPayload(TypedDict):
+    version: Literal['1.0']
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    out_order_no: str
+    reason: NotRequired[str]
+    service_id: str
+    total_amount: int
+    rent_fee: int
+    compensation_fee: int
+    compensation_fee_desc: NotRequired[str]
+
+
+class V2WxvChangerentmoneyAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    sign: str
+    nonce_str: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    appid: str
+    mch_id: str
+    out_order_no: str
+    service_id: str
+    order_id: str
+
+
+class V2WxvCreatehotelbillPayload(TypedDict):
+    version: Literal['1.0']
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    out_order_no: str
+    service_id: str
+    room: str
+    start_time: str
+    end_time: str
+    service_location: str
+    deposit_amount: int
+    room_rate: int
+    room_rate_desc: NotRequired[str]
+    attach: NotRequired[str]
+    cancel_rule: str
+    cancel_rule_desc: str
+    cert_serial_no: str
+    openid: NotRequired[str]
+    name: NotRequired[str]
+    phone: NotRequired[str]
+    userid: NotRequired[str]
+    address: NotRequired[str]
+
+
+class V2WxvCreatehotelbillAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    sign: str
+    nonce_str: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    appid: str
+    mch_id: str
+    out_order_no: str
+    service_id: str
+    order_id: str
+    miniprogram_appid: str
+    miniprogram_path: str
+    miniprogram_username: str
+    package: str
+
+
+class V2WxvCreaterentbillPayload(TypedDict):
+    version: Literal['1.0']
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    out_order_no: str
+    service_id: str
+    goods_name: str
+    start_time: NotRequired[str]
+    end_time: NotRequired[str]
+    service_location: NotRequired[str]
+    deposit_amount: int
+    rent_unit: str
+    rent_unit_fee: int
+    rent_fee_desc: NotRequired[str]
+    attach: NotRequired[str]
+    cert_serial_no: str
+    openid: NotRequired[str]
+    name: NotRequired[str]
+    phone: NotRequired[str]
+    userid: NotRequired[str]
+    address: NotRequired[str]
+
+
+class V2WxvCreaterentbillAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    sign: str
+    nonce_str: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    appid: str
+    mch_id: str
+    out_order_no: str
+    service_id: str
+    order_id: str
+    miniprogram_appid: str
+    miniprogram_path: str
+    miniprogram_username: str
+    package: str
+
+
+class V2WxvFinishhotelbillPayload(TypedDict):
+    version: Literal['1.0']
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    out_order_no: str
+    service_id: str
+    checked_in: bool
+    real_end_time: NotRequired[str]
+    other_fee: int
+    other_fee_desc: str
+    cancel_fee: NotRequired[int]
+    compensation_fee: int
+    compensation_fee_desc: str
+    room_rate: NotRequired[int]
+    overdue_fine: int
+    overdue_fine_desc: str
+    total_amount: int
+    finish_ticket: str
+    profit_sharing: Literal['Y', 'N']
+
+
+class V2WxvFinishhotelbillAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    sign: str
+    nonce_str: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    appid: str
+    mch_id: str
+    out_order_no: str
+    service_id: str
+    order_id: str
+
+
+class V2WxvFinishrentbillPayload(TypedDict):
+    version: Literal['1.0']
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    out_order_no: str
+    service_id: str
+    returned: str
+    real_end_time: NotRequired[str]
+    service_end_location: NotRequired[str]
+    total_amount: int
+    rent_fee: int
+    compensation_fee: str
+    compensation_fee_desc: str
+    finish_ticket: str
+    profit_sharing: Literal['Y', 'N']
+
+
+class V2WxvFinishrentbillAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    sign: str
+    nonce_str: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    appid: str
+    mch_id: str
+    out_order_no: str
+    service_id: str
+    order_id: str
+
+
+class V2WxvQueryhotelbillPayload(TypedDict):
+    version: Literal['1.0']
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    out_order_no: str
+    return_query_id: str
+    service_id: str
+
+
+class V2WxvQueryhotelbillAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    sign: str
+    nonce_str: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    appid: str
+    mch_id: str
+    out_order_no: str
+    service_id: str
+    state: Literal['CREATED', 'USER_ACCEPTED', 'FINISHED', 'USER_PAID', 'REVOKED', 'EXPIRED']
+    room: str
+    start_time: str
+    end_time: NotRequired[str]
+    service_location: str
+    deposit_amount: int
+    room_rate: int
+    room_rate_desc: str
+    real_end_time: NotRequired[str]
+    checked_in: bool
+    other_fee: NotRequired[int]
+    other_fee_desc: NotRequired[str]
+    compensation_fee: NotRequired[int]
+    compensation_fee_desc: NotRequired[str]
+    overdue_fine: NotRequired[int]
+    overdue_fine_desc: NotRequired[str]
+    cancel_fee: NotRequired[int]
+    cancel_fee_desc: NotRequired[str]
+    order_id: str
+    finish_ticket: str
+    attach: NotRequired[str]
+    finish_transaction_id: NotRequired[str]
+    pay_type: NotRequired[Literal['MchChannelPayType']]
+
+
+class V2WxvQueryrentbillPayload(TypedDict):
+    version: Literal['1.0']
+    appid: str
+    mch_id: str
+    nonce_str: str
+    sign: str
+    sign_type: Literal['HMAC-SHA256']
+    out_order_no: str
+    return_query_id: str
+    service_id: str
+
+
+class V2WxvQueryrentbillAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: NotRequired[str]
+    sign: str
+    nonce_str: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    appid: str
+    mch_id: str
+    out_order_no: str
+    service_id: str
+    state: Literal['CREATED', 'USER_ACCEPTED', 'FINISHED', 'USER_PAID', 'REVOKED', 'EXPIRED']
+    goods_name: str
+    returned: str
+    start_time: NotRequired[str]
+    service_location: NotRequired[str]
+    deposit_amount: int
+    rent_unit: Literal['FEN_YEAR', 'FEN_MONTH', 'FEN_DAY', 'FEN_HOUR', 'FEN_MINUTE', 'FEN_ONCE']
+    rent_unit_fee: int
+    rent_fee_desc: NotRequired[str]
+    real_end_time: NotRequired[str]
+    rent_fee: NotRequired[int]
+    compensation_fee: NotRequired[int]
+    compensation_fee_desc: NotRequired[str]
+    service_end_location: NotRequired[str]
+    order_id: str
+    finish_ticket: str
+    attach: NotRequired[str]
+    finish_transaction_id: NotRequired[str]
+    pay_type: NotRequired[Literal['MchChannelPayType']]
+
+
+class V2XdcApiv2getsignkeySignGetsignkeyPayload(TypedDict):
+    mch_id: str
+    nonce_str: str
+    sign: str
+
+
+class V2XdcApiv2getsignkeySignGetsignkeyAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    mch_id: str
+    sandbox_signkey: str
+
+
+class V2XdcApiv2sandboxPayMicropayPayload(TypedDict):
+    version: NotRequired[str]
+    profit_sharing: NotRequired[Literal['N', 'Y']]
+    deposit: NotRequired[Literal['Y', 'N']]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+    body: str
+    detail: NotRequired[str]
+    attach: NotRequired[str]
+    out_trade_no: str
+    total_fee: int
+    fee_type: NotRequired[str]
+    spbill_create_ip: str
+    goods_tag: NotRequired[str]
+    limit_pay: NotRequired[str]
+    time_start: NotRequired[str]
+    time_expire: NotRequired[str]
+    receipt: NotRequired[str]
+    auth_code: str
+    scene_info: NotRequired[str]
+
+
+class V2XdcApiv2sandboxPayMicropayAnswer(TypedDict):
+    return_code: Literal['SUCCESS', 'FAIL']
+    return_msg: str
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    device_info: NotRequired[str]
+    nonce_str: str
+    sign: str
+    result_code: Literal['SUCCESS', 'FAIL']
+    err_code: NotRequired[str]
+    err_code_des: NotRequired[str]
+    openid: str
+    is_subscribe: Literal['Y', 'N']
+    trade_type: str
+    bank_type: str
+    fee_type: NotRequired[str]
+    total_fee: int
+    settlement_total_fee: NotRequired[int]
+    coupon_fee: NotRequired[int]
+    cash_fee_type: NotRequired[str]
+    cash_fee: int
+    transaction_id: str
+    out_trade_no: str
+    attach: NotRequired[str]
+    time_end: str
+    promotion_detail: NotRequired[str]
+
+
+class V2XdcApiv2sandboxPayOrderqueryPayload(TypedDict):
+    version: NotRequired[Literal['1.0']]
+    appid: str
+    sub_appid: NotRequired[str]
+    mch_id: str
+    sub_mch_id: NotRequired[str]
+    transaction_id: NotRequired[str]
+    out_trade_no: NotRequired[str]
+    nonce_str: str
+    sign: str
+    sign_type: NotRequired[Literal['MD5', 'HMAC-SHA256']]
+
+
+V2XdcApiv2sandboxPayOrderqueryAnswer = TypedDict('V2XdcApiv2sandboxPayOrderqueryAnswer', {
+    'return_code': Literal['SUCCESS', 'FAIL'],
+    'return_msg': str,
+    'appid': str,
+    'sub_appid': NotRequired[str],
+    'mch_id': str,
+    'sub_mch_id': NotRequired[str],
+    'nonce_str': str,
+    'sign': str,
+    'result_code': Literal['SUCCESS', 'FAIL'],
+    'err_code': NotRequired[str],
+    'err_code_des': NotRequired[str],
+    'device_info': NotRequired[str],
+    'openid': str,
+    'is_subscribe': Literal['Y', 'N'],
+    'sub_openid': NotRequired[str],
+    'sub_is_subscribe': NotRequired[Literal['Y', 'N']],
+    'trade_type': str,
+    'trade_state': Literal['SUCCESS', 'REFUND', 'NOTPAY', 'CLOSED', 'REVOKED', 'USERPAYING', 'PAYERROR', 'ACCEPT'],
+    'bank_type': str,
+    'total_fee': int,
+    'settlement_total_fee': NotRequired[int],
+    'fee_type': NotRequired[str],
+    'cash_fee': int,
+    'cash_fee_type': NotRequired[str],
+    'coupon_fee': NotRequired[int],
+    'coupon_count': NotRequired[int],
+    'coupon_type_$n': NotRequired[str],
+    'coupon_id_$n': NotRequired[str],
+    'coupon_fee_$n': NotRequired[int],
+    'transaction_id': str,
+    'out_trade_no': str,
+    'attach': NotRequired[str],
+    'time_end': str,
+    'trade_state_desc': str,
+    'promotion_detail': NotRequired[str],
+    'consume_fee': NotRequired[int],
+})
+
+
 class AbnormalFundProcessingReceiptsByReceiptIdGetPayload(TypedDict):
     receipt_id: str
 
