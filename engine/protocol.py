@@ -20,6 +20,7 @@ import secrets
 from typing import Any
 
 from engine.errors import SignatureError
+from engine.wire import Headers
 
 SCHEME_RSA = "WECHATPAY2-SHA256-RSA2048"
 PROBE_PREFIX = "WECHATPAY/SIGNTEST/"
@@ -94,17 +95,18 @@ def check_signature_headers(headers: Any) -> None:
     runs on the headers alone (the transports call it before reading a 2xx body) and again in the
     built-in verifier, for answers and callbacks alike.
     """
-    missing = [name for name in SIGNATURE_HEADERS if not _header(headers, name)]
+    values = _header_values(headers)
+    missing = [name for name in SIGNATURE_HEADERS if not values[name]]
     if missing:
         raise SignatureError("missing_header", f"answer lacks signature header(s): {', '.join(missing)}")
-    timestamp = _header(headers, H_TIMESTAMP)
+    timestamp = values[H_TIMESTAMP]
     if not (_printable(timestamp, HEADER_LIMITS[H_TIMESTAMP]) and timestamp.isdigit()):
         raise SignatureError("bad_timestamp", f"{H_TIMESTAMP} is not a Unix time in seconds")
     for name, limit in HEADER_LIMITS.items():
-        value = _header(headers, name)
+        value = values[name]
         if value is not None and not _printable(value, limit):
             raise SignatureError("malformed_header", f"{name} is not printable ASCII of at most {limit} characters")
-    signature_type = _header(headers, H_SIGNATURE_TYPE) or SCHEME_RSA
+    signature_type = values[H_SIGNATURE_TYPE] or SCHEME_RSA
     if signature_type != SCHEME_RSA:
         raise SignatureError("unsupported_type", f"unsupported {H_SIGNATURE_TYPE} {signature_type!r}")
 
@@ -115,11 +117,17 @@ def screen_answer(status: int, headers: Any) -> None:
         check_signature_headers(headers)
 
 
-def _header(headers: Any, name: str) -> Any:
+_LOWERED = tuple(name.lower() for name in HEADER_LIMITS)
+
+
+def _header_values(headers: Any) -> dict[str, Any]:
+    """The checked headers' values (``None`` when absent); none at all from something that is not a mapping."""
+    if isinstance(headers, Headers):
+        return dict(zip(HEADER_LIMITS, headers.values_of(_LOWERED), strict=True))
     try:
-        return headers.get(name)
+        return {name: headers.get(name) for name in HEADER_LIMITS}
     except (AttributeError, TypeError):
-        return None
+        return dict.fromkeys(HEADER_LIMITS)
 
 
 def _printable(value: Any, limit: int) -> bool:

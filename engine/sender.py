@@ -75,7 +75,8 @@ class Sender:
         attempt = 0
         while True:
             attempt += 1
-            config = _within(base, deadline)
+            # The first attempt starts now: a deadline no shorter than the timeout cannot cut it.
+            config = base if attempt == 1 and policy.deadline >= base.timeout else _within(base, deadline)
             outcome = await self._attempt(transport, prepared, attempt, config, written)
             wait = self._retry_wait(prepared, outcome, attempt, policy, written)
             if wait is None or time.monotonic() + wait >= deadline:

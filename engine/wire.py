@@ -50,8 +50,13 @@ class Headers(Mapping[str, str]):
     __slots__ = ("_items",)
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
-        # dict first: a C type check, where abc.Mapping costs an ABC lookup (typing.Mapping far more)
-        pairs = items.items() if isinstance(items, (dict, abc.Mapping)) else items
+        # C type checks first: abc.Mapping costs an ABC lookup (typing.Mapping far more), on every call
+        if isinstance(items, dict):
+            pairs: Iterable[tuple[str, str]] = items.items()
+        elif isinstance(items, (list, tuple)):
+            pairs = items
+        else:
+            pairs = items.items() if isinstance(items, abc.Mapping) else items
         self._items: dict[str, tuple[str, str]] = {k.lower(): (k, v) for k, v in pairs}
 
     def __getitem__(self, name: str) -> str:
@@ -74,8 +79,15 @@ class Headers(Mapping[str, str]):
         """(name, value) pairs with their original spelling (a view, without per-key lookups)."""
         return self._items.values()
 
+    def values_of(self, lowered: Iterable[str]) -> list[Optional[str]]:
+        """The values of headers named in lower case (``None`` for an absent one), without case folding."""
+        found = self._items
+        return [None if (item := found.get(name)) is None else item[1] for name in lowered]
+
     def merged(self, extra: Mapping[str, str]) -> "Headers":
         """A copy with ``extra`` added, replacing same-named headers whatever their case."""
+        if not extra:
+            return self  # immutable: the copy would be equal
         copy = Headers()
         copy._items = {**self._items, **{k.lower(): (k, v) for k, v in extra.items()}}
         return copy
@@ -124,6 +136,10 @@ class Request:
     @property
     def url(self) -> str:
         return self.base_url.rstrip("/") + self.target
+
+    def with_headers(self, headers: Headers) -> "Request":
+        """This request with other headers (``attrs.evolve`` without its introspection: once per attempt)."""
+        return Request(self.method, self.base_url, self.target, headers, self.body, self.signed_body, self.fields)
 
     @property
     def body_to_sign(self) -> bytes:

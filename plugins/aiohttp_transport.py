@@ -32,6 +32,7 @@ Design decisions:
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any, Iterator, Optional
 from urllib.parse import urlsplit
 
@@ -111,7 +112,7 @@ class AiohttpTransport(BaseTransport):
             data=request.body or None,
             headers=dict(request.headers.items()),
             allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=config.timeout, connect=config.connect_timeout),
+            timeout=_timeout(config.timeout, config.connect_timeout),
             proxy=config.proxy,
             ssl=self._tls(request, config),
         )
@@ -125,8 +126,13 @@ async def _read_bounded(answer: aiohttp.ClientResponse, limit: int) -> bytes:
     """The whole body, decoded, or ``AnswerTooLargeError`` as soon as it passes ``limit`` bytes."""
     declared = answer.content_length
     encoding = answer.headers.get("Content-Encoding", "")
-    if declared is not None and declared > limit and encoding.strip().lower() in ("", "identity"):
-        raise AnswerTooLargeError(f"the answer announces {declared} bytes, more than {limit}")
+    plain = encoding.strip().lower() in ("", "identity")
+    if declared is not None and plain:
+        if declared > limit:
+            raise AnswerTooLargeError(f"the answer announces {declared} bytes, more than {limit}")
+        # aiohttp's parser stops at Content-Length, so reading it whole stays within the limit (the
+        # common case, and cheaper than the chunk loop below).
+        return await answer.read()
     inflater = Inflater(encoding, limit)
     body = bytearray()
     async for chunk in answer.content.iter_chunked(CHUNK):
@@ -134,6 +140,12 @@ async def _read_bounded(answer: aiohttp.ClientResponse, limit: int) -> bytes:
             body += piece
     body += inflater.finish()
     return bytes(body)
+
+
+@functools.lru_cache(maxsize=16)
+def _timeout(total: float, connect: float) -> aiohttp.ClientTimeout:
+    """One immutable timeout record per distinct setting (only a deadline-cut attempt makes a new one)."""
+    return aiohttp.ClientTimeout(total=total, connect=connect)
 
 
 def _headers(answer: aiohttp.ClientResponse) -> Headers:

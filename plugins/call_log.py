@@ -47,6 +47,8 @@ def wxpay_after_response(
     error: Optional[BaseException],
     elapsed_ms: float,
 ) -> None:
+    if not logger.isEnabledFor(logging.INFO):
+        return
     if response is not None:
         outcome = f"{response.status} request_id={response.headers.get(H_REQUEST_ID, '-')}"
     else:

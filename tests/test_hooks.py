@@ -347,7 +347,55 @@ def test_single_implementation_fast_path_keeps_pluggy_semantics(make_engine) -> 
             yield
 
     engine.plugin_manager.register(Wrapper())
-    assert single_implementation(hook) is hook  # more than one, or a wrapper: pluggy dispatches
+    assert single_implementation(hook) is hook  # a wrapper: pluggy dispatches
+
+
+@pytest.mark.parametrize("first_result", [True, False])
+def test_direct_call_of_several_plain_implementations_answers_as_pluggy_does(first_result: bool) -> None:
+    """Order (tryfirst/trylast, latest first), the stop at the first answer, skipped Nones, raised errors."""
+    import pluggy
+
+    from engine.pipeline import single_implementation
+
+    spec, impl = pluggy.HookspecMarker("probe"), pluggy.HookimplMarker("probe")
+
+    class Spec:
+        @spec(firstresult=first_result)
+        def probe(self, value, seen):
+            """Probe."""
+
+    def plugin(name, answer, **marks):
+        class Plugin:
+            @impl(**marks)
+            def probe(self, value, seen):
+                seen.append(name)
+                if answer == "raise":
+                    raise LookupError(name)
+                return None if answer is None else f"{name}:{value}"
+
+        return Plugin()
+
+    layouts = [
+        [("a", "A", {}), ("b", None, {}), ("c", "C", {})],
+        [("a", "A", {"tryfirst": True}), ("b", "B", {}), ("c", None, {"trylast": True})],
+        [("a", None, {}), ("b", None, {})],
+        [("a", "A", {}), ("b", "raise", {}), ("c", None, {})],
+    ]
+    for layout in layouts:
+        manager = pluggy.PluginManager("probe")
+        manager.add_hookspecs(Spec)
+        for name, answer, marks in layout:
+            manager.register(plugin(name, answer, **marks), name=name)
+        direct = single_implementation(manager.hook.probe)
+        assert direct is not manager.hook.probe
+        outcomes = []
+        for caller in (manager.hook.probe, direct):
+            seen: list[str] = []
+            try:
+                outcomes.append((caller(value=1, seen=seen), seen))
+            except LookupError as exc:
+                outcomes.append((f"raised {exc}", seen))
+        assert outcomes[0] == outcomes[1], layout
 
 
 def test_apiv3_built_ins_are_asked_before_apiv2_ones(engine: Engine) -> None:

@@ -546,3 +546,16 @@ async def test_sandbox_answers_401_to_a_malformed_request_timestamp(make_engine,
     engine = make_engine(plugins=[StrangeTimestampSigner()])
     error = await failure(engine, mode, PAPAY, COMBINE_PAPAY, ApiError)
     assert (error.status, error.code) == (401, "SIGN_ERROR")
+
+
+def test_a_request_signed_afresh_keeps_every_other_part_of_the_request() -> None:
+    """``Request.with_headers`` (the per-attempt copy) must carry every field ``attrs.evolve`` would."""
+    import attrs
+
+    from engine.wire import Headers, Request
+
+    every_field = {a.name: f"<{a.name}>" for a in attrs.fields(Request)}
+    every_field.update(headers=Headers({"A": "1"}), body=b"body", signed_body=b"meta", fields={"k": "v"})
+    request = Request(**every_field)
+    headers = Headers({"Authorization": "x"})
+    assert request.with_headers(headers) == attrs.evolve(request, headers=headers)
