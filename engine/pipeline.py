@@ -144,7 +144,7 @@ class Pipeline:
         self.clock = clock
         self.nonce = nonce
         # by id, remembering the descriptor: one registered later under the same id gets its own
-        self._validators: dict[str, tuple[Descriptor, PayloadValidator]] = {}
+        self._plans: dict[str, _Plan] = {}
         self._sign_request = DirectHook(hook.wxpay_sign_request)
         self._verify_response = DirectHook(hook.wxpay_verify_response)
         self._encrypt_field = DirectHook(hook.wxpay_encrypt_field)
@@ -176,19 +176,25 @@ class Pipeline:
             payload = complete_meta(descriptor, payload)
         if descriptor.fills:
             payload = fill(descriptor, payload, self._fill_sources)
-        if not descriptor.free_form:
-            self._validate(descriptor, payload)
+        plan = self._plan(descriptor)
+        if plan.validator is not None:
+            errors = plan.validator({} if payload is None else payload)
+            if errors:
+                raise ValidationError(descriptor.id, errors)
         user_headers = caller_headers(headers)
         key = self._platform_key(user_headers)
         parts = split_payload(descriptor, payload)
-        body = self._encrypt(descriptor, parts.body, key)
-        query = self._encrypt_query(descriptor, parts.query, key)
+        body, query = parts.body, parts.query
+        if plan.encrypted_body:
+            body = map_encrypted(descriptor.request.body, body, self._encryptor(descriptor, key))
+        if plan.encrypted_query:
+            query = map_encrypted(descriptor.request.query, query, self._encryptor(descriptor, key))
         encoded = self.codec(descriptor).encode(descriptor, body, query)
         request = Request(
             method=descriptor.method,
             base_url=self.settings.base_url_for(descriptor),
             target=build_target(descriptor.path, parts.path, query),
-            headers=self._headers(descriptor, user_headers, key, encoded.content_type),
+            headers=self._headers(plan, user_headers, key, encoded.content_type),
             body=encoded.data,
             signed_body=encoded.signed,
             fields=encoded.fields,
@@ -206,13 +212,11 @@ class Pipeline:
         self._codecs[descriptor.id] = (descriptor, codec)
         return codec  # type: ignore[no-any-return]
 
-    def _validate(self, descriptor: Descriptor, payload: Any) -> None:
-        compiled = self._validators.get(descriptor.id)
-        if compiled is None or compiled[0] is not descriptor:
-            compiled = self._validators[descriptor.id] = (descriptor, compile_validator(caller_view(descriptor)))
-        errors = compiled[1]({} if payload is None else payload)
-        if errors:
-            raise ValidationError(descriptor.id, errors)
+    def _plan(self, descriptor: Descriptor) -> "_Plan":
+        known = self._plans.get(descriptor.id)
+        if known is None or known.descriptor is not descriptor:
+            known = self._plans[descriptor.id] = _Plan.of(descriptor)
+        return known
 
     def _platform_key(self, user_headers: Headers) -> Optional[PlatformKey]:
         if H_SERIAL not in user_headers:
@@ -223,16 +227,6 @@ class Pipeline:
                 f"the {H_SERIAL} header names a key this engine does not hold; known: {', '.join(self.keyring.ids())}"
             )
         return key
-
-    def _encrypt(self, descriptor: Descriptor, body: Any, key: Optional[PlatformKey]) -> Any:
-        if not any_encrypted(descriptor.request.body):
-            return body
-        return map_encrypted(descriptor.request.body, body, self._encryptor(descriptor, key))
-
-    def _encrypt_query(self, descriptor: Descriptor, query: dict[str, Any], key: Optional[PlatformKey]) -> Any:
-        if not any_encrypted(descriptor.request.query):
-            return query
-        return map_encrypted(descriptor.request.query, query, self._encryptor(descriptor, key))
 
     def _encryptor(self, descriptor: Descriptor, key: Optional[PlatformKey]) -> Callable[[str, str], str]:
         if key is None:
@@ -250,14 +244,11 @@ class Pipeline:
         return encrypt
 
     def _headers(
-        self, descriptor: Descriptor, user_headers: Headers, key: Optional[PlatformKey], content_type: Optional[str]
+        self, plan: "_Plan", user_headers: Headers, key: Optional[PlatformKey], content_type: Optional[str]
     ) -> Headers:
-        for name in RESERVED_HEADERS:
-            if name in user_headers:
-                raise UsageError(f"the {name} header is set by the engine; do not pass it")
-        for name, value in user_headers.items():
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-                raise UsageError(f"the {name!r} header contains a line break, which could inject headers")
+        descriptor = plan.descriptor
+        if user_headers:
+            _check_user_headers(user_headers)
         base = {"Accept": "application/json", "User-Agent": self.settings.user_agent}
         if content_type is not None:
             base["Content-Type"] = content_type
@@ -267,7 +258,7 @@ class Pipeline:
         if key is not None:
             base[H_SERIAL] = key.key_id
         headers = Headers(base).merged(user_headers)
-        missing = [n for n, f in descriptor.request.header.items() if f.required and n not in headers]
+        missing = [name for name in plan.required_headers if name not in headers]
         if missing:
             raise ValidationError(descriptor.id, [f"missing required header @ $headers.{n}" for n in missing])
         return headers
@@ -302,7 +293,9 @@ class Pipeline:
             if error.outcome_unknown and error.reconcile is None:
                 error.reconcile = prepared.reconcile
             raise
-        data = map_encrypted(descriptor.response, decoded, self._decrypt)
+        data = decoded
+        if self._plan(descriptor).encrypted_answer:
+            data = map_encrypted(descriptor.response, decoded, self._decrypt)
         request_id = raw.headers.get(H_REQUEST_ID, "")
         return Response(raw.status, raw.headers, data, request_id, key_id, descriptor.id)
 
@@ -356,6 +349,33 @@ class Pipeline:
             verified=verified,
             reconcile=prepared.reconcile if prepared is not None and raw.status >= 500 else None,
         )
+
+
+class _Plan:
+    """What the stages need to know of one descriptor, worked out at its first call."""
+
+    __slots__ = ("descriptor", "encrypted_answer", "encrypted_body", "encrypted_query", "required_headers", "validator")
+
+    def __init__(self, descriptor: Descriptor, validator: Optional[PayloadValidator]) -> None:
+        self.descriptor = descriptor
+        self.validator = validator  # None: a free-form descriptor takes any payload
+        self.encrypted_body = any_encrypted(descriptor.request.body)
+        self.encrypted_query = any_encrypted(descriptor.request.query)
+        self.encrypted_answer = any_encrypted(descriptor.response)
+        self.required_headers = tuple(name for name, f in descriptor.request.header.items() if f.required)
+
+    @classmethod
+    def of(cls, descriptor: Descriptor) -> "_Plan":
+        return cls(descriptor, None if descriptor.free_form else compile_validator(caller_view(descriptor)))
+
+
+def _check_user_headers(user_headers: Headers) -> None:
+    for name in RESERVED_HEADERS:
+        if name in user_headers:
+            raise UsageError(f"the {name} header is set by the engine; do not pass it")
+    for name, value in user_headers.items():
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+            raise UsageError(f"the {name!r} header contains a line break, which could inject headers")
 
 
 def _reconcile(descriptor: Descriptor, body: Any) -> Optional[Reconcile]:

@@ -31,9 +31,8 @@ Design decisions:
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -82,16 +81,19 @@ class AiohttpTransport(BaseTransport):
         return self._session
 
     async def send(self, request: Request, config: TransportConfig) -> RawResponse:
-        with _mapped_errors(request, config):
+        try:
             async with self._open(request, config) as answer:
                 headers = _headers(answer)
                 if config.screen is not None:
                     config.screen(answer.status, headers)  # refuse on headers alone, body unread
                 return RawResponse(answer.status, headers, await _read_bounded(answer, config.max_answer_bytes))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            _raise_mapped(exc, request, config)
+            raise
 
     async def stream(self, request: Request, config: TransportConfig, write: Write) -> RawResponse:
         """Stream a 2xx body to ``write`` in chunks instead of holding it (bill downloads)."""
-        with _mapped_errors(request, config):
+        try:
             async with self._open(request, config) as answer:
                 headers = _headers(answer)
                 if not 200 <= answer.status < 300:
@@ -104,6 +106,9 @@ class AiohttpTransport(BaseTransport):
                 if tail:
                     write(tail)
                 return RawResponse(answer.status, headers, b"")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            _raise_mapped(exc, request, config)
+            raise
 
     def _open(self, request: Request, config: TransportConfig) -> Any:
         return self._client().request(
@@ -152,11 +157,13 @@ def _headers(answer: aiohttp.ClientResponse) -> Headers:
     return Headers(list(answer.headers.items()))
 
 
-@contextlib.contextmanager
-def _mapped_errors(request: Request, config: TransportConfig) -> Iterator[None]:
-    """aiohttp and asyncio failures become the engine's transport errors, here and only here."""
+def _raise_mapped(failure: BaseException, request: Request, config: TransportConfig) -> None:
+    """Raise the engine's transport error for an aiohttp or asyncio failure: here and only here.
+
+    A plain ``try`` in the senders, not a context manager: this sits on every call's path.
+    """
     try:
-        yield
+        raise failure
     except aiohttp.ClientProxyConnectionError as exc:
         raise ConnectError(f"cannot reach the proxy {_proxy_name(config.proxy)}: {exc.os_error}") from None
     except aiohttp.ClientHttpProxyError as exc:
