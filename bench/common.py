@@ -55,18 +55,36 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def pin_to_cores(pid: int, cores: set[int]) -> bool:
+    """Keep process ``pid`` on ``cores`` (Linux); ``False`` where the machine cannot or has too few cores."""
+    available = getattr(os, "sched_getaffinity", lambda _: set())(0)
+    if not hasattr(os, "sched_setaffinity") or not cores <= available:
+        return False
+    os.sched_setaffinity(pid, cores)
+    return True
+
+
 @contextlib.contextmanager
-def served_sandbox() -> Iterator[dict[str, Any]]:
-    """Start ``wechatpay sandbox serve`` in a child process; yield its sandbox.json."""
+def served_sandbox(*, pinned: bool = False) -> Iterator[dict[str, Any]]:
+    """Start ``wechatpay sandbox serve`` in a child process; yield its sandbox.json.
+
+    ``pinned``: on a machine of two or more cores, the server keeps the last core and this process
+    the others, so neither migrates nor waits for the other's core between calls (both sides of a
+    comparison get the same placement). The manifest says whether that happened.
+    """
     state_dir = Path(tempfile.mkdtemp(prefix="wechatpay-bench-"))
     command = [str(Path(sys.executable).with_name("wechatpay")), "sandbox", "serve", "--state-dir", str(state_dir)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    cores = sorted(getattr(os, "sched_getaffinity", lambda _: set())(0))
+    placed = pinned and len(cores) >= 2 and pin_to_cores(process.pid, {cores[-1]}) and pin_to_cores(0, set(cores[:-1]))
     try:
         process.stdout.readline()  # type: ignore[union-attr]  # "WeChat Pay sandbox at ..."
-        yield {**json.loads((state_dir / "sandbox.json").read_text()), "state_dir": str(state_dir)}
+        yield {**json.loads((state_dir / "sandbox.json").read_text()), "state_dir": str(state_dir), "pinned": placed}
     finally:
         process.terminate()
         process.wait(timeout=10)
+        if placed:
+            os.sched_setaffinity(0, set(cores))
 
 
 def engine_settings(manifest: dict[str, Any]) -> dict[str, Any]:
