@@ -448,9 +448,11 @@ class DirectHook:
         self._direct: Callable[..., Any] = hook_caller
 
     def __call__(self, **arguments: Any) -> Any:
-        implementations = self._caller.get_hookimpls()
+        # pluggy keeps a hook's implementations in one list it edits in place; compare it, uncopied,
+        # with the copy taken when the direct call was made
+        implementations = self._caller._hookimpls
         if implementations != self._seen:
-            self._seen, self._direct = implementations, single_implementation(self._caller)
+            self._seen, self._direct = list(implementations), single_implementation(self._caller)
         return self._direct(**arguments)
 
 

@@ -89,12 +89,13 @@ SIGNATURE_HEADERS = (H_TIMESTAMP, H_NONCE, H_SIGNATURE, H_SERIAL)
 HEADER_LIMITS = {H_TIMESTAMP: 12, H_NONCE: 128, H_SIGNATURE: 2048, H_SERIAL: 128, H_SIGNATURE_TYPE: 64}
 
 
-def check_signature_headers(headers: Any) -> None:
+def check_signature_headers(headers: Any) -> tuple[str, str, str, str]:
     """Refuse missing or malformed signature headers with a ``SignatureError``, before anything is parsed.
 
     Each must be text of printable ASCII within ``HEADER_LIMITS``; the timestamp must be digits. This
     runs on the headers alone (the transports call it before reading a 2xx body) and again in the
-    built-in verifier, for answers and callbacks alike.
+    built-in verifier, for answers and callbacks alike. Returns the timestamp, nonce, signature and
+    serial it checked, so the verifier reads each once.
     """
     values = _header_values(headers)
     missing = [name for name, value in zip(SIGNATURE_HEADERS, values, strict=False) if not value]
@@ -112,6 +113,7 @@ def check_signature_headers(headers: Any) -> None:
     signature_type = values[4] or SCHEME_RSA
     if signature_type != SCHEME_RSA:
         raise SignatureError("unsupported_type", f"unsupported {H_SIGNATURE_TYPE} {signature_type!r}")
+    return values[0], values[1], values[2], values[3]
 
 
 def screen_answer(status: int, headers: Any) -> None:

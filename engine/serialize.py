@@ -57,10 +57,11 @@ def split_payload(descriptor: Descriptor, payload: Any) -> PayloadParts:
     if descriptor.free_form:
         return _split_free_form(descriptor, payload)
     data = payload or {}
+    # Most operations take their fields in one place only: skip the scans of the empty ones.
     return PayloadParts(
-        path={k: v for k, v in data.items() if k in spec.path},
-        query={k: v for k, v in data.items() if k in spec.query},
-        body={k: v for k, v in data.items() if k in spec.body},
+        path={k: v for k, v in data.items() if k in spec.path} if spec.path else {},
+        query={k: v for k, v in data.items() if k in spec.query} if spec.query else {},
+        body={k: v for k, v in data.items() if k in spec.body} if spec.body else {},
     )
 
 

@@ -25,10 +25,6 @@ from engine.hookspecs import hookimpl
 from engine.keys import PlatformKey, PlatformKeyring
 from engine.protocol import (
     CLOCK_WINDOW_SECONDS,
-    H_NONCE,
-    H_SERIAL,
-    H_SIGNATURE,
-    H_TIMESTAMP,
     PROBE_PREFIX,
     check_signature_headers,
     response_message,
@@ -47,15 +43,14 @@ def wxpay_verify_response(
 
 def verify_signed(headers: Headers, body: bytes, keyring: PlatformKeyring, now: int) -> str:
     """Verify a signed answer or callback; return the key id, or raise ``SignatureError``."""
-    check_signature_headers(headers)
-    timestamp = _check_timestamp(headers[H_TIMESTAMP], now)
-    signature = headers[H_SIGNATURE]
+    timestamp, nonce, signature, serial = check_signature_headers(headers)
+    _check_timestamp(timestamp, now)
     if signature.startswith(PROBE_PREFIX):
         raise SignatureError("probe", "signature is a WECHATPAY/SIGNTEST/ probe; treated as a failed verification")
-    key = _find_key(keyring, headers[H_SERIAL])
+    key = _find_key(keyring, serial)
     if key.kind == "certificate" and not key.valid_at(dt.datetime.fromtimestamp(now, dt.UTC)):
         raise SignatureError("expired", f"answer signed with certificate {key.key_id}, outside its validity period")
-    message = response_message(timestamp, headers[H_NONCE], body)
+    message = response_message(timestamp, nonce, body)
     if not rsa_verify(key.public_key, message, signature):
         raise SignatureError("mismatch", f"signature does not verify with key {key.key_id}")
     return key.key_id
