@@ -316,7 +316,7 @@ def _close_foreign(
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(resources.aclose(), loop).result(CLOSE_WAIT_SECONDS)
     else:
-        loop.run_until_complete(resources.aclose())
+        _drive_idle_loop(lambda: loop.run_until_complete(resources.aclose()))
 
 
 def _close_private(

@@ -287,6 +287,20 @@ def test_aclose_on_the_main_thread_closes_a_worker_threads_private_loop(identity
     _closed_and_nothing_left(engine, *private)
 
 
+@pytest.mark.filterwarnings("error")
+def test_aclose_in_a_new_loop_closes_the_resources_of_an_idle_user_loop(identity, served) -> None:
+    _collect_earlier_garbage()
+    engine = http_engine(identity, served)
+    idle = asyncio.new_event_loop()  # used once, then left open and not running
+    try:
+        assert idle.run_until_complete(engine.acall(PAPAY, COMBINE_PAPAY)).status == 200
+        asyncio.run(engine.aclose())
+        assert not idle.is_closed()  # the user's loop stays the user's to close
+        _closed_and_nothing_left(engine)
+    finally:
+        idle.close()
+
+
 # == the transport seam =============================================================================
 
 
