@@ -21,6 +21,11 @@ Design decisions:
   connections nor warns about them); the next call makes fresh ones. A pid check backs it up.
 * A closed runtime refuses work with ``UsageError``: a closed engine neither hangs nor silently
   reopens.
+* ``close()`` drives a loop that is not running (a thread's private loop, an idle user loop) to
+  release its resources. asyncio refuses to run a loop in a thread that already runs one, so when
+  ``close()`` or ``aclose()`` is called from async code that work goes to a short-lived helper
+  thread, joined within ``CLOSE_WAIT_SECONDS``: close never runs a loop inside a running loop, and
+  still leaves nothing open.
 * Other components keep their own loop-bound objects here too (a Redis asyncio client, whose
   connection pool belongs to the loop that made it): ``LoopResources.get_or_create(name, factory,
   aclose)`` makes one per loop on first use and awaits ``aclose(obj)`` when the loop's resources are
@@ -310,7 +315,7 @@ def _close_foreign(
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(resources.aclose(), loop).result(CLOSE_WAIT_SECONDS)
     else:
-        loop.run_until_complete(resources.aclose())
+        _drive_idle_loop(lambda: loop.run_until_complete(resources.aclose()))
 
 
 def _close_private(
@@ -319,12 +324,43 @@ def _close_private(
     if not in_use.acquire(timeout=CLOSE_WAIT_SECONDS):
         return  # a call is still running on it in its thread; that thread's loop ends with it
     try:
-        if resources is not None:
-            loop.run_until_complete(resources.aclose())
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+        _drive_idle_loop(lambda: _finish_private(loop, resources))
     finally:
         in_use.release()
+
+
+def _finish_private(loop: asyncio.AbstractEventLoop, resources: Optional[LoopResources]) -> None:
+    if resources is not None:
+        loop.run_until_complete(resources.aclose())
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
+def _drive_idle_loop(work: Callable[[], None]) -> None:
+    """Run ``work``, which runs a loop that is not running, where asyncio allows it.
+
+    That is this thread, unless a loop already runs here (``close()`` from async code): then a
+    short-lived helper thread, waited for at most ``CLOSE_WAIT_SECONDS``. What ``work`` raises is
+    raised here either way.
+    """
+    if _running_loop() is None:
+        work()
+        return
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the caller, not to threading.excepthook
+            failures.append(exc)
+
+    helper = threading.Thread(target=run, name="wechatpay-engine-close", daemon=True)
+    helper.start()
+    helper.join(CLOSE_WAIT_SECONDS)
+    if helper.is_alive():
+        logger.warning("closing an event loop's resources took over %.0f s; left to finish", CLOSE_WAIT_SECONDS)
+    elif failures:
+        raise failures[0]
 
 
 def _close_portal(

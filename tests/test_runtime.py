@@ -238,6 +238,69 @@ def test_aclose_inside_the_loop_then_refuses(identity) -> None:
     asyncio.run(run())
 
 
+def _private_loop_after_a_sync_call(engine: Engine) -> asyncio.AbstractEventLoop:
+    """Make one sync call in this thread; return the private loop it ran on."""
+    assert engine.call(PAPAY, COMBINE_PAPAY).status == 200
+    return engine.runtime._thread_loops[threading.get_ident()][0]
+
+
+def _closed_and_nothing_left(engine: Engine, *loops: asyncio.AbstractEventLoop) -> None:
+    assert all(loop.is_closed() for loop in loops)
+    assert engine.runtime._thread_loops == {} and engine.runtime._loops == {}
+    with pytest.raises(UsageError, match="closed"):
+        engine.call(PAPAY, COMBINE_PAPAY)
+    gc.collect()  # an unclosed session, connector or never-awaited close would warn here: warnings are errors
+
+
+@pytest.mark.filterwarnings("error")
+def test_aclose_in_a_new_loop_after_a_sync_call_closes_that_threads_private_loop(identity, served) -> None:
+    _collect_earlier_garbage()
+    engine = http_engine(identity, served)
+    private = _private_loop_after_a_sync_call(engine)
+    asyncio.run(engine.aclose())  # a loop runs in this thread now: the private loop cannot run here
+    _closed_and_nothing_left(engine, private)
+
+
+@pytest.mark.filterwarnings("error")
+def test_sync_close_inside_a_coroutine_after_a_sync_call_closes_the_private_loop(identity, served) -> None:
+    _collect_earlier_garbage()
+    engine = http_engine(identity, served)
+    private = _private_loop_after_a_sync_call(engine)
+
+    async def close_from_async_code() -> None:
+        engine.close()
+
+    asyncio.run(close_from_async_code())
+    _closed_and_nothing_left(engine, private)
+
+
+@pytest.mark.filterwarnings("error")
+def test_aclose_on_the_main_thread_closes_a_worker_threads_private_loop(identity, served) -> None:
+    _collect_earlier_garbage()
+    engine = http_engine(identity, served)
+    private: list[asyncio.AbstractEventLoop] = []
+    worker = threading.Thread(target=lambda: private.append(_private_loop_after_a_sync_call(engine)))
+    worker.start()
+    worker.join()
+    assert len(private) == 1
+    asyncio.run(engine.aclose())
+    _closed_and_nothing_left(engine, *private)
+
+
+@pytest.mark.filterwarnings("error")
+def test_aclose_in_a_new_loop_closes_the_resources_of_an_idle_user_loop(identity, served) -> None:
+    _collect_earlier_garbage()
+    engine = http_engine(identity, served)
+    idle = asyncio.new_event_loop()  # used once, then left open and not running
+    try:
+        assert idle.run_until_complete(engine.acall(PAPAY, COMBINE_PAPAY)).status == 200
+        asyncio.run(engine.aclose())
+        assert not idle.is_closed()  # the user's loop stays the user's to close
+        _closed_and_nothing_left(engine)
+    finally:
+        idle.close()
+
+
 # == the transport seam =============================================================================
 
 
