@@ -102,7 +102,11 @@ def _refund(fields: dict[str, str], key: bytes, mchid: str) -> V2Notification:
     try:
         data = xmlcodec.parse(plaintext, ("root",))
     except xmlcodec.MalformedXmlError:
-        raise NotificationDecryptionError("req_info decrypts to something that is not a refund document") from None
+        # AES-ECB authenticates nothing: under a wrong key about one ciphertext in 256 still unpads,
+        # into noise. Such noise and a forged plaintext look alike, so the message names both.
+        raise NotificationDecryptionError(
+            "req_info does not decrypt under the APIv2 key to a refund document (wrong key or tampered)"
+        ) from None
     envelope = {k: v for k, v in fields.items() if k != "req_info"}
     return V2Notification(REFUND, data, envelope, "apiv2:req_info")
 
