@@ -65,7 +65,7 @@ from engine.executor import Executor
 from engine.hookspecs import hookimpl
 from engine.invoke import app_parameters, jsapi_parameters
 from engine.keyprovider import KeyProvider, StaticKeys
-from engine.keys import KeySource, MerchantCredentials, MerchantSigner, merchant_signer
+from engine.keys import KeySource, MerchantCredentials, MerchantSigner, merchant_signer, parsed_private_key
 from engine.notifications import Handler, Notification, NotificationReceiver, Reply
 from engine.pipeline import Pipeline, Settings
 from engine.plugin_manager import build_plugin_manager
@@ -133,10 +133,11 @@ class Engine:
     ) -> None:
         # Boxed before anything else can fail, so no frame of a traceback shows them (engine.secret).
         private_key, apiv3_key = hide(private_key), hide(apiv3_key)
+        merchant = merchant_signer(private_key, signer)
         self.credentials = MerchantCredentials(
             configuration.required_text(mchid, "mchid"),
             configuration.required_text(serial_no, "serial_no"),
-            merchant_signer(private_key, signer),
+            merchant,
             configuration.parse_apiv2_key(apiv2_key),
             configuration.check_apiv2_sign_type(apiv2_sign_type),
         )
@@ -161,7 +162,7 @@ class Engine:
             bool(trust_env),
             pool_size,
             max_answer_bytes,
-            parse_client_certificate(client_certificate),
+            parse_client_certificate(client_certificate, merchant_key=_merchant_key(private_key, merchant)),
             configuration.optional_text(appid, "appid"),
         )
         self.retry = configuration.check_retry(retry)
@@ -476,6 +477,12 @@ class Engine:
             f"platform_keys={self.keyring.ids()} base_url={self.pipeline.settings.base_url} "
             f"store={getattr(self.store, 'description', type(self.store).__name__)}>"
         )
+
+
+def _merchant_key(private_key: Any, merchant: MerchantSigner) -> Optional[tuple[Any, Any]]:
+    """The ``private_key`` setting (still a ``Secret``) with the key parsed from it, for reuse."""
+    parsed = parsed_private_key(merchant)
+    return None if parsed is None else (private_key, parsed)
 
 
 def _certificate_keys() -> Any:

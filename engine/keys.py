@@ -182,6 +182,11 @@ class PrivateKeySigner:
         return "<PrivateKeySigner>"
 
 
+def parsed_private_key(signer: MerchantSigner) -> Optional[rsa.RSAPrivateKey]:
+    """The key object of the built-in signer (``None`` for any other signer): parsed once, reused."""
+    return signer._key if isinstance(signer, PrivateKeySigner) else None
+
+
 def merchant_signer(private_key: Any, signer: Any) -> MerchantSigner:
     """The signer an engine uses: ``signer`` itself, or one holding ``private_key``; exactly one of the two."""
     if signer is not None and reveal(private_key) is not None:

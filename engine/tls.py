@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from engine.errors import CredentialError
 from engine.keys import KeySource, certificate_serial, load_certificate, load_private_key
+from engine.secret import reveal
 
 SETTING = "client_certificate"
 
@@ -110,21 +111,43 @@ class ClientCertificate:
         return f"<ClientCertificate serial={self.serial} subject={self.certificate.subject.rfc4514_string()!r}>"
 
 
-def client_certificate(value: Any, setting: str = SETTING) -> Optional[ClientCertificate]:
-    """The ``client_certificate`` setting, parsed: ``None``, a pair, a mapping, or a ``ClientCertificate``."""
+def client_certificate(
+    value: Any, setting: str = SETTING, merchant_key: Optional[tuple[Any, rsa.RSAPrivateKey]] = None
+) -> Optional[ClientCertificate]:
+    """The ``client_certificate`` setting, parsed: ``None``, a pair, a mapping, or a ``ClientCertificate``.
+
+    ``merchant_key`` is the merchant ``private_key`` setting (a ``Secret``) and the key parsed from
+    it. The TLS key is almost always that same ``apiclient_key.pem``: given as the same source, it is
+    not parsed again (each parse of an RSA private key re-validates it, tens of milliseconds).
+    """
     if value is None or isinstance(value, ClientCertificate):
         return value
     if isinstance(value, (tuple, list)) and len(value) == 2:
-        return ClientCertificate.from_pem(value[0], value[1], setting)
+        return ClientCertificate.from_pem(value[0], _parsed_if_same(value[1], merchant_key), setting)
     if isinstance(value, Mapping):
         if "pkcs12" in value and set(value) <= {"pkcs12", "password"}:
             return ClientCertificate.from_pkcs12(value["pkcs12"], value.get("password"), setting)
         if set(value) == {"cert", "key"}:
-            return ClientCertificate.from_pem(value["cert"], value["key"], setting)
+            return ClientCertificate.from_pem(value["cert"], _parsed_if_same(value["key"], merchant_key), setting)
     raise CredentialError(
         f"{setting}: give a (cert, key) pair of PEM text or paths, {{'cert': ..., 'key': ...}}, "
         f"{{'pkcs12': path, 'password': ...}} or an engine.ClientCertificate, not {type(value).__name__}"
     )
+
+
+def _parsed_if_same(source: Any, merchant_key: Optional[tuple[Any, rsa.RSAPrivateKey]]) -> Any:
+    """The merchant key object when ``source`` names the same file, PEM or object; else ``source``."""
+    if merchant_key is None:
+        return source
+    given, parsed = merchant_key
+    return parsed if _same_source(reveal(source), reveal(given)) else source
+
+
+def _same_source(one: Any, other: Any) -> bool:
+    if isinstance(one, (str, bytes, os.PathLike)) and isinstance(other, (str, bytes, os.PathLike)):
+        first, second = os.fspath(one), os.fspath(other)
+        return type(first) is type(second) and first == second
+    return one is other
 
 
 def default_context() -> ssl.SSLContext:

@@ -136,6 +136,37 @@ def test_client_certificate_forms_and_refusals(identity: SandboxIdentity, tmp_pa
         _engine(identity, "sandbox://wechatpay", client_certificate=(tmp_path / "missing.pem", key_path))
 
 
+def test_the_merchant_key_given_twice_is_parsed_once(
+    identity: SandboxIdentity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """apiclient_key.pem signs APIv3 requests and presents the TLS certificate: one parse serves both."""
+    import engine.keys
+
+    cert_path, key_path = tmp_path / "apiclient_cert.pem", tmp_path / "apiclient_key.pem"
+    cert_path.write_bytes(identity.merchant_certificate_pem())
+    key_path.write_bytes(private_pem(identity.merchant_key))
+    serial = ClientCertificate.from_pem(cert_path, key_path).serial
+    parsed: list[int] = []
+    real_load = engine.keys.serialization.load_pem_private_key
+
+    def counting_load(data, password):
+        parsed.append(len(data))
+        return real_load(data, password)
+
+    monkeypatch.setattr(engine.keys.serialization, "load_pem_private_key", counting_load)
+    forms = {"same path": (key_path, key_path), "same text": (key_path.read_text(), key_path.read_text())}
+    for name, (merchant, tls_key) in forms.items():
+        parsed.clear()
+        built = _engine(identity, "sandbox://wechatpay", private_key=merchant, client_certificate=(cert_path, tls_key))
+        assert len(parsed) == 1, name
+        assert built.pipeline.settings.client_certificate.serial == serial
+    parsed.clear()
+    other_copy = tmp_path / "copy_of_apiclient_key.pem"
+    other_copy.write_bytes(key_path.read_bytes())
+    _engine(identity, "sandbox://wechatpay", private_key=key_path, client_certificate=(cert_path, other_copy))
+    assert len(parsed) == 2  # another file is parsed (and checked against the certificate) on its own
+
+
 # -- callbacks -----------------------------------------------------------------------------------------
 
 
