@@ -45,7 +45,6 @@ Design decisions:
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import threading
@@ -176,6 +175,8 @@ class Registry:
         """The closest ids and aliases to a misspelt reference, best first."""
 
         names = [*self.ids(), *self.aliases()]
+        import difflib  # only for a misspelt reference
+
         close = difflib.get_close_matches(ref, names, n=limit, cutoff=0.5)
         return close or [n for n in names if ref.split(".")[-1] in n][:limit]
 

@@ -28,16 +28,17 @@ import ssl
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from engine.errors import CredentialError
 from engine.keys import KeySource, certificate_serial, load_certificate, load_private_key
 from engine.secret import reveal
+
+if TYPE_CHECKING:  # x509 is a tenth of `import engine`; only an engine given a certificate needs it
+    from cryptography import x509
 
 SETTING = "client_certificate"
 
@@ -70,6 +71,8 @@ class ClientCertificate:
         cls, data: Union[bytes, str, "os.PathLike[str]"], password: Union[str, bytes, None], setting: str = SETTING
     ) -> "ClientCertificate":
         """From ``apiclient_cert.p12`` (its content or its path) and its password."""
+        from cryptography.hazmat.primitives.serialization import pkcs12
+
         content = data if isinstance(data, bytes) else _read(Path(data), setting)
         secret = password.encode("utf-8") if isinstance(password, str) else password
         try:
