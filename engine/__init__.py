@@ -8,6 +8,8 @@ plugins (see ``engine.hookspecs``). Importing this package does no I/O and regis
 
 __version__ = "0.1.0"
 
+import typing as _typing
+
 from engine.client import Engine
 from engine.configuration import DEFAULT_BASE_URL
 from engine.descriptor import Descriptor, Field, Idempotency, RequestSpec
@@ -43,19 +45,15 @@ from engine.errors import (
     V2AnswerError,
     ValidationError,
 )
-from engine.events import EventType
 from engine.hookspecs import CallInfo, SigningContext, hookimpl
 from engine.keyprovider import KeyProvider, StaticKeys
 from engine.keys import MerchantSigner, PrivateKeySigner
-from engine.notifications import Notification, Reply
-from engine.receiver import Receiver
 from engine.registry import endpoint_id
 from engine.retry import RetryPolicy
 from engine.stores import Claim, MemoryStore, Store
 from engine.tls import ClientCertificate
 from engine.transport import BaseTransport, MockTransport, Transport, TransportConfig
 from engine.untyped import Untyped
-from engine.v2.notifications import V2Notification
 from engine.wire import Headers, RawResponse, Request, Response
 
 __all__ = [
@@ -124,3 +122,33 @@ __all__ = [
     "endpoint_id",
     "hookimpl",
 ]
+
+# Callback types load with their modules at first use (PEP 562): a first call needs none of them.
+_LAZY = {
+    "EventType": "engine.events",
+    "Notification": "engine.notifications",
+    "Reply": "engine.notifications",
+    "Receiver": "engine.receiver",
+    "V2Notification": "engine.v2.notifications",
+}
+
+if _typing.TYPE_CHECKING:
+    from engine.events import EventType
+    from engine.notifications import Notification, Reply
+    from engine.receiver import Receiver
+    from engine.v2.notifications import V2Notification
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -39,6 +39,7 @@ Design decisions:
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from pathlib import Path
@@ -66,7 +67,6 @@ from engine.hookspecs import hookimpl
 from engine.invoke import app_parameters, jsapi_parameters
 from engine.keyprovider import KeyProvider, StaticKeys
 from engine.keys import KeySource, MerchantCredentials, MerchantSigner, merchant_signer, parsed_private_key
-from engine.notifications import Handler, Notification, NotificationReceiver, Reply
 from engine.pipeline import Pipeline, Settings
 from engine.plugin_manager import build_plugin_manager
 from engine.protocol import new_nonce
@@ -78,14 +78,15 @@ from engine.sender import Sender
 from engine.stores import DEFAULT_ACK_TTL, DEFAULT_CLAIM_TTL, STORE_ENV, Store, open_store
 from engine.tls import client_certificate as parse_client_certificate
 from engine.transport import DEFAULT_MAX_ANSWER_BYTES, BaseTransport, Transport, TransportConfig, Write, check_transport
-from engine.v2.notifications import V2Handler, V2Notification, V2NotificationReceiver
 from engine.wire import RawResponse, Request, Response
 
 if TYPE_CHECKING:  # generated stubs: type checkers read them, run time never imports them
     from engine.chain import Chain
     from engine.downloads import Download
+    from engine.notifications import Handler, Notification, NotificationReceiver, Reply
     from engine.types._calls import ACall, Call
     from engine.types._chain import ChainOf, V3Chain
+    from engine.v2.notifications import V2Handler, V2Notification, V2NotificationReceiver
 
 T = TypeVar("T")
 SYNC_MARGIN_SECONDS = 1.0
@@ -193,12 +194,27 @@ class Engine:
         for name, ttl in (("notification_ttl", notification_ttl), ("claim_ttl", claim_ttl)):
             if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or ttl <= 0:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {ttl!r}")
-        self.notifications = NotificationReceiver(
-            self.pipeline.verify, self.keys, apiv3, self.store, clock,
-            mchid=self.credentials.mchid, ack_ttl=notification_ttl, claim_ttl=claim_ttl,
-        )
-        self.v2_notifications = V2NotificationReceiver(self.credentials)
+        # The receivers (and their modules) are made at the first callback: a first call needs neither.
+        self._receiver_settings = (apiv3, clock, notification_ttl, claim_ttl)
         self.emulator: Any = None  # the in-process Sandbox, on engines made by Engine.sandbox()
+
+    @functools.cached_property
+    def notifications(self) -> "NotificationReceiver":
+        """The APIv3 callback receiver (verify, decrypt, exactly-once acknowledgement)."""
+        from engine.notifications import NotificationReceiver
+
+        apiv3, clock, ack_ttl, claim_ttl = self._receiver_settings
+        return NotificationReceiver(
+            self.pipeline.verify, self.keys, apiv3, self.store, clock,
+            mchid=self.credentials.mchid, ack_ttl=ack_ttl, claim_ttl=claim_ttl,
+        )
+
+    @functools.cached_property
+    def v2_notifications(self) -> "V2NotificationReceiver":
+        """The APIv2 callback receiver (payment and refund notifications)."""
+        from engine.v2.notifications import V2NotificationReceiver
+
+        return V2NotificationReceiver(self.credentials)
 
     @classmethod
     def sandbox(
