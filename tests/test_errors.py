@@ -132,6 +132,32 @@ def test_bad_key_material(identity, change: dict, message: str) -> None:
     assert "MIIE" not in str(caught.value)
 
 
+def _inconsistent_pem() -> bytes:
+    """A PEM RSA key whose private exponents do not belong to its modulus (a corrupted key file)."""
+    numbers = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_numbers()
+    broken = rsa.RSAPrivateNumbers(
+        p=numbers.p,
+        q=numbers.q,
+        d=numbers.d + 2,
+        dmp1=numbers.dmp1 + 2,
+        dmq1=numbers.dmq1 + 2,
+        iqmp=numbers.iqmp,
+        public_numbers=numbers.public_numbers,
+    )
+    return _pem(broken.private_key(unsafe_skip_rsa_key_validation=True))
+
+
+def test_an_inconsistent_private_key_is_refused_when_the_engine_is_built(identity, tmp_path: Path) -> None:
+    """Parsed without the slow primality check, a key must still prove it signs what its public half verifies."""
+    path = tmp_path / "apiclient_key.pem"
+    path.write_bytes(_inconsistent_pem())
+    for source in (path, path.read_bytes()):
+        with pytest.raises(CredentialError) as caught:
+            Engine(**_settings(identity, private_key=source))
+        assert str(caught.value) == "private_key: the private key is inconsistent (its signature does not verify)"
+    Engine(**_settings(identity, private_key=_pem(identity.merchant_key)))  # the sound key, as PEM: accepted
+
+
 def test_a_key_pasted_into_the_public_key_id_is_not_echoed(identity) -> None:
     pasted = "0123456789abcdef0123456789ABCDEF"  # an APIv3 key in the wrong setting
     with pytest.raises(ConfigurationError) as caught:

@@ -149,9 +149,9 @@ def test_the_merchant_key_given_twice_is_parsed_once(
     parsed: list[int] = []
     real_load = engine.keys.serialization.load_pem_private_key
 
-    def counting_load(data, password):
+    def counting_load(data, password, **options):
         parsed.append(len(data))
-        return real_load(data, password)
+        return real_load(data, password, **options)
 
     monkeypatch.setattr(engine.keys.serialization, "load_pem_private_key", counting_load)
     forms = {"same path": (key_path, key_path), "same text": (key_path.read_text(), key_path.read_text())}
