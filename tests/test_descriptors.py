@@ -9,7 +9,7 @@ import pytest
 from conftest import COMBINE_PAPAY
 
 from engine import Descriptor, DescriptorError, Engine, Field, RequestSpec, UnknownEndpointError, endpoint_id
-from engine.registry import BUILTIN_ENDPOINTS, Registry
+from engine.registry import BUILTIN_ENDPOINTS, Registry, _is_parameter, _route_fit
 
 SEED_IDS = {
     "combine_papay.mini_program": "v3.ecommerce.combine_papay.contracts.pre_entrust_sign.mini_program.post",
@@ -84,6 +84,25 @@ def test_template_paths_match_concrete_paths(engine: Engine) -> None:
     )
     assert engine.endpoint("GET /v3/pay/transactions/id/4200000001").id == "my.query"
     assert engine.endpoint("POST /v3/pay/transactions/id/4200000001").free_form  # other method: not described
+
+
+def test_the_route_trie_finds_what_a_scan_of_every_template_finds() -> None:
+    for key, routes in Registry([BUILTIN_ENDPOINTS])._route_index().items():
+        for pattern, _ in routes.entries:
+            for segments in _concrete(pattern, routes.entries):
+                scanned = sorted((w, c) for p, c in routes.entries if (w := _route_fit(p, segments)) is not None)
+                assert routes.fits(segments) == scanned, (key, segments)
+
+
+def _concrete(pattern: tuple[str, ...], entries: list[tuple[tuple[str, ...], str]]) -> set[tuple[str, ...]]:
+    """``pattern`` with each parameter a plain value; and, one parameter at a time, every literal a
+    template of the group has in that place, so twin templates (a literal and a parameter) collide."""
+    plain = tuple("x" if _is_parameter(segment) else segment for segment in pattern)
+    found = {plain}
+    for i, segment in enumerate(pattern):
+        if _is_parameter(segment):
+            found |= {(*plain[:i], other[i], *plain[i + 1 :]) for other, _ in entries if not _is_parameter(other[i])}
+    return found
 
 
 def test_undescribed_path_is_free_form(engine: Engine) -> None:

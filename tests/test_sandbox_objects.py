@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any, Callable
 
 import pytest
@@ -235,6 +237,21 @@ def test_a_contract_is_signed_then_terminated(
     assert engine.emulator.world.outbox.callbacks[-1].event_type == f"{family}.TERMINATE"
     error = refused(lambda: engine.call(f"{address}.terminate.post", {**lookup, "contract_termination_remark": "x"}))
     assert error.status == 400 and "TERMINATED" in error.message
+
+
+def test_a_repeated_pre_sign_replaces_the_unsigned_contract_and_forgets_it(engine: Engine) -> None:
+    store = engine.emulator.world.store
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    (first,) = store.find(("contract",), COMBINE_PAPAY["out_contract_code"])
+    first_id, forgotten = first.fields["contract_id"], weakref.ref(first)
+    del first
+    for _ in range(20):
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    (latest,) = store.find(("contract",), COMBINE_PAPAY["out_contract_code"])
+    assert store.by_id("contract_id", latest.fields["contract_id"]) is latest
+    assert store.by_id("contract_id", first_id) is None  # the replaced pre-sign left the id index too
+    gc.collect()
+    assert forgotten() is None  # nothing holds it: twenty repeats cost one record, not twenty-one
 
 
 def test_the_real_name_contract_is_authorised_once_signed(engine: Engine) -> None:

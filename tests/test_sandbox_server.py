@@ -30,6 +30,8 @@ from engine import (
     TransportTimeoutError,
 )
 from engine.sandbox import Sandbox, SandboxIdentity, state
+from engine.sandbox import server as server_module
+from engine.sandbox.clock import TestClock
 from engine.sandbox.faults import Fault
 from engine.sandbox.server import SandboxServer
 
@@ -404,3 +406,38 @@ def test_cli_serve_runs_and_stops_cleanly(tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=10)
     assert process.returncode == 0 and "Traceback" not in err and "sandbox stopped" in err
+
+
+def test_cli_serve_keeps_its_last_calls_when_terminated(tmp_path: Path) -> None:
+    """Calls do not write the state dir (the ticker does): SIGTERM stops like Ctrl-C, writing it."""
+    script = Path(sys.executable).with_name("wechatpay")
+    process = subprocess.Popen(
+        [str(script), "sandbox", "serve", "--state-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        process.stdout.readline()  # type: ignore[union-attr]  # "WeChat Pay sandbox at ..."
+        with Engine(**state.engine_settings(tmp_path), load_entry_points=False) as engine:
+            engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=10)
+    assert process.returncode == 0 and "Traceback" not in err
+    saved = json.loads((tmp_path / "world.json").read_text(encoding="utf-8"))
+    assert [o["number"] for o in saved["objects"]] == [COMBINE_PAPAY["out_contract_code"]]
+
+
+async def test_a_stopping_server_writes_what_changed_since_its_last_tick(
+    identity: SandboxIdentity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "TICK_SECONDS", 3600.0)  # one tick as it starts, then only stop writes
+    sandbox = Sandbox(identity, clock=TestClock())
+    sandbox.world.attach(tmp_path)
+    async with SandboxServer(sandbox) as server:
+        engine = Engine(**identity.engine_settings(), base_url=server.base_url, load_entry_points=False)
+        await engine.acall("combine_papay.mini_program", COMBINE_PAPAY)
+        await engine.aclose()
+    saved = json.loads((tmp_path / "world.json").read_text(encoding="utf-8"))
+    assert [o["number"] for o in saved["objects"]] == [COMBINE_PAPAY["out_contract_code"]]

@@ -19,7 +19,9 @@ Design decisions:
   ``engine.sandbox.inspector``). It is unauthenticated, which is why the server binds 127.0.0.1
   unless told otherwise. A malformed control request is a 400 with a reason, never a 500.
 * While serving, a ticker lets the sandbox act on what falls due (expiries, callback retries) every
-  ``TICK_SECONDS`` of real time.
+  ``TICK_SECONDS`` of real time; each tick also writes the world's state dir when something changed
+  (calls do not write it themselves), and ``stop`` writes it a last time. ``serve_forever`` (the
+  CLI's) stops the same way on SIGTERM as on Ctrl-C, so a terminated sandbox keeps its last calls.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import threading
 from typing import Any, Optional
 
@@ -86,6 +89,7 @@ class SandboxServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self.sandbox.world.save()  # what changed since the last tick
 
     async def __aenter__(self) -> "SandboxServer":
         await self.start()
@@ -233,15 +237,31 @@ async def _truncated(http: web.Request, status: int, headers: dict[str, str], bo
 
 
 async def serve_forever(sandbox: Sandbox, host: str, port: int, on_ready: Any = None) -> None:
-    """Serve until cancelled (Ctrl-C in the CLI)."""
+    """Serve until cancelled (Ctrl-C in the CLI) or sent SIGTERM; either way stop cleanly."""
     server = SandboxServer(sandbox, host, port)
     await server.start()
     try:
         if on_ready is not None:
             on_ready(server)
-        await asyncio.Event().wait()
+        await _terminated()
     finally:
         await server.stop()
+
+
+async def _terminated() -> None:
+    """Return on SIGTERM (where this loop can handle signals); until then, or otherwise, wait."""
+    loop, stopping = asyncio.get_running_loop(), asyncio.Event()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    except (NotImplementedError, RuntimeError, ValueError):  # no signal handlers here (Windows, a thread)
+        handled = False
+    else:
+        handled = True
+    try:
+        await stopping.wait()  # without a handler only cancellation (Ctrl-C) ends this
+    finally:
+        if handled:
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 class ServerThread:

@@ -17,7 +17,11 @@ Design decisions:
   newest expires and retire when they expire. ``on_time`` applies whatever fell due, then delivers
   due callbacks.
 * In the state dir (``attach``) the objects, the callbacks and the clock's offset are kept in
-  ``world.json`` (0600: it holds the decrypted request fields), written after each change.
+  ``world.json`` (0600: it holds the decrypted request fields). It is written behind the calls, not
+  by each: every ``on_time`` (the served sandbox's ticker, every ``TICK_SECONDS``; each clock
+  advance) saves what changed since the last save, as do the user's actions and the server's stop.
+  Rewriting the whole file on every call cost a serialisation of every object plus a blocking
+  truncate-and-write per request; now a burst of calls costs one write per tick.
 """
 
 from __future__ import annotations
@@ -103,7 +107,6 @@ class World:
                 return refusal.status, error_body(refusal.code, refusal.message)
             finally:
                 self._secret = ()
-        self.save()
         return status, shape(descriptor, values) if values is not None else None
 
     def create(
@@ -362,7 +365,7 @@ class World:
     # -- the state dir ---------------------------------------------------------------------------
 
     def attach(self, state_dir: Path) -> None:
-        """Keep the world in ``state_dir/world.json``: load what is there, save every change."""
+        """Keep the world in ``state_dir/world.json``: load what is there, save changes (``save``)."""
         self._path = state_dir / WORLD_FILE
         if self._path.exists():
             data = json.loads(self._path.read_text(encoding="utf-8"))
@@ -372,6 +375,7 @@ class World:
         self._saved = self._mark()
 
     def save(self) -> None:
+        """Write ``world.json`` if the world changed since it was last written (no-op unattached)."""
         if self._path is None or self._saved == self._mark():
             return
         from engine.sandbox.state import write_private
