@@ -6,7 +6,7 @@ Design decisions:
   is built, so a bad key fails at start-up with a ``CredentialError`` naming the *setting* and the
   reason, never the key material.
 * A private key read from PEM is the merchant's own, not a peer's: it is parsed without
-  cryptography's RSA self-validation (a primality check of about 45 ms, a sixth of a cold start)
+  cryptography's RSA self-validation (a primality check of about 45 ms, a tenth of a cold start)
   and proved instead by one signature verified with its own public half (under a millisecond),
   which refuses a key whose parts do not fit together, the failure that would otherwise surface as
   WeChat Pay rejecting every signature. Keys from peers (public keys, certificates) are parsed in full.
