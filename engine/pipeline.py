@@ -149,7 +149,6 @@ class Pipeline:
         self._verify_response = DirectHook(hook.wxpay_verify_response)
         self._encrypt_field = DirectHook(hook.wxpay_encrypt_field)
         self._decrypt_field = DirectHook(hook.wxpay_decrypt_field)
-        self._codecs: dict[str, tuple[Descriptor, BodyCodec]] = {}
         self._fill_sources: dict[str, Source] = {  # what the engine knows once per call (engine.fills)
             "merchant_id": lambda: credentials.mchid,
             "appid": lambda: settings.appid,
@@ -202,15 +201,14 @@ class Pipeline:
         return Prepared(descriptor, request, _reconcile(descriptor, parts.body))
 
     def codec(self, descriptor: Descriptor) -> BodyCodec:
-        """The body codec a plugin chose for ``descriptor`` (asked once per descriptor)."""
-        known = self._codecs.get(descriptor.id)
-        if known is not None and known[0] is descriptor:
-            return known[1]
-        codec = self.hook.wxpay_body_codec(descriptor=descriptor)
-        if codec is None:
-            raise ConfigurationError(f"no plugin encodes the {descriptor.body_kind} body of {descriptor.id}")
-        self._codecs[descriptor.id] = (descriptor, codec)
-        return codec  # type: ignore[no-any-return]
+        """The body codec a plugin chose for ``descriptor`` (asked once per descriptor, kept in its plan)."""
+        plan = self._plan(descriptor)
+        if plan.codec is None:
+            codec = self.hook.wxpay_body_codec(descriptor=descriptor)
+            if codec is None:
+                raise ConfigurationError(f"no plugin encodes the {descriptor.body_kind} body of {descriptor.id}")
+            plan.codec = codec
+        return plan.codec
 
     def _plan(self, descriptor: Descriptor) -> "_Plan":
         known = self._plans.get(descriptor.id)
@@ -286,6 +284,7 @@ class Pipeline:
         descriptor = prepared.descriptor
         if not 200 <= raw.status < 300 and not (descriptor.redirect and 300 <= raw.status < 400):
             raise self._api_error(raw, prepared)
+        plan = self._plan(descriptor)
         try:
             key_id = self.verify(raw, None, descriptor, prepared.request) if descriptor.signed_answer else None
             decoded = self.codec(descriptor).decode(descriptor, raw)
@@ -293,9 +292,7 @@ class Pipeline:
             if error.outcome_unknown and error.reconcile is None:
                 error.reconcile = prepared.reconcile
             raise
-        data = decoded
-        if self._plan(descriptor).encrypted_answer:
-            data = map_encrypted(descriptor.response, decoded, self._decrypt)
+        data = map_encrypted(descriptor.response, decoded, self._decrypt) if plan.encrypted_answer else decoded
         request_id = raw.headers.get(H_REQUEST_ID, "")
         return Response(raw.status, raw.headers, data, request_id, key_id, descriptor.id)
 
@@ -354,11 +351,20 @@ class Pipeline:
 class _Plan:
     """What the stages need to know of one descriptor, worked out at its first call."""
 
-    __slots__ = ("descriptor", "encrypted_answer", "encrypted_body", "encrypted_query", "required_headers", "validator")
+    __slots__ = (
+        "codec",
+        "descriptor",
+        "encrypted_answer",
+        "encrypted_body",
+        "encrypted_query",
+        "required_headers",
+        "validator",
+    )
 
     def __init__(self, descriptor: Descriptor, validator: Optional[PayloadValidator]) -> None:
         self.descriptor = descriptor
         self.validator = validator  # None: a free-form descriptor takes any payload
+        self.codec: Optional[BodyCodec] = None  # asked of the plugins at first use (Pipeline.codec)
         self.encrypted_body = any_encrypted(descriptor.request.body)
         self.encrypted_query = any_encrypted(descriptor.request.query)
         self.encrypted_answer = any_encrypted(descriptor.response)
@@ -389,7 +395,7 @@ def _reconcile(descriptor: Descriptor, body: Any) -> Optional[Reconcile]:
     return Reconcile(descriptor.id, trait.key, value, trait.query)
 
 
-def single_implementation(hook_caller: Any) -> Callable[..., Any]:
+def direct_caller(hook_caller: Any) -> Callable[..., Any]:
     """The hook itself, or, when every implementation is a plain function, a direct call of them.
 
     Calling plain implementations in pluggy's order (the back of ``get_hookimpls()`` first) with the
@@ -403,18 +409,7 @@ def single_implementation(hook_caller: Any) -> Callable[..., Any]:
     if not implementations or any(i.hookwrapper or i.wrapper or i.kwargnames for i in implementations):
         return cast(Callable[..., Any], hook_caller)
     calls = [(i.function, i.argnames) for i in reversed(implementations)]
-    first_result = hook_caller.spec is not None and bool(hook_caller.spec.opts.get("firstresult"))
-    if len(calls) == 1:
-        (function, wanted), = calls
-        if first_result:
-            return lambda **arguments: function(*[arguments[name] for name in wanted])
-
-        def only(**arguments: Any) -> list[Any]:
-            result = function(*[arguments[name] for name in wanted])
-            return [] if result is None else [result]
-
-        return only
-    if first_result:
+    if hook_caller.spec is not None and hook_caller.spec.opts.get("firstresult"):
 
         def first(**arguments: Any) -> Any:
             for function, wanted in calls:
@@ -426,14 +421,18 @@ def single_implementation(hook_caller: Any) -> Callable[..., Any]:
         return first
 
     def collected(**arguments: Any) -> list[Any]:
-        results = (function(*[arguments[name] for name in wanted]) for function, wanted in calls)
-        return [result for result in results if result is not None]
+        results = []
+        for function, wanted in calls:
+            result = function(*[arguments[name] for name in wanted])
+            if result is not None:
+                results.append(result)
+        return results
 
     return collected
 
 
 class DirectHook:
-    """A hook caller for the per-call hooks: ``single_implementation``, kept current.
+    """A hook caller for the per-call hooks: ``direct_caller``, kept current.
 
     The registered implementations are compared on every call (one list comparison) and resolved
     again when they changed, so a plugin registered or removed after the engine was built, the
@@ -452,7 +451,7 @@ class DirectHook:
         # with the copy taken when the direct call was made
         implementations = self._caller._hookimpls
         if implementations != self._seen:
-            self._seen, self._direct = list(implementations), single_implementation(self._caller)
+            self._seen, self._direct = list(implementations), direct_caller(self._caller)
         return self._direct(**arguments)
 
 

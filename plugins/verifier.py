@@ -56,13 +56,12 @@ def verify_signed(headers: Headers, body: bytes, keyring: PlatformKeyring, now: 
     return key.key_id
 
 
-def _check_timestamp(value: str, now: int) -> str:
+def _check_timestamp(value: str, now: int) -> None:
     skew = abs(now - int(value))  # check_signature_headers made it at most 12 ASCII digits
     if skew > CLOCK_WINDOW_SECONDS:
         raise SignatureError(
             "stale", f"answer timestamp is {skew} s away from the local clock (window {CLOCK_WINDOW_SECONDS} s)"
         )
-    return value
 
 
 def _find_key(keyring: PlatformKeyring, serial: str) -> PlatformKey:

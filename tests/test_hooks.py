@@ -325,12 +325,12 @@ def test_exchange_repr_hides_payload(engine: Engine) -> None:
     assert REAL_NAME["cred_id"] not in repr(exchange)
 
 
-def test_single_implementation_fast_path_keeps_pluggy_semantics(make_engine) -> None:
-    from engine.pipeline import single_implementation
+def test_direct_caller_fast_path_keeps_pluggy_semantics(make_engine) -> None:
+    from engine.pipeline import direct_caller
 
     engine = make_engine()
     hook = engine.plugin_manager.hook.wxpay_encrypt_field
-    assert single_implementation(hook) is not hook  # only the built-in: called directly
+    assert direct_caller(hook) is not hook  # only the built-in: called directly
 
     class Narrow:  # an implementation may take fewer arguments than the spec offers
         @hookimpl
@@ -339,7 +339,7 @@ def test_single_implementation_fast_path_keeps_pluggy_semantics(make_engine) -> 
 
     engine.plugin_manager.unregister(sys.modules["engine.plugins.field_crypto"])
     engine.plugin_manager.register(Narrow())
-    assert single_implementation(hook)(plaintext="x", key=None) == "narrow:x"
+    assert direct_caller(hook)(plaintext="x", key=None) == "narrow:x"
 
     class Wrapper:
         @hookimpl(hookwrapper=True)
@@ -347,7 +347,7 @@ def test_single_implementation_fast_path_keeps_pluggy_semantics(make_engine) -> 
             yield
 
     engine.plugin_manager.register(Wrapper())
-    assert single_implementation(hook) is hook  # a wrapper: pluggy dispatches
+    assert direct_caller(hook) is hook  # a wrapper: pluggy dispatches
 
 
 @pytest.mark.parametrize("first_result", [True, False])
@@ -355,7 +355,7 @@ def test_direct_call_of_several_plain_implementations_answers_as_pluggy_does(fir
     """Order (tryfirst/trylast, latest first), the stop at the first answer, skipped Nones, raised errors."""
     import pluggy
 
-    from engine.pipeline import single_implementation
+    from engine.pipeline import direct_caller
 
     spec, impl = pluggy.HookspecMarker("probe"), pluggy.HookimplMarker("probe")
 
@@ -386,7 +386,7 @@ def test_direct_call_of_several_plain_implementations_answers_as_pluggy_does(fir
         manager.add_hookspecs(Spec)
         for name, answer, marks in layout:
             manager.register(plugin(name, answer, **marks), name=name)
-        direct = single_implementation(manager.hook.probe)
+        direct = direct_caller(manager.hook.probe)
         assert direct is not manager.hook.probe
         outcomes = []
         for caller in (manager.hook.probe, direct):

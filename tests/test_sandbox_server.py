@@ -378,14 +378,15 @@ def test_state_directory_is_reused(tmp_path: Path) -> None:
     assert oct((tmp_path / "merchant_private_key.pem").stat().st_mode & 0o777) == "0o600"
 
 
-def test_cli_serve_runs_and_stops_cleanly(tmp_path: Path) -> None:
+def _serve(state_dir: Path) -> subprocess.Popen[str]:
+    """``wechatpay sandbox serve`` in a child process, its output captured."""
     script = Path(sys.executable).with_name("wechatpay")
-    process = subprocess.Popen(
-        [str(script), "sandbox", "serve", "--state-dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    command = [str(script), "sandbox", "serve", "--state-dir", str(state_dir)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_cli_serve_runs_and_stops_cleanly(tmp_path: Path) -> None:
+    process = _serve(tmp_path)
     try:
         line = process.stdout.readline()  # type: ignore[union-attr]
         assert line.startswith("WeChat Pay sandbox at http://127.0.0.1:")
@@ -410,13 +411,7 @@ def test_cli_serve_runs_and_stops_cleanly(tmp_path: Path) -> None:
 
 def test_cli_serve_keeps_its_last_calls_when_terminated(tmp_path: Path) -> None:
     """Calls do not write the state dir (the ticker does): SIGTERM stops like Ctrl-C, writing it."""
-    script = Path(sys.executable).with_name("wechatpay")
-    process = subprocess.Popen(
-        [str(script), "sandbox", "serve", "--state-dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = _serve(tmp_path)
     try:
         process.stdout.readline()  # type: ignore[union-attr]  # "WeChat Pay sandbox at ..."
         with Engine(**state.engine_settings(tmp_path), load_entry_points=False) as engine:
