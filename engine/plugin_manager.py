@@ -13,12 +13,21 @@ Design decisions:
   built-ins are registered before the APIv2 ones: an APIv3 call is answered by the first built-in
   asked, and the APIv2 ones are reached only by APIv2 calls, whose descriptors the APIv3 built-ins
   decline (tests/test_hooks.py checks the order).
+* Entry-point discovery is pluggy's own, run only when some installed distribution may declare the
+  group. Asking ``importlib.metadata`` costs a process about 13 ms (9 ms to import it, 4 ms to parse
+  every distribution's entry points), a tenth of a cold start, and most environments declare no
+  plugin. ``_may_declare`` reads the ``entry_points.txt`` files on ``sys.path`` directly; whatever
+  it cannot read the way ``importlib.metadata`` would (a zip on the path, a meta-path finder that
+  supplies its own distributions) counts as "may", so it can only cause a scan, never skip a plugin.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Iterable
+import os
+import sys
+from importlib.machinery import PathFinder
+from typing import Any, Iterable, Optional
 
 import pluggy
 
@@ -47,7 +56,7 @@ def build_plugin_manager(
     manager.add_hookspecs(hookspecs)
     for plugin in builtins:
         _register(manager, plugin)
-    if entry_points:
+    if entry_points and _may_declare(ENTRY_POINT_GROUP):
         manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     for plugin in plugins:
         _register(manager, plugin)
@@ -70,3 +79,37 @@ def _register(manager: pluggy.PluginManager, plugin: Any) -> None:
         manager.register(plugin)
     except pluggy.PluginValidationError as exc:
         raise ConfigurationError(f"plugin {plugin!r} does not match the hook specifications: {exc}") from None
+
+
+def _may_declare(group: str) -> bool:
+    """Whether an installed distribution may declare entry points in ``group`` (see the module docstring)."""
+    if any(hasattr(finder, "find_distributions") for finder in sys.meta_path if finder is not PathFinder):
+        return True
+    section = f"[{group}]"
+    for entry in sys.path:
+        texts = _entry_point_texts(entry or ".")
+        if texts is None or any(section in text for text in texts):
+            return True
+    return False
+
+
+def _entry_point_texts(directory: str) -> Optional[list[str]]:
+    """The ``entry_points.txt`` of every distribution ``importlib.metadata`` would find in ``directory``;
+    ``None`` for a path entry that is a file (a zip or an egg), which only ``importlib.metadata`` reads."""
+    try:
+        with os.scandir(directory) as listing:
+            infos = [entry.name for entry in listing if entry.name.lower().endswith((".dist-info", ".egg-info"))]
+    except NotADirectoryError:
+        return None
+    except OSError:  # missing or unreadable: importlib.metadata finds nothing there either
+        return []
+    if directory.lower().endswith(".egg"):
+        infos.append("EGG-INFO")
+    texts = []
+    for info in infos:
+        try:
+            with open(os.path.join(directory, info, "entry_points.txt"), encoding="utf-8", errors="replace") as file:
+                texts.append(file.read())
+        except OSError:  # no entry points (the usual case), or an .egg-info that is a file
+            continue
+    return texts

@@ -226,24 +226,25 @@ class Registry:
         if endpoint_id in self._registered:
             return self._registered[endpoint_id]
         if endpoint_id not in self._loaded:
-            path = self._own_file_index().get(endpoint_id)
-            if path is None:
+            directory = self._own_file_index().get(endpoint_id)
+            if directory is None:
                 return self._parent._by_id(endpoint_id) if self._parent is not None else None
-            self._loaded[endpoint_id] = load_descriptor_file(path, endpoint_id)
+            self._loaded[endpoint_id] = load_descriptor_file(directory / f"{endpoint_id}.yaml", endpoint_id)
         return self._loaded[endpoint_id]
 
     def _alias_target(self, ref: str) -> Optional[str]:
         return self._extra_aliases.get(ref) or self._alias_index().get(ref)
 
     def _own_file_index(self) -> dict[str, Path]:
+        """Id -> the directory holding its file (the last directory given wins)."""
         if self._own_files is None:
             files: dict[str, Path] = {}
             for directory in self._directories:
-                # Names, not Path objects, are listed and sorted: a thousand Path comparisons cost more
-                # than the rest of the index at start-up.
-                for name in sorted(_yaml_names(directory)):
+                # Names, not Path objects, are listed, and the path is joined only for a file that is
+                # loaded: a thousand Path joins cost more than the rest of the index at start-up.
+                for name in _yaml_names(directory):
                     if name != ALIASES_FILE:
-                        files[name[: -len(".yaml")]] = directory / name
+                        files[name[: -len(".yaml")]] = directory
             self._own_files = files
         return self._own_files
 

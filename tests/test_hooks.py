@@ -281,6 +281,39 @@ def test_entry_point_plugins_are_loaded(tmp_path: Path, identity, monkeypatch) -
     assert not any(getattr(p, "__name__", "") == "acme_wxpay_plugin" for p in without.plugin_manager.get_plugins())
 
 
+def _dist_info(directory: Path, name: str, entry_points: str | None) -> None:
+    info = directory / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    if entry_points is not None:
+        (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_entry_point_scan_is_skipped_only_when_no_distribution_can_declare_the_group(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from engine import plugin_manager
+
+    quiet, declaring = tmp_path / "quiet", tmp_path / "declaring"
+    quiet.mkdir(), declaring.mkdir()
+    _dist_info(quiet, "no_entry_points", None)
+    _dist_info(quiet, "other_group", "[console_scripts]\ntool = tool:main\n")
+    _dist_info(declaring, "acme", "[console_scripts]\nx = y\n\n[wechatpay.plugins]\nacme = acme\n")
+    group = plugin_manager.ENTRY_POINT_GROUP
+    monkeypatch.setattr(sys, "path", [str(quiet), str(tmp_path / "missing")])
+    assert not plugin_manager._may_declare(group)
+    monkeypatch.setattr(sys, "path", [str(quiet), str(declaring)])
+    assert plugin_manager._may_declare(group)
+    # A zip on the path is read only by importlib.metadata: the full scan runs.
+    (tmp_path / "bundle.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+    monkeypatch.setattr(sys, "path", [str(quiet), str(tmp_path / "bundle.zip")])
+    assert plugin_manager._may_declare(group)
+    # So does a meta-path finder that supplies distributions of its own.
+    monkeypatch.setattr(sys, "path", [str(quiet)])
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, type("Finder", (), {"find_distributions": None})()])
+    assert plugin_manager._may_declare(group)
+
+
 def test_plugin_named_by_import_path(make_engine) -> None:
     engine = make_engine(plugins=["engine.plugins.call_log"])  # already registered: accepted, not doubled
     names = [getattr(p, "__name__", "") for p in engine.plugin_manager.get_plugins()]
