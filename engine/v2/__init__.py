@@ -8,9 +8,12 @@ The pieces, each small and sans-I/O:
   operation uses, and the AES-256-ECB decryption of refund notifications.
 * ``engine.v2.answers``   what an answer means: ``return_code``/``result_code`` checks and the errors.
 * ``engine.v2.notifications`` payment and refund callbacks, verified or decrypted, and their XML reply.
+* ``engine.v2.codec``, ``engine.v2.signer``, ``engine.v2.verifier``  what the three APIv2 hooks do.
 
 The plugins that put them to work are ordinary built-ins (``engine.plugins.v2_codec``,
 ``v2_signer``, ``v2_verifier``): they answer the hooks for descriptors with ``protocol: v2`` and defer
 for every other one, exactly as the APIv3 built-ins defer for APIv2 descriptors. Nothing in the
-executor, the sender or the pipeline knows which family a call belongs to.
+executor, the sender or the pipeline knows which family a call belongs to. The plugins are thin and
+import this package's modules at their first APIv2 call: a process that makes only APIv3 calls never
+loads the XML parser, the codec or the signer (about 10 ms of its start).
 """

@@ -193,4 +193,3 @@ class V2NotificationReceiver:
             return web.Response(status=reply.status, body=reply.body, headers=dict(reply.headers))
 
         return receive
-
