@@ -1,0 +1,141 @@
+"""Where the engine's concurrency-1 gap over HTTP comes from: its own work, or how it talks HTTP.
+
+Run: .venv/bin/python bench/overhead_anatomy.py [--slice 1.0] [--pairs 9]
+
+``bench/overhead_http.py`` compares the engine with a hand-written baseline over loopback. This
+script asks what the difference is made of, with three sides calling the same served sandbox in
+interleaved slices (the order rotated every round, the server pinned to its own core):
+
+* ``baseline``: the hand-written aiohttp + cryptography call of ``bench/common.py``;
+* ``engine``: ``engine.acall`` of the same operation;
+* ``baseline + in-process engine call``: the baseline call, then one engine call of the same
+  operation answered in process (``MockTransport``, a canned signed answer, the stand-in signer of
+  ``bench/retry_overhead.py``, real RSA verification). It does the engine's whole pipeline with no
+  HTTP of its own.
+
+If the third side is as slow as the engine, the gap is the engine's own per-call work and not its
+use of aiohttp. Beside them, the same in-process call is timed on its own (CPU per call), back to
+back and after a 2 ms sleep before each call, as a call over HTTP waits for its answer. The
+difference between the two shows what idling does to the cost of the same work on this machine.
+Per-call CPU is ``time.process_time`` (this process only; the server runs in another).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from typing import Any, Awaitable, Callable
+
+from common import SEED_PAYLOAD, BaselineClient, emit, engine_settings, served_sandbox
+from retry_overhead import SEED, engines
+
+from engine import Engine
+from engine.sandbox import SandboxIdentity
+
+Call = Callable[[], Awaitable[Any]]
+
+
+async def side_rate(call: Call, seconds: float) -> tuple[float, float]:
+    """Calls per second and client CPU µs per call, calling back to back for ``seconds``."""
+    done, cpu, started = 0, time.process_time(), time.perf_counter()
+    deadline = started + seconds
+    while time.perf_counter() < deadline:
+        await call()
+        done += 1
+    return done / (time.perf_counter() - started), (time.process_time() - cpu) / done * 1e6
+
+
+async def in_process_cpu(call: Call, calls: int, idle: float) -> float:
+    """CPU µs of one in-process call, each preceded by ``idle`` seconds of sleep (not counted)."""
+    spent = 0.0
+    for _ in range(calls):
+        if idle:
+            await asyncio.sleep(idle)
+        started = time.process_time()
+        await call()
+        spent += time.process_time() - started
+    return spent / calls * 1e6
+
+
+async def measure(manifest: dict[str, Any], slice_seconds: float, pairs: int) -> dict[str, Any]:
+    engine = Engine(**engine_settings(manifest))
+    baseline = BaselineClient(manifest)
+    in_process = engines(SandboxIdentity.generate())["default"]
+
+    async def engine_call() -> None:
+        await engine.acall(SEED, SEED_PAYLOAD)
+
+    async def in_process_call() -> None:
+        await in_process.acall(SEED, SEED_PAYLOAD)
+
+    async def both() -> None:
+        await baseline.call()
+        await in_process_call()
+
+    sides: list[tuple[str, Call]] = [
+        ("baseline", baseline.call),
+        ("engine", engine_call),
+        ("baseline + in-process engine call", both),
+    ]
+    for _, call in sides:
+        for _ in range(50):
+            await call()
+    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in sides}
+    hot: list[float] = []
+    idle: list[float] = []
+    for round_ in range(pairs):
+        for offset in range(len(sides)):
+            name, call = sides[(round_ + offset) % len(sides)]
+            rounds[name].append(await side_rate(call, slice_seconds))
+        hot.append(await in_process_cpu(in_process_call, 300, 0.0))
+        idle.append(await in_process_cpu(in_process_call, 300, 0.002))
+    await engine.aclose()
+    await baseline.close()
+    await in_process.aclose()
+    return {"rounds": rounds, "hot": hot, "idle": idle}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--slice", type=float, default=1.0, help="seconds per slice")
+    parser.add_argument("--pairs", type=int, default=9, help="rounds of the three sides")
+    args = parser.parse_args()
+    with served_sandbox(pinned=True) as manifest:
+        found = asyncio.run(measure(manifest, args.slice, args.pairs))
+    rounds = found["rounds"]
+    rate = {name: statistics.median(r[0] for r in values) for name, values in rounds.items()}
+    cpu = {name: statistics.median(r[1] for r in values) for name, values in rounds.items()}
+    base = rounds["baseline"]
+    per_round = {name: [v[0] / b[0] for v, b in zip(values, base, strict=True)] for name, values in rounds.items()}
+    ratio = {name: statistics.median(values) for name, values in per_round.items()}
+    hot, idle = statistics.median(found["hot"]), statistics.median(found["idle"])
+    # Within each round, like the ratios: the wall time one call takes more than a baseline call.
+    added = {
+        name: statistics.median(1e6 / v[0] - 1e6 / b[0] for v, b in zip(values, base, strict=True))
+        for name, values in rounds.items()
+    }
+    table = [("side", "calls/s", "vs baseline", "wall µs added per call", "client CPU µs per call")]
+    for name in rounds:
+        table.append((name, f"{rate[name]:.0f}", f"{ratio[name]:.3f}", f"{added[name]:+.0f}", f"{cpu[name]:.0f}"))
+    table.append(("in-process engine call alone, back to back", "", "", "", f"{hot:.0f}"))
+    table.append(("in-process engine call alone, after 2 ms idle", "", "", "", f"{idle:.0f}"))
+    emit(
+        "overhead_anatomy",
+        table,
+        {
+            "calls_per_second": rate,
+            "ratios": ratio,
+            "client_cpu_us": cpu,
+            "wall_us_added": added,
+            "in_process_cpu_us": {"back_to_back": hot, "after_2ms_idle": idle},
+            "pinned": manifest["pinned"],
+            "slice_seconds": args.slice,
+            "pairs": args.pairs,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
