@@ -204,7 +204,7 @@ def _engine(args: argparse.Namespace, **extra: Any) -> Engine:
 def _credentials(args: argparse.Namespace) -> dict[str, Any]:
     if args.sandbox_state:
         return _sandbox_credentials(Path(args.sandbox_state))
-    settings = _from_env(args)
+    settings = environment.values(_given(args))
     absent = environment.missing(settings)
     if absent:
         raise CliError(f"missing credentials: set {', '.join(absent)} (or the matching flags), or use --sandbox")
@@ -214,28 +214,22 @@ def _credentials(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def _raw_settings(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
+def _raw_settings(args: argparse.Namespace) -> environment.Sourced:
     """Each setting given, with where it came from (the flag or variable to name when it is wrong)."""
     if args.sandbox_state:
         settings = _sandbox_credentials(Path(args.sandbox_state))
         return {name: (value, f"--sandbox-state {args.sandbox_state}") for name, value in settings.items()}
-    found: dict[str, tuple[Any, str]] = {}
-    for name, variable in ENVIRONMENT.items():
-        flag = getattr(args, name, None)
-        if flag:
-            found[name] = (flag, FLAGS.get(name, "--" + name.replace("_", "-")))
-        elif os.environ.get(variable):
-            value: Any = os.environ[variable]
-            if name == "platform_certificates":
-                value = [p for p in value.split(os.pathsep) if p]
-            found[name] = (value, variable)
-    return found
+    return _given(args)
 
 
-def _from_env(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings ``Engine.from_env`` reads (``engine.environment``), with the flags given winning."""
-    flags = {name: value for name in ENVIRONMENT if (value := getattr(args, name, None))}
-    return {**environment.read_environment(), **flags}
+def _given(args: argparse.Namespace) -> environment.Sourced:
+    """What ``Engine.from_env`` reads (``engine.environment``), each with its source; a flag given wins."""
+    flags = {name: (value, _flag(name)) for name in ENVIRONMENT if (value := getattr(args, name, None))}
+    return {**environment.read_sources(), **flags}
+
+
+def _flag(name: str) -> str:
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
 def _sandbox_credentials(state_dir: Path) -> dict[str, Any]:

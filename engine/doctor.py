@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import attrs
 
+from engine.environment import Sourced
 from engine.errors import ApiError, CredentialError, EngineError, SignatureError, TransportError
 from engine.keys import load_certificate, load_private_key, load_public_key, normalize_serial, public_pem
 from engine.untyped import Untyped
@@ -57,7 +58,7 @@ HINTS = {  # where each setting comes from, for the line that names it
     "base_url": "--base-url or WECHATPAY_BASE_URL",
     "merchant_certificate": "--merchant-certificate or WECHATPAY_MERCHANT_CERTIFICATE",
 }
-Settings = dict[str, tuple[Any, str]]  # name -> (value, the flag or variable it came from)
+Settings = Sourced  # name -> (value, the flag or variable it came from), as engine.cli reads them
 
 
 @attrs.frozen

@@ -19,6 +19,9 @@ Design decisions:
   checks (``ConfigurationError``, ``CredentialError``) judge what is there; values are never echoed.
 * The reader only reads: ``Engine.from_env`` and the CLI add their own overrides (keyword
   arguments, command-line flags) on top, and say in their own words what is missing.
+* Each setting can be read with the variable it came from (``read_sources``), because
+  ``wechatpay doctor`` names the variable at fault; ``read_environment`` is the same reading with
+  the sources dropped, so the two can never disagree on what a variable means.
 """
 
 from __future__ import annotations
@@ -39,15 +42,29 @@ ENVIRONMENT = {
     "base_url": "WECHATPAY_BASE_URL",
 }
 REQUIRED = ("mchid", "serial_no", "private_key")
+Sourced = dict[str, tuple[Any, str]]  # setting -> (value, the variable or flag it came from)
 
 
 def read_environment(environ: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
     """The ``Engine`` settings the ``WECHATPAY_*`` variables of ``environ`` (default ``os.environ``) give."""
+    return values(read_sources(environ))
+
+
+def read_sources(environ: Optional[Mapping[str, str]] = None) -> Sourced:
+    """``read_environment``'s settings, each with the variable it came from."""
     source = os.environ if environ is None else environ
-    settings: dict[str, Any] = {name: source[var] for name, var in ENVIRONMENT.items() if source.get(var)}
-    if "platform_certificates" in settings:
-        settings["platform_certificates"] = [p for p in settings["platform_certificates"].split(os.pathsep) if p]
-    return settings
+    return {name: (_value(name, source[var]), var) for name, var in ENVIRONMENT.items() if source.get(var)}
+
+
+def values(settings: Mapping[str, tuple[Any, str]]) -> dict[str, Any]:
+    """``settings`` without where each came from: what ``Engine`` takes."""
+    return {name: value for name, (value, _) in settings.items()}
+
+
+def _value(name: str, text: str) -> Any:
+    if name == "platform_certificates":  # several files in one variable, like PATH
+        return [p for p in text.split(os.pathsep) if p]
+    return text
 
 
 def missing(settings: Mapping[str, Any]) -> list[str]:

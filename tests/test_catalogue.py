@@ -310,3 +310,18 @@ def test_the_importer_writes_into_the_checkout_not_the_installed_package() -> No
 )
 def test_short_label(description: object, label: str) -> None:
     assert short_label(description) == label
+
+
+def test_one_nearest_rule_for_both_importers_lookups() -> None:
+    from tools.catalogue_common import nearest
+
+    candidates = [
+        ("b.get", "/v3/refund/domestic/refunds/{out_refund_no}"),
+        ("a.get", "/v3/refund/domestic/refunds/{out_refund_no}"),  # the same path: the smaller id wins
+        ("c.get", "/v3/refund/domestic/refunds/{out_refund_no}/detail"),  # as near, but longer
+        ("d.get", "/v3/pay/transactions/{out_trade_no}"),
+    ]
+    assert nearest("/v3/refund/domestic/refunds", candidates) == "a.get"
+    assert nearest("/v3/pay/partner/transactions", candidates, at_least=2) == "d.get"
+    assert nearest("/hk/v3/refunds", candidates, at_least=2) is None  # shares no two leading segments
+    assert nearest("/hk/v3/refunds", candidates) == "d.get"  # APIv2's rule: nearest at all, then the shortest

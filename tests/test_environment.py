@@ -9,7 +9,7 @@ import pytest
 
 from engine import ConfigurationError, Engine
 from engine.cli import main
-from engine.environment import ENVIRONMENT, missing, read_environment
+from engine.environment import ENVIRONMENT, missing, read_environment, read_sources, values
 from engine.sandbox import SandboxIdentity, state
 
 
@@ -71,3 +71,25 @@ def test_the_cli_uses_the_same_reader(environ: dict[str, str], monkeypatch: pyte
         "error: missing credentials: set WECHATPAY_SERIAL_NO, WECHATPAY_PRIVATE_KEY (or the matching flags), "
         "or use --sandbox\n"
     )
+
+
+def test_each_setting_keeps_the_variable_it_came_from(environ: dict[str, str]) -> None:
+    sourced = read_sources(environ)
+    assert values(sourced) == read_environment(environ)
+    assert {name: source for name, (_, source) in sourced.items()} == {
+        name: variable for name, variable in ENVIRONMENT.items() if variable in environ
+    }
+
+
+def test_doctor_reads_the_same_settings_as_call(environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.cli import _raw_settings, build_parser
+
+    for variable in ENVIRONMENT.values():
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in environ.items():
+        monkeypatch.setenv(variable, value)
+    settings = _raw_settings(build_parser().parse_args(["doctor", "--mchid", "1900000109", "--base-url", "http://x"]))
+    assert settings["mchid"] == ("1900000109", "--mchid")  # a flag wins, and is named as the source
+    assert settings["base_url"] == ("http://x", "--base-url")
+    assert settings["platform_certificates"][1] == "WECHATPAY_PLATFORM_CERTIFICATES"
+    assert values(settings) == {**read_environment(), "mchid": "1900000109", "base_url": "http://x"}

@@ -237,3 +237,20 @@ def test_the_world_survives_a_restart_in_its_state_dir(identity: SandboxIdentity
         "transaction_id", first.world.store.find(("order",), "T-9")[0].fields["transaction_id"]
     )
     assert os.path.exists(saved)
+
+
+def test_every_control_route_is_wired_with_its_own_error_shape(served) -> None:
+    import urllib.request
+
+    server, _, engine = served
+    assert post(server, "/sandbox/faults", {"kind": "drop"}) == (201, {"queued": 1, "endpoint": None})
+    with urllib.request.urlopen(urllib.request.Request(server.base_url + "/sandbox/faults", method="DELETE")) as answer:
+        assert answer.status == 204 and server.sandbox.faults.pending() == []
+    engine.call(JSAPI, order("T-9"))
+    with urllib.request.urlopen(server.base_url + "/sandbox/exchanges") as answer:
+        assert [e["endpoint"] for e in json.loads(answer.read())][-1] == engine.endpoint(JSAPI).id
+    status, rotated = post(server, "/sandbox/certificates/rotate", {})
+    assert status == 200 and len(rotated["serial_no"]) == 40
+    # the notify routes answer a bad body with a plain-text error, not the INVALID_INPUT problems
+    assert post(server, "/sandbox/notify", b"[1]") == (400, {"error": "bad notification: 'url'"})
+    assert post(server, "/sandbox/v2/notify", b"not json") == (400, {"error": "missing or bad 'out_trade_no'"})

@@ -8,10 +8,9 @@ runs it from a shell.
 Design decisions:
 
 * **A developer tool, outside the installed package.** Only maintainers regenerate the built-in
-  descriptors, so the importer is not in the wheel, and by default it writes into the ``endpoints/``
-  folder of the checkout it belongs to (found from this file's location, never from the installed
-  ``engine.endpoints``), so it cannot write into site-packages. ``CatalogueError`` is defined here,
-  with the tool; it is a ``UsageError``, so it travels like every engine error.
+  descriptors, so the importer is not in the wheel. What it shares with the APIv2 importer (the
+  run over the files, the report, writing and stale-file removal, the command line, and the
+  ``CatalogueError`` it raises) is ``tools.catalogue_common``; this module holds the mapping rules.
 
 * **What the top folders mean.** The catalogue mirrors URLs the way the chainable SDKs address them
   (``$instance->v3->pay->...``): a file's path under the catalogue root *is* the URL path. ``v3/``
@@ -64,35 +63,40 @@ Design decisions:
   with that name as a path parameter sharing the most leading path segments (two at least) is the
   ``query`` that finds the outcome. Every grant is listed in the report (``idempotent:`` lines), so
   the whole list is reviewable with one run; GETs need no trait.
-* **Checked, deterministic, re-runnable.** Every descriptor goes through
-  ``engine.loader.structure_descriptor`` before it is written (a failure is an importer bug and
-  raises). Output is ``yaml.safe_dump(..., allow_unicode=True, sort_keys=False)`` in the catalogue's
-  own field order, so the same input gives byte-identical files; unchanged files are not rewritten,
-  and stale ``*.yaml`` descriptors are deleted (never ``aliases.yaml`` or ``__init__.py``).
+* **Checked, deterministic, re-runnable** (``tools.catalogue_common``): every descriptor is checked
+  by the loader before it is written, in the catalogue's own field order, so the same input gives
+  byte-identical files; stale ``*.yaml`` descriptors are deleted (never ``aliases.yaml`` or ``__init__.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import attrs
 import yaml
 
-from engine.errors import DescriptorError, UsageError
-from engine.loader import structure_descriptor
-from engine.registry import ALIASES_FILE, endpoint_id
+from engine.registry import endpoint_id
+from tools.catalogue_common import CHECKOUT_ENDPOINTS as CHECKOUT_ENDPOINTS  # the tests read it here
+from tools.catalogue_common import (
+    CatalogueError,
+    Imported,
+    ImportReport,
+    Problem,
+    Written,
+    host_family,
+    nearest,
+    read_operations,
+    run_importer,
+    write_all,
+)
 
 TOP_FOLDERS = ("v3", "hk", "global")
 METHODS = ("get", "post", "put", "patch", "delete")
-KEEP_FILES = (ALIASES_FILE, "__init__.py")
-OTHER_IMPORTERS = ("v2.",)  # id prefixes written by tools.import_catalogue_v2, never removed here
-CHECKOUT_ENDPOINTS = Path(__file__).resolve().parent.parent / "endpoints"  # the checkout's, not site-packages
 HOSTS = {"https://apihk.mch.weixin.qq.com/": "hk"}
 LABEL_LIMIT = 24
 
@@ -151,63 +155,6 @@ BUSINESS_NUMBERS = (
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-@attrs.frozen
-class Problem:
-    """One thing the importer could not carry over: where, which operation, and why."""
-
-    file: str
-    operation: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file} {self.operation}: {self.reason}"
-
-
-@attrs.frozen
-class Written:
-    """One operation written as a descriptor file."""
-
-    id: str
-    operation: str
-    file: str
-
-
-@attrs.define
-class ImportReport:
-    """What an import did: operations written, stale files removed, and what it could not express.
-
-    ``unexpressed`` lists constructs our descriptor format could not carry (the aim: none).
-    ``repaired`` lists defects of the catalogue itself and what the importer did about each: a typo
-    read for what it plainly means, a fact left out because it cannot work anywhere.
-    """
-
-    source_files: int = 0
-    written: list[Written] = attrs.field(factory=list)
-    removed: list[str] = attrs.field(factory=list)
-    unexpressed: list[Problem] = attrs.field(factory=list)
-    repaired: list[Problem] = attrs.field(factory=list)
-    idempotent: list[str] = attrs.field(factory=list)  # "id: key=..., query=..." for every resend-safe non-GET
-    traits: list[str] = attrs.field(factory=list)  # other derived traits worth a review (APIv2: unsigned, one_of)
-
-    def summary(self) -> str:
-        imported = f"imported {len(self.written)} operations from {self.source_files} files"
-        counts = f"{len(self.removed)} stale files removed, {len(self.unexpressed)} unexpressed"
-        return f"{imported}: {counts}, {len(self.repaired)} repaired, {len(self.idempotent)} safe to resend"
-
-    def lines(self) -> list[str]:
-        return [
-            *(f"unexpressed: {p}" for p in self.unexpressed),
-            *(f"repaired: {p}" for p in self.repaired),
-            *(f"removed: {name}" for name in self.removed),
-            *(f"idempotent: {line}" for line in self.idempotent),
-            *(f"trait: {line}" for line in self.traits),
-        ]
-
-
-class CatalogueError(UsageError):
-    """The catalogue cannot be read at all (missing folder, unreadable YAML)."""
-
-
 # -- the public entry points -----------------------------------------------------------------------
 
 
@@ -215,16 +162,15 @@ def import_catalogue(source: Path, out: Path) -> ImportReport:
     """Write one descriptor per APIv3 operation of the catalogue at ``source`` into ``out``."""
     catalogue = _Catalogue(Path(source))
     report = ImportReport()
-    produced: dict[str, tuple[str, str]] = {}
-    imported: list[tuple[str, dict[str, Any], str]] = []
-    for file in catalogue.operation_files():
-        report.source_files += 1
-        for method in catalogue.methods(file):
-            _import_operation(catalogue, file, method, produced, report, imported)
+    produced: dict[str, tuple[str, str]] = {}  # id -> (file, operation): two operations must not share one
+
+    def one(file: Path, method: str) -> Optional[Imported]:
+        return _import_operation(catalogue, file, method, produced, report)
+
+    imported = read_operations(catalogue.operation_files(), catalogue.methods, one, report)
     lookups = _lookups(imported)
-    for canonical, raw, relative in imported:
-        _write(Path(out), canonical, _with_idempotency(raw, lookups, report, canonical), relative)
-    report.removed = _remove_stale(Path(out), set(produced))
+    traited = ((c, _with_idempotency(raw, lookups, report, c), relative) for c, raw, relative in imported)
+    report.removed = write_all(Path(out), traited)
     return report
 
 
@@ -239,35 +185,6 @@ def main_import(argv: Optional[Sequence[str]] = None) -> int:
     )
 
 
-def run_importer(
-    importer: Callable[[Path, Path], ImportReport],
-    prog: str,
-    description: str,
-    path_help: str,
-    argv: Optional[Sequence[str]] = None,
-) -> int:
-    """The command line of an importer: PATH [--out DIR]; exit 2 for an unreadable catalogue, 1 for unexpressed."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("path", type=Path, help=path_help)
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=CHECKOUT_ENDPOINTS,
-        metavar="DIR",
-        help="where to write (default: the endpoints/ folder of this checkout)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        report = importer(args.path, args.out)
-    except CatalogueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{report.summary()} -> {args.out}")
-    for line in report.lines():
-        print(line)
-    return 1 if report.unexpressed else 0
-
-
 # -- one operation ---------------------------------------------------------------------------------
 
 
@@ -277,8 +194,7 @@ def _import_operation(
     method: str,
     produced: dict[str, tuple[str, str]],
     report: ImportReport,
-    imported: list[tuple[str, dict[str, Any], str]],
-) -> None:
+) -> Optional[Imported]:
     relative = catalogue.relative(file)
     path = _url_path(relative)
     context = _Context(relative, f"{method.upper()} {path}", report)
@@ -287,10 +203,10 @@ def _import_operation(
     canonical = endpoint_id(method, path, raw.get("host"))
     if canonical in produced:
         context.unexpressed(f"id {canonical} is also the id of {' '.join(produced[canonical])}")
-        return
+        return None
     produced[canonical] = (relative, context.operation)
-    imported.append((canonical, raw, relative))
     report.written.append(Written(canonical, context.operation, relative))
+    return canonical, raw, relative
 
 
 def _url_path(relative: str) -> str:
@@ -303,7 +219,7 @@ def _descriptor(operation: Mapping[str, Any], method: str, path: str, context: _
     context.check_keys(operation, _OPERATION_KEYS, "the operation")
     request, body_kind = _request(operation.get("parameters") or [], method, path, context)
     raw: dict[str, Any] = {"title": str(operation.get("summary", "")).strip(), "method": method.upper(), "path": path}
-    host = _host(operation, context)
+    host = host_family(operation, "x-baseuri", HOSTS, context.unexpressed)
     if host:
         raw["host"] = host
     if body_kind:
@@ -314,15 +230,6 @@ def _descriptor(operation: Mapping[str, Any], method: str, path: str, context: _
     if response:
         raw["response"] = response
     return raw
-
-
-def _host(operation: Mapping[str, Any], context: _Context) -> Optional[str]:
-    base = operation.get("x-baseuri")
-    if base is None:
-        return None
-    if base not in HOSTS:
-        context.unexpressed(f"x-baseuri {base} is not a known host family")
-    return HOSTS.get(base)
 
 
 # -- requests --------------------------------------------------------------------------------------
@@ -748,7 +655,7 @@ def _merge_properties(first: Mapping[str, Any], second: Mapping[str, Any], conte
 # -- idempotency -----------------------------------------------------------------------------------
 
 
-def _lookups(imported: list[tuple[str, dict[str, Any], str]]) -> list[tuple[str, str, Optional[str]]]:
+def _lookups(imported: list[Imported]) -> list[tuple[str, str, Optional[str]]]:
     """(id, path, host) of every GET: the operations that can find an object by a number in their path."""
     return [(canonical, raw["path"], raw.get("host")) for canonical, raw, _ in imported if raw["method"] == "GET"]
 
@@ -790,65 +697,9 @@ def idempotency_trait(raw: Mapping[str, Any], lookups: Lookups) -> Optional[dict
 
 
 def _query_for(name: str, path: str, host: Optional[str], lookups: Lookups) -> Optional[str]:
-    segments = path.strip("/").split("/")
-    best: Optional[tuple[int, int, str]] = None
-    for canonical, candidate, candidate_host in lookups:
-        if candidate_host != host or f"{{{name}}}" not in candidate:
-            continue
-        shared = _shared_prefix(segments, candidate.strip("/").split("/"))
-        ranked = (-shared, len(candidate), canonical)
-        if shared >= 2 and (best is None or ranked < best):
-            best = ranked
-    return best[2] if best else None
-
-
-def _shared_prefix(first: list[str], second: list[str]) -> int:
-    count = 0
-    for a, b in zip(first, second, strict=False):  # the shorter path ends the comparison
-        if a != b:
-            break
-        count += 1
-    return count
-
-
-# -- writing ---------------------------------------------------------------------------------------
-
-
-def _write(out: Path, canonical: str, raw: dict[str, Any], relative: str) -> None:
-    """Check the descriptor with the loader, then write it unless the file already holds these bytes."""
-    target = out / f"{canonical}.yaml"
-    try:
-        structure_descriptor(raw, canonical, source=f"{relative} (import)")
-    except DescriptorError as exc:
-        raise AssertionError(f"the importer produced an invalid descriptor: {exc}") from exc
-    text = render(raw, relative)
-    out.mkdir(parents=True, exist_ok=True)
-    if not target.exists() or target.read_text(encoding="utf-8") != text:
-        target.write_text(text, encoding="utf-8")
-
-
-def render(raw: Mapping[str, Any], relative: str) -> str:
-    """The file text: a provenance comment, then the descriptor as block YAML in the given key order."""
-    header = f"# Facts from the wechatpay-openapi catalogue (MIT): {relative}\n"
-    body = yaml.safe_dump(dict(raw), allow_unicode=True, sort_keys=False, width=1000, default_flow_style=False)
-    return header + body
-
-
-def _remove_stale(out: Path, produced: set[str], prefix: str = "") -> list[str]:
-    """Delete this importer's descriptors that it no longer produces: ids starting with ``prefix``
-    (APIv2's importer: ``v2.``), or, with no prefix, every id but those of the other importers."""
-    if not out.is_dir():
-        return []
-
-    def owned(stem: str) -> bool:
-        return stem.startswith(prefix) if prefix else not stem.startswith(OTHER_IMPORTERS)
-
-    stale = [
-        p for p in sorted(out.glob("*.yaml")) if p.name not in KEEP_FILES and p.stem not in produced and owned(p.stem)
-    ]
-    for path in stale:
-        path.unlink()
-    return [p.name for p in stale]
+    """The GET of ``host`` with ``{name}`` in its path nearest ``path``, sharing two segments at least."""
+    candidates = ((canonical, candidate) for canonical, candidate, on in lookups if on == host)
+    return nearest(path, ((c, p) for c, p in candidates if f"{{{name}}}" in p), at_least=2)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ checkout's ``endpoints/`` by default.
 
 Design decisions:
 
-* **The same rules as APIv3** (``tools.import_catalogue``): references resolved and ``allOf`` merged
-  by the same resolver, fields mapped by the same functions (names, types, required, enums, limits,
-  examples, the summary as ``title`` and a short ``label``; never prose), every key either carried or
-  knowingly left out (``V2_IGNORED``, with the reason), every descriptor checked by the loader before
-  it is written, output deterministic, stale ``v2.*`` files removed (and nothing else).
+* **The same rules as APIv3** (``tools.import_catalogue``, and the run both share,
+  ``tools.catalogue_common``): references resolved and ``allOf`` merged by the same resolver,
+  fields mapped by the same functions (names, types, required, enums, limits, examples, the summary
+  as ``title`` and a short ``label``; never prose), every key either carried or knowingly left out
+  (``V2_IGNORED``, with the reason), every descriptor checked by the loader before it is written,
+  output deterministic, stale ``v2.*`` files removed (and nothing else).
 * **Paths and ids.** ``v2/pay/micropay.yaml`` is ``POST /pay/micropay``: APIv2 URLs carry no
   ``/v2`` (the folder names the protocol, as the chainable SDKs' ``$instance->v2->pay->micropay``
   does), and the id is ``v2.pay.micropay.post`` (``engine.registry``'s rule for protocol families).
@@ -56,21 +57,18 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from engine.registry import endpoint_id
-from tools.import_catalogue import (
-    _OPERATION_KEYS,
-    BUSINESS_NUMBERS,
+from tools.catalogue_common import (
     CatalogueError,
+    Imported,
     ImportReport,
     Written,
-    _Catalogue,
-    _Context,
-    _remove_stale,
-    _request,
-    _response,
-    _shared_prefix,
-    _write,
+    host_family,
+    nearest,
+    read_operations,
     run_importer,
+    write_all,
 )
+from tools.import_catalogue import _OPERATION_KEYS, BUSINESS_NUMBERS, _Catalogue, _Context, _request, _response
 
 TOP_FOLDER = "v2"
 ID_PREFIX = "v2."
@@ -126,15 +124,15 @@ def import_catalogue_v2(source: Path, out: Path) -> ImportReport:
     if not (Path(source) / TOP_FOLDER).is_dir():
         raise CatalogueError(f"{source} has no {TOP_FOLDER}/ folder")
     report = ImportReport()
-    imported: list[tuple[str, dict[str, Any], str]] = []
-    for file in sorted((Path(source) / TOP_FOLDER).rglob("*.yaml"), key=lambda p: p.as_posix()):
-        report.source_files += 1
-        for method in catalogue.methods(file):
-            imported.append(_import_operation(catalogue, file, method, report))
-    for canonical, raw, relative in imported:
+    files = sorted((Path(source) / TOP_FOLDER).rglob("*.yaml"), key=lambda p: p.as_posix())
+
+    def one(file: Path, method: str) -> Imported:
+        return _import_operation(catalogue, file, method, report)
+
+    imported = read_operations(files, catalogue.methods, one, report)
+    for canonical, raw, _ in imported:  # every operation is read first: a lookup may come later in the walk
         _with_lookup(raw, imported, report, canonical)
-        _write(Path(out), canonical, raw, relative)
-    report.removed = _remove_stale(Path(out), {canonical for canonical, _, _ in imported}, ID_PREFIX)
+    report.removed = write_all(Path(out), imported, ID_PREFIX)
     return report
 
 
@@ -149,9 +147,7 @@ def main_import(argv: Optional[Sequence[str]] = None) -> int:
     )
 
 
-def _import_operation(
-    catalogue: _Catalogue, file: Path, method: str, report: ImportReport
-) -> tuple[str, dict[str, Any], str]:
+def _import_operation(catalogue: _Catalogue, file: Path, method: str, report: ImportReport) -> Imported:
     relative = catalogue.relative(file)
     path = "/" + relative.removeprefix(f"{TOP_FOLDER}/").removesuffix(".yaml")
     known = frozenset(V2_IGNORED)
@@ -170,7 +166,7 @@ def _descriptor(operation: Mapping[str, Any], method: str, path: str, context: _
     response = _response(operation.get("responses") or {}, context)
     raw: dict[str, Any] = {"title": str(operation.get("summary", "")).strip(), "method": method.upper(), "path": path}
     raw["protocol"] = "v2"
-    host = _host(operation, context)
+    host = host_family(operation, "x-base-uri", HOSTS, context.unexpressed)
     if host:
         raw["host"] = host
     raw["body"] = "xml" if body_kind is None and method != "get" else body_kind or "none"
@@ -243,15 +239,6 @@ def _failure_fields_optional(response: dict[str, Any], context: _Context) -> Non
             context.repaired(f"answer field {name} is required, but only FAIL answers carry it; made optional")
 
 
-def _host(operation: Mapping[str, Any], context: _Context) -> Optional[str]:
-    base = operation.get("x-base-uri")
-    if base is None:
-        return None
-    if base not in HOSTS:
-        context.unexpressed(f"x-base-uri {base} is not a known host family")
-    return HOSTS.get(base)
-
-
 def _redirects(operation: Mapping[str, Any]) -> bool:
     codes = [str(code) for code in operation.get("responses") or {}]
     return bool(codes) and all(code.startswith("3") for code in codes)
@@ -286,11 +273,9 @@ def _one_of(path: str, request: dict[str, Any], context: _Context) -> tuple[tupl
     return groups
 
 
-def _with_lookup(
-    raw: dict[str, Any], imported: list[tuple[str, dict[str, Any], str]], report: ImportReport, canonical: str
-) -> None:
+def _with_lookup(raw: dict[str, Any], imported: list[Imported], report: ImportReport, canonical: str) -> None:
     """Add ``idempotency`` after the traits when a business number makes a resend safe."""
-    body = (raw.get("request") or {}).get("body") or {}
+    body = _body(raw)
     grouped = {name for group in raw.get("one_of", ()) for name in group}
     key = next((n for n in V2_BUSINESS_NUMBERS if n in body and (body[n].get("required") or n in grouped)), None)
     if key is None:
@@ -306,18 +291,16 @@ def _with_lookup(
     raw.update([*items[:at], ("idempotency", trait), *items[at:]])
 
 
-def _lookup(key: str, path: str, imported: list[tuple[str, dict[str, Any], str]]) -> Optional[str]:
-    segments = path.strip("/").split("/")
-    best: Optional[tuple[int, int, str]] = None
-    for canonical, raw, _ in imported:
-        candidate = raw["path"].strip("/").split("/")
-        body = (raw.get("request") or {}).get("body") or {}
-        if candidate[-1] not in LOOKUPS.get(key, ()) or key not in body:
-            continue
-        ranked = (-_shared_prefix(segments, candidate), len(raw["path"]), canonical)
-        if best is None or ranked < best:
-            best = ranked
-    return best[2] if best else None
+def _lookup(key: str, path: str, imported: list[Imported]) -> Optional[str]:
+    """The query nearest ``path`` among those named in ``LOOKUPS[key]`` that take ``key``."""
+    names = LOOKUPS.get(key, ())
+    candidates = [(canonical, raw["path"]) for canonical, raw, _ in imported if key in _body(raw)]
+    return nearest(path, ((c, p) for c, p in candidates if p.strip("/").split("/")[-1] in names))
+
+
+def _body(raw: Mapping[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = (raw.get("request") or {}).get("body") or {}
+    return body
 
 
 if __name__ == "__main__":

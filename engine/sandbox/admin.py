@@ -2,10 +2,14 @@
 
 Design decisions:
 
+* This is the one place the control API is wired (``add_routes``) and its bodies are read
+  (``_json_object``); ``SandboxServer`` only hands over its app, its sandbox and its ``spawn``,
+  because the callbacks ``/sandbox/notify`` starts are tasks the server owns and cancels on stop.
 * Every route validates its JSON body first and reports every problem at once: a body that is not
   a JSON object, a missing or mistyped field, an unknown field, an unknown endpoint name. Problems
   stay structured (``field``, ``issue``) until they become the 400 answer
-  ``{"error": {"code": "INVALID_INPUT", "message": ..., "problems": [...]}}``.
+  ``{"error": {"code": "INVALID_INPUT", "message": ..., "problems": [...]}}``. The two notify
+  routes are older and answer a bad request with 400 ``{"error": "<text>"}``; clients rely on it.
 * A refusal from the sandbox (no such object, a state that does not allow the action, an unknown
   event type) is a 404/409/400 with ``{"error": {"code", "message"}}``, the message naming what is
   wrong; the CLI prints it as its one error line.
@@ -23,6 +27,12 @@ Design decisions:
       GET  /sandbox/objects[/{kind}/{number}]  objects and their states (secrets masked)
       GET  /sandbox/callbacks                 callbacks and their delivery attempts
       POST /sandbox/faults                    {"kind", "endpoint"?, "times"?, "status"?, ...}
+      DELETE /sandbox/faults                  every queued fault
+      POST /sandbox/certificates/rotate       a new platform certificate; answers its serial_no
+      POST /sandbox/notify                    {"out_contract_code"} or {"url", "out_trade_no"} or
+                                              {"url", "event_type", "resource"?, ...}: one callback
+      POST /sandbox/v2/notify                 {"url", "kind"?, "out_trade_no", ...}: an APIv2 callback
+      GET  /sandbox/exchanges                 the calls served so far
 
   Actions and triggers answer 202 with the object and the callback they queued.
 """
@@ -30,7 +40,7 @@ Design decisions:
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Optional
 
 from aiohttp import web
 
@@ -45,12 +55,19 @@ if TYPE_CHECKING:
 
 Problem = dict[str, str]
 Spec = dict[str, tuple[type | tuple[type, ...], bool]]  # field -> (types, required)
+Spawn = Callable[[Coroutine[Any, Any, Any]], None]  # runs a delivery in the background, owned by the server
 REFUND_STATES = ("SUCCESS", "ABNORMAL", "CLOSED")
 
 
-def add_routes(app: web.Application, sandbox: "Sandbox") -> None:
+def add_routes(app: web.Application, sandbox: "Sandbox", spawn: Spawn) -> None:
     """Register the admin API for ``sandbox`` on ``app`` (before the catch-all WeChat Pay route)."""
-    routes = Routes(sandbox)
+    routes = Routes(sandbox, spawn)
+    app.router.add_post("/sandbox/certificates/rotate", routes.rotate)
+    app.router.add_post("/sandbox/faults", routes.add_fault)
+    app.router.add_delete("/sandbox/faults", routes.clear_faults)
+    app.router.add_post("/sandbox/notify", routes.notify)
+    app.router.add_post("/sandbox/v2/notify", routes.notify_v2)
+    app.router.add_get("/sandbox/exchanges", routes.exchanges)
     app.router.add_post("/sandbox/actions/{action}", routes.action)
     app.router.add_post("/sandbox/triggers", routes.trigger)
     app.router.add_get("/sandbox/events", routes.events)
@@ -62,9 +79,10 @@ def add_routes(app: web.Application, sandbox: "Sandbox") -> None:
 
 
 class Routes:
-    def __init__(self, sandbox: "Sandbox") -> None:
+    def __init__(self, sandbox: "Sandbox", spawn: Spawn) -> None:
         self.sandbox = sandbox
         self.world = sandbox.world
+        self.spawn = spawn
         self._actions: dict[str, tuple[Spec, Callable[[dict[str, Any]], Any]]] = {
             "pay": (
                 {"out_trade_no": (str, True), "fail": (bool, False)},
@@ -170,37 +188,103 @@ class Routes:
 
         return web.json_response([callback_view(c) for c in self.world.outbox.callbacks])
 
+    async def rotate(self, http: web.Request) -> web.Response:
+        return web.json_response({"serial_no": self.sandbox.rotate_certificate()})
 
-async def add_fault(sandbox: "Sandbox", http: web.Request) -> web.Response:
-    """``POST /sandbox/faults``: queue a fault, after checking every field of the request."""
-    spec: Spec = {
-        "kind": (str, True),
-        "endpoint": (str, False),
-        "times": (int, False),
-        "status": (int, False),
-        "code": (str, False),
-        "message": (str, False),
-        "seconds": ((int, float), False),
-        "retry_after": (int, False),
-    }
-    body, problems = await _validated(http, spec)
-    problems += _fault_problems(body)
-    endpoint_id = ""
-    if not problems and "endpoint" in body:
+    async def add_fault(self, http: web.Request) -> web.Response:
+        """``POST /sandbox/faults``: queue a fault, after checking every field of the request."""
+        spec: Spec = {
+            "kind": (str, True),
+            "endpoint": (str, False),
+            "times": (int, False),
+            "status": (int, False),
+            "code": (str, False),
+            "message": (str, False),
+            "seconds": ((int, float), False),
+            "retry_after": (int, False),
+        }
+        body, problems = await _validated(http, spec)
+        problems += _fault_problems(body)
+        endpoint_id = ""
+        if not problems and "endpoint" in body:
+            try:
+                endpoint_id = self.sandbox.faults.endpoint_id(body["endpoint"])
+            except UnknownEndpointError as exc:
+                problems.append({"field": "endpoint", "issue": str(exc)})
+        if problems:
+            return _invalid(problems)
+        if body["kind"] == "error":
+            fault = Fault.error(
+                body.get("status", 500), body.get("code", ""), body.get("message", ""), body.get("retry_after")
+            )
+        else:
+            fault = Fault(body["kind"], seconds=float(body.get("seconds", 0.0)))
+        self.sandbox.faults.add(fault, endpoint=endpoint_id or None, times=body.get("times", 1))
+        return web.json_response({"queued": len(self.sandbox.faults), "endpoint": endpoint_id or None}, status=201)
+
+    async def clear_faults(self, http: web.Request) -> web.Response:
+        self.sandbox.faults.clear()
+        return web.Response(status=204)
+
+    async def exchanges(self, http: web.Request) -> web.Response:
+        listing = [
+            {
+                "method": e.request.method,
+                "target": e.request.target,
+                "status": e.response.status,
+                "endpoint": e.endpoint_id,
+            }
+            for e in self.sandbox.exchanges
+        ]
+        return web.json_response(listing)
+
+    async def notify(self, http: web.Request) -> web.Response:
+        spec, _ = await _json_object(http)  # not an object: {}, and the keys it lacks make the 400
         try:
-            endpoint_id = sandbox.faults.endpoint_id(body["endpoint"])
-        except UnknownEndpointError as exc:
-            problems.append({"field": "endpoint", "issue": str(exc)})
-    if problems:
-        return _invalid(problems)
-    if body["kind"] == "error":
-        fault = Fault.error(
-            body.get("status", 500), body.get("code", ""), body.get("message", ""), body.get("retry_after")
+            url, notification = self._notification(spec)
+        except (LookupError, TypeError, ValueError, AttributeError) as exc:
+            return web.json_response({"error": f"bad notification: {exc}"}, status=400)
+        self.spawn(self.sandbox.notify(url, notification))
+        return web.json_response({"id": json.loads(notification.body)["id"], "url": url}, status=202)
+
+    def _notification(self, spec: dict[str, Any]) -> tuple[str, Any]:
+        if "out_contract_code" in spec:
+            url, notification = self.sandbox.contract_signed(spec["out_contract_code"])
+            return spec.get("url", url), notification
+        if "out_trade_no" in spec:
+            return spec["url"], self.sandbox.payment_succeeded(spec["out_trade_no"], int(spec.get("total", 1)))
+        if "resource" not in spec:  # any catalogued event type, its resource shaped from the catalogue
+            return spec["url"], self.sandbox.event(spec["event_type"])
+        resource = spec["resource"]
+        original_type = spec.get("original_type", "transaction")
+        event = spec["event_type"]
+        return spec["url"], self.sandbox.notification(
+            event, resource, summary=spec.get("summary", ""), original_type=original_type
         )
-    else:
-        fault = Fault(body["kind"], seconds=float(body.get("seconds", 0.0)))
-    sandbox.faults.add(fault, endpoint=endpoint_id or None, times=body.get("times", 1))
-    return web.json_response({"queued": len(sandbox.faults), "endpoint": endpoint_id or None}, status=201)
+
+    async def notify_v2(self, http: web.Request) -> web.Response:
+        """``{"url", "kind": "payment", "out_trade_no", "total_fee", "sign_type"}`` or
+        ``{"url", "kind": "refund", "out_refund_no", "out_trade_no", "refund_fee", "total_fee"}``."""
+        spec, _ = await _json_object(http)
+        desk = self.sandbox.v2
+        try:
+            if spec.get("kind") == "refund":
+                notification = desk.refund_notification(
+                    spec["out_refund_no"],
+                    spec["out_trade_no"],
+                    int(spec.get("refund_fee", 1)),
+                    int(spec.get("total_fee", 1)),
+                )
+            else:
+                sign_type = spec.get("sign_type", "MD5")
+                notification = desk.payment_notification(
+                    spec["out_trade_no"], int(spec.get("total_fee", 1)), sign_type=sign_type
+                )
+            url = spec["url"]
+        except (KeyError, ValueError) as exc:
+            return web.json_response({"error": f"missing or bad {exc}"}, status=400)
+        self.spawn(desk.deliver(url, notification))
+        return web.json_response({"url": url, "kind": spec.get("kind", "payment")}, status=202)
 
 
 def _fault_problems(body: dict[str, Any]) -> list[Problem]:
@@ -230,8 +314,8 @@ def _outcome(record: Any, callback: Any) -> dict[str, Any]:
     return {"object": record.ref, "scope": record.scope, "state": record.state, "callback": queued}
 
 
-async def _validated(http: web.Request, spec: Spec) -> tuple[dict[str, Any], list[Problem]]:
-    """The JSON body and every problem with it (an empty body counts as {})."""
+async def _json_object(http: web.Request) -> tuple[dict[str, Any], list[Problem]]:
+    """The body as a JSON object (an empty body counts as {}), or {} and why it is not one."""
     raw = await http.read()
     try:
         body = json.loads(raw) if raw.strip() else {}
@@ -239,6 +323,14 @@ async def _validated(http: web.Request, spec: Spec) -> tuple[dict[str, Any], lis
         return {}, [{"field": "", "issue": "the body is not JSON"}]
     if not isinstance(body, dict):
         return {}, [{"field": "", "issue": "the body must be a JSON object"}]
+    return body, []
+
+
+async def _validated(http: web.Request, spec: Spec) -> tuple[dict[str, Any], list[Problem]]:
+    """The JSON body and every problem with it: not an object, or each field against ``spec``."""
+    body, problems = await _json_object(http)
+    if problems:
+        return body, problems
     problems = [{"field": k, "issue": "unknown field"} for k in body if k not in spec]
     for name, (types, required) in spec.items():
         if name not in body:

@@ -12,12 +12,13 @@ Design decisions:
   client trusts through ``SSL_CERT_FILE``), asks every client for a certificate and hands the one
   presented to ``Sandbox.respond``, so APIv2 operations that need the merchant's client certificate
   are refused without it, as WeChat Pay refuses them.
-* A small control API lives under ``/sandbox/`` (outside WeChat Pay's ``/v3/`` space): rotate the
-  platform certificate, script faults, trigger callbacks (``/sandbox/v2/notify`` for APIv2's), list
-  exchanges; the user's actions, event triggers and the test clock (``engine.sandbox.admin``); the
-  inspector page (``/sandbox/``,
-  ``engine.sandbox.inspector``). It is unauthenticated, which is why the server binds 127.0.0.1
-  unless told otherwise. A malformed control request is a 400 with a reason, never a 500.
+* A small control API lives under ``/sandbox/`` (outside WeChat Pay's ``/v3/`` space), all of it
+  wired by ``engine.sandbox.admin``: rotate the platform certificate, script faults, trigger
+  callbacks (``/sandbox/v2/notify`` for APIv2's), list exchanges, the user's actions, event triggers
+  and the test clock; the server lends it ``_spawn``, so the deliveries it starts are the server's
+  tasks, cancelled by ``stop``. The inspector page is ``/sandbox/`` (``engine.sandbox.inspector``).
+  It is unauthenticated, which is why the server binds 127.0.0.1 unless told otherwise. A
+  malformed control request is a 400 with a reason, never a 500.
 * While serving, a ticker lets the sandbox act on what falls due (expiries, callback retries) every
   ``TICK_SECONDS`` of real time; each tick also writes the world's state dir when something changed
   (calls do not write it themselves), and ``stop`` writes it a last time. ``serve_forever`` (the
@@ -27,11 +28,10 @@ Design decisions:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import threading
-from typing import Any, Optional
+from typing import Any, Coroutine, Optional
 
 from aiohttp import web
 
@@ -78,7 +78,7 @@ class SandboxServer:
                 logging.getLogger("engine.sandbox").exception("sandbox tick failed")
             await asyncio.sleep(TICK_SECONDS)
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -100,13 +100,7 @@ class SandboxServer:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_post("/sandbox/certificates/rotate", self._rotate)
-        app.router.add_post("/sandbox/faults", self._add_fault)
-        app.router.add_delete("/sandbox/faults", self._clear_faults)
-        app.router.add_post("/sandbox/notify", self._notify)
-        app.router.add_post("/sandbox/v2/notify", self._notify_v2)
-        app.router.add_get("/sandbox/exchanges", self._exchanges)
-        admin.add_routes(app, self.sandbox)
+        admin.add_routes(app, self.sandbox, self._spawn)
         self.inspector.add_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._wechatpay)
         return app
@@ -132,88 +126,6 @@ class SandboxServer:
         if fault is not None and fault.kind == "truncate":
             return await _truncated(http, answer.status, headers, answer.body)
         return web.Response(status=answer.status, body=answer.body, headers=headers)
-
-    # -- control API -------------------------------------------------------------------------
-
-    async def _rotate(self, http: web.Request) -> web.Response:
-        return web.json_response({"serial_no": self.sandbox.rotate_certificate()})
-
-    async def _add_fault(self, http: web.Request) -> web.Response:
-        return await admin.add_fault(self.sandbox, http)
-
-    async def _clear_faults(self, http: web.Request) -> web.Response:
-        self.sandbox.faults.clear()
-        return web.Response(status=204)
-
-    async def _notify(self, http: web.Request) -> web.Response:
-        spec = await _json(http)
-        try:
-            url, notification = self._notification(spec)
-        except (LookupError, TypeError, ValueError, AttributeError) as exc:
-            return web.json_response({"error": f"bad notification: {exc}"}, status=400)
-        self._spawn(self.sandbox.notify(url, notification))
-        return web.json_response({"id": json.loads(notification.body)["id"], "url": url}, status=202)
-
-    async def _notify_v2(self, http: web.Request) -> web.Response:
-        """``{"url", "kind": "payment", "out_trade_no", "total_fee", "sign_type"}`` or
-        ``{"url", "kind": "refund", "out_refund_no", "out_trade_no", "refund_fee", "total_fee"}``."""
-        spec = await _json(http)
-        desk = self.sandbox.v2
-        try:
-            if spec.get("kind") == "refund":
-                notification = desk.refund_notification(
-                    spec["out_refund_no"],
-                    spec["out_trade_no"],
-                    int(spec.get("refund_fee", 1)),
-                    int(spec.get("total_fee", 1)),
-                )
-            else:
-                sign_type = spec.get("sign_type", "MD5")
-                notification = desk.payment_notification(
-                    spec["out_trade_no"], int(spec.get("total_fee", 1)), sign_type=sign_type
-                )
-            url = spec["url"]
-        except (KeyError, ValueError) as exc:
-            return web.json_response({"error": f"missing or bad {exc}"}, status=400)
-        task = asyncio.create_task(desk.deliver(url, notification))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return web.json_response({"url": url, "kind": spec.get("kind", "payment")}, status=202)
-
-    def _notification(self, spec: dict[str, Any]) -> tuple[str, Any]:
-        if "out_contract_code" in spec:
-            url, notification = self.sandbox.contract_signed(spec["out_contract_code"])
-            return spec.get("url", url), notification
-        if "out_trade_no" in spec:
-            return spec["url"], self.sandbox.payment_succeeded(spec["out_trade_no"], int(spec.get("total", 1)))
-        if "resource" not in spec:  # any catalogued event type, its resource shaped from the catalogue
-            return spec["url"], self.sandbox.event(spec["event_type"])
-        resource = spec["resource"]
-        original_type = spec.get("original_type", "transaction")
-        event = spec["event_type"]
-        return spec["url"], self.sandbox.notification(
-            event, resource, summary=spec.get("summary", ""), original_type=original_type
-        )
-
-    async def _exchanges(self, http: web.Request) -> web.Response:
-        listing = [
-            {
-                "method": e.request.method,
-                "target": e.request.target,
-                "status": e.response.status,
-                "endpoint": e.endpoint_id,
-            }
-            for e in self.sandbox.exchanges
-        ]
-        return web.json_response(listing)
-
-
-async def _json(http: web.Request) -> dict[str, Any]:
-    try:
-        data = await http.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _peer_certificate(http: web.Request) -> Optional[bytes]:
