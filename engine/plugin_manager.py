@@ -87,10 +87,23 @@ def _may_declare(group: str) -> bool:
         return True
     section = f"[{group}]"
     for entry in sys.path:
-        texts = _entry_point_texts(entry or ".")
+        directory = _path_text(entry)
+        texts = _entry_point_texts(directory) if directory is not None else None
         if texts is None or any(section in text for text in texts):
             return True
     return False
+
+
+def _path_text(entry: Any) -> Optional[str]:
+    """A ``sys.path`` entry as text, as ``importlib.metadata`` reads it (a ``Path`` too); ``None`` for
+    anything else (bytes, a stray object), which is left to ``importlib.metadata`` to read or refuse."""
+    if not entry:
+        return "."
+    try:
+        text = os.fspath(entry)
+    except TypeError:
+        return None
+    return text if isinstance(text, str) else None
 
 
 def _entry_point_texts(directory: str) -> Optional[list[str]]:
@@ -98,13 +111,14 @@ def _entry_point_texts(directory: str) -> Optional[list[str]]:
     ``None`` for a path entry that is a file (a zip or an egg), which only ``importlib.metadata`` reads."""
     try:
         with os.scandir(directory) as listing:
-            infos = [entry.name for entry in listing if entry.name.lower().endswith((".dist-info", ".egg-info"))]
+            names = [entry.name for entry in listing]
     except NotADirectoryError:
         return None
     except OSError:  # missing or unreadable: importlib.metadata finds nothing there either
         return []
-    if directory.lower().endswith(".egg"):
-        infos.append("EGG-INFO")
+    infos = [name for name in names if name.lower().endswith((".dist-info", ".egg-info"))]
+    if os.path.basename(directory).lower().endswith(".egg"):  # an unzipped egg: its EGG-INFO, in any case
+        infos += [name for name in names if name.lower() == "egg-info"]
     texts = []
     for info in infos:
         try:

@@ -1,7 +1,8 @@
 """Built-in body codec of APIv3: JSON bodies, ``multipart/form-data`` uploads, no body; JSON answers.
 
 It answers ``wxpay_body_codec`` for descriptors of the ``v3`` family with ``engine.serialize``'s
-``JSON_CODEC`` and defers for any other family (APIv2's XML codec is ``engine.plugins.v2_codec``).
+``JSON_CODEC`` and defers for any other family (APIv2's XML codec is ``engine.v2.codec``, handed out
+by ``engine.plugins.v2_codec``).
 """
 
 from __future__ import annotations

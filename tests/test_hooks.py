@@ -304,6 +304,17 @@ def test_entry_point_scan_is_skipped_only_when_no_distribution_can_declare_the_g
     assert not plugin_manager._may_declare(group)
     monkeypatch.setattr(sys, "path", [str(quiet), str(declaring)])
     assert plugin_manager._may_declare(group)
+    monkeypatch.setattr(sys, "path", [quiet])  # Path entries, as importlib.metadata reads them
+    assert not plugin_manager._may_declare(group)
+    monkeypatch.setattr(sys, "path", [quiet, declaring])
+    assert plugin_manager._may_declare(group)
+    monkeypatch.setattr(sys, "path", [quiet, b"/not/text", object()])  # what it cannot read: the full scan decides
+    assert plugin_manager._may_declare(group)
+    egg = tmp_path / "acme-1.0.egg"
+    (egg / "Egg-Info").mkdir(parents=True)  # importlib.metadata takes an unzipped egg's metadata in any case
+    (egg / "Egg-Info" / "entry_points.txt").write_text("[wechatpay.plugins]\nacme = acme\n")
+    monkeypatch.setattr(sys, "path", [str(quiet), str(egg)])
+    assert plugin_manager._may_declare(group)
     # A zip on the path is read only by importlib.metadata: the full scan runs.
     (tmp_path / "bundle.zip").write_bytes(b"PK\x05\x06" + bytes(18))
     monkeypatch.setattr(sys, "path", [str(quiet), str(tmp_path / "bundle.zip")])
@@ -312,6 +323,50 @@ def test_entry_point_scan_is_skipped_only_when_no_distribution_can_declare_the_g
     monkeypatch.setattr(sys, "path", [str(quiet)])
     monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, type("Finder", (), {"find_distributions": None})()])
     assert plugin_manager._may_declare(group)
+
+
+# A fresh process: keys from cryptography, an answer signed by hand, nothing from the sandbox (which
+# loads APIv2 for its own emulator).
+APIV3_ONLY_PROCESS = """
+import json, secrets, sys, time
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from engine import Engine, Headers, MockTransport, RawResponse
+from engine.crypto import rsa_sign
+from engine.protocol import response_message
+
+def pem(key, public=False):
+    if public:
+        return key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+merchant, platform = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
+key_id = "PUB_KEY_ID_0114232135432025080100001234567890"
+
+def answer(request):
+    body, timestamp, nonce = b'{"trade_state":"SUCCESS"}', int(time.time()), secrets.token_hex(16)
+    signature = rsa_sign(platform, response_message(timestamp, nonce, body))
+    headers = {"Wechatpay-Timestamp": str(timestamp), "Wechatpay-Nonce": nonce, "Wechatpay-Signature": signature,
+               "Wechatpay-Serial": key_id, "Content-Type": "application/json"}
+    return RawResponse(200, Headers(headers), body)
+
+engine = Engine(mchid="1900000109", serial_no="ABCDEF1234", private_key=pem(merchant),
+                platform_public_key=pem(platform, public=True), platform_public_key_id=key_id,
+                transport=MockTransport(answer))
+assert engine.call("GET /v3/pay/transactions/id/4200000001", {"mchid": "1900000109"}).status == 200
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(("engine.v2", "xml", "importlib.metadata")))))
+"""
+
+
+def test_an_apiv3_process_loads_neither_apiv2_nor_entry_point_metadata(tmp_path: Path) -> None:
+    """The cold-start promises of engine.v2 and engine.plugin_manager, checked where they matter."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", APIV3_ONLY_PROCESS], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
 def test_plugin_named_by_import_path(make_engine) -> None:
