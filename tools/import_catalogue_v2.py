@@ -30,6 +30,7 @@ Design decisions:
     and the app id (``appid``, ``mch_appid``, ``wxappid``, ``combine_appid``: written only when the
     engine has ``appid``), ``nonce_str``, ``timestamp``, an upload's ``media_hash``, ``sign_type``
     and ``sign``;
+  - ``max_bytes`` on the upload's file part: the APIv3 rule (``upload_limits``);
   - ``idempotency``: the APIv3 rule's business numbers plus APIv2's own (``mch_billno`` of red
     packets, ``partner_trade_no`` of transfers), required or one of a group, with the lookup
     operation that finds the outcome by that number (a query whose last segment is one of
@@ -70,6 +71,7 @@ from tools.import_catalogue import (
     _shared_prefix,
     _write,
     run_importer,
+    upload_limits,
 )
 
 TOP_FOLDER = "v2"
@@ -191,6 +193,7 @@ def _descriptor(operation: Mapping[str, Any], method: str, path: str, context: _
     if groups:
         raw["one_of"] = [list(group) for group in groups]
     if request:
+        upload_limits(operation, request, context)
         raw["request"] = request
     if response:
         raw["response"] = response
