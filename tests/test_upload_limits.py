@@ -152,14 +152,19 @@ def test_exactly_at_the_limit_is_sent(recorded, tmp_path: Path, given: str) -> N
     assert parts["file"] == ("edge.png", content)
 
 
-def test_a_file_that_grows_after_it_was_measured_is_read_no_further(
-    recorded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The file passes ``fstat`` at 10 bytes, then becomes 256 MiB before it is read."""
+@pytest.fixture
+def growing(recorded, tmp_path: Path) -> tuple[Engine, MockTransport, Path]:
+    """The recording engine with ``SMALL`` (1000 bytes at most) and a 10-byte file to grow."""
     engine, transport = recorded
     engine.register(SMALL)
     picture = tmp_path / "growing.png"
     picture.write_bytes(bytes(10))
+    return engine, transport, picture
+
+
+def test_a_file_that_grows_after_it_was_measured_is_read_no_further(growing, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file passes ``fstat`` at 10 bytes, then becomes 256 MiB before it is read."""
+    engine, transport, picture = growing
     inode = picture.stat().st_ino
     real_fstat = os.fstat
 
@@ -177,12 +182,9 @@ def test_a_file_that_grows_after_it_was_measured_is_read_no_further(
 
 
 def test_a_file_that_grows_past_its_limit_after_validation_is_not_sent(
-    recorded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    growing, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine, transport = recorded
-    engine.register(SMALL)
-    picture = tmp_path / "growing.png"
-    picture.write_bytes(bytes(10))
+    engine, transport, picture = growing
     validate = multipart.file_problem
 
     def validate_then_grow(value: Any, limit: int) -> Any:
