@@ -24,6 +24,7 @@ from engine.loader import structure_descriptor
 from engine.reference import request_rows
 from engine.registry import BUILTIN_ENDPOINTS, Registry
 from engine.sandbox import Sandbox, SandboxIdentity
+from tools.import_catalogue import import_catalogue
 
 IMAGES = "v3.merchant_service.images.upload.post"  # "文件大小不能超过2M" in the catalogue
 TWO_MIB = 2 * 1024 * 1024
@@ -101,6 +102,61 @@ def test_the_reference_tables_show_the_limit() -> None:
     rows = {row.path: row for row in request_rows(Registry([BUILTIN_ENDPOINTS]).get(IMAGES))}
     assert rows["file"].limits == {"max_bytes": TWO_MIB}
     assert rows["file"].limits_text() == f"bytes <= {TWO_MIB}"
+
+
+VIDEO_PAGE = "https://pay.weixin.qq.com/wiki/doc/apiv3/wxpay/tool/chapter3_2.shtml"
+UPLOAD_YAML = """\
+post:
+  summary: 上传
+  description: {operation}
+  parameters:
+    - name: file
+      in: formData
+      type: file
+      required: true
+      description: {part}
+    - name: meta
+      in: formData
+      type: string
+      required: true
+      schema:
+        type: object
+        properties:
+          sha256:
+            type: string
+  responses: {{}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("relative", "operation", "part", "limit", "source"),
+    [
+        (
+            "v3/a/upload.yaml",
+            "媒体图片文件大小不能超过5M。PDF文件大小不能超过7.5M。",
+            "图片文件",
+            7864320,
+            "the catalogue",
+        ),
+        ("v3/a/upload.yaml", "上传", "图片文件，文件大小不能超过200KB。", 204800, "the catalogue"),
+        ("v3/a/upload.yaml", "图片大小不超过2M", "图片文件", TWO_MIB, "the catalogue"),
+        ("v3/a/upload.yaml", "上传", "图片文件", None, None),
+        ("v3/merchant/media/video_upload.yaml", "上传", "视频文件", 5 * 1024 * 1024, VIDEO_PAGE),
+    ],
+)
+def test_the_importer_carries_the_stated_size(
+    tmp_path: Path, relative: str, operation: str, part: str, limit: Any, source: Any
+) -> None:
+    catalogue = tmp_path / "catalogue"
+    for top in ("v3", "hk", "global"):
+        (catalogue / top).mkdir(parents=True)
+    (catalogue / relative).parent.mkdir(parents=True, exist_ok=True)
+    (catalogue / relative).write_text(UPLOAD_YAML.format(operation=operation, part=part), encoding="utf-8")
+    report = import_catalogue(catalogue, tmp_path / "out")
+    (written,) = report.written
+    assert Registry([tmp_path / "out"]).get(written.id).request.body["file"].max_bytes == limit
+    reported = [line for line in report.traits if "max_bytes" in line]
+    assert reported == ([] if limit is None else [f"{written.operation}: file max_bytes {limit} from {source}"])
 
 
 @pytest.mark.parametrize(
