@@ -9,6 +9,10 @@ Design decisions:
   hands one flat payload and the descriptor decides where each key travels.
 * The same ``Field`` class describes request and response values, so one tree walker
   (``engine.fields``) serves encryption, decryption and log redaction.
+* **An upload's size limit is a trait of its file part** (``max_bytes``), like a string's
+  ``max_length``: the number WeChat Pay documents for that upload, read by validation, by the
+  bounded file reads of ``engine.multipart`` and, through validation, by the sandbox. A file part
+  without one gets the engine's ceiling (``engine.multipart.MAX_UPLOAD_BYTES``).
 * Classes are frozen: a descriptor is shared by every call and must not change under them.
 * Whether an operation may be sent again is a trait (``idempotency``), not a method check, so a
   descriptor file or a plugin can declare or clear it.
@@ -40,7 +44,10 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 @attrs.frozen
 class Field:
-    """One value in a request or response, with the limits WeChat Pay documents for it."""
+    """One value in a request or response, with the limits WeChat Pay documents for it.
+
+    ``max_bytes`` is for ``file`` fields only: the most bytes the file may hold.
+    """
 
     type: FieldType = "string"
     required: bool = False
@@ -57,6 +64,7 @@ class Field:
     example: Any = None
     fields: dict[str, "Field"] = attrs.field(factory=dict)
     items: Optional["Field"] = None
+    max_bytes: Optional[int] = None  # last: fields before it keep their positions
 
     @functools.cached_property
     def holds_encrypted(self) -> bool:

@@ -25,7 +25,7 @@ import attrs
 
 from engine.descriptor import Descriptor, Field
 from engine.errors import ValidationError
-from engine.multipart import file_bytes, file_field
+from engine.multipart import upload_content
 from engine.serialize import from_text
 
 Source = Callable[[], Optional[str]]  # what the engine knows for one fill kind (None: nothing to write)
@@ -68,7 +68,7 @@ def _value(
 ) -> Optional[str]:
     """What the engine writes for one kind now; ``None`` for the signer's kinds and unknown values."""
     if kind == "file_md5":
-        content = file_bytes(payload.get(file_field(descriptor)))
+        content = upload_content(descriptor, payload)  # None over the limit: validation says so
         return None if content is None else hashlib.md5(content).hexdigest()  # lower-case, as APIv2 uploads ask
     source = sources.get(kind)
     return source() if source is not None else None

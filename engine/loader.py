@@ -19,8 +19,8 @@ Design decisions:
   levels, so no walker (validation, encryption, the sandbox) can ever run out of stack.
 * Path templates are checked at load: URL path characters only, balanced braces, parameter names
   of letters, digits and ``_``, each once. ``type: file`` is allowed only at the top of a multipart
-  body. Examples, enums and limits must be JSON values (no NaN, no dates), since the sandbox echoes
-  them into answers.
+  body, and ``max_bytes`` (a size limit of at least one byte) only on a file. Examples, enums and
+  limits must be JSON values (no NaN, no dates), since the sandbox echoes them into answers.
 """
 
 from __future__ import annotations
@@ -304,12 +304,22 @@ def _field_problems(
             yield f"a file field belongs only at the top of a multipart body @ {here}"
         if field.encrypted and field.type != "string":
             yield f"only string fields can be encrypted @ {here}"
+        if field.max_bytes is not None:
+            yield from _size_problems(field, here)
         if field.pattern is not None:
             yield from _pattern_problem(field.pattern, here)
         yield from _value_problems(field, here)
         yield from _field_problems(field.fields, f"{here}.fields", depth=depth + 1)
         if field.items is not None:
             yield from _field_problems({"items": field.items}, here, depth=depth + 1)
+
+
+def _size_problems(field: Field, path: str) -> Iterator[str]:
+    """``max_bytes`` bounds a file's bytes: on any other type it would be a limit nothing reads."""
+    if field.type != "file":
+        yield f"'max_bytes' is only for type file @ {path}.max_bytes"
+    elif field.max_bytes is not None and field.max_bytes < 1:
+        yield f"max_bytes must be at least 1, got {field.max_bytes} @ {path}.max_bytes"
 
 
 def _value_problems(field: Field, path: str) -> Iterator[str]:

@@ -24,7 +24,7 @@ import attrs
 from engine.descriptor import Descriptor, Field
 
 ENGINE_SET_HEADERS = frozenset({"wechatpay-serial"})
-LIMIT_KEYS = ("min_length", "max_length", "minimum", "maximum", "pattern", "min_items", "max_items")
+LIMIT_KEYS = ("min_length", "max_length", "minimum", "maximum", "pattern", "min_items", "max_items", "max_bytes")
 
 
 @attrs.frozen
@@ -46,12 +46,13 @@ class FieldRow:
         return self.path.rsplit(".", 1)[-1]
 
     def limits_text(self) -> str:
-        """``length 1-32``, ``1-100``, ``items <= 10``, ``pattern ^\\d+$``: the limits in a few words."""
+        """``length 1-32``, ``1-100``, ``bytes <= 2097152``, ``pattern ^\\d+$``: the limits in a few words."""
         parts = []
         for what, low, high in (
             ("length", "min_length", "max_length"),
             ("", "minimum", "maximum"),
             ("items", "min_items", "max_items"),
+            ("bytes", "", "max_bytes"),
         ):
             span = _span(self.limits.get(low), self.limits.get(high))
             if span:

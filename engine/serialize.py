@@ -253,7 +253,7 @@ def _encode_upload(descriptor: Descriptor, body: Mapping[str, Any]) -> EncodedBo
     meta = body.get("meta") or {}
     fields = descriptor.request.body
     files = [
-        (name, _filename(meta, body[name]), _file_content(descriptor, name, body[name]))
+        (name, _filename(meta, body[name]), file_content(descriptor, name, body[name]))
         for name, field in fields.items()
         if field.type == "file" and name in body
     ]
@@ -266,11 +266,17 @@ def _encode_upload(descriptor: Descriptor, body: Mapping[str, Any]) -> EncodedBo
     return EncodedBody(upload.body, upload.meta, upload.content_type)
 
 
-def _file_content(descriptor: Descriptor, name: str, source: Any) -> bytes:
-    """The file's bytes; a path that cannot be read now (validation saw it readable) sends nothing."""
-    content = multipart.file_bytes(source)
+def file_content(descriptor: Descriptor, name: str, source: Any) -> bytes:
+    """The bytes of file part ``name``; a path that cannot be read now, or grew past its limit, sends nothing.
+
+    Validation saw the file readable and within its limit; it may have changed since, so the read
+    is bounded again and a refusal says why the file fails now. Every family's codec reads files here.
+    """
+    limit = multipart.size_limit(descriptor.request.body.get(name))
+    content = multipart.file_bytes(source, limit)
     if content is None:
-        raise ValidationError(descriptor.id, [f"cannot read the file (it could not be read to be sent) @ $.{name}"])
+        problem = multipart.file_problem(source, limit) or "cannot read the file (it could not be read to be sent)"
+        raise ValidationError(descriptor.id, [f"{problem} @ $.{name}"])
     return content
 
 

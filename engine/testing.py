@@ -411,7 +411,7 @@ def _expected_body(descriptor: Descriptor, body: Any) -> dict[str, Any]:
         return {}
     if descriptor.body_kind == "multipart":
         meta = json.loads(encode_json(body.get("meta") or {}))
-        return {"meta": meta, "file": multipart.file_bytes(body.get("file")) or b""}
+        return {"meta": meta, "file": multipart.upload_content(descriptor, body) or b""}
     return cast(dict[str, Any], json.loads(encode_json(body)))
 
 

@@ -17,6 +17,9 @@ Design decisions:
   numbers (``NaN`` and ``Infinity`` are not JSON) and integers that fit in 64 bits (WeChat Pay's own
   limit, and Python refuses to print integers of more than 4300 digits). A file given as a path
   must be a readable regular file now: a missing one was once sent as an empty file.
+* A file must fit its size limit (``max_bytes``, else the engine's ceiling; ``engine.multipart``):
+  bytes are measured by their length, a path by ``stat``, never by reading it. The sandbox
+  validates with the same checker, so it refuses an oversized upload that bypassed the engine.
 * A payload with no descriptor (``free_form``) is checked only for being JSON
   (``free_form_problems``): an object with string keys, JSON values, at most ``MAX_JSON_DEPTH``
   levels deep (which also catches a payload that contains itself).
@@ -34,12 +37,12 @@ from __future__ import annotations
 import math
 import os
 import re
-import stat
 from typing import Any, Callable, Mapping, Optional
 
 import attrs
 
 from engine.descriptor import Descriptor, Field
+from engine.multipart import file_problem, size_limit
 
 Checker = Callable[[Any, str, list[str]], None]
 PayloadValidator = Callable[[Any], list[str]]
@@ -201,25 +204,10 @@ def _number_problem(value: Any) -> Optional[str]:
     return None if _INT_LOW <= value <= _INT_HIGH else NOT_64_BITS
 
 
-def _file_problem(value: Any) -> Optional[str]:
-    if not isinstance(value, os.PathLike):
-        return None
-    try:
-        mode = os.stat(value).st_mode
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        return f"cannot read the file ({getattr(exc, 'strerror', None) or 'not a valid path'})"
-    if not stat.S_ISREG(mode):
-        return "cannot read the file (not a regular file)"
-    if not os.access(value, os.R_OK):
-        return "cannot read the file (permission denied)"
-    return None
-
-
 _SENDABLE: dict[str, Callable[[Any], Optional[str]]] = {
     "string": _string_problem,
     "integer": _number_problem,
     "number": _number_problem,
-    "file": _file_problem,
 }
 
 
@@ -236,6 +224,8 @@ def _refinement(field: Field) -> Checker | None:
         parts.append(_object_checker(field.fields))
     elif field.type == "array":
         parts.extend(_array_checks(field))
+    elif field.type == "file":
+        parts.append(_file_check(size_limit(field)))
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else _all_of(parts)
@@ -272,6 +262,15 @@ def _string_checks(field: Field) -> list[Checker]:
     if field.encrypted:
         checks.append(_bounds_check(lambda v: len(v.encode()), "encoded size", None, MAX_ENCRYPTED_BYTES))
     return checks
+
+
+def _file_check(limit: int) -> Checker:
+    def check(value: Any, path: str, errors: list[str]) -> None:
+        problem = file_problem(value, limit)
+        if problem is not None:
+            errors.append(f"{problem} @ {path}")
+
+    return check
 
 
 def _range_checks(field: Field) -> list[Checker]:

@@ -140,7 +140,7 @@ def test_upload_of_a_file_read_fails_late_is_still_refused(engine: Engine, tmp_p
     engine.register(UPLOAD)
     source = tmp_path / "logo.png"
     source.write_bytes(b"png")
-    monkeypatch.setattr(multipart, "file_bytes", lambda value: None)
+    monkeypatch.setattr(multipart, "file_bytes", lambda value, limit: None)
     error = _refused(engine, ValidationError, "t.upload.post", {"file": source})
     assert error.errors[0].startswith("cannot read the file") and error.errors[0].endswith("@ $.file")
 

@@ -242,7 +242,7 @@ def byte_mutations(draw: st.DrawFn, text: bytes) -> bytes:
 
 
 FIELD_KEYS = ["type", "required", "encrypted", "enum", "min_length", "max_length", "minimum", "maximum", "pattern"]
-FIELD_KEYS += ["min_items", "max_items", "example", "fields", "items", "label"]
+FIELD_KEYS += ["min_items", "max_items", "example", "fields", "items", "label", "max_bytes"]
 ODD_VALUES = st.one_of(
     st.none(),
     st.booleans(),

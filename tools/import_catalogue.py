@@ -43,6 +43,14 @@ Design decisions:
   ``request.header``; the lowest 2xx answer with a schema gives ``response`` (answer ``headers`` are
   left out: WeChat Pay's signature headers, which the verifier handles for every call, and the
   ``Wechatpay-Statement-Sha1`` digest of the two statement downloads).
+* **Upload sizes.** A file part's ``max_bytes`` is the size WeChat Pay states for it, by one rule
+  (``upload_limits``): the largest "大小不(能)超过 N M|KB" in the file parameter's or the
+  operation's description. ``M`` is read as MiB and ``KB`` as KiB, the larger reading, so the
+  engine never refuses a file WeChat Pay accepts; where the size depends on the format (images
+  5M, PDFs 7.5M on ``/v3/merchant/media/upload``) the largest is carried, for the same reason.
+  Where the catalogue states none, ``DOCUMENTED_UPLOAD_LIMITS`` gives the size stated on WeChat
+  Pay's own page for that API, with the page. Every limit is reported (``trait:`` lines), with
+  where it came from.
 * **The catalogue's own conventions are read as meant**: a pattern written as a JavaScript literal
   (``/\\d{8}/``, delimiters dropped); the ``{empty}`` template variable it uses for a URL ending in
   ``/`` (the path keeps its trailing slash); header parameters without a type (text, as every HTTP
@@ -74,6 +82,7 @@ import datetime as dt
 import os
 import re
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
@@ -153,6 +162,21 @@ BUSINESS_NUMBERS = (
     "out_request_no",
 )
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# How WeChat Pay states an upload's size: "文件大小不能超过5M", "图片大小不超过2M", "文件大小不能超过200KB".
+_STATED_SIZE = re.compile(r"大小不能?超过\s*(\d+(?:\.\d+)?)\s*(MB|M|KB|K)", re.IGNORECASE)
+_SIZE_UNITS = {"M": 1 << 20, "MB": 1 << 20, "K": 1 << 10, "KB": 1 << 10}
+# Upload sizes WeChat Pay's own API pages state where the catalogue states none: catalogue file ->
+# (the page's statement of the size, read by the same rule, and the page).
+DOCUMENTED_UPLOAD_LIMITS = {
+    "v3/merchant/media/video_upload.yaml": (
+        "文件大小不能超过5M",
+        "https://pay.weixin.qq.com/wiki/doc/apiv3/wxpay/tool/chapter3_2.shtml",
+    ),
+    "v3/marketing/favor/media/image-upload.yaml": (
+        "文件大小不能超过2M",
+        "https://pay.weixin.qq.com/wiki/doc/apiv3/apis/chapter9_0_1.shtml",
+    ),
+}
 
 
 # -- the public entry points -----------------------------------------------------------------------
@@ -225,6 +249,7 @@ def _descriptor(operation: Mapping[str, Any], method: str, path: str, context: _
     if body_kind:
         raw["body"] = body_kind
     if request:
+        upload_limits(operation, request, context)
         raw["request"] = request
     response = _response(operation.get("responses") or {}, context)
     if response:
@@ -272,6 +297,36 @@ def _reconcile_path(locations: dict[str, dict[str, Any]], path: str, context: _C
         else:
             locations["path"][name] = _with_required(locations[where].pop(name), True)
             context.repaired(f"URL template variable {{{name}}} is declared in {where}; moved to path")
+
+
+def upload_limits(operation: Mapping[str, Any], request: dict[str, Any], context: _Context) -> None:
+    """Give each file part of ``request`` the size WeChat Pay states for it (``max_bytes``), in place."""
+    for parameter in operation.get("parameters") or []:
+        if parameter.get("in") != "formData" or parameter.get("type") != "file":
+            continue
+        stated = _stated_size(parameter.get("description"), operation.get("description"))
+        size, source = (stated, "the catalogue") if stated is not None else _documented_size(context.file)
+        if size is not None:
+            request["body"][parameter["name"]]["max_bytes"] = size
+            context.report.traits.append(f"{context.operation}: {parameter['name']} max_bytes {size} from {source}")
+
+
+def _stated_size(*texts: Any) -> Optional[int]:
+    """The largest upload size the texts state, in bytes; None when they state none."""
+    found = [_STATED_SIZE.findall(text) for text in texts if isinstance(text, str)]
+    return max((_in_bytes(number, unit) for sizes in found for number, unit in sizes), default=None)
+
+
+def _documented_size(file: str) -> tuple[Optional[int], str]:
+    if file not in DOCUMENTED_UPLOAD_LIMITS:
+        return None, ""
+    statement, page = DOCUMENTED_UPLOAD_LIMITS[file]
+    return _stated_size(statement), page
+
+
+def _in_bytes(number: str, unit: str) -> int:
+    """``7.5`` ``M`` -> 7864320: binary units, the larger reading of WeChat Pay's M and KB."""
+    return int(Fraction(number) * _SIZE_UNITS[unit.upper()])
 
 
 def _is_serial_header(parameter: Mapping[str, Any]) -> bool:

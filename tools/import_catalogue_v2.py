@@ -31,6 +31,7 @@ Design decisions:
     and the app id (``appid``, ``mch_appid``, ``wxappid``, ``combine_appid``: written only when the
     engine has ``appid``), ``nonce_str``, ``timestamp``, an upload's ``media_hash``, ``sign_type``
     and ``sign``;
+  - ``max_bytes`` on the upload's file part: the APIv3 rule (``upload_limits``);
   - ``idempotency``: the APIv3 rule's business numbers plus APIv2's own (``mch_billno`` of red
     packets, ``partner_trade_no`` of transfers), required or one of a group, with the lookup
     operation that finds the outcome by that number (a query whose last segment is one of
@@ -68,7 +69,15 @@ from tools.catalogue_common import (
     run_importer,
     write_all,
 )
-from tools.import_catalogue import _OPERATION_KEYS, BUSINESS_NUMBERS, _Catalogue, _Context, _request, _response
+from tools.import_catalogue import (
+    _OPERATION_KEYS,
+    BUSINESS_NUMBERS,
+    _Catalogue,
+    _Context,
+    _request,
+    _response,
+    upload_limits,
+)
 
 TOP_FOLDER = "v2"
 ID_PREFIX = "v2."
@@ -187,6 +196,7 @@ def _descriptor(operation: Mapping[str, Any], method: str, path: str, context: _
     if groups:
         raw["one_of"] = [list(group) for group in groups]
     if request:
+        upload_limits(operation, request, context)
         raw["request"] = request
     if response:
         raw["response"] = response

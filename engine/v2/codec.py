@@ -30,7 +30,7 @@ import attrs
 from engine import multipart
 from engine.descriptor import Descriptor
 from engine.errors import MalformedResponseError, ReturnCodeError, ValidationError
-from engine.serialize import EncodedBody
+from engine.serialize import EncodedBody, file_content
 from engine.v2 import answers, xmlcodec
 from engine.wire import Headers, RawResponse, Request
 
@@ -106,7 +106,7 @@ def _encode_form(descriptor: Descriptor, body: Mapping[str, Any]) -> EncodedBody
     file_fields = {name for name, field in descriptor.request.body.items() if field.type == "file"}
     fields = _texts(descriptor, {k: v for k, v in body.items() if k not in file_fields})
     files = [
-        (name, getattr(body[name], "name", None) or name, multipart.file_bytes(body[name]) or b"")
+        (name, getattr(body[name], "name", None) or name, file_content(descriptor, name, body[name]))
         for name in file_fields
         if name in body
     ]
