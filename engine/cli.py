@@ -10,6 +10,9 @@ Design decisions:
 * A user mistake prints one ``error: ...`` line on stderr and exits 2; an answer WeChat Pay refused,
   a failed verification or a network failure exits 1. No traceback for either: every expected
   failure is an ``EngineError`` with a message that says what to fix.
+* A file named on the command line (``--data @file``, ``--headers``, ``--body``) is read only if it
+  is a regular file of at most ``MAX_INPUT_BYTES``, and must be UTF-8 where it is text: a FIFO,
+  ``/dev/zero`` or a binary file is one ``error:`` line, never a read that blocks or a traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -31,6 +35,7 @@ from engine.sandbox import remote
 from engine.untyped import Untyped
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+MAX_INPUT_BYTES = 16 << 20  # a payload, headers or callback body file; far above any real one
 
 ENVIRONMENT = environment.ENVIRONMENT  # setting -> variable, read by the same reader as Engine.from_env
 
@@ -173,14 +178,36 @@ def read_payload(data: Optional[str]) -> Any:
     source = "--data"
     if data.startswith("@"):
         source = f"--data file {data[1:]!r}"
-        try:
-            data = Path(data[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CliError(f"cannot read {source}: {exc.strerror}") from None
+        data = _text(_read_input(Path(data[1:]), source), source)
     try:
         return json.loads(data)
     except json.JSONDecodeError as exc:
         raise CliError(f"{source} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})") from None
+
+
+def _read_input(path: Path, source: str) -> bytes:
+    """A file named on the command line, read whole if it is a regular file of at most
+    ``MAX_INPUT_BYTES``: a FIFO or a device would block or never end (``--data @/dev/zero``)."""
+    try:
+        with path.open("rb") as file:
+            facts = os.fstat(file.fileno())
+            if not stat.S_ISREG(facts.st_mode):
+                raise CliError(f"cannot read {source}: not a regular file")
+            if facts.st_size > MAX_INPUT_BYTES:
+                raise CliError(f"cannot read {source}: {facts.st_size} bytes, more than {MAX_INPUT_BYTES}")
+            data = file.read(MAX_INPUT_BYTES + 1)  # a file growing underneath stops here too
+    except OSError as exc:
+        raise CliError(f"cannot read {source}: {exc.strerror}") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise CliError(f"cannot read {source}: more than {MAX_INPUT_BYTES} bytes")
+    return data
+
+
+def _text(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{source} is not UTF-8 text (byte {exc.start})") from None
 
 
 def _headers(pairs: Sequence[str]) -> dict[str, str]:
@@ -254,10 +281,7 @@ def _download_certificates(args: argparse.Namespace) -> int:
 
 def _verify_notification(args: argparse.Namespace) -> int:
     headers = _read_headers(Path(args.headers))
-    try:
-        body = Path(args.body).read_bytes()
-    except OSError as exc:
-        raise CliError(f"cannot read --body file {args.body!r}: {exc.strerror}") from None
+    body = _read_input(Path(args.body), f"--body file {args.body!r}")
     with _engine(args) as engine:
         notification = engine.parse_notification(headers, body)
     event = {
@@ -273,10 +297,8 @@ def _verify_notification(args: argparse.Namespace) -> int:
 
 
 def _read_headers(path: Path) -> dict[str, str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot read --headers file {str(path)!r}: {exc.strerror}") from None
+    source = f"--headers file {str(path)!r}"
+    text = _text(_read_input(path, source), source)
     if text.lstrip().startswith("{"):
         try:
             return {str(k): str(v) for k, v in json.loads(text).items()}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import cli
 from engine.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +75,23 @@ def test_user_mistakes_exit_2_with_one_line(capsys, monkeypatch, argv: list[str]
     status, out, err = run(capsys, *argv)
     assert status == 2 and out == ""
     assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_files_named_on_the_command_line_are_read_bounded_and_as_utf8(capsys, tmp_path: Path, monkeypatch) -> None:
+    binary = tmp_path / "payload.json"
+    binary.write_bytes(b'{"plan_id": "\xff"}')
+    huge = tmp_path / "huge.json"
+    huge.write_bytes(b" " * 64)
+    cases = [
+        (f"@{binary}", f"error: --data file '{binary}' is not UTF-8 text (byte 13)"),
+        ("@/dev/zero", "error: cannot read --data file '/dev/zero': not a regular file"),  # would never end
+        (f"@{tmp_path}", f"error: cannot read --data file '{tmp_path}'"),
+        (f"@{huge}", f"error: cannot read --data file '{huge}': 64 bytes, more than 32"),
+    ]
+    monkeypatch.setattr(cli, "MAX_INPUT_BYTES", 32)
+    for data, message in cases:
+        status, out, err = run(capsys, "call", "combine_papay.mini_program", "--data", data, "--sandbox")
+        assert (status, out) == (2, "") and err.startswith(message) and err.count("\n") == 1, err
 
 
 def test_bad_key_file_from_environment(capsys, monkeypatch, tmp_path: Path) -> None:
