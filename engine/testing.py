@@ -36,6 +36,15 @@ Design decisions:
   rather than dropped. Comparing the wire, not the caller's object, also tests what the serializer
   made of the payload. Differences read ``"expected …, sent … @ $.path"``; the values of encrypted
   fields are never shown.
+* APIv2 operations (``protocol: v2``) are answered as WeChat Pay's XML server answers them
+  (``engine.v2.stubs`` says how): a SUCCESS document with ``return_code``/``result_code`` filled
+  in, or, through ``add_error(level=...)``, a FAIL one at either level. APIv2's key is a secret the
+  merchant shares with WeChat Pay, not a WeChat Pay key a stub could replace with its own, so these
+  answers are signed with the engine's APIv2 key, under the sign type the request used, when the
+  call arrives, and the built-in APIv2 verifier checks them as it checks WeChat Pay's; the stub's
+  verifier plugin is not involved. An engine without an APIv2 key cannot queue them
+  (``ConfigurationError``). ``expected_payload`` is compared with the request's XML fields, as
+  text; the fields the engine fills (``nonce_str``, ``sign``, ``mch_id``...) only when it names them.
 * A call that does not match the next queued answer raises ``StubAssertionError`` and leaves the
   queue untouched (as botocore does), so ``assert_no_pending_responses`` still reports the answer.
 """
@@ -67,12 +76,13 @@ from engine.registry import path_parameters
 from engine.sandbox.emulator import signed_answer
 from engine.serialize import build_target, encode_json, query_values, split_payload
 from engine.transport import BaseTransport, MockTransport, TransportConfig
+from engine.v2 import stubs as v2_stubs
 from engine.validation import compile_validator
-from engine.wire import RawResponse, Request
+from engine.wire import Headers, RawResponse, Request
 
 __all__ = ["BaseTransport", "MockTransport", "StubAssertionError", "StubResponseError", "Stubber"]
 
-_JSON_NAMES = {list: "array", str: "string", int: "integer", float: "number", bool: "boolean"}
+_JSON_NAMES = {list: "array", str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
 
 
 @attrs.frozen(repr=False)
@@ -87,7 +97,11 @@ class _Secret:
 
 @attrs.frozen
 class _Queued:
-    """One canned answer: its endpoint, status, body bytes, extra headers and expected payload."""
+    """One canned answer: its endpoint, status, body bytes, extra headers and expected payload.
+
+    An APIv2 answer has no body yet: ``v2`` holds its fields, written and signed when the call
+    arrives (its sign type is the request's).
+    """
 
     endpoint_id: str
     label: str
@@ -96,6 +110,7 @@ class _Queued:
     headers: Mapping[str, str] = attrs.field(repr=False)
     checks_payload: bool = False
     expected: Any = attrs.field(default=None, repr=False)
+    v2: Optional[v2_stubs.CannedV2] = attrs.field(default=None, repr=False)
 
 
 class Stubber:
@@ -159,8 +174,15 @@ class Stubber:
         expected_payload: Any = None,
         headers: Optional[Mapping[str, str]] = None,
     ) -> None:
-        """Queue a successful answer (``data``: the decoded body, plaintext in encrypted fields)."""
+        """Queue a successful answer (``data``: the decoded body, plaintext in encrypted fields).
+
+        For an APIv2 operation ``data`` is the answer document's fields; ``return_code``,
+        ``result_code``, ``nonce_str`` and ``sign`` are filled in unless given (``engine.v2.stubs``).
+        """
         descriptor = self.engine.endpoint(endpoint)
+        if descriptor.protocol == "v2":
+            self._add_v2_response(descriptor, data, status, expected_payload, headers)
+            return
         if not _is_status(status, 200, 299):
             raise StubResponseError(descriptor.id, [f"status {status!r} is not 2xx; queue errors with add_error"])
         problems = _answer_problems(descriptor, data)
@@ -173,17 +195,28 @@ class Stubber:
         self,
         endpoint: str,
         *,
-        status: int,
+        status: Optional[int] = None,
         code: str,
         message: str,
         detail: Any = None,
+        level: Optional[str] = None,
         expected_payload: Any = None,
         headers: Optional[Mapping[str, str]] = None,
     ) -> None:
-        """Queue a WeChat Pay error answer: the call raises ``ApiError`` with these fields."""
+        """Queue a WeChat Pay error answer: the call raises ``ApiError`` with these fields.
+
+        APIv3 errors need ``status`` (4xx or 5xx). An APIv2 error is a FAIL answer in a 200 body:
+        ``level="result"`` (the default) raises ``ResultCodeError`` with ``err_code=code``,
+        ``level="return"`` raises ``ReturnCodeError`` with ``return_msg=message``.
+        """
         descriptor = self.engine.endpoint(endpoint)
+        if descriptor.protocol == "v2":
+            self._add_v2_error(descriptor, code, message, status, detail, level, expected_payload, headers)
+            return
         problems = _error_problems(status, code, message)
-        if problems:
+        if level is not None:
+            problems.append(f"level is for APIv2 FAIL answers; an APIv3 error is told by its status, got {level!r}")
+        if problems or status is None:  # a missing status is one of the problems; `is None` narrows it for mypy
             raise StubResponseError(descriptor.id, problems)
         body = _encode(descriptor, _error_body(code, message, detail))
         self._enqueue(descriptor, f"{descriptor.id} ({status} {code})", status, body, headers, expected_payload)
@@ -204,12 +237,54 @@ class Stubber:
         body: bytes,
         headers: Optional[Mapping[str, str]],
         expected_payload: Any,
+        v2: Optional[v2_stubs.CannedV2] = None,
     ) -> None:
         checks = expected_payload is not None
         expected = _expected_on_wire(descriptor, expected_payload) if checks else None
-        queued = _Queued(descriptor.id, label, status, body, dict(headers or {}), checks, expected)
+        queued = _Queued(descriptor.id, label, status, body, dict(headers or {}), checks, expected, v2)
         with self._lock:
             self._queue.append(queued)
+
+    def _add_v2_response(
+        self,
+        descriptor: Descriptor,
+        data: Any,
+        status: int,
+        expected_payload: Any,
+        headers: Optional[Mapping[str, str]],
+    ) -> None:
+        v2_stubs.require_key(descriptor, self.engine.credentials)
+        if not _is_status(status, 200, 200):
+            problem = f"APIv2 answers are HTTP 200, got {status!r}; a FAIL travels in the body: queue it with add_error"
+            raise StubResponseError(descriptor.id, [problem])
+        if data is not None and not isinstance(data, dict):
+            raise StubResponseError(descriptor.id, [f"answer must be an object, got {_json_name(data)} @ $"])
+        fields = v2_stubs.success_fields(descriptor, data or {})  # None is no fields, as for APIv3
+        problems = _answer_problems(v2_stubs.checked_view(descriptor), fields)
+        problems += v2_stubs.outcome_problems(fields) + v2_stubs.carriage_problems(fields)
+        if problems:
+            raise StubResponseError(descriptor.id, problems)
+        canned = v2_stubs.success_answer(descriptor, fields)
+        self._enqueue(descriptor, v2_stubs.label(descriptor, canned), 200, b"", headers, expected_payload, canned)
+
+    def _add_v2_error(
+        self,
+        descriptor: Descriptor,
+        code: str,
+        message: str,
+        status: Optional[int],
+        detail: Any,
+        level: Optional[str],
+        expected_payload: Any,
+        headers: Optional[Mapping[str, str]],
+    ) -> None:
+        v2_stubs.require_key(descriptor, self.engine.credentials)
+        level = "result" if level is None else level
+        problems = v2_stubs.error_problems(status, code, message, detail, level)
+        if problems:
+            raise StubResponseError(descriptor.id, problems)
+        canned = v2_stubs.error_answer(descriptor, level, code, message)
+        self._enqueue(descriptor, v2_stubs.label(descriptor, canned), 200, b"", headers, expected_payload, canned)
 
     def _encode_answer(self, descriptor: Descriptor, data: Any) -> bytes:
         if data is None:
@@ -226,6 +301,8 @@ class Stubber:
         descriptor = self._descriptor_of(request)
         with self._lock:
             queued = self._take(descriptor, request)
+        if queued.v2 is not None:
+            return self._v2_answer(queued.v2, queued.headers, descriptor, request)
         return self._sign(queued)
 
     def _descriptor_of(self, request: Request) -> Descriptor:
@@ -246,12 +323,14 @@ class Stubber:
         return self._queue.popleft()
 
     def _check_payload(self, expected: Any, descriptor: Descriptor, request: Request) -> None:
-        differences = _differences(expected, self._sent_payload(descriptor, request))
+        differences = _differences(expected, self._sent_payload(descriptor, request, expected))
         if differences:
             listing = "\n  ".join(differences)
             raise StubAssertionError(f"the payload sent to {descriptor.id} is not expected_payload:\n  {listing}")
 
-    def _sent_payload(self, descriptor: Descriptor, request: Request) -> Any:
+    def _sent_payload(self, descriptor: Descriptor, request: Request, expected: Any) -> Any:
+        if descriptor.protocol == "v2":
+            return v2_stubs.sent_fields(descriptor, request, expected)
         payload = _decoded_request(descriptor, request)
         fields = {**descriptor.request.query, **descriptor.request.body}
         return map_encrypted(fields, payload, lambda value, path: _Secret(self._plaintexts.get(value, value)))
@@ -260,6 +339,12 @@ class Stubber:
         timestamp = int(self.engine.clock())  # the engine's clock, injected or not
         answer = signed_answer(queued.status, queued.body, self.key_id, self._key, timestamp)
         return RawResponse(answer.status, answer.headers.merged(queued.headers), answer.body)
+
+    def _v2_answer(
+        self, canned: v2_stubs.CannedV2, headers: Mapping[str, str], descriptor: Descriptor, request: Request
+    ) -> RawResponse:
+        body = canned.document(descriptor, request, self.engine.credentials)
+        return RawResponse(200, Headers(v2_stubs.XML_HEADERS).merged(headers), body)
 
     def __repr__(self) -> str:
         return f"<Stubber key_id={self.key_id} active={self.active} queued={len(self._queue)}>"
@@ -286,7 +371,6 @@ class _StubTransportPlugin:
         if isinstance(ciphertext, str):
             self._stubber._plaintexts[ciphertext] = plaintext  # so expected_payload compares plaintexts
         return ciphertext
-
 
 
 class _StubVerifierPlugin:
@@ -331,11 +415,15 @@ def _answer_problems(descriptor: Descriptor, data: Any) -> list[str]:
     if descriptor.free_form:
         return []
     if data is not None and not isinstance(data, dict):
-        return [f"answer must be an object, got {_JSON_NAMES.get(type(data), type(data).__name__)} @ $"]
+        return [f"answer must be an object, got {_json_name(data)} @ $"]
     fields = {name: _structural(field) for name, field in descriptor.response.items()}
     as_payload = Descriptor(id=descriptor.id, method="POST", path="/", request=RequestSpec(body=fields))
     problems = compile_validator(as_payload)(data or {})
     return [problem for problem in problems if not problem.startswith("unknown field @ ")]
+
+
+def _json_name(value: Any) -> str:
+    return _JSON_NAMES.get(type(value), type(value).__name__)
 
 
 def _structural(field: Field) -> Field:
@@ -386,6 +474,8 @@ def _decoded_body(request: Request) -> Any:
 
 def _expected_on_wire(descriptor: Descriptor, payload: Any) -> Any:
     """``payload`` as ``_decoded_request`` would read it back after the engine sent it."""
+    if descriptor.protocol == "v2":
+        return v2_stubs.expected_fields(descriptor, payload)
     if descriptor.free_form and descriptor.body_kind != "none":
         return {} if payload is None else json.loads(encode_json(payload))
     if not isinstance(payload, dict):

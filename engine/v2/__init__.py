@@ -9,6 +9,7 @@ The pieces, each small and sans-I/O:
 * ``engine.v2.answers``   what an answer means: ``return_code``/``result_code`` checks and the errors.
 * ``engine.v2.notifications`` payment and refund callbacks, verified or decrypted, and their XML reply.
 * ``engine.v2.codec``, ``engine.v2.signer``, ``engine.v2.verifier``  what the three APIv2 hooks do.
+* ``engine.v2.stubs``     the ``Stubber``'s APIv2 answers (``engine.testing``), signed for that verifier.
 
 The plugins that put them to work are ordinary built-ins (``engine.plugins.v2_codec``,
 ``v2_signer``, ``v2_verifier``): they answer the hooks for descriptors with ``protocol: v2`` and defer
