@@ -174,7 +174,7 @@ def expected_fields(descriptor: Descriptor, payload: Any) -> Any:
 def _as_sent(descriptor: Descriptor, name: str, value: Any) -> Any:
     field = descriptor.request.body.get(name)
     if field is not None and field.type == "file":
-        return multipart.file_bytes(value)
+        return multipart.file_bytes(value, multipart.size_limit(field))
     text = xmlcodec.scalar_text(value)
     return value if text is None else text
 
