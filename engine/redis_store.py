@@ -3,8 +3,11 @@
 Design decisions:
 
 * redis-py's asyncio client (``pip install wechatpay-engine[redis]``). Its connection pool is bound
-  to the event loop that made it, so the client is made per loop through the engine's runtime
-  (``LoopResources.get_or_create``) and closed with that loop; after ``fork()`` the child makes its own.
+  to the event loop that made it, so there is one client per Redis URL per loop, shared by every
+  engine (every merchant) of the process on that loop (``engine.runtime.shared``, as the HTTP
+  keep-alive pool is) and closed with that loop, not with any one engine: a hundred merchants in
+  one worker use one pool, not a hundred. After ``fork()`` the child makes its own. Connections
+  are named ``wechatpay-engine`` (``CLIENT LIST`` shows whose they are).
 * Every write is atomic on the server. A claim is one Lua script (absent -> ``claimed:<token>``
   with ``PX claim_ttl``; ``done`` -> acknowledged; anything else -> in flight); acknowledging sets
   ``done`` with ``PX ack_ttl``; releasing and unlocking delete only when the stored token is ours
@@ -27,6 +30,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from engine.errors import ConfigurationError, StoreError
+from engine.runtime import shared
 from engine.stores import (
     ACKNOWLEDGED,
     CLAIMED,
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
     from engine.runtime import Runtime
 
 KEY_PREFIX = "wechatpay"
+CLIENT_NAME = "wechatpay-engine"
 CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 5.0
 
@@ -167,11 +172,12 @@ class RedisStore:
     def _client(self) -> Any:
         if self._runtime is None:
             raise ConfigurationError("RedisStore is used through an Engine: Engine(store='redis://...')")
-        return self._runtime.resources().get_or_create(f"redis-store:{self.url}", self._make_client, _close_client)
+        self._runtime.check_open()  # a closed engine stops here, though the client outlives it
+        return shared(f"redis-store:{self.url}", self._make_client, _close_client)
 
     def _make_client(self) -> Any:
         return _redis().asyncio.Redis.from_url(
-            self.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=COMMAND_TIMEOUT
+            self.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=COMMAND_TIMEOUT, client_name=CLIENT_NAME
         )
 
     @contextlib.contextmanager

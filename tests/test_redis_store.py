@@ -15,7 +15,7 @@ import pytest
 import redis_workers
 from conftest import COMBINE_PAPAY, RedisServer
 
-from engine import Engine, Notification, StoreError
+from engine import Engine, Notification, StoreError, UsageError
 from engine.redis_store import RedisStore
 from engine.sandbox import Sandbox
 from engine.sandbox.server import ServerThread
@@ -68,6 +68,25 @@ async def test_merchants_sharing_one_redis_do_not_see_each_other(make_engine, re
     notification = mine.parse_notification(*_delivery(mine))
     await mine.aacknowledge_notification(notification)
     assert (await theirs.notifications.claim(notification)).status == CLAIMED
+
+
+async def test_merchants_of_one_process_share_one_redis_pool_per_loop(
+    make_engine, redis_server: RedisServer, redis_url: str
+) -> None:
+    """Ten merchants, one loop: one client, one connection (it was ten); a closed engine leaves it to the rest."""
+    from engine.redis_store import CLIENT_NAME
+
+    engines = [make_engine(store=redis_url, mchid=f"19000010{n:02d}") for n in range(10)]
+    for engine in engines:  # one after another: each command finds the pool's connection free
+        notification = engine.parse_notification(*_delivery(engine))
+        assert (await engine.notifications.claim(notification)).status == CLAIMED
+    with redis_server.client() as client:
+        ours = [c for c in client.client_list() if c.get("name") == CLIENT_NAME]
+    assert len(ours) == 1
+    await engines[0].aclose()
+    with pytest.raises(UsageError, match="closed"):
+        await engines[0].notifications.claim(notification)
+    assert (await engines[1].notifications.claim(notification)).status == CLAIMED  # its own merchant's key
 
 
 async def test_nothing_secret_enters_redis(make_engine, redis_server: RedisServer, redis_url: str, identity) -> None:
