@@ -3,9 +3,11 @@
 Design decisions:
 
 * Everything is checked when the engine is built: keys are parsed once (a bad key fails here, with
-  a ``CredentialError`` naming the setting), plugins are validated against the hookspecs, and at
-  least one WeChat Pay key must be present, because an answer that cannot be verified is never
-  returned.
+  a ``CredentialError`` naming the setting), plugins are validated against the hookspecs, and APIv3
+  credentials need at least one WeChat Pay key, because an answer that cannot be verified is never
+  returned (``engine.configuration`` says which sets of credentials an engine takes). A missing
+  ``mchid`` is a ``ConfigurationError`` too, not Python's ``TypeError``, while type checkers still
+  see it required.
 * Dependencies point one way: ``Engine`` builds the ``Pipeline`` (sans-I/O stages), the
   ``Runtime`` (the one owner of loop-bound state), the ``Sender`` (the send loop), the key provider
   (``StaticKeys`` or ``CertificateKeys``) and the ``Executor`` that strings them together, each
@@ -34,6 +36,11 @@ Design decisions:
   ``engine.v2.pay.micropay.post(xml={...})``, and APIv2 callbacks have their own entry points
   (``parse_v2_notification``, ``handle_v2_notification``, ``v2_notification_handler``) because
   they share nothing with APIv3's (no headers, no envelope, an XML reply).
+* An APIv2-only merchant gives ``mchid`` and ``apiv2_key`` (and ``client_certificate``, ``appid``)
+  and nothing of APIv3: the engine then holds no signer and no WeChat Pay key, and refuses every
+  APIv3 use, a call, a certificate download, a callback, a payment-invocation signature, with a
+  ``ConfigurationError`` naming the missing settings before anything is signed or sent. The TLS
+  client certificate's key then comes from the certificate setting itself.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from typing import (
     Iterable,
     Mapping,
     Optional,
+    ParamSpec,
     Sequence,
     TypeVar,
     Union,
@@ -66,7 +74,7 @@ from engine.executor import Executor
 from engine.hookspecs import hookimpl
 from engine.invoke import app_parameters, jsapi_parameters
 from engine.keyprovider import KeyProvider, StaticKeys
-from engine.keys import KeySource, MerchantCredentials, MerchantSigner, merchant_signer, parsed_private_key
+from engine.keys import KeySource, MerchantCredentials, MerchantSigner, parsed_private_key
 from engine.pipeline import Pipeline, Settings
 from engine.plugin_manager import build_plugin_manager
 from engine.protocol import new_nonce
@@ -89,17 +97,32 @@ if TYPE_CHECKING:  # generated stubs: type checkers read them, run time never im
     from engine.v2.notifications import V2Handler, V2Notification, V2NotificationReceiver
 
 T = TypeVar("T")
+P = ParamSpec("P")
 SYNC_MARGIN_SECONDS = 1.0
 
 
-class Engine:
-    """A WeChat Pay client (APIv3, and APIv2 with ``apiv2_key``) for one merchant. See the README for every setting."""
+def _mchid_required(init: Callable[P, None]) -> Callable[P, None]:
+    """``init``, refusing a call without ``mchid`` with a ``ConfigurationError`` instead of Python's
+    ``TypeError``; type checkers see ``init``'s own signature, where ``mchid`` stays required."""
 
+    @functools.wraps(init)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> None:
+        if "mchid" not in kwargs:
+            raise ConfigurationError("mchid is required (a non-empty string)")
+        init(*args, **kwargs)
+
+    return checked
+
+
+class Engine:
+    """A WeChat Pay client for one merchant: APIv3, APIv2 (``apiv2_key``), or both. See the README for every setting."""
+
+    @_mchid_required
     def __init__(
         self,
         *,
         mchid: str,
-        serial_no: str,
+        serial_no: Optional[str] = None,
         private_key: Union[KeySource, Any, None] = None,
         signer: Optional[MerchantSigner] = None,
         platform_public_key: Optional[KeySource] = None,
@@ -134,21 +157,12 @@ class Engine:
     ) -> None:
         # Boxed before anything else can fail, so no frame of a traceback shows them (engine.secret).
         private_key, apiv3_key = hide(private_key), hide(apiv3_key)
-        merchant = merchant_signer(private_key, signer)
-        self.credentials = MerchantCredentials(
-            configuration.required_text(mchid, "mchid"),
-            configuration.required_text(serial_no, "serial_no"),
-            merchant,
-            configuration.parse_apiv2_key(apiv2_key),
-            configuration.check_apiv2_sign_type(apiv2_sign_type),
+        self.credentials = configuration.merchant_credentials(
+            mchid, serial_no, private_key, signer, apiv2_key, apiv2_sign_type
         )
         apiv3 = configuration.parse_apiv3_key(apiv3_key)
         keyring = configuration.build_keyring(platform_public_key, platform_public_key_id, platform_certificates)
-        if not keyring and apiv3 is None:
-            raise ConfigurationError(
-                "no WeChat Pay key to verify answers with: give platform_public_key with platform_public_key_id "
-                "(public-key mode), platform_certificates or apiv3_key to download them (certificate mode), or both"
-            )
+        configuration.check_verifying_keys(self.credentials, keyring, apiv3)
         given = [_GivenTransport(check_transport(transport, "transport"))] if transport is not None else []
         self.plugin_manager = build_plugin_manager([*plugins, *given], entry_points=load_entry_points)
         self.registry: Registry = configuration.build_registry(self.plugin_manager, endpoint_dirs)
@@ -163,7 +177,7 @@ class Engine:
             bool(trust_env),
             pool_size,
             max_answer_bytes,
-            parse_client_certificate(client_certificate, merchant_key=_merchant_key(private_key, merchant)),
+            parse_client_certificate(client_certificate, merchant_key=_merchant_key(private_key, self.credentials)),
             configuration.optional_text(appid, "appid"),
         )
         self.retry = configuration.check_retry(retry)
@@ -203,6 +217,9 @@ class Engine:
         """The APIv3 callback receiver (verify, decrypt, exactly-once acknowledgement)."""
         from engine.notifications import NotificationReceiver
 
+        self.credentials.require_apiv3(
+            "receiving APIv3 callbacks", "; APIv2 callbacks go to parse_v2_notification or handle_v2_notification"
+        )
         apiv3, clock, ack_ttl, claim_ttl = self._receiver_settings
         return NotificationReceiver(
             self.pipeline.verify, self.keys, apiv3, self.store, clock,
@@ -340,6 +357,7 @@ class Engine:
         return self._run_sync(self.adownload_certificates)
 
     async def adownload_certificates(self) -> list[str]:
+        self.credentials.require_apiv3("downloading platform certificates")
         self.runtime.check_open()
         return await self.keys.refresh()
 
@@ -351,6 +369,7 @@ class Engine:
         """
         from engine.certificates import CertificateKeys
 
+        self.credentials.require_apiv3("refreshing platform certificates")
         if not isinstance(self.keys, CertificateKeys):
             raise ConfigurationError("certificate refresh needs certificate mode (apiv3_key)")
         return self.runtime.resources().spawn(self.keys.run_periodically(interval), "wechatpay-certificate-refresh")
@@ -488,16 +507,22 @@ class Engine:
     def __repr__(self) -> str:
         if "pipeline" not in vars(self) or "keys" not in vars(self):  # shown by a traceback of __init__
             return "<Engine (being built)>"
+        credentials = self.credentials
+        merchant = (
+            f"serial_no={credentials.serial_no} platform_keys={self.keyring.ids()}"
+            if credentials.apiv3
+            else "APIv2 only"
+        )
         return (
-            f"<Engine mchid={self.credentials.mchid} serial_no={self.credentials.serial_no} "
-            f"platform_keys={self.keyring.ids()} base_url={self.pipeline.settings.base_url} "
+            f"<Engine mchid={credentials.mchid} {merchant} base_url={self.pipeline.settings.base_url} "
             f"store={getattr(self.store, 'description', type(self.store).__name__)}>"
         )
 
 
-def _merchant_key(private_key: Any, merchant: MerchantSigner) -> Optional[tuple[Any, Any]]:
-    """The ``private_key`` setting (still a ``Secret``) with the key parsed from it, for reuse."""
-    parsed = parsed_private_key(merchant)
+def _merchant_key(private_key: Any, credentials: MerchantCredentials) -> Optional[tuple[Any, Any]]:
+    """The ``private_key`` setting (still a ``Secret``) with the key parsed from it, for reuse; ``None``
+    when there is none (a ``signer``, or an APIv2-only engine, whose TLS key is the certificate setting's)."""
+    parsed = parsed_private_key(credentials.signer)
     return None if parsed is None else (private_key, parsed)
 
 

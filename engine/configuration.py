@@ -7,6 +7,11 @@ Design decisions:
   never carry a credential's value.
 * These are plain functions, so ``Engine.__init__`` reads as a list of settings and
   ``Engine.from_env``-style constructors can reuse them.
+* A merchant brings the APIv3 credentials (``serial_no`` with ``private_key`` or ``signer``, and a
+  WeChat Pay key or the ``apiv3_key``), the APIv2 key, or both. Either set is all or nothing: half
+  of the APIv3 one (a serial without a key, a WeChat Pay key without the merchant's) is refused,
+  because an engine that can sign but not verify, or verify but not sign, fails only at its first
+  call. With neither set there is nothing the engine could do, and it is refused too.
 """
 
 from __future__ import annotations
@@ -19,7 +24,15 @@ from urllib.parse import urlsplit
 from engine import __version__
 from engine.descriptor import Descriptor
 from engine.errors import ConfigurationError, CredentialError
-from engine.keys import KeySource, PlatformKey, PlatformKeyring, load_certificate, load_public_key
+from engine.keys import (
+    KeySource,
+    MerchantCredentials,
+    PlatformKey,
+    PlatformKeyring,
+    load_certificate,
+    load_public_key,
+    merchant_signer,
+)
 from engine.registry import Registry, builtin_registry
 from engine.retry import RetryPolicy
 from engine.secret import Secret, reveal
@@ -40,6 +53,56 @@ def required_text(value: Any, setting: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(f"{setting} is required (a non-empty string)")
     return value.strip()
+
+
+NO_CREDENTIALS = (
+    "no credentials: give serial_no with private_key (or signer) and a WeChat Pay key for APIv3, "
+    "apiv2_key for APIv2, or both"
+)
+NO_VERIFYING_KEY = (
+    "no WeChat Pay key to verify answers with: give platform_public_key with platform_public_key_id "
+    "(public-key mode), platform_certificates or apiv3_key to download them (certificate mode), or both"
+)
+_KEY_SETTINGS = {"public_key": "platform_public_key", "certificate": "platform_certificates"}
+
+
+def merchant_credentials(
+    mchid: Any, serial_no: Any, private_key: Any, signer: Any, apiv2_key: Any, apiv2_sign_type: Any
+) -> MerchantCredentials:
+    """Who the engine signs as: the APIv3 credentials (serial and key, together), the APIv2 key, or both.
+
+    ``private_key`` may be inside a ``Secret``; it is parsed here, once.
+    """
+    merchant_id = required_text(mchid, "mchid")
+    apiv2 = parse_apiv2_key(apiv2_key)
+    sign_type = check_apiv2_sign_type(apiv2_sign_type)
+    if serial_no is None and reveal(private_key) is None and signer is None:
+        if apiv2 is None:
+            raise ConfigurationError(NO_CREDENTIALS)
+        return MerchantCredentials(merchant_id, None, None, apiv2, sign_type)
+    merchant = merchant_signer(private_key, signer)
+    if serial_no is None:
+        raise ConfigurationError(
+            "serial_no is required with private_key or signer (the merchant API certificate's serial); "
+            "give none of the three for an APIv2-only engine"
+        )
+    return MerchantCredentials(merchant_id, required_text(serial_no, "serial_no"), merchant, apiv2, sign_type)
+
+
+def check_verifying_keys(credentials: MerchantCredentials, keyring: PlatformKeyring, apiv3_key: Any) -> None:
+    """APIv3 credentials need a WeChat Pay key (or the APIv3 key to download one); APIv2-only ones take none."""
+    if credentials.apiv3:
+        if not keyring and apiv3_key is None:
+            raise ConfigurationError(NO_VERIFYING_KEY)
+        return
+    held = (keyring.find(key_id) for key_id in keyring.ids())
+    given = sorted({_KEY_SETTINGS[key.kind] for key in held if key is not None})
+    given += ["apiv3_key"] if apiv3_key is not None else []
+    if given:
+        raise ConfigurationError(
+            f"APIv3 settings given without serial_no and private_key (or signer): {', '.join(given)}; "
+            "give those too, or leave these out for an APIv2-only engine"
+        )
 
 
 def build_keyring(

@@ -16,6 +16,9 @@ Design decisions:
   by side. An answer's ``Wechatpay-Serial`` picks the key that verifies it; outgoing encryption
   prefers the public key (the mode WeChat Pay is moving merchants to) and falls back to the newest
   valid certificate, as the official SDKs do.
+* The APIv3 credentials (``serial_no`` and the signer) come together or not at all. An APIv2-only
+  merchant's credentials hold neither, and whatever needs them asks ``require_apiv3``, which
+  refuses with one message naming the settings to give: an engine never signs half a request.
 * Certificate serials compare case-insensitively and without leading zeros, because SDKs disagree
   on whether ``%X`` keeps a leading zero nibble (PROTOCOL.md §2).
 """
@@ -202,7 +205,7 @@ class PrivateKeySigner:
         return "<PrivateKeySigner>"
 
 
-def parsed_private_key(signer: MerchantSigner) -> Optional[rsa.RSAPrivateKey]:
+def parsed_private_key(signer: Optional[MerchantSigner]) -> Optional[rsa.RSAPrivateKey]:
     """The key object of the built-in signer (``None`` for any other signer): parsed once, reused."""
     return signer._key if isinstance(signer, PrivateKeySigner) else None
 
@@ -223,31 +226,54 @@ def merchant_signer(private_key: Any, signer: Any) -> MerchantSigner:
     return signer  # type: ignore[no-any-return]
 
 
+APIV3_REMEDY = (
+    "give Engine(serial_no=..., private_key=... or signer=...) to sign, and a WeChat Pay key to verify "
+    "answers with (platform_public_key with platform_public_key_id, platform_certificates, or apiv3_key)"
+)
+
+
 @attrs.frozen
 class MerchantCredentials:
     """Who signs the requests: merchant id, API certificate serial and the key-level signer.
 
+    ``serial_no`` and ``signer`` are the APIv3 credentials, given together or not at all: both are
+    ``None`` for an APIv2-only merchant, whose engine refuses APIv3 work (``require_apiv3``).
     ``apiv2_key`` is the merchant's APIv2 key (the shared secret of APIv2 signatures and of refund
     notifications), ``None`` when the merchant does not use APIv2; ``apiv2_sign_type`` the algorithm
     APIv2 requests use where the operation lets the merchant choose.
     """
 
     mchid: str
-    serial_no: str
-    signer: MerchantSigner = attrs.field(repr=False)
+    serial_no: Optional[str] = None
+    signer: Optional[MerchantSigner] = attrs.field(default=None, repr=False)
     apiv2_key: Optional[bytes] = attrs.field(default=None, repr=False)
     apiv2_sign_type: str = "HMAC-SHA256"
 
+    @property
+    def apiv3(self) -> bool:
+        """True when these credentials sign APIv3 requests; False for an APIv2-only merchant."""
+        return self.serial_no is not None and self.signer is not None
+
+    def require_apiv3(self, subject: str, hint: str = "") -> tuple[str, MerchantSigner]:
+        """The serial and signer, or a ``ConfigurationError`` saying that ``subject`` needs them (then ``hint``)."""
+        if self.serial_no is None or self.signer is None:
+            raise ConfigurationError(
+                f"{subject} needs the APIv3 credentials, and this engine is APIv2-only: {APIV3_REMEDY}{hint}"
+            )
+        return self.serial_no, self.signer
+
     def sign(self, message: bytes) -> str:
         """The base64 signature of ``message`` with the merchant key: every merchant signature is made here."""
-        signature = self.signer.sign(message)
+        _, signer = self.require_apiv3("a signature with the merchant's API key (APIv3 requests, payment invocation)")
+        signature = signer.sign(message)
         if not isinstance(signature, (bytes, bytearray)):
             raise ConfigurationError(f"signer.sign returned {type(signature).__name__}, not bytes")
         return base64.b64encode(signature).decode("ascii")
 
     def decrypt(self, ciphertext_b64: str) -> str:
         """An answer field WeChat Pay encrypted for the merchant; ``ValueError`` when it does not decrypt."""
-        decrypt = getattr(self.signer, "decrypt", None)
+        _, signer = self.require_apiv3("decrypting an answer field encrypted for the merchant's API key")
+        decrypt = getattr(signer, "decrypt", None)
         if decrypt is None:
             raise ConfigurationError("the signer has no decrypt(ciphertext) method, needed for encrypted answer fields")
         try:

@@ -23,6 +23,10 @@ Design decisions:
   header, or a whole signed ``Request`` for families that sign inside the body) and the verifier
   (given the descriptor, the prepared request and the credentials). The APIv3 hot path pays one
   dictionary lookup and a few attribute reads for it.
+* One family fact is the pipeline's own: an APIv3 operation on an APIv2-only engine (no serial, no
+  signer, no WeChat Pay key) is refused in ``prepare``, before anything is encrypted and before any
+  signer is asked. Left to the APIv3 signer, a replacement signing plugin (or the Stubber) would
+  still sign and send a request whose answer this engine could never verify.
 * Fields the engine fills (``fills``) that it knows once per call are written before validation
   (``engine.fills``), against the descriptor as the caller sees it; every attempt of one call
   therefore sends the same body nonce, and the signer adds its own fields per attempt.
@@ -139,6 +143,7 @@ class Pipeline:
         self.defaults = defaults  # engine.defaults: filled in before validation
         self.hook = hook
         self.credentials = credentials
+        self._apiv3 = credentials.apiv3  # frozen credentials: read once, not on every call
         self.keyring = keyring
         self.settings = settings
         self.clock = clock
@@ -166,6 +171,8 @@ class Pipeline:
             payload = {**{k: from_text(located.get(k), v) for k, v in from_ref.items()}, **(payload or {})}
         if self.defaults is not None:
             payload = self.defaults.fill(descriptor, payload)
+        if descriptor.protocol == "v3" and not self._apiv3:
+            self.credentials.require_apiv3(f"{descriptor.id} is an APIv3 operation: it")
         if descriptor.client_certificate and self.settings.client_certificate is None:
             raise ConfigurationError(
                 f"{descriptor.id} is sent with the merchant's TLS client certificate (apiclient_cert): "
