@@ -240,8 +240,8 @@ class Engine:
         """An engine wired to a fresh in-process emulator (``.emulator``): throwaway keys, no network.
 
         ``identity`` reuses a ``SandboxIdentity`` (saves key generation); ``mode`` is ``public_key``,
-        ``certificate`` or ``both`` (which WeChat Pay keys the engine trusts); other options go to
-        ``Engine``.
+        ``certificate`` or ``both`` (which WeChat Pay keys the engine trusts), or ``apiv2`` (an
+        APIv2-only merchant: no APIv3 credentials at all); other options go to ``Engine``.
         """
         from engine.plugins.sandbox_transport import SANDBOX_URL, SandboxTransportPlugin
         from engine.sandbox import Sandbox, SandboxIdentity

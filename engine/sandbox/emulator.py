@@ -163,7 +163,9 @@ class Sandbox:
         record_limit: int = DEFAULT_RECORD_LIMIT,
     ) -> None:
         self.identity = identity or SandboxIdentity.generate()
-        self.mode = mode  # "certificate": a merchant without a public key; answers default to the newest certificate
+        # "certificate": a merchant without a public key; answers default to the newest certificate.
+        # "apiv2": an APIv2-only merchant, who makes no APIv3 call; anything else answers as "public_key".
+        self.mode = mode
         self.registry = registry or Registry([BUILTIN_ENDPOINTS])
         self.clock = clock  # wire time: signature windows and timestamps
         self.time = as_test_clock(clock)  # business time: what the test clock advances

@@ -12,7 +12,8 @@ Design decisions:
   merchant key, as WeChat Pay's CA does) and the served sandbox's TLS certificate (127.0.0.1 and
   localhost). A client trusts the sandbox by trusting that CA (``SSL_CERT_FILE``), and the served
   sandbox asks for client certificates issued by it. Identities made before these existed get them
-  on load (``with_apiv2``).
+  on load (``with_apiv2``). ``engine_settings("apiv2")`` are an APIv2-only merchant's settings: the
+  merchant id, the APIv2 key and the client certificate, nothing of APIv3.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from engine.keys import certificate_pem, certificate_serial, private_pem, public
 
 TLS_HOSTS = ("127.0.0.1", "localhost")
 
-KEY_MODES = ("public_key", "certificate", "both")
+KEY_MODES = ("public_key", "certificate", "both", "apiv2")  # apiv2: an APIv2-only merchant, no WeChat Pay key
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -197,9 +198,11 @@ class SandboxIdentity:
         return certificate_pem(self.platform_certificate)
 
     def engine_settings(self, mode: str = "public_key") -> dict[str, object]:
-        """Keyword arguments for ``Engine`` in ``public_key``, ``certificate`` or ``both`` modes."""
+        """Keyword arguments for ``Engine`` in ``public_key``, ``certificate``, ``both`` or ``apiv2`` modes."""
         if mode not in KEY_MODES:
             raise ValueError(f"mode must be one of {', '.join(KEY_MODES)}, got {mode!r}")
+        if mode == "apiv2":
+            return self.apiv2_settings()
         settings: dict[str, object] = {
             "mchid": self.mchid,
             "serial_no": self.merchant_serial_no,
@@ -216,6 +219,13 @@ class SandboxIdentity:
         if self.merchant_certificate is not None:
             settings["client_certificate"] = (self.merchant_certificate_pem(), self.merchant_key)
         return settings
+
+    def apiv2_settings(self) -> dict[str, object]:
+        """Keyword arguments for an APIv2-only ``Engine``: the merchant id, the APIv2 key and the client
+        certificate as the files hold it (its key in PEM: no ``private_key`` setting to take it from)."""
+        complete = self.with_apiv2()
+        certificate = (complete.merchant_certificate_pem(), complete.merchant_private_pem())
+        return {"mchid": complete.mchid, "apiv2_key": complete.apiv2_key, "client_certificate": certificate}
 
 
 def _secret() -> bytes:
