@@ -6,7 +6,8 @@ Design decisions:
   (status, Request-ID, the key that verified it, data) on stdout; nothing else goes to stdout.
 * Credentials come from flags or ``WECHATPAY_*`` variables; the APIv3 and APIv2 keys only from the
   environment, because command lines are visible to other users of the machine. APIv2's client
-  certificate is ``WECHATPAY_CLIENT_CERTIFICATE`` (``apiclient_cert.pem``), with the private key.
+  certificate is ``WECHATPAY_CLIENT_CERTIFICATE`` (``apiclient_cert.pem``), with
+  ``WECHATPAY_CLIENT_KEY`` or else the private key; an APIv2-only merchant sets no APIv3 variable.
 * A user mistake prints one ``error: ...`` line on stderr and exits 2; an answer WeChat Pay refused,
   a failed verification or a network failure exits 1. No traceback for either: every expected
   failure is an ``EngineError`` with a message that says what to fix.
@@ -235,8 +236,7 @@ def _credentials(args: argparse.Namespace) -> dict[str, Any]:
     absent = environment.missing(settings)
     if absent:
         raise CliError(f"missing credentials: set {', '.join(absent)} (or the matching flags), or use --sandbox")
-    if "client_certificate" in settings:  # apiclient_cert.pem goes with the merchant key, apiclient_key.pem
-        settings["client_certificate"] = (settings["client_certificate"], settings["private_key"])
+    settings = environment.paired_client_certificate(settings)  # apiclient_cert.pem goes with apiclient_key.pem
     settings.setdefault("base_url", DEFAULT_BASE_URL)
     return settings
 

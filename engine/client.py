@@ -264,14 +264,17 @@ class Engine:
         ``environ`` defaults to ``os.environ``; ``options`` are further ``Engine`` settings, and win over
         the environment (``Engine.from_env(plugins=[...], timeout=10)``). A missing required variable
         is a ``ConfigurationError`` naming it; a bad value fails as it would passed to ``Engine``.
+        ``WECHATPAY_MCHID`` and ``WECHATPAY_APIV2_KEY`` alone make an APIv2-only engine.
         """
-        from engine.environment import missing, read_environment
+        from engine.environment import ENVIRONMENT, missing, paired_client_certificate, read_environment
 
         settings = {**read_environment(environ), **options}
         absent = missing(settings)
         if absent:
-            raise ConfigurationError(f"missing settings: set {', '.join(absent)} in the environment")
-        return cls(**settings)
+            apiv3 = absent != [ENVIRONMENT["mchid"]] and not settings.get("apiv2_key")
+            hint = f" (or {ENVIRONMENT['apiv2_key']} instead, for an APIv2-only engine)" if apiv3 else ""
+            raise ConfigurationError(f"missing settings: set {', '.join(absent)} in the environment{hint}")
+        return cls(**paired_client_certificate(settings, environ))
 
     # -- calling -------------------------------------------------------------------------------
 

@@ -18,8 +18,13 @@ Design decisions:
   for testing signing, verification and encryption: the request is signed, its
   ``encrypted_echo_message`` encrypted for WeChat Pay, and the verified answer must give both
   messages back (the encrypted one decrypted with the merchant key).
+* An APIv2-only configuration (``WECHATPAY_APIV2_KEY`` and no APIv3 merchant setting, as
+  ``engine.environment.apiv2_only`` judges it) is checked as one: the merchant id and the APIv2 key
+  (32 printable ASCII characters), the APIv3 checks one ``skip`` line, then the base URL and clock.
+  ``--live`` is skipped there: the echo endpoint is APIv3's, and APIv2 has no call without effects
+  that proves its sign. The APIv2 key is checked whenever it is set.
 * Exit 0 when nothing failed (warnings and skips do not fail), 1 otherwise. No line ever carries
-  key material, the APIv3 key or a signature.
+  key material, the APIv3 or APIv2 key or a signature.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import attrs
 
-from engine.environment import Sourced
+from engine.environment import Sourced, apiv2_only, values
 from engine.errors import ApiError, CredentialError, EngineError, SignatureError, TransportError
 from engine.keys import load_certificate, load_private_key, load_public_key, normalize_serial, public_pem
 from engine.untyped import Untyped
@@ -55,6 +60,7 @@ HINTS = {  # where each setting comes from, for the line that names it
     "platform_public_key_id": "--public-key-id or WECHATPAY_PUBLIC_KEY_ID",
     "platform_certificates": "--platform-certificate or WECHATPAY_PLATFORM_CERTIFICATES",
     "apiv3_key": "WECHATPAY_APIV3_KEY",
+    "apiv2_key": "WECHATPAY_APIV2_KEY",
     "base_url": "--base-url or WECHATPAY_BASE_URL",
     "merchant_certificate": "--merchant-certificate or WECHATPAY_MERCHANT_CERTIFICATE",
 }
@@ -105,20 +111,46 @@ def diagnose(
     now: Callable[[], float] = time.time,
 ) -> list[Check]:
     """Every check, in order; a check whose inputs failed is skipped rather than repeated."""
-    checks = [*_required(settings), *_merchant_key(settings), *_platform_keys(settings, now()), *_apiv3(settings)]
-    checks += _base_url(settings, timeout, now)
-    if live:
+    v2_only = apiv2_only(values(settings))
+    checks = _apiv2_only(settings) if v2_only else _apiv3_checks(settings, now())
+    checks += [*_apiv2(settings), *_base_url(settings, timeout, now)]
+    if live and v2_only:
+        checks.append(Check("signed round trip", "skip", "APIv2-only: POST /v3/security/echo is an APIv3 call"))
+    elif live:
         checks.append(_live(settings, timeout, list(endpoint_dirs), failed=any(c.status == "FAIL" for c in checks)))
     return checks
+
+
+def _apiv3_checks(settings: Settings, now: float) -> list[Check]:
+    return [*_required(settings), *_merchant_key(settings), *_platform_keys(settings, now), *_apiv3(settings)]
+
+
+def _apiv2_only(settings: Settings) -> list[Check]:
+    detail = "not configured (APIv2-only: no serial_no, private key or WeChat Pay key): APIv3 calls are refused"
+    return [*_required(settings, ("mchid",)), Check("APIv3", "skip", detail)]
+
+
+def _apiv2(settings: Settings) -> list[Check]:
+    from engine.configuration import parse_apiv2_key  # the engine's own rule, so the two cannot disagree
+
+    if "apiv2_key" not in settings:
+        return []
+    value, where = settings["apiv2_key"]
+    try:
+        parse_apiv2_key(value)
+    except CredentialError:
+        size = len(str(value).encode("utf-8", errors="replace"))
+        return [Check("APIv2 key", "FAIL", f"{where} is {size} bytes; it must be 32 printable ASCII characters")]
+    return [Check("APIv2 key", "ok", f"32 characters ({where})")]
 
 
 def _source(settings: Settings, name: str) -> str:
     return settings[name][1] if name in settings else HINTS[name]
 
 
-def _required(settings: Settings) -> list[Check]:
+def _required(settings: Settings, names: Iterable[str] = ("mchid", "serial_no", "private_key")) -> list[Check]:
     checks = []
-    for name in ("mchid", "serial_no", "private_key"):
+    for name in names:
         if name in settings:
             shown = settings[name][0] if name != "private_key" else "given"
             checks.append(Check(name, "ok", f"{shown} ({settings[name][1]})"))

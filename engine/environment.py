@@ -4,12 +4,16 @@
 variable                            setting
 ==================================  =====================================================
 ``WECHATPAY_MCHID``                 ``mchid`` (required)
-``WECHATPAY_SERIAL_NO``             ``serial_no``: the merchant API certificate serial (required)
-``WECHATPAY_PRIVATE_KEY``           ``private_key``: a PEM file path, or PEM text (required)
+``WECHATPAY_SERIAL_NO``             ``serial_no``: the merchant API certificate serial (required for APIv3)
+``WECHATPAY_PRIVATE_KEY``           ``private_key``: a PEM file path, or PEM text (required for APIv3)
 ``WECHATPAY_PUBLIC_KEY``            ``platform_public_key``: file or PEM text (public-key mode)
 ``WECHATPAY_PUBLIC_KEY_ID``         ``platform_public_key_id``: ``PUB_KEY_ID_...``
 ``WECHATPAY_PLATFORM_CERTIFICATES`` ``platform_certificates``: files, ``os.pathsep``-separated
 ``WECHATPAY_APIV3_KEY``             ``apiv3_key``: 32 bytes of text
+``WECHATPAY_APIV2_KEY``             ``apiv2_key``: the 32-character APIv2 key
+``WECHATPAY_CLIENT_CERTIFICATE``    ``client_certificate``: ``apiclient_cert.pem``, with its key (below)
+``WECHATPAY_CLIENT_KEY``            the client certificate's key (``apiclient_key.pem``); default
+                                    ``WECHATPAY_PRIVATE_KEY``, the same file for APIv3 merchants
 ``WECHATPAY_BASE_URL``              ``base_url``
 ==================================  =====================================================
 
@@ -22,12 +26,19 @@ Design decisions:
 * Each setting can be read with the variable it came from (``read_sources``), because
   ``wechatpay doctor`` names the variable at fault; ``read_environment`` is the same reading with
   the sources dropped, so the two can never disagree on what a variable means.
+* An APIv2-only set (``WECHATPAY_APIV2_KEY`` and none of the APIv3 merchant variables) needs only
+  ``WECHATPAY_MCHID``. Its client certificate's key has a variable of its own, because
+  ``WECHATPAY_PRIVATE_KEY`` without ``WECHATPAY_SERIAL_NO`` is half of the APIv3 credentials, which
+  the engine refuses. The pairing is done after the overrides (``paired_client_certificate``), so a
+  ``--private-key`` flag pairs as the variable would.
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any, Mapping, Optional
+
+from engine.errors import ConfigurationError
 
 ENVIRONMENT = {
     "mchid": "WECHATPAY_MCHID",
@@ -43,6 +54,8 @@ ENVIRONMENT = {
 }
 REQUIRED = ("mchid", "serial_no", "private_key")
 Sourced = dict[str, tuple[Any, str]]  # setting -> (value, the variable or flag it came from)
+CLIENT_KEY = "WECHATPAY_CLIENT_KEY"  # not a setting of its own: half of client_certificate
+APIV3_MERCHANT = ("serial_no", "private_key", "signer")
 
 
 def read_environment(environ: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
@@ -68,6 +81,31 @@ def _value(name: str, text: str) -> Any:
 
 
 def missing(settings: Mapping[str, Any]) -> list[str]:
-    """The variables of the required settings that ``settings`` lacks (a ``signer`` stands in for the key)."""
+    """The variables of the required settings that ``settings`` lacks (a ``signer`` stands in for the key);
+    an APIv2-only set needs the merchant id only."""
+    if apiv2_only(settings):
+        return [] if settings.get("mchid") else [ENVIRONMENT["mchid"]]
     needed = [name for name in REQUIRED if not (name == "private_key" and settings.get("signer") is not None)]
     return [ENVIRONMENT[name] for name in needed if not settings.get(name)]
+
+
+def apiv2_only(settings: Mapping[str, Any]) -> bool:
+    """True for the settings of an APIv2-only merchant: the APIv2 key, and no serial, key or signer."""
+    return bool(settings.get("apiv2_key")) and not any(settings.get(name) for name in APIV3_MERCHANT)
+
+
+def paired_client_certificate(
+    settings: Mapping[str, Any], environ: Optional[Mapping[str, str]] = None
+) -> dict[str, Any]:
+    """``settings`` with a ``client_certificate`` path paired with its key: ``WECHATPAY_CLIENT_KEY`` of
+    ``environ`` (default ``os.environ``), else the ``private_key`` setting."""
+    certificate = settings.get("client_certificate")
+    if not isinstance(certificate, str):  # absent, or already in a form Engine takes
+        return dict(settings)
+    source = os.environ if environ is None else environ
+    key = source.get(CLIENT_KEY) or settings.get("private_key")
+    if not key:
+        raise ConfigurationError(
+            f"{ENVIRONMENT['client_certificate']} needs its key: set {CLIENT_KEY} (apiclient_key.pem)"
+        )
+    return {**settings, "client_certificate": (certificate, key)}
