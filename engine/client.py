@@ -101,23 +101,34 @@ P = ParamSpec("P")
 SYNC_MARGIN_SECONDS = 1.0
 
 
-def _mchid_required(init: Callable[P, None]) -> Callable[P, None]:
-    """``init``, refusing a call without ``mchid`` with a ``ConfigurationError`` instead of Python's
-    ``TypeError``; type checkers see ``init``'s own signature, where ``mchid`` stays required."""
+SECRET_SETTINGS = ("private_key", "apiv3_key")
+
+
+def _guarded(init: Callable[P, None]) -> Callable[P, None]:
+    """``init`` behind what must come before its first line.
+
+    The key settings are boxed in ``Secret`` first, here, because this frame holds them for as long
+    as ``init`` runs: so no frame of a traceback shows them (``engine.secret``). Then a call without
+    ``mchid`` is a ``ConfigurationError`` rather than Python's ``TypeError``; type checkers see
+    ``init``'s own signature, where ``mchid`` stays required.
+    """
 
     @functools.wraps(init)
-    def checked(*args: P.args, **kwargs: P.kwargs) -> None:
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        for name in SECRET_SETTINGS:
+            if name in kwargs:
+                kwargs[name] = hide(kwargs[name])
         if "mchid" not in kwargs:
             raise ConfigurationError("mchid is required (a non-empty string)")
         init(*args, **kwargs)
 
-    return checked
+    return guarded
 
 
 class Engine:
     """A WeChat Pay client for one merchant: APIv3, APIv2 (``apiv2_key``), or both. See the README for every setting."""
 
-    @_mchid_required
+    @_guarded
     def __init__(
         self,
         *,
@@ -155,8 +166,7 @@ class Engine:
         client_certificate: Any = None,
         appid: Optional[str] = None,
     ) -> None:
-        # Boxed before anything else can fail, so no frame of a traceback shows them (engine.secret).
-        private_key, apiv3_key = hide(private_key), hide(apiv3_key)
+        # private_key and apiv3_key arrive boxed in Secret (_guarded): no frame of a traceback shows them.
         self.credentials = configuration.merchant_credentials(
             mchid, serial_no, private_key, signer, apiv2_key, apiv2_sign_type
         )

@@ -4,9 +4,9 @@ Design decisions:
 
 * Error trackers (Sentry and the like) record every frame's locals with their ``repr``. A bare
   ``bytes`` APIv3 key or a PEM string passed from frame to frame would be in all of them. So the
-  engine wraps such values in ``Secret`` as soon as they arrive (``Engine.__init__``'s first lines)
-  and passes the box along; only the innermost cryptographic call opens it, inline, without binding
-  the plaintext to a local name.
+  engine wraps such values in ``Secret`` as soon as they arrive (by the wrapper around
+  ``Engine.__init__``, before its first line) and passes the box along; only the innermost
+  cryptographic call opens it, inline, without binding the plaintext to a local name.
 * ``repr``, ``str`` and ``format`` say ``Secret(<hidden>)``; pickling refuses (key material does not
   belong in a Celery result or a queue); equality and hashing are by identity, so a comparison
   cannot be used to probe the value.

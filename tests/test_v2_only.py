@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
+import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -107,6 +109,19 @@ def test_the_type_checkers_still_see_mchid_required() -> None:
 def test_a_missing_merchant_id_or_no_credentials_is_a_configuration_error(settings: dict, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Engine(**settings, load_entry_points=False)
+
+
+def test_a_refusal_before_the_engine_is_built_leaves_no_key_in_its_frames(identity: SandboxIdentity) -> None:
+    """The check for mchid runs in a wrapper around ``__init__``, whose frame an error tracker records too."""
+    pem = identity.merchant_private_pem().decode()
+    for settings in ({}, {"mchid": identity.mchid}):  # refused by the wrapper, then by __init__ (no serial_no)
+        with pytest.raises(ConfigurationError) as caught:
+            Engine(**settings, private_key=pem, apiv3_key=identity.apiv3_key, load_entry_points=False)
+        stack = traceback.TracebackException.from_exception(caught.value, capture_locals=True).stack
+        engine_frames = [frame for frame in stack if f"{os.sep}engine{os.sep}" in frame.filename]
+        assert engine_frames, "the traceback should pass through the engine"
+        text = "\n".join(str(frame.locals) for frame in engine_frames)
+        assert pem.splitlines()[1] not in text and identity.apiv3_key.decode() not in text
 
 
 def test_half_of_the_apiv3_credentials_is_refused(identity: SandboxIdentity) -> None:

@@ -222,9 +222,9 @@ class SandboxIdentity:
 
     def apiv2_settings(self) -> dict[str, object]:
         """Keyword arguments for an APIv2-only ``Engine``: the merchant id, the APIv2 key and the client
-        certificate as the files hold it (its key in PEM: no ``private_key`` setting to take it from)."""
+        certificate with its own key (there is no ``private_key`` setting for the engine to take it from)."""
         complete = self.with_apiv2()
-        certificate = (complete.merchant_certificate_pem(), complete.merchant_private_pem())
+        certificate = (complete.merchant_certificate_pem(), complete.merchant_key)  # the object: no second parse
         return {"mchid": complete.mchid, "apiv2_key": complete.apiv2_key, "client_certificate": certificate}
 
 
