@@ -43,8 +43,10 @@ Design decisions:
   answers are signed with the engine's APIv2 key, under the sign type the request used, when the
   call arrives, and the built-in APIv2 verifier checks them as it checks WeChat Pay's; the stub's
   verifier plugin is not involved. An engine without an APIv2 key cannot queue them
-  (``ConfigurationError``). ``expected_payload`` is compared with the request's XML fields, as
-  text; the fields the engine fills (``nonce_str``, ``sign``, ``mch_id``...) only when it names them.
+  (``ConfigurationError``), nor an APIv2-only engine APIv3 answers: it refuses those calls before
+  they are signed, so such an answer could never be taken. ``expected_payload`` is compared with
+  the request's XML fields, as text; the fields the engine fills (``nonce_str``, ``sign``,
+  ``mch_id``...) only when it names them.
 * A call that does not match the next queued answer raises ``StubAssertionError`` and leaves the
   queue untouched (as botocore does), so ``assert_no_pending_responses`` still reports the answer.
 """
@@ -183,6 +185,7 @@ class Stubber:
         if descriptor.protocol == "v2":
             self._add_v2_response(descriptor, data, status, expected_payload, headers)
             return
+        self.engine.credentials.require_apiv3(f"queuing an answer for {descriptor.id}, an APIv3 operation,")
         if not _is_status(status, 200, 299):
             raise StubResponseError(descriptor.id, [f"status {status!r} is not 2xx; queue errors with add_error"])
         problems = _answer_problems(descriptor, data)
@@ -213,6 +216,7 @@ class Stubber:
         if descriptor.protocol == "v2":
             self._add_v2_error(descriptor, code, message, status, detail, level, expected_payload, headers)
             return
+        self.engine.credentials.require_apiv3(f"queuing an answer for {descriptor.id}, an APIv3 operation,")
         problems = _error_problems(status, code, message)
         if level is not None:
             problems.append(f"level is for APIv2 FAIL answers; an APIv3 error is told by its status, got {level!r}")

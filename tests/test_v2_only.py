@@ -24,7 +24,7 @@ from engine.cli import main
 from engine.environment import CLIENT_KEY, ENVIRONMENT, missing
 from engine.sandbox import Sandbox, SandboxIdentity
 from engine.sandbox.server import ServerThread
-from engine.testing import MockTransport
+from engine.testing import MockTransport, Stubber
 from engine.tls import ClientCertificate
 from engine.wire import Headers
 
@@ -295,6 +295,42 @@ def test_apiv2_callbacks_are_received(identity: SandboxIdentity) -> None:
         callback = engine.emulator.v2.refund_notification("R-1", "T-1", refund_fee=1, total_fee=1)
         notification = engine.parse_v2_notification(callback.body)
         assert (notification.kind, notification.data["out_refund_no"]) == ("refund", "R-1")
+
+
+def test_the_stubber_serves_apiv2_calls_and_queues_no_apiv3_answer(identity: SandboxIdentity) -> None:
+    """Code of an APIv2-only merchant is tested offline like any other; an APIv3 answer could never be
+    taken (the call is refused before signing), so queuing one is refused as plainly."""
+    answer = {
+        "appid": MICROPAY["appid"],
+        "mch_id": identity.mchid,
+        "openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+        "is_subscribe": "N",
+        "trade_type": "MICROPAY",
+        "bank_type": "CMC",
+        "total_fee": 888,
+        "cash_fee": 888,
+        "transaction_id": "4200000001",
+        "out_trade_no": MICROPAY["out_trade_no"],
+        "time_end": "20141030133525",
+    }
+    with Engine(**_apiv2(identity)) as engine, Stubber(engine) as stub:
+        stub.add_response("v2.micropay", answer, expected_payload=MICROPAY)
+        paid = engine.call("v2.micropay", MICROPAY)
+        assert paid.verified_with == "apiv2:HMAC-SHA256" and paid.data["transaction_id"] == "4200000001"
+        stub.assert_no_pending_responses()
+        papay = {"pre_entrustweb_id": "p", "mchid": identity.mchid, "plan_id": 1, "out_contract_code": "c"}
+        queuing = [
+            lambda: stub.add_response("combine_papay.mini_program", papay),
+            lambda: stub.add_error("combine_papay.mini_program", status=400, code="PARAM_ERROR", message="x"),
+        ]
+        for queue in queuing:
+            with pytest.raises(ConfigurationError) as caught:
+                queue()
+            assert _refused(identity, caught.value).startswith("queuing an answer for v3.ecommerce.combine_papay")
+        with pytest.raises(ConfigurationError) as caught:
+            engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+        _refused(identity, caught.value)
+        stub.assert_no_pending_responses()
 
 
 def test_payment_invocation_signatures_are_refused(identity: SandboxIdentity, v2_only: Engine) -> None:
