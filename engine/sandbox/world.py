@@ -390,7 +390,7 @@ class World:
     def clear(self) -> None:
         """Forget every object and callback."""
         self.store.clear()
-        self.outbox.callbacks.clear()
+        self.outbox.clear()
 
 
 def _number_field(kind: str) -> str:
