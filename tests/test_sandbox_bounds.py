@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import collections
+from typing import Any
+
+import pytest
+from test_sandbox_objects import JSAPI, order, query
+
+from engine import Engine
+from engine.sandbox.clock import TestClock
+from engine.sandbox.objects import ObjectStore, Record
 from engine.sandbox.outbox import Outbox
 from engine.sandbox.schedule import Schedule
 from engine.wire import Headers, RawResponse
 
 START = 1_800_000_000.0
+
+
+@pytest.fixture
+def clock() -> TestClock:
+    return TestClock(start=START)
+
+
+@pytest.fixture
+def timed(make_engine: Any, clock: TestClock) -> Engine:
+    return make_engine(clock=clock)
 
 
 class Receiver:
@@ -23,6 +42,45 @@ class Receiver:
 
 def _signed(body: bytes) -> RawResponse:
     return RawResponse(200, Headers({}), body)
+
+
+# -- ticks -------------------------------------------------------------------------------------
+
+
+class CountingDueAt:
+    """Stands in for ``Record.due_at`` (a slot) and counts, per number, how often it is read."""
+
+    def __init__(self, slot: Any) -> None:
+        self.slot = slot
+        self.reads: collections.Counter[str] = collections.Counter()
+
+    def __get__(self, record: Any, owner: Any = None) -> Any:
+        if record is None:
+            return self
+        self.reads[record.number] += 1
+        return self.slot.__get__(record, owner)
+
+    def __set__(self, record: Any, value: Any) -> None:
+        self.slot.__set__(record, value)
+
+
+def test_a_tick_visits_only_what_fell_due(timed: Engine, clock: TestClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = timed.emulator.world
+    world.outbox.post = Receiver(204)
+    for n in range(40):
+        timed.call(JSAPI, order(f"T-{n}"))
+        world.pay(f"T-{n}")  # final; its NOTPAY expiry two hours ahead is now stale
+    timed.call(JSAPI, order("LATE"))
+    clock.advance(0)  # every callback delivered
+    counting = CountingDueAt(Record.__dict__["due_at"])
+    monkeypatch.setattr(Record, "due_at", counting)
+    iterations = []
+    monkeypatch.setattr(ObjectStore, "__iter__", lambda store: iterations.append(store) or iter(()))
+    clock.advance(2 * 3600)  # LATE expires; the paid orders' stale expiries fall due at the same moment
+    assert set(counting.reads) == {"LATE"} and iterations == []
+    assert world.outbox.next_due() is None and world.store.next_due() is None
+    monkeypatch.undo()
+    assert query(timed, "LATE")["trade_state"] == "CLOSED"
 
 
 def test_rescheduling_forever_does_not_grow_the_schedule() -> None:

@@ -17,6 +17,8 @@ Design decisions:
   contract) takes its place everywhere: the replaced record's ids leave the id index with it, so
   repeating a request holds one record, not one more per call.
 * Times are the sandbox's business time (``engine.sandbox.clock``), in Unix seconds.
+* What a clock tick needs is indexed (``engine.sandbox.schedule``): ``due(now)`` pops the records
+  whose automatic transition fell due, so ticks never visit settled records.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import threading
 from typing import Any, Iterator, Optional
 
 import attrs
+
+from engine.sandbox.schedule import Schedule
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 
@@ -133,6 +137,7 @@ class ObjectStore:
     def __init__(self) -> None:
         self._records: dict[tuple[str, str, str], Record] = {}
         self._ids: dict[tuple[str, str], Record] = {}  # (id field, value) -> record
+        self._schedule: Schedule[tuple[str, str, str]] = Schedule()  # keys with an automatic transition ahead
         self.lock = threading.RLock()  # the HTTP thread and a blocking clock advance may both act
         self.version = 0  # bumped on every change: the inspector's "something moved"
 
@@ -153,6 +158,7 @@ class ObjectStore:
             self._unindex(replaced)
         self._records[key] = record
         self.index(record)
+        self._schedule.set(key, record.due_at)
 
     def index(self, record: Record) -> None:
         """Make the record findable by the ids WeChat Pay gave it (transaction_id, refund_id ...)."""
@@ -186,6 +192,9 @@ class ObjectStore:
             record.updated_at = now
             record.due_at = due_at
             record.history.append((now, state))
+            key = (record.kind, record.scope, record.number)
+            if self._records.get(key) is record:  # not one a newer record under its number replaced
+                self._schedule.set(key, due_at)
             self.version += 1
 
     def touch(self) -> None:
@@ -201,11 +210,17 @@ class ObjectStore:
         with self.lock:
             self._records.clear()
             self._ids.clear()
+            self._schedule.clear()
             self.version += 1
 
+    def due(self, now: float) -> list[Record]:
+        """Remove from the schedule and return the records whose automatic transition is due at ``now``."""
+        with self.lock:
+            return [self._records[key] for key in self._schedule.pop_due(now)]
+
     def next_due(self) -> Optional[float]:
-        due = [r.due_at for r in self._records.values() if r.due_at is not None]
-        return min(due) if due else None
+        with self.lock:  # peeking drops stale heap entries: a change, like any other
+            return self._schedule.next_at()
 
     def dump(self) -> list[dict[str, Any]]:
         return [attrs.asdict(record) for record in self]

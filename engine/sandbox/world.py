@@ -22,6 +22,8 @@ Design decisions:
   advance) saves what changed since the last save, as do the user's actions and the server's stop.
   Rewriting the whole file on every call cost a serialisation of every object plus a blocking
   truncate-and-write per request; now a burst of calls costs one write per tick.
+* ``on_time`` visits only the objects whose automatic transition fell due (``ObjectStore.due``)
+  and the callbacks due (the outbox's schedule), so a tick costs what changes, not what is held.
 """
 
 from __future__ import annotations
@@ -326,9 +328,9 @@ class World:
 
     async def on_time(self, now: float) -> None:
         with self.store.lock:
-            for record in self.store:
-                if record.due_at is not None and record.due_at <= now:
-                    self.transition(record, AUTOMATIC[(record.kind, record.state)], record.due_at)
+            for record in self.store.due(now):  # only what fell due: settled records are never visited
+                assert record.due_at is not None
+                self.transition(record, AUTOMATIC[(record.kind, record.state)], record.due_at)
             self._certificates_on_time(now)
         await self.outbox.deliver_due(now)
         self.save()
