@@ -18,12 +18,13 @@ Design decisions:
   repeating a request holds one record, not one more per call.
 * Times are the sandbox's business time (``engine.sandbox.clock``), in Unix seconds.
 * The store is bounded (``limit``, default ``DEFAULT_OBJECT_LIMIT``): when a new number would take
-  it past the limit, *settled* records are evicted, oldest first, by when they settled. Settled
-  means in one of its kind's ``final`` states (data in ``KINDS``: a closed, paid or refunded order,
-  a settled or closed refund, a terminated contract, a finished transfer) with no callback about it
-  still being retried (``Pins``, the outbox). A record in any other state is in flight and never
-  evicted; when every record is, the new one is refused with WeChat Pay's 429 rate-limit answer,
-  naming the limit, so memory stays bounded whatever a peer sends.
+  it past the limit, a *settled* record is evicted, the one that settled first. Settled means in
+  one of its kind's ``final`` states (data in ``KINDS``: a closed, paid or refunded order, a
+  settled or closed refund, a terminated contract, a finished transfer); one that a callback still
+  being retried pins (``Pins``: the outbox) is passed over while others can go. A record in any
+  other state is in flight (a pre-entrust-sign waiting for the user too) and never evicted; when
+  every record is, the new one is refused with WeChat Pay's 429 rate-limit answer, naming the
+  limit, so memory stays bounded whatever a peer sends.
 * A record evicted is forgotten entirely (number, ids, schedule): WeChat Pay's answer for it is
   the one for an unknown number (404 ``ORDER_NOT_EXIST`` / ``RESOURCE_NOT_EXISTS``), and its number
   can be used again. A paid order can still be refunded until it is evicted; then a refund of it
