@@ -130,7 +130,7 @@ KINDS: dict[str, KindSpec] = {
         "CANCELING>CANCELLED",
     ),
 }
-DEFAULT_OBJECT_LIMIT = 10_000  # about 40 MiB of orders and their callbacks; see the README
+DEFAULT_OBJECT_LIMIT = 10_000  # about 60 MiB of RSS when served (BENCHMARKS.md §6)
 Key = tuple[str, str, str]  # (kind, scope, number)
 
 
