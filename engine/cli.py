@@ -33,6 +33,7 @@ from engine.configuration import DEFAULT_BASE_URL
 from engine.errors import EngineError, NotificationError, UsageError, ValidationError
 from engine.registry import BUILTIN_ENDPOINTS, Registry
 from engine.sandbox import remote
+from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT
 from engine.untyped import Untyped
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -75,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=1000,
         help="how many of the newest exchanges and deliveries to keep (default 1000: memory stays flat)",
+    )
+    serve.add_argument(
+        "--object-limit",
+        type=_positive_int,
+        default=DEFAULT_OBJECT_LIMIT,
+        help=(
+            f"how many objects (orders, refunds ...) and callbacks to keep (default {DEFAULT_OBJECT_LIMIT}): "
+            "past it the oldest settled ones are forgotten and answer as unknown"
+        ),
     )
     remote.add_parsers(sandbox)  # pay, confirm-transfer, sign-contract, trigger, advance ... on a served sandbox
     certificates = commands.add_parser("certificates", help="platform certificates").add_subparsers(
@@ -340,7 +350,9 @@ def _serve_sandbox(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir)
     identity = state.load_or_create(state_dir)
     registry = Registry([BUILTIN_ENDPOINTS, *map(Path, args.endpoint_dir)])
-    sandbox = Sandbox(identity, registry, clock=TestClock(), record_limit=args.record_limit)  # real time until advanced
+    sandbox = Sandbox(  # real time until advanced
+        identity, registry, clock=TestClock(), record_limit=args.record_limit, object_limit=args.object_limit
+    )
     sandbox.world.attach(state_dir)  # objects, callbacks and the clock's offset survive a restart
 
     def ready(server: Any) -> None:

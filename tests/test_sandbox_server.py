@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from test_sandbox_objects import CLOSE, JSAPI, MCHID, order
 
 from engine import (
     ApiError,
@@ -378,10 +379,10 @@ def test_state_directory_is_reused(tmp_path: Path) -> None:
     assert oct((tmp_path / "merchant_private_key.pem").stat().st_mode & 0o777) == "0o600"
 
 
-def _serve(state_dir: Path) -> subprocess.Popen[str]:
-    """``wechatpay sandbox serve`` in a child process, its output captured."""
+def _serve(state_dir: Path, *options: str) -> subprocess.Popen[str]:
+    """``wechatpay sandbox serve [options]`` in a child process, its output captured."""
     script = Path(sys.executable).with_name("wechatpay")
-    command = [str(script), "sandbox", "serve", "--state-dir", str(state_dir)]
+    command = [str(script), "sandbox", "serve", "--state-dir", str(state_dir), *options]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -422,6 +423,23 @@ def test_cli_serve_keeps_its_last_calls_when_terminated(tmp_path: Path) -> None:
     assert process.returncode == 0 and "Traceback" not in err
     saved = json.loads((tmp_path / "world.json").read_text(encoding="utf-8"))
     assert [o["number"] for o in saved["objects"]] == [COMBINE_PAPAY["out_contract_code"]]
+
+
+def test_cli_serve_keeps_at_most_object_limit_objects(tmp_path: Path) -> None:
+    process = _serve(tmp_path, "--object-limit", "2")
+    try:
+        process.stdout.readline()  # type: ignore[union-attr]  # "WeChat Pay sandbox at ..."
+        with Engine(**state.engine_settings(tmp_path), load_entry_points=False) as engine:
+            for n in range(4):  # distinct orders, each closed: settled, so the oldest are evicted
+                engine.call(JSAPI, order(f"T-{n}"))
+                engine.call(CLOSE, {"out_trade_no": f"T-{n}", "mchid": MCHID})
+            assert engine.call(JSAPI, order("T-0")).status == 200  # evicted: its number is free again
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=10)
+    assert process.returncode == 0 and "Traceback" not in err
+    saved = json.loads((tmp_path / "world.json").read_text(encoding="utf-8"))
+    assert [(o["number"], o["state"]) for o in saved["objects"]] == [("T-3", "CLOSED"), ("T-0", "NOTPAY")]
 
 
 async def test_a_stopping_server_writes_what_changed_since_its_last_tick(

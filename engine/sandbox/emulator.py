@@ -33,6 +33,8 @@ Design decisions:
   ``record_limit`` exchanges (default ``DEFAULT_RECORD_LIMIT``) and deliveries are kept, older
   ones dropped, so a sandbox served for days stays the size it was after its first thousand calls.
   ``contract_signed`` finds its pre-entrust-sign request in that window only.
+* The world's objects and callbacks are bounded too (``object_limit``, default
+  ``DEFAULT_OBJECT_LIMIT``, 10,000 of each): see ``engine.sandbox.world``.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ from engine.sandbox.bills import BillDesk
 from engine.sandbox.clock import as_test_clock
 from engine.sandbox.faults import ANSWER_FAULTS, Fault, FaultPlan
 from engine.sandbox.identity import SandboxIdentity, self_signed_certificate
+from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT
 from engine.sandbox.v2 import V2Desk
 from engine.sandbox.world import World
 from engine.serialize import encode_json, from_text, query_values
@@ -161,6 +164,7 @@ class Sandbox:
         clock: Callable[[], float] = time.time,
         mode: str = "public_key",
         record_limit: int = DEFAULT_RECORD_LIMIT,
+        object_limit: int = DEFAULT_OBJECT_LIMIT,
     ) -> None:
         self.identity = identity or SandboxIdentity.generate()
         # "certificate": a merchant without a public key; answers default to the newest certificate.
@@ -188,7 +192,8 @@ class Sandbox:
         self.answer_key: Optional[str] = None
         self.notify_schedule: Sequence[float] = notify.QUICK_SCHEDULE
         self.bills = BillDesk(self.identity.mchid, pending_limit=self.exchanges.maxlen or DEFAULT_RECORD_LIMIT)
-        self.world = World(self)  # orders, refunds, contracts, transfers; their callbacks and time
+        # orders, refunds, contracts, transfers; their callbacks and time (at most object_limit of each)
+        self.world = World(self, object_limit)
         self.v2 = V2Desk(self)
         # Server behaviour no descriptor can state: run after validation, with the validated payload.
         self._routes: dict[tuple[str, str], Route] = {
@@ -208,6 +213,15 @@ class Sandbox:
         limit = _checked_limit(limit)
         self.exchanges = _resized(self.exchanges, limit)
         self.deliveries = _resized(self.deliveries, limit)
+
+    @property
+    def object_limit(self) -> int:
+        """How many objects (and callbacks) the world keeps; setting it evicts settled ones down to it."""
+        return self.world.object_limit
+
+    @object_limit.setter
+    def object_limit(self, limit: int) -> None:
+        self.world.object_limit = limit
 
     @property
     def last(self) -> Exchange:

@@ -313,10 +313,8 @@ def _check_refund_amount(world: "World", order: Record, amount: dict[str, Any]) 
         raise RefusedError(400, "INVALID_REQUEST", f"订单金额不一致：原订单金额为{total}分")
     if amount["refund"] <= 0:
         raise RefusedError(400, "PARAM_ERROR", "退款金额必须大于0")
-    refunded = sum(
-        int(r.fields["amount"]["refund"])
-        for r in world.store
-        if r.kind == "refund" and r.fields.get("out_trade_no") == order.number and r.state != "CLOSED"
+    refunded = sum(  # the order's own refunds (a kept order keeps all of them: objects.py)
+        int(r.fields["amount"]["refund"]) for r in world.store.children(order) if r.state != "CLOSED"
     )
     if amount["refund"] > total - refunded:
         raise RefusedError(400, "INVALID_REQUEST", f"申请退款金额超过订单可退金额（可退{total - refunded}分）")

@@ -17,6 +17,26 @@ Design decisions:
   contract) takes its place everywhere: the replaced record's ids leave the id index with it, so
   repeating a request holds one record, not one more per call.
 * Times are the sandbox's business time (``engine.sandbox.clock``), in Unix seconds.
+* The store is bounded (``limit``, default ``DEFAULT_OBJECT_LIMIT``): when a new number would take
+  it past the limit, a *settled* record is evicted, the one that settled first. Settled means in
+  one of its kind's ``final`` states (data in ``KINDS``: a closed, paid or refunded order, a
+  settled or closed refund, a terminated contract, a finished transfer); one that a callback still
+  being retried pins (``Pins``: the outbox) is passed over while others can go. A record in any
+  other state is in flight (a pre-entrust-sign waiting for the user too) and never evicted; when
+  every record is, the new one is refused with WeChat Pay's 429 rate-limit answer, naming the
+  limit, so memory stays bounded whatever a peer sends.
+* A record evicted is forgotten entirely (number, ids, schedule): WeChat Pay's answer for it is
+  the one for an unknown number (404 ``ORDER_NOT_EXIST`` / ``RESOURCE_NOT_EXISTS``), and its number
+  can be used again. A paid order can still be refunded until it is evicted; then a refund of it
+  answers as for an unknown order.
+* A kind can belong to another (``parent``: a refund to the order whose ``transaction_id`` it
+  carries). Such a record leaves with its parent and never alone, and the parent goes only once all
+  its children have settled, so a kept order always sees all its refunds (what remains refundable
+  is computed from them).
+* When every settled record is still pinned by a pending callback, the oldest is evicted anyway and
+  its callbacks given up: a receiver that never answers must not keep the store full.
+* What a clock tick needs is indexed (``engine.sandbox.schedule``): ``due(now)`` pops the records
+  whose automatic transition fell due, so ticks never visit settled records.
 """
 
 from __future__ import annotations
@@ -24,20 +44,25 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import threading
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Protocol
 
 import attrs
+
+from engine.errors import ConfigurationError
+from engine.sandbox.schedule import Schedule
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 
 
 @attrs.frozen
 class KindSpec:
-    """The states of one kind of object and the transitions between them."""
+    """The states of one kind of object, the transitions between them, and which states are final."""
 
     initial: str
     transitions: frozenset[tuple[str, str]]
     number: str  # the merchant's number field
+    final: frozenset[str]  # settled: evictable once no callback about it is pending
+    parent: Optional[tuple[str, str]] = None  # (kind, id field): the record it belongs to and leaves with
 
     def allows(self, old: str, new: str) -> bool:
         return (old, new) in self.transitions
@@ -45,15 +70,22 @@ class KindSpec:
     def sources(self, new: str) -> list[str]:
         return sorted(old for old, target in self.transitions if target == new)
 
+    def states(self) -> frozenset[str]:
+        return frozenset({self.initial, *(state for pair in self.transitions for state in pair)})
 
-def _spec(initial: str, number: str, *pairs: str) -> KindSpec:
-    return KindSpec(initial, frozenset(tuple(p.split(">")) for p in pairs), number)  # type: ignore[misc]
+
+def _spec(initial: str, number: str, final: str, *pairs: str, parent: Optional[tuple[str, str]] = None) -> KindSpec:
+    transitions = frozenset(tuple(p.split(">")) for p in pairs)
+    return KindSpec(initial, transitions, number, frozenset(final.split()), parent)  # type: ignore[arg-type]
 
 
 KINDS: dict[str, KindSpec] = {
+    # A paid order is final although a refund can still follow: the payment is over, and a refund
+    # is an object of its own that keeps the order in the store while it runs (``parent``).
     "order": _spec(
         "NOTPAY",
         "out_trade_no",
+        "SUCCESS REFUND CLOSED",
         "NOTPAY>SUCCESS",
         "NOTPAY>PAYERROR",
         "NOTPAY>CLOSED",
@@ -65,26 +97,32 @@ KINDS: dict[str, KindSpec] = {
     "combine_order": _spec(
         "NOTPAY",
         "combine_out_trade_no",
+        "SUCCESS CLOSED",
         "NOTPAY>SUCCESS",
         "NOTPAY>PAYERROR",
         "NOTPAY>CLOSED",
         "PAYERROR>CLOSED",
         "PAYERROR>SUCCESS",
     ),
+    # ABNORMAL is not final: it waits for the merchant to reprocess the refund.
     "refund": _spec(
         "PROCESSING",
         "out_refund_no",
+        "SUCCESS CLOSED",
         "PROCESSING>SUCCESS",
         "PROCESSING>ABNORMAL",
         "PROCESSING>CLOSED",
         "ABNORMAL>PROCESSING",
+        parent=("order", "transaction_id"),
     ),
     # PRE_SIGN is the sandbox's name for "pre-entrust-sign issued, the user has not signed yet":
-    # WeChat Pay itself answers 404 for such a contract, which the flows do.
-    "contract": _spec("PRE_SIGN", "out_contract_code", "PRE_SIGN>SIGNED", "SIGNED>TERMINATED"),
+    # WeChat Pay itself answers 404 for such a contract, which the flows do. A signed contract is a
+    # live agreement: only a terminated one is final.
+    "contract": _spec("PRE_SIGN", "out_contract_code", "TERMINATED", "PRE_SIGN>SIGNED", "SIGNED>TERMINATED"),
     "transfer": _spec(
         "WAIT_USER_CONFIRM",
         "out_bill_no",
+        "SUCCESS FAIL CANCELLED",
         "WAIT_USER_CONFIRM>SUCCESS",
         "WAIT_USER_CONFIRM>FAIL",
         "WAIT_USER_CONFIRM>CANCELING",
@@ -92,6 +130,8 @@ KINDS: dict[str, KindSpec] = {
         "CANCELING>CANCELLED",
     ),
 }
+DEFAULT_OBJECT_LIMIT = 10_000  # about 60 MiB of RSS when served (BENCHMARKS.md §6)
+Key = tuple[str, str, str]  # (kind, scope, number)
 
 
 class RefusedError(Exception):
@@ -127,42 +167,118 @@ class Record:
         return f"{self.kind}/{self.number}"
 
 
+class Pins(Protocol):
+    """What keeps a settled record in the store: callbacks about it still being retried (the outbox)."""
+
+    def pending(self, ref: str) -> bool:
+        """Whether a callback about ``ref`` (``kind/number``) is still to be delivered."""
+
+    def give_up(self, ref: str) -> None:
+        """Stop retrying every callback about ``ref``."""
+
+
+class _NoPins:
+    def pending(self, ref: str) -> bool:
+        return False
+
+    def give_up(self, ref: str) -> None:
+        pass
+
+
 class ObjectStore:
     """Every object of one sandbox, by kind, scope and number, and by WeChat Pay's own ids."""
 
-    def __init__(self) -> None:
-        self._records: dict[tuple[str, str, str], Record] = {}
+    def __init__(self, limit: int = DEFAULT_OBJECT_LIMIT, pins: Optional[Pins] = None) -> None:
+        self._records: dict[Key, Record] = {}
         self._ids: dict[tuple[str, str], Record] = {}  # (id field, value) -> record
+        self._numbers: dict[tuple[str, str], dict[Key, None]] = {}  # (kind, number) -> keys, every scope
+        self._children: dict[Key, dict[Key, None]] = {}  # parent key -> keys of the records that belong to it
+        self._schedule: Schedule[Key] = Schedule()  # keys with an automatic transition ahead
+        self._settled: dict[Key, None] = {}  # final records, in the order they settled: eviction candidates
+        self._pinned: dict[Key, None] = {}  # settled records found pinned by a callback when their turn came
+        self._limit = _checked(limit)
+        self.pins: Pins = pins or _NoPins()
+        self.evicted = 0  # records evicted since the store was made
         self.lock = threading.RLock()  # the HTTP thread and a blocking clock advance may both act
         self.version = 0  # bumped on every change: the inspector's "something moved"
 
+    @property
+    def limit(self) -> int:
+        """The most records held; setting it evicts settled records down to the new limit."""
+        return self._limit
+
+    @limit.setter
+    def limit(self, limit: int) -> None:
+        with self.lock:
+            self._limit = _checked(limit)
+            self._trim()
+
     def create(self, kind: str, scope: str, number: str, fields: dict[str, Any], now: float, **extra: Any) -> Record:
+        """Hold a new record (replacing one under the same number), evicting to stay within the limit.
+
+        ``RefusedError`` 429 when the store is full of records still in flight.
+        """
         spec = KINDS[kind]
         record = Record(kind, scope, number, spec.initial, fields, now, now, **extra)
         record.history.append((now, spec.initial))
         with self.lock:
+            grows = _key(record) not in self._records
             self._put(record)
+            if grows and not self._trim():
+                self._remove(record)
+                raise RefusedError(429, "RATELIMIT_EXCEEDED", self._full())
             self.version += 1
         return record
 
+    def _full(self) -> str:
+        return (
+            f"the sandbox holds {len(self)} objects, its limit, and none has settled: "
+            "settle some, or raise the limit (object_limit, wechatpay sandbox serve --object-limit)"
+        )
+
     def _put(self, record: Record) -> None:
         """Hold ``record`` under its number; the record it replaces (if any) is forgotten entirely."""
-        key = (record.kind, record.scope, record.number)
+        key = _key(record)
         replaced = self._records.get(key)
         if replaced is not None:
             self._unindex(replaced)
         self._records[key] = record
         self.index(record)
+        self._schedule.set(key, record.due_at)
+        self._queue(record)
 
     def index(self, record: Record) -> None:
-        """Make the record findable by the ids WeChat Pay gave it (transaction_id, refund_id ...)."""
+        """Make the record findable by its number and the ids WeChat Pay gave it (transaction_id ...)."""
+        key = _key(record)
         for name, value in _ids_of(record):
             self._ids[(name, value)] = record
+        self._numbers.setdefault((record.kind, record.number), {})[key] = None
+        self._link(record)
+
+    def _link(self, record: Record) -> None:
+        """Count ``record`` among its parent's children (a refund among its order's), if both are held."""
+        parent = self.parent(record)
+        if parent is not None:
+            self._children.setdefault(_key(parent), {})[_key(record)] = None
 
     def _unindex(self, record: Record) -> None:
+        key = _key(record)
         for name, value in _ids_of(record):
             if self._ids.get((name, value)) is record:
                 del self._ids[(name, value)]
+        _discard(self._numbers, (record.kind, record.number), key)
+        parent = self.parent(record)
+        if parent is not None:
+            _discard(self._children, _key(parent), key)
+
+    def _remove(self, record: Record) -> None:
+        """Forget ``record``: its number, its ids, its place in the schedule and the eviction queues."""
+        key = _key(record)
+        self._unindex(record)
+        del self._records[key]
+        self._schedule.discard(key)
+        self._settled.pop(key, None)
+        self._pinned.pop(key, None)
 
     def get(self, kind: str, scope: str, number: str) -> Optional[Record]:
         return self._records.get((kind, scope, number))
@@ -172,7 +288,20 @@ class ObjectStore:
 
     def find(self, kinds: tuple[str, ...], number: str) -> list[Record]:
         """Every record of these kinds with this number, whatever its scope."""
-        return [r for (kind, _, n), r in self._records.items() if kind in kinds and n == number]
+        return [self._records[key] for kind in kinds for key in self._numbers.get((kind, number), ())]
+
+    def parent(self, record: Record) -> Optional[Record]:
+        """The record ``record`` belongs to (a refund's order), if its kind has one and it is held."""
+        link = KINDS[record.kind].parent
+        if link is None:
+            return None
+        kind, field = link
+        found = self.by_id(field, record.fields.get(field))
+        return found if found is not None and found.kind == kind else None
+
+    def children(self, record: Record) -> list[Record]:
+        """The records that belong to ``record`` (an order's refunds), oldest first."""
+        return [self._records[key] for key in self._children.get(_key(record), ())]
 
     def move(self, record: Record, state: str, now: float, due_at: Optional[float] = None) -> None:
         """Change state along an allowed transition, or raise ``RefusedError`` saying why not."""
@@ -186,7 +315,90 @@ class ObjectStore:
             record.updated_at = now
             record.due_at = due_at
             record.history.append((now, state))
+            if self._records.get(_key(record)) is record:  # not one evicted while a caller held it
+                self._schedule.set(_key(record), due_at)
+                self._queue(record)
             self.version += 1
+
+    def _queue(self, record: Record) -> None:
+        """A record that reached a final state joins the end of the eviction queue."""
+        key = _key(record)
+        self._settled.pop(key, None)
+        self._pinned.pop(key, None)
+        if _final(record):
+            self._settled[key] = None
+
+    def due(self, now: float) -> list[Record]:
+        """Remove from the schedule and return the records whose automatic transition is due at ``now``."""
+        with self.lock:
+            return [self._records[key] for key in self._schedule.pop_due(now)]
+
+    def next_due(self) -> Optional[float]:
+        with self.lock:  # peeking drops stale heap entries: a change, like any other
+            return self._schedule.next_at()
+
+    # -- eviction --------------------------------------------------------------------------------
+
+    def _trim(self) -> bool:
+        """Evict settled records until the store is within its limit; False if it cannot be."""
+        while len(self._records) > self._limit:
+            if not self._evict_one():
+                return False
+        return True
+
+    def _evict_one(self) -> bool:
+        """Evict the oldest settled record no callback pins; as a last resort the oldest pinned one,
+        its callbacks given up. False when nothing has settled."""
+        return self._evict_pinned(force=False) or self._evict_settled() or self._evict_pinned(force=True)
+
+    def _evict_settled(self) -> bool:
+        while self._settled:
+            key = next(iter(self._settled))
+            del self._settled[key]
+            group = self._group(key)
+            if group is None:
+                continue
+            if self._is_pinned(group):  # waits in the second queue, still ahead of every newer one
+                self._pinned[key] = None
+                continue
+            self._evict(group, give_up=False)
+            return True
+        return False
+
+    def _evict_pinned(self, force: bool) -> bool:
+        """The oldest record that was pinned when its turn came: evicted once its callbacks are done,
+        or (``force``) with its callbacks given up. Only the head is looked at: O(1) per eviction."""
+        while self._pinned:
+            key = next(iter(self._pinned))
+            group = self._group(key)
+            if group is not None and not force and self._is_pinned(group):
+                return False
+            del self._pinned[key]
+            if group is not None:
+                self._evict(group, give_up=force)
+                return True
+        return False
+
+    def _is_pinned(self, group: list[Record]) -> bool:
+        return any(self.pins.pending(record.ref) for record in group)
+
+    def _group(self, key: Key) -> Optional[list[Record]]:
+        """What evicting ``key`` takes: the record (or the parent it belongs to) with every child,
+        all settled; None when the entry is stale or part of the group is still in flight."""
+        record = self._records.get(key)
+        if record is None or not _final(record):
+            return None
+        record = self.parent(record) or record  # a settled child's turn stands for its parent's
+        group = [record, *self.children(record)]
+        return group if all(_final(r) for r in group) else None
+
+    def _evict(self, group: list[Record], give_up: bool) -> None:
+        for record in group:
+            if give_up:
+                self.pins.give_up(record.ref)
+            self._remove(record)
+        self._children.pop(_key(group[0]), None)
+        self.evicted += len(group)
 
     def touch(self) -> None:
         self.version += 1
@@ -199,22 +411,56 @@ class ObjectStore:
 
     def clear(self) -> None:
         with self.lock:
-            self._records.clear()
-            self._ids.clear()
+            for index in (self._records, self._ids, self._numbers, self._children, self._settled, self._pinned):
+                index.clear()
+            self._schedule.clear()
             self.version += 1
 
-    def next_due(self) -> Optional[float]:
-        due = [r.due_at for r in self._records.values() if r.due_at is not None]
-        return min(due) if due else None
+    # -- the state dir ---------------------------------------------------------------------------
 
     def dump(self) -> list[dict[str, Any]]:
         return [attrs.asdict(record) for record in self]
 
     def load(self, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            row = {**row, "secret": tuple(row.get("secret", ())), "history": [tuple(h) for h in row.get("history", [])]}
-            self._put(Record(**row))
-        self.version += 1
+        """Hold the dumped records, then evict down to the limit (which may be lower than when saved)."""
+        with self.lock:
+            loaded = [_row(row) for row in rows]
+            for record in loaded:
+                self._put(record)
+            for record in loaded:  # a child may have been dumped before its parent
+                self._link(record)
+            settled = sorted(self._settled, key=lambda key: self._records[key].updated_at)
+            self._settled = dict.fromkeys(settled)  # the queue's order is when each settled
+            self._trim()
+            self.version += 1
+
+
+def _row(row: dict[str, Any]) -> Record:
+    """A dumped record back (JSON turned its tuples into lists)."""
+    history = [tuple(h) for h in row.get("history", [])]
+    return Record(**{**row, "secret": tuple(row.get("secret", ())), "history": history})
+
+
+def _key(record: Record) -> Key:
+    return (record.kind, record.scope, record.number)
+
+
+def _final(record: Record) -> bool:
+    return record.state in KINDS[record.kind].final
+
+
+def _discard(index: dict[Any, dict[Key, None]], name: Any, key: Key) -> None:
+    keys = index.get(name)
+    if keys is not None:
+        keys.pop(key, None)
+        if not keys:
+            del index[name]
+
+
+def _checked(limit: Any) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ConfigurationError(f"object_limit must be a whole number >= 1, got {limit!r}")
+    return limit
 
 
 ID_FIELDS: dict[str, tuple[str, ...]] = {

@@ -14,6 +14,13 @@ Design decisions:
   the only network I/O of a stateful sandbox is this one place.
 * Due callbacks are claimed under a lock before they are sent, so a served sandbox's ticker and a
   blocking ``advance`` from another thread never send the same attempt twice.
+* Pending callbacks are kept in a ``Schedule`` by their next attempt, so a tick touches the
+  callbacks due, never the delivered ones; ``pending(ref)`` tells the object store which objects a
+  callback still pins (``engine.sandbox.objects.Pins``).
+* The outbox is bounded (``limit``, the sandbox's ``object_limit``): past it, the callbacks that
+  finished (delivered or given up) are pruned, oldest finished first; when every callback is still
+  pending, the oldest is given up and pruned, as WeChat Pay gives up after 24 hours: a receiver
+  that never answers must not grow the sandbox.
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ import aiohttp
 import attrs
 
 from engine.sandbox import notify
+from engine.sandbox.schedule import Schedule
 from engine.wire import RawResponse
 
 Sign = Callable[[bytes], RawResponse]
 Post = Callable[[str, RawResponse], Awaitable[tuple[int, str]]]
 ACKNOWLEDGED = (200, 204)
+DEFAULT_CALLBACK_LIMIT = 10_000  # the sandbox passes its object_limit
 
 
 @attrs.define
@@ -64,27 +73,103 @@ class Callback:
 class Outbox:
     """Every callback of one sandbox, delivered when due."""
 
-    def __init__(self, sign: Sign, schedule: Sequence[float] = notify.REAL_SCHEDULE, post: Optional[Post] = None):
+    def __init__(
+        self,
+        sign: Sign,
+        schedule: Sequence[float] = notify.REAL_SCHEDULE,
+        post: Optional[Post] = None,
+        limit: int = DEFAULT_CALLBACK_LIMIT,
+    ):
         self.sign = sign
         self.schedule = tuple(schedule)
         self.post = post
-        self.callbacks: list[Callback] = []
+        self._limit = limit
         self.version = 0
+        self.pruned = 0  # finished callbacks dropped to stay within the limit
+        self._callbacks: dict[str, Callback] = {}  # by id, in the order they were queued
+        self._finished: dict[str, None] = {}  # delivered or given up, in the order they finished
+        self._due: Schedule[str] = Schedule()  # pending, by next attempt (claimed ones are out of it)
+        self._about: dict[str, dict[str, None]] = {}  # ref -> ids of the pending callbacks about it
         self._lock = threading.Lock()
+
+    @property
+    def limit(self) -> int:
+        """The most callbacks held; setting it prunes down to the new limit."""
+        return self._limit
+
+    @limit.setter
+    def limit(self, limit: int) -> None:
+        with self._lock:
+            self._limit = limit
+            self._prune()
+
+    @property
+    def callbacks(self) -> list[Callback]:
+        """Every callback held, oldest first (a copy)."""
+        return list(self._callbacks.values())
 
     def enqueue(self, url: str, body: bytes, event_type: str, ref: str, now: float) -> Callback:
         callback = Callback(_envelope_id(body), event_type, ref, url, body.decode("utf-8"), now, now)
         with self._lock:
-            self.callbacks.append(callback)
+            self._add(callback)
+            self._prune()
             self.version += 1
         return callback
 
+    def _add(self, callback: Callback) -> None:
+        if callback.id in self._callbacks:  # the same notification again: it takes the old one's place
+            self._forget(self._callbacks[callback.id])
+        self._callbacks[callback.id] = callback
+        if callback.next_at is None:
+            self._finished[callback.id] = None
+        else:
+            self._due.set(callback.id, callback.next_at)
+            self._about.setdefault(callback.ref, {})[callback.id] = None
+
+    def _forget(self, callback: Callback) -> None:
+        self._unpend(callback)
+        self._callbacks.pop(callback.id, None)
+        self._finished.pop(callback.id, None)
+
+    def _unpend(self, callback: Callback) -> None:
+        self._due.discard(callback.id)
+        ids = self._about.get(callback.ref)
+        if ids is not None:
+            ids.pop(callback.id, None)
+            if not ids:
+                del self._about[callback.ref]
+
+    def _finish(self, callback: Callback) -> None:
+        """Delivered or given up: no further attempt, and it joins the pruning queue."""
+        callback.next_at = None
+        self._unpend(callback)
+        self._finished[callback.id] = None
+
+    def _prune(self) -> None:
+        while len(self._callbacks) > self._limit:
+            if not self._finished:  # every one is pending: the oldest is given up
+                self._finish(next(iter(self._callbacks.values())))
+            oldest = next(iter(self._finished))
+            self._forget(self._callbacks[oldest])
+            self.pruned += 1
+
     def get(self, callback_id: str) -> Optional[Callback]:
-        return next((c for c in self.callbacks if c.id == callback_id), None)
+        return self._callbacks.get(callback_id)
+
+    def pending(self, ref: str) -> bool:
+        """Whether a callback about ``ref`` is still to be attempted (it pins the object)."""
+        return ref in self._about
+
+    def give_up(self, ref: str) -> None:
+        """Stop retrying every callback about ``ref`` (its object is being evicted)."""
+        with self._lock:
+            for callback_id in list(self._about.pop(ref, ())):
+                self._finish(self._callbacks[callback_id])
+                self.version += 1
 
     def next_due(self) -> Optional[float]:
-        due = [c.next_at for c in self.callbacks if c.next_at is not None and not c.claimed]
-        return min(due) if due else None
+        with self._lock:  # peeking drops stale heap entries: a change, like any other
+            return self._due.next_at()
 
     async def deliver_due(self, now: float) -> list[Callback]:
         """Attempt every callback due at business time ``now``; return those attempted."""
@@ -92,41 +177,67 @@ class Outbox:
         if not due:
             return []
         post = self.post or _AiohttpPost()
+        attempted = 0
         try:
             for callback in due:
                 status, error = await post(callback.url, self.sign(callback.body.encode("utf-8")))
                 self._record(callback, Attempt(now, status, error))
+                attempted += 1
         finally:
+            self._release(due[attempted:])
             if isinstance(post, _AiohttpPost):
                 await post.close()
         return due
 
     def _claim(self, now: float) -> list[Callback]:
         with self._lock:
-            due = [c for c in self.callbacks if c.next_at is not None and c.next_at <= now and not c.claimed]
+            due = [self._callbacks[callback_id] for callback_id in self._due.pop_due(now)]
             for callback in due:
                 callback.claimed = True
-        return sorted(due, key=lambda c: c.next_at or 0.0)
+        return due
+
+    def _release(self, unsent: list[Callback]) -> None:
+        """Callbacks claimed but not attempted (the batch failed): due again as they were."""
+        with self._lock:
+            for callback in unsent:
+                callback.claimed = False
+                if callback.next_at is not None and self._holds(callback):
+                    self._due.set(callback.id, callback.next_at)
 
     def _record(self, callback: Callback, attempt: Attempt) -> None:
         with self._lock:
             callback.attempts.append(attempt)
+            callback.claimed = False
+            self.version += 1
+            if not self._holds(callback) or callback.id in self._finished:
+                return  # given up or pruned while this attempt was on its way
             failures = len(callback.attempts)
             if attempt.status in ACKNOWLEDGED or failures > len(self.schedule):
-                callback.next_at = None
+                self._finish(callback)
             else:
                 callback.next_at = attempt.at + self.schedule[failures - 1]
-            callback.claimed = False
+                self._due.set(callback.id, callback.next_at)
+
+    def _holds(self, callback: Callback) -> bool:
+        return self._callbacks.get(callback.id) is callback
+
+    def clear(self) -> None:
+        with self._lock:
+            for index in (self._callbacks, self._finished, self._about):
+                index.clear()
+            self._due.clear()
             self.version += 1
 
     def dump(self) -> list[dict[str, Any]]:
         return [attrs.asdict(c, filter=lambda a, _: a.name != "claimed") for c in self.callbacks]
 
     def load(self, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            attempts = [Attempt(**a) for a in row.get("attempts", [])]
-            self.callbacks.append(Callback(**{**row, "attempts": attempts}))
-        self.version += 1
+        with self._lock:
+            for row in rows:
+                attempts = [Attempt(**a) for a in row.get("attempts", [])]
+                self._add(Callback(**{**row, "attempts": attempts}))
+            self._prune()
+            self.version += 1
 
 
 class _AiohttpPost:

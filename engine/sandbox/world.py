@@ -22,6 +22,13 @@ Design decisions:
   advance) saves what changed since the last save, as do the user's actions and the server's stop.
   Rewriting the whole file on every call cost a serialisation of every object plus a blocking
   truncate-and-write per request; now a burst of calls costs one write per tick.
+* Memory is bounded by ``object_limit`` (default ``DEFAULT_OBJECT_LIMIT``, 10,000), which bounds
+  both the objects (settled ones are evicted oldest first, ``engine.sandbox.objects``) and the
+  callbacks (finished ones pruned, ``engine.sandbox.outbox``). ``world.json`` is what is held: an
+  evicted object is gone from the next save, and loading evicts down to the limit in force, so a
+  restart with a lower limit starts within it.
+* ``on_time`` visits only the objects whose automatic transition fell due (``ObjectStore.due``)
+  and the callbacks due (the outbox's schedule), so a tick costs what changes, not what is held.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from engine.examples import example_payload
 from engine.fields import map_encrypted
 from engine.sandbox import flows, notify
 from engine.sandbox.answers import error_body
-from engine.sandbox.objects import ObjectStore, Record, RefusedError, rfc3339
+from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT, ObjectStore, Record, RefusedError, rfc3339
 from engine.sandbox.outbox import Callback, Outbox
 from engine.sandbox.triggers import EventType, event_types, for_transition
 from engine.wire import Headers
@@ -67,10 +74,10 @@ Shape = Callable[[Descriptor, Optional[dict[str, Any]]], Any]
 class World:
     """The objects of one sandbox and everything that moves them."""
 
-    def __init__(self, sandbox: "Sandbox") -> None:
+    def __init__(self, sandbox: "Sandbox", object_limit: int = DEFAULT_OBJECT_LIMIT) -> None:
         self.sandbox = sandbox
-        self.store = ObjectStore()
-        self.outbox = Outbox(self._sign)
+        self.outbox = Outbox(self._sign, limit=object_limit)
+        self.store = ObjectStore(object_limit, pins=self.outbox)  # checks the limit; pending callbacks pin
         self.order_ttl = 2 * 3600.0
         self.refund_delay = 60.0
         self.transfer_ttl = 24 * 3600.0
@@ -89,6 +96,16 @@ class World:
     @property
     def version(self) -> int:
         return self.store.version + self.outbox.version
+
+    @property
+    def object_limit(self) -> int:
+        """The most objects, and the most callbacks, kept; setting it evicts and prunes down to it."""
+        return self.store.limit
+
+    @object_limit.setter
+    def object_limit(self, limit: int) -> None:
+        self.store.limit = limit  # checks it
+        self.outbox.limit = limit
 
     # -- serving calls -------------------------------------------------------------------------
 
@@ -326,9 +343,9 @@ class World:
 
     async def on_time(self, now: float) -> None:
         with self.store.lock:
-            for record in self.store:
-                if record.due_at is not None and record.due_at <= now:
-                    self.transition(record, AUTOMATIC[(record.kind, record.state)], record.due_at)
+            for record in self.store.due(now):  # only what fell due: settled records are never visited
+                assert record.due_at is not None
+                self.transition(record, AUTOMATIC[(record.kind, record.state)], record.due_at)
             self._certificates_on_time(now)
         await self.outbox.deliver_due(now)
         self.save()
@@ -390,7 +407,7 @@ class World:
     def clear(self) -> None:
         """Forget every object and callback."""
         self.store.clear()
-        self.outbox.callbacks.clear()
+        self.outbox.clear()
 
 
 def _number_field(kind: str) -> str:

@@ -1,0 +1,279 @@
+"""The sandbox stays bounded: settled objects are evicted, finished callbacks pruned, ticks touch what is due."""
+
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_sandbox_objects import BY_ID, CLOSE, JSAPI, MCHID, REFUND, order, query, refund, refused
+
+from engine import ConfigurationError, Engine, RetryPolicy
+from engine.sandbox import Sandbox, SandboxIdentity
+from engine.sandbox.clock import TestClock
+from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT, KINDS, ObjectStore, Record
+from engine.sandbox.outbox import Outbox
+from engine.sandbox.schedule import Schedule
+from engine.sandbox.world import AUTOMATIC
+from engine.wire import Headers, RawResponse
+
+START = 1_800_000_000.0
+
+
+@pytest.fixture
+def clock() -> TestClock:
+    return TestClock(start=START)
+
+
+@pytest.fixture
+def timed(make_engine: Any, clock: TestClock) -> Engine:
+    return make_engine(clock=clock)
+
+
+def settle(engine: Engine, number: str) -> None:
+    """A distinct order driven to a final state without a callback: created, then closed."""
+    engine.call(JSAPI, order(number))
+    engine.call(CLOSE, {"out_trade_no": number, "mchid": MCHID})
+
+
+def numbers(engine: Engine) -> list[str]:
+    return [record.number for record in engine.emulator.world.store]
+
+
+class Receiver:
+    """An outbox ``post`` that answers every attempt with ``status`` and counts them."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.attempts = 0
+
+    async def __call__(self, url: str, notification: RawResponse) -> tuple[int, str]:
+        self.attempts += 1
+        return self.status, ""
+
+
+def _signed(body: bytes) -> RawResponse:
+    return RawResponse(200, Headers({}), body)
+
+
+# -- the object store --------------------------------------------------------------------------
+
+
+def test_the_default_limit_and_a_bad_one(identity: SandboxIdentity) -> None:
+    assert Sandbox(identity).object_limit == DEFAULT_OBJECT_LIMIT == 10_000
+    with pytest.raises(ConfigurationError, match="object_limit must be a whole number >= 1, got 0"):
+        Sandbox(identity, object_limit=0)
+
+
+def test_settled_orders_are_evicted_oldest_first_within_the_limit(engine: Engine) -> None:
+    engine.emulator.object_limit = 10
+    for n in range(30):
+        settle(engine, f"T-{n}")
+        assert len(engine.emulator.world.store) <= 10
+    assert numbers(engine) == [f"T-{n}" for n in range(20, 30)]
+    assert engine.emulator.world.store.evicted == 20
+
+
+def test_an_evicted_order_answers_as_an_unknown_one_and_its_number_is_free(engine: Engine) -> None:
+    engine.emulator.object_limit = 2
+    engine.call(JSAPI, order("T-0"))
+    transaction_id = engine.emulator.world.store.find(("order",), "T-0")[0].fields["transaction_id"]
+    engine.emulator.world.pay("T-0")
+    engine.emulator.world.outbox.give_up("order/T-0")  # its callback no longer pins it
+    for n in range(1, 4):
+        settle(engine, f"T-{n}")
+    assert "T-0" not in numbers(engine)
+    unknown = refused(lambda: query(engine, "NEVER"))
+    evicted = refused(lambda: query(engine, "T-0"))
+    assert (evicted.status, evicted.code, evicted.message) == (unknown.status, unknown.code, unknown.message)
+    assert (evicted.status, evicted.code) == (404, "ORDER_NOT_EXIST")
+    by_id = refused(lambda: engine.call(BY_ID, {"transaction_id": transaction_id, "mchid": MCHID}))
+    assert (by_id.status, by_id.code) == (404, "ORDER_NOT_EXIST")
+    no_order = refused(lambda: engine.call(REFUND, refund("R-0", "T-0")))
+    assert (no_order.status, no_order.code) == (404, "RESOURCE_NOT_EXISTS")
+    engine.call(JSAPI, order("T-0", total=7))  # other parameters: accepted as new, not "201 商户订单号重复"
+    assert query(engine, "T-0")["amount"]["total"] == 7
+
+
+def test_objects_in_flight_survive_eviction_pressure_and_a_full_store_refuses(engine: Engine) -> None:
+    engine.emulator.object_limit = 3
+    engine.call(JSAPI, order("KEEP"))  # NOTPAY: in flight until paid or expired
+    for n in range(20):
+        settle(engine, f"T-{n}")
+    assert query(engine, "KEEP")["trade_state"] == "NOTPAY"
+    assert numbers(engine) == ["KEEP", "T-18", "T-19"]
+    engine.call(JSAPI, order("MORE-1"))
+    engine.call(JSAPI, order("MORE-2"))  # takes the last settled one's place
+    error = refused(lambda: engine.call(JSAPI, order("MORE-3"), retry=RetryPolicy.never()))
+    assert (error.status, error.code) == (429, "RATELIMIT_EXCEEDED") and "object_limit" in error.message
+    assert numbers(engine) == ["KEEP", "MORE-1", "MORE-2"]  # the refused one left nothing behind
+    engine.call(CLOSE, {"out_trade_no": "MORE-1", "mchid": MCHID})
+    assert engine.call(JSAPI, order("MORE-3")).status == 200  # room again: MORE-1 settled and was evicted
+
+
+def test_a_pending_callback_keeps_its_object_until_delivered(engine: Engine) -> None:
+    world = engine.emulator.world
+    world.outbox.post = Receiver(204)
+    engine.emulator.object_limit = 3
+    engine.call(JSAPI, order("PAID"))
+    world.pay("PAID")  # TRANSACTION.SUCCESS queued, not yet attempted
+    for n in range(6):
+        settle(engine, f"T-{n}")
+    assert numbers(engine) == ["PAID", "T-4", "T-5"]  # the newer settled orders went first
+    engine.emulator.time.advance(0)  # delivered
+    settle(engine, "T-6")
+    assert "PAID" not in numbers(engine)
+
+
+def test_when_every_settled_object_is_pinned_the_oldest_goes_and_its_callback_is_given_up(engine: Engine) -> None:
+    world = engine.emulator.world
+    engine.emulator.object_limit = 2
+    sent = {}
+    for number in ("P-1", "P-2", "P-3"):
+        engine.call(JSAPI, order(number))
+        sent[number] = world.pay(number)  # each pinned by a callback nobody has attempted yet
+    assert numbers(engine) == ["P-2", "P-3"]
+    assert sent["P-1"] is not None and sent["P-1"].state == "gave_up" and sent["P-1"].attempts == []
+    assert [(c.ref, c.state) for c in world.outbox.callbacks] == [("order/P-2", "pending"), ("order/P-3", "pending")]
+
+
+def test_a_kept_order_keeps_every_refund_and_they_leave_together(engine: Engine) -> None:
+    world = engine.emulator.world
+    world.outbox.post = Receiver(204)
+    engine.emulator.object_limit = 4
+    engine.call(JSAPI, order("O", total=100))
+    world.pay("O")
+    engine.call(REFUND, refund("R-1", "O", amount=60, total=100))
+    world.settle_refund("R-1")
+    engine.call(REFUND, refund("R-2", "O", amount=40, total=100))  # the order settles again after R-1
+    world.settle_refund("R-2")
+    engine.emulator.time.advance(0)  # every callback delivered: nothing pins them
+    family = {"O", "R-1", "R-2"}
+    for n in range(6):
+        held = family & set(numbers(engine))
+        assert held in (family, set()), f"after {n} fillers only {held} of the order and its refunds are held"
+        if held:
+            error = refused(lambda: engine.call(REFUND, refund("R-x", "O", amount=1, total=100)))
+            assert "可退0分" in error.message  # what remains refundable still counts both refunds
+        settle(engine, f"T-{n}")
+    assert not family & set(numbers(engine))
+    assert len(world.store) <= 4
+
+
+def test_final_states_are_states_of_their_kind_and_never_time_out() -> None:
+    for kind, spec in KINDS.items():
+        assert spec.final and spec.final <= spec.states(), kind
+        assert spec.initial not in spec.final, kind
+        assert not {state for k, state in AUTOMATIC if k == kind} & spec.final, kind
+        assert spec.parent is None or spec.parent[0] in KINDS, kind
+
+
+# -- ticks -------------------------------------------------------------------------------------
+
+
+class CountingDueAt:
+    """Stands in for ``Record.due_at`` (a slot) and counts, per number, how often it is read."""
+
+    def __init__(self, slot: Any) -> None:
+        self.slot = slot
+        self.reads: collections.Counter[str] = collections.Counter()
+
+    def __get__(self, record: Any, owner: Any = None) -> Any:
+        if record is None:
+            return self
+        self.reads[record.number] += 1
+        return self.slot.__get__(record, owner)
+
+    def __set__(self, record: Any, value: Any) -> None:
+        self.slot.__set__(record, value)
+
+
+def test_a_tick_visits_only_what_fell_due(timed: Engine, clock: TestClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = timed.emulator.world
+    world.outbox.post = Receiver(204)
+    for n in range(40):
+        timed.call(JSAPI, order(f"T-{n}"))
+        world.pay(f"T-{n}")  # final; its NOTPAY expiry two hours ahead is now stale
+    timed.call(JSAPI, order("LATE"))
+    clock.advance(0)  # every callback delivered
+    counting = CountingDueAt(Record.__dict__["due_at"])
+    monkeypatch.setattr(Record, "due_at", counting)
+    iterations = []
+    monkeypatch.setattr(ObjectStore, "__iter__", lambda store: iterations.append(store) or iter(()))
+    clock.advance(2 * 3600)  # LATE expires; the paid orders' stale expiries fall due at the same moment
+    assert set(counting.reads) == {"LATE"} and iterations == []
+    assert world.outbox.next_due() is None and world.store.next_due() is None
+    monkeypatch.undo()
+    assert query(timed, "LATE")["trade_state"] == "CLOSED"
+
+
+def test_rescheduling_forever_does_not_grow_the_schedule() -> None:
+    schedule: Schedule[str] = Schedule()
+    for n in range(10_000):
+        schedule.set("same", float(n))
+        schedule.set(f"gone-{n}", float(n))
+        schedule.discard(f"gone-{n}")
+    assert len(schedule) == 1 and schedule.entries < 200
+    assert schedule.pop_due(5.0) == [] and schedule.pop_due(9_999.0) == ["same"] and schedule.next_at() is None
+
+
+# -- the outbox --------------------------------------------------------------------------------
+
+
+async def test_the_outbox_prunes_finished_callbacks_before_pending_ones() -> None:
+    receivers = {"https://up.example": Receiver(204), "https://down.example": Receiver(500)}
+
+    async def post(url: str, notification: RawResponse) -> tuple[int, str]:
+        return await receivers[url](url, notification)
+
+    outbox = Outbox(_signed, post=post, limit=4)
+    for n in range(2):
+        outbox.enqueue("https://down.example", b'{"id": "down-%d"}' % n, "E", f"order/D-{n}", START)
+    for n in range(10):
+        outbox.enqueue("https://up.example", b'{"id": "up-%d"}' % n, "E", f"order/U-{n}", START)
+        await outbox.deliver_due(START)
+        assert len(outbox.callbacks) <= 4
+    assert [c.id for c in outbox.callbacks] == ["down-0", "down-1", "up-8", "up-9"]
+    assert outbox.pending("order/D-0") and not outbox.pending("order/U-9")
+    for n in range(2, 5):  # only pending ones from here: the oldest is given up to make room
+        outbox.enqueue("https://down.example", b'{"id": "down-%d"}' % n, "E", f"order/D-{n}", START)
+    assert [c.id for c in outbox.callbacks] == ["down-1", "down-2", "down-3", "down-4"]
+    assert not outbox.pending("order/D-0") and outbox.pruned == 11
+
+
+# -- the state dir -----------------------------------------------------------------------------
+
+
+def test_world_json_holds_what_is_kept_and_a_restart_restores_it(identity: SandboxIdentity, tmp_path: Path) -> None:
+    clock = TestClock(start=START)
+    first = Engine.sandbox(identity=identity, clock=clock, load_entry_points=False)
+    world = first.emulator.world
+    world.outbox.post = Receiver(204)
+    first.emulator.object_limit = 4
+    world.attach(tmp_path)
+    with first:
+        first.call(JSAPI, order("O", total=5))
+        world.pay("O")
+        first.call(REFUND, refund("R", "O", amount=2, total=5))  # PROCESSING: in flight for a minute
+        first.call(JSAPI, order("LATE"))
+        for n in range(5):
+            settle(first, f"T-{n}")
+        clock.advance(0)
+    saved = json.loads((tmp_path / "world.json").read_text(encoding="utf-8"))
+    assert [o["number"] for o in saved["objects"]] == ["O", "R", "LATE", "T-4"]
+    second = Sandbox(identity, clock=TestClock(start=START), object_limit=3)  # restarted with a lower limit
+    second.world.outbox.post = Receiver(204)
+    second.world.attach(tmp_path)
+    store = second.world.store
+    assert [r.number for r in store] == ["O", "R", "LATE"]  # the settled T-4 went; the rest is in flight
+    (loaded,) = store.find(("order",), "O")
+    assert [r.number for r in store.children(loaded)] == ["R"]  # the refund found its order again
+    backwards = ObjectStore()
+    backwards.load(list(reversed(saved["objects"])))  # a refund read before its order still finds it
+    assert [r.number for r in backwards.children(backwards.find(("order",), "O")[0])] == ["R"]
+    second.time.advance(2 * 3600)  # the loaded schedule: the refund settles, LATE expires
+    assert {r.number: r.state for r in store} == {"O": "REFUND", "R": "SUCCESS", "LATE": "CLOSED"}
+    second.world.save()
+    assert [o["number"] for o in json.loads((tmp_path / "world.json").read_text())["objects"]] == ["O", "R", "LATE"]
