@@ -277,3 +277,35 @@ def test_world_json_holds_what_is_kept_and_a_restart_restores_it(identity: Sandb
     assert {r.number: r.state for r in store} == {"O": "REFUND", "R": "SUCCESS", "LATE": "CLOSED"}
     second.world.save()
     assert [o["number"] for o in json.loads((tmp_path / "world.json").read_text())["objects"]] == ["O", "R", "LATE"]
+
+
+def test_a_slow_save_paces_the_tickers_next_ones_and_the_stop_saves_the_rest(
+    identity: SandboxIdentity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No timing: the clock that paces saves is a counter, so every save 'takes' one second."""
+    from engine.sandbox import world as world_module
+
+    ticks = iter(range(0, 10_000))
+    monkeypatch.setattr(world_module, "_pace_clock", lambda: float(next(ticks)))
+    clock = TestClock(start=START)
+    engine = Engine.sandbox(identity=identity, clock=clock, load_entry_points=False)
+    world = engine.emulator.world
+    world.attach(tmp_path)
+
+    def saved() -> list[str]:
+        return [o["number"] for o in json.loads((tmp_path / "world.json").read_text(encoding="utf-8"))["objects"]]
+
+    with engine:
+        engine.call(JSAPI, order("FIRST"))
+        clock.advance(0)  # the first save (1 s by the counter, over PACED_SAVE_SECONDS): the next waits 10 s
+        assert saved() == ["FIRST"]
+        engine.call(JSAPI, order("SECOND"))
+        clock.advance(0)
+        clock.advance(0)
+        assert saved() == ["FIRST"]  # the ticker is paced: SECOND is held, not yet written
+        for _ in range(10):
+            clock.advance(0)  # the counter passes the 10 s
+        assert saved() == ["FIRST", "SECOND"]
+        engine.call(JSAPI, order("THIRD"))
+        world.save()  # what the server's stop and the user's actions do: at once, whatever the pace
+        assert saved() == ["FIRST", "SECOND", "THIRD"]

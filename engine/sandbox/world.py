@@ -22,6 +22,12 @@ Design decisions:
   advance) saves what changed since the last save, as do the user's actions and the server's stop.
   Rewriting the whole file on every call cost a serialisation of every object plus a blocking
   truncate-and-write per request; now a burst of calls costs one write per tick.
+* Saving rewrites the whole file, which at the full ``object_limit`` is about 10 MiB and half a
+  second. So the ticker's saves are paced: after a save that took longer than ``PACED_SAVE_SECONDS``
+  the next one from ``on_time`` waits until saving has used at most ``SAVE_SHARE`` of the time
+  since (a tenth). A small world (a save of a few milliseconds) is saved every tick as before; a
+  full one is at most a few seconds behind, and the user's actions and the server's stop still save
+  at once, so only a crash of the process can lose those seconds.
 * Memory is bounded by ``object_limit`` (default ``DEFAULT_OBJECT_LIMIT``, 10,000), which bounds
   both the objects (settled ones are evicted oldest first, ``engine.sandbox.objects``) and the
   callbacks (finished ones pruned, ``engine.sandbox.outbox``). ``world.json`` is what is held: an
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -52,6 +59,9 @@ if TYPE_CHECKING:
     from engine.sandbox.emulator import Sandbox
 
 WORLD_FILE = "world.json"
+PACED_SAVE_SECONDS = 0.05  # a save longer than this delays the ticker's next one ...
+SAVE_SHARE = 0.1  # ... until saving has taken at most this share of the time since
+_pace_clock = time.monotonic  # what paces saves (a test replaces it; the sandbox's own clock is simulated)
 AUTOMATIC = {
     ("order", "NOTPAY"): "CLOSED",
     ("order", "PAYERROR"): "CLOSED",
@@ -87,6 +97,7 @@ class World:
         self._secret: tuple[str, ...] = ()
         self._path: Optional[Path] = None
         self._saved: tuple[int, float] = (-1, 0.0)
+        self._next_paced_save = 0.0  # the _pace_clock() time before which on_time does not save
         sandbox.time.subscribe(self)
 
     @property
@@ -348,7 +359,8 @@ class World:
                 self.transition(record, AUTOMATIC[(record.kind, record.state)], record.due_at)
             self._certificates_on_time(now)
         await self.outbox.deliver_due(now)
-        self.save()
+        if _pace_clock() >= self._next_paced_save:
+            self.save()
 
     async def deliver_due(self) -> list[Callback]:
         """Attempt every callback due now (what ``clock.advance(0)`` does too)."""
@@ -397,9 +409,13 @@ class World:
             return
         from engine.sandbox.state import write_private
 
+        started = _pace_clock()
         data = {"clock_offset": self.sandbox.time.offset, "objects": self.store.dump(), "callbacks": self.outbox.dump()}
         write_private(self._path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
         self._saved = self._mark()
+        spent = _pace_clock() - started
+        if spent > PACED_SAVE_SECONDS:
+            self._next_paced_save = started + spent / SAVE_SHARE
 
     def _mark(self) -> tuple[int, float]:
         return self.version, self.sandbox.time.offset
