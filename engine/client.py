@@ -101,7 +101,7 @@ P = ParamSpec("P")
 SYNC_MARGIN_SECONDS = 1.0
 
 
-SECRET_SETTINGS = ("private_key", "apiv3_key")
+SECRET_SETTINGS = ("private_key", "apiv3_key", "apiv2_key")
 
 
 def _guarded(init: Callable[P, None]) -> Callable[P, None]:

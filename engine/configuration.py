@@ -182,16 +182,21 @@ def parse_apiv3_key(value: Any) -> Optional[Secret]:
     return key
 
 
-def parse_apiv2_key(value: Union[str, bytes, None]) -> Optional[bytes]:
-    """The APIv2 key: the 32 printable ASCII characters set in the merchant platform."""
-    if value is None:
+def parse_apiv2_key(value: Union[str, bytes, Secret, None]) -> Optional[Secret]:
+    """The APIv2 key, boxed: the 32 printable ASCII characters set in the merchant platform."""
+    if reveal(value) is None:
         return None
-    if not isinstance(value, (str, bytes, bytearray)):
-        raise CredentialError(f"apiv2_key: must be 32 characters of text or bytes, got {type(value).__name__}")
-    key = value.encode("utf-8", errors="replace") if isinstance(value, str) else bytes(value)
-    if len(key) != 32 or not all(0x21 <= byte <= 0x7E for byte in key):
-        raise CredentialError(f"apiv2_key: must be 32 printable ASCII characters, got {len(key)} bytes")
+    if not isinstance(reveal(value), (str, bytes, bytearray)):
+        kind = type(reveal(value)).__name__
+        raise CredentialError(f"apiv2_key: must be 32 characters of text or bytes, got {kind}")
+    key = Secret(_ascii_bytes(reveal(value)))
+    if len(key.reveal()) != 32 or not all(0x21 <= byte <= 0x7E for byte in key.reveal()):
+        raise CredentialError(f"apiv2_key: must be 32 printable ASCII characters, got {len(key.reveal())} bytes")
     return key
+
+
+def _ascii_bytes(value: Union[str, bytes, bytearray]) -> bytes:
+    return value.encode("utf-8", errors="replace") if isinstance(value, str) else bytes(value)
 
 
 def check_apiv2_sign_type(value: Any) -> str:

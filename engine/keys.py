@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from engine.crypto import oaep_decrypt_bytes, rsa_sign_bytes
 from engine.errors import ConfigurationError, CredentialError
-from engine.secret import reveal
+from engine.secret import Secret, reveal
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -246,7 +246,7 @@ class MerchantCredentials:
     mchid: str
     serial_no: Optional[str] = None
     signer: Optional[MerchantSigner] = attrs.field(default=None, repr=False)
-    apiv2_key: Optional[bytes] = attrs.field(default=None, repr=False)
+    apiv2_key: Optional[Secret] = attrs.field(default=None, repr=False)
     apiv2_sign_type: str = "HMAC-SHA256"
 
     @property

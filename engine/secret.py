@@ -1,4 +1,4 @@
-"""Key material in a box that shows nothing: the APIv3 key, key settings as given, PEM text.
+"""Key material in a box that shows nothing: the APIv3 and APIv2 keys, key settings as given, PEM text.
 
 Design decisions:
 

@@ -155,3 +155,47 @@ def test_a_secret_shows_nothing_and_does_not_pickle() -> None:
         pickle.dumps(secret)
     with pytest.raises(AttributeError):
         secret._value = b"changed"  # type: ignore[misc]
+
+
+# -- APIv2: the APIv2 key and the refund key derived from it ---------------------------------------
+
+
+def apiv2_secrets(key: bytes) -> list[str]:
+    from engine.v2 import signing
+
+    return [key.decode(), repr(key), signing.refund_key(key).decode()]
+
+
+def test_refused_apiv2_answers_and_callbacks_leave_no_apiv2_key_in_frame_locals(make_engine, identity) -> None:
+    """Anyone can post a forged callback: its refusal must not carry the key into an error tracker."""
+    from conftest import MICROPAY
+
+    from engine.v2 import xmlcodec
+
+    engine = make_engine()
+    engine.emulator.v2.tamper_next("sign")
+    failures: list[BaseException] = []
+    with pytest.raises(EngineError) as caught:
+        engine.call("v2.micropay", MICROPAY)  # an answer whose sign does not verify
+    failures.append(caught.value)
+    fields = xmlcodec.parse(engine.emulator.v2.payment_notification("T-1", 1).body)
+    refund = engine.emulator.v2.refund_notification("R-1", "T-1").body
+    other = make_engine(apiv2_key="0" * 32)
+    for refused_by, body in [
+        (engine, xmlcodec.encode({**fields, "total_fee": "100"})),  # a forged payment callback
+        (other, refund),  # a refund callback that does not decrypt under this key
+    ]:
+        with pytest.raises(EngineError) as caught:
+            refused_by.parse_v2_notification(body)
+        failures.append(caught.value)
+    for failure in failures:
+        text = engine_frames(failure)
+        for secret in [*apiv2_secrets(identity.apiv2_key), *apiv2_secrets(b"0" * 32)]:
+            assert secret not in text, type(failure).__name__
+
+
+def test_a_rejected_setting_leaves_no_apiv2_key_in_frame_locals(identity) -> None:
+    key = "K" * 31 + "!"
+    with pytest.raises(EngineError) as caught:  # the APIv2 key is fine; the timeout is not
+        Engine(mchid="1900000109", apiv2_key=key, timeout=-1)
+    assert key not in engine_frames(caught.value)

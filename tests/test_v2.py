@@ -201,7 +201,7 @@ def test_tampered_answers_are_refused(engine: Engine, tamper: str, reason: str) 
     with pytest.raises(SignatureError) as caught:
         engine.call("v2.micropay", MICROPAY)
     assert caught.value.reason == reason
-    assert engine.credentials.apiv2_key.decode() not in str(caught.value)
+    assert engine.credentials.apiv2_key.reveal().decode() not in str(caught.value)
 
 
 def test_an_md5_request_refuses_an_hmac_signed_answer(engine: Engine) -> None:
@@ -454,7 +454,7 @@ def test_apiv3_built_ins_decline_apiv2_descriptors(engine: Engine) -> None:
 
 
 def test_secrets_stay_out_of_reprs_and_logs(engine: Engine, caplog) -> None:
-    secret = engine.credentials.apiv2_key.decode()
+    secret = engine.credentials.apiv2_key.reveal().decode()
     with caplog.at_level(logging.DEBUG, logger="engine"):
         engine.call("v2.micropay", MICROPAY)
         engine.emulator.v2.tamper_next("sign")

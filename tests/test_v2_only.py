@@ -354,7 +354,7 @@ def test_from_env_builds_an_apiv2_only_engine(identity: SandboxIdentity, files) 
     cert, key = files
     environ = {"WECHATPAY_MCHID": identity.mchid, "WECHATPAY_APIV2_KEY": identity.apiv2_key.decode()}
     with Engine.from_env(environ=environ, load_entry_points=False) as engine:
-        assert engine.credentials.apiv2_key == identity.apiv2_key and not engine.credentials.apiv3
+        assert engine.credentials.apiv2_key.reveal() == identity.apiv2_key and not engine.credentials.apiv3
     environ = {**environ, "WECHATPAY_CLIENT_CERTIFICATE": str(cert), CLIENT_KEY: str(key)}
     with Engine.from_env(environ=environ, load_entry_points=False) as engine:
         assert engine.pipeline.settings.client_certificate.serial == ClientCertificate.from_pem(cert, key).serial

@@ -42,6 +42,7 @@ from engine.errors import (
 )
 from engine.keys import MerchantCredentials
 from engine.notifications import Reply
+from engine.secret import Secret
 from engine.v2 import signing, xmlcodec
 
 logger = logging.getLogger("engine.notifications")
@@ -92,9 +93,9 @@ def _fields(body: bytes, roots: tuple[str, ...]) -> dict[str, str]:
         raise MalformedNotificationError(f"APIv2 callback refused: {exc}") from None
 
 
-def _refund(fields: dict[str, str], key: bytes, mchid: str) -> V2Notification:
+def _refund(fields: dict[str, str], key: Secret, mchid: str) -> V2Notification:
     try:
-        plaintext = signing.ecb_decrypt(signing.refund_key(key), fields["req_info"])
+        plaintext = signing.refund_plaintext(key, fields["req_info"])
     except ValueError:
         raise NotificationDecryptionError(
             "req_info does not decrypt under the APIv2 key (wrong key or tampered)"
@@ -111,7 +112,7 @@ def _refund(fields: dict[str, str], key: bytes, mchid: str) -> V2Notification:
     return V2Notification(REFUND, data, envelope, "apiv2:req_info")
 
 
-def _payment(fields: dict[str, str], key: bytes) -> V2Notification:
+def _payment(fields: dict[str, str], key: Secret) -> V2Notification:
     declared = fields.get(signing.SIGN_TYPE_FIELD) or signing.MD5
     if declared not in signing.SIGN_TYPES:
         raise NotificationSignatureError("unsupported_type", f"APIv2 callback declares sign_type {declared!r}")

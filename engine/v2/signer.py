@@ -18,6 +18,7 @@ from __future__ import annotations
 from engine.descriptor import Descriptor
 from engine.errors import ConfigurationError, ValidationError
 from engine.keys import MerchantCredentials
+from engine.secret import Secret
 from engine.v2 import signing
 from engine.v2.codec import XML_CODEC
 from engine.wire import Request
@@ -41,7 +42,7 @@ def sign_v2(descriptor: Descriptor, request: Request, credentials: MerchantCrede
     return XML_CODEC.append(descriptor, request, extra)
 
 
-def apiv2_key(descriptor: Descriptor, credentials: MerchantCredentials) -> bytes:
+def apiv2_key(descriptor: Descriptor, credentials: MerchantCredentials) -> Secret:
     if credentials.apiv2_key is None:
         raise ConfigurationError(
             f"{descriptor.id} is an APIv2 operation: give Engine(apiv2_key=...), the 32-character APIv2 key "

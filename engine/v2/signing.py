@@ -13,6 +13,9 @@ Design decisions:
   signs MD5 (the protocol's default). The verifier asks the same function, so an answer is checked
   with exactly the algorithm its request used, never "whichever verifies".
 * Comparisons are constant-time (``hmac.compare_digest``); nothing here logs or formats a key.
+  Keys arrive boxed (``engine.secret.Secret``; raw bytes are accepted too, for the sandbox and the
+  vectors) and are opened inline in the cryptographic call, so no frame of a traceback, not even
+  one of a forged callback's refusal, holds the APIv2 key or the refund key derived from it.
 * **Refund notifications** carry ``req_info``: base64 of AES-256-ECB/PKCS#7 ciphertext whose key is
   the lower-case hex MD5 of the APIv2 key (32 ASCII bytes). ECB is WeChat Pay's choice, not ours: it
   hides the content but does not authenticate it, so a decrypted ``req_info`` is still checked to be
@@ -25,12 +28,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Union
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from engine.descriptor import Descriptor
+from engine.secret import Secret, reveal
 
 MD5 = "MD5"
 HMAC_SHA256 = "HMAC-SHA256"
@@ -44,17 +48,20 @@ def sign_string(fields: Mapping[str, Optional[str]]) -> str:
     return "&".join(f"{name}={fields[name]}" for name in sorted(fields) if name != SIGN_FIELD and fields[name])
 
 
-def sign(fields: Mapping[str, Optional[str]], key: bytes, sign_type: str) -> str:
+Key = Union[bytes, Secret]
+
+
+def sign(fields: Mapping[str, Optional[str]], key: Key, sign_type: str) -> str:
     """The ``sign`` value of ``fields`` under ``sign_type`` with the APIv2 ``key``."""
-    message = (sign_string(fields) + "&key=").encode("utf-8") + key
+    if sign_type not in SIGN_TYPES:  # before the message, which holds the key, exists
+        raise ValueError(f"unknown APIv2 sign type {sign_type!r}")
+    message = (sign_string(fields) + "&key=").encode("utf-8") + reveal(key)
     if sign_type == MD5:
         return hashlib.md5(message).hexdigest().upper()
-    if sign_type == HMAC_SHA256:
-        return hmac.new(key, message, hashlib.sha256).hexdigest().upper()
-    raise ValueError(f"unknown APIv2 sign type {sign_type!r}")
+    return hmac.new(reveal(key), message, hashlib.sha256).hexdigest().upper()
 
 
-def verifies(fields: Mapping[str, Optional[str]], key: bytes, sign_type: str) -> bool:
+def verifies(fields: Mapping[str, Optional[str]], key: Key, sign_type: str) -> bool:
     """Whether ``fields['sign']`` is the sign of the other fields under exactly ``sign_type``."""
     given = fields.get(SIGN_FIELD) or ""
     if not given.isascii():
@@ -86,16 +93,21 @@ def sign_type_for(descriptor: Descriptor, fields: Mapping[str, str], preferred: 
 # -- refund notifications ------------------------------------------------------------------------
 
 
-def refund_key(apiv2_key: bytes) -> bytes:
+def refund_key(apiv2_key: Key) -> bytes:
     """The AES-256 key of ``req_info``: the lower-case hex MD5 of the APIv2 key, as 32 ASCII bytes."""
-    return hashlib.md5(apiv2_key).hexdigest().encode("ascii")
+    return hashlib.md5(reveal(apiv2_key)).hexdigest().encode("ascii")
 
 
-def ecb_decrypt(key: bytes, ciphertext_b64: str) -> bytes:
+def refund_plaintext(apiv2_key: Key, req_info: str) -> bytes:
+    """``req_info`` opened with the refund key of ``apiv2_key`` (``ValueError`` as ``ecb_decrypt``)."""
+    return ecb_decrypt(Secret(refund_key(apiv2_key)), req_info)
+
+
+def ecb_decrypt(key: Key, ciphertext_b64: str) -> bytes:
     """AES-256-ECB/PKCS#7 of base64 text; ``ValueError`` with a fixed message when it does not decrypt."""
     try:
         data = base64.b64decode(ciphertext_b64, validate=True)
-        decryptor = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
+        decryptor = Cipher(algorithms.AES(reveal(key)), modes.ECB()).decryptor()
         padded = decryptor.update(data) + decryptor.finalize()
         unpadder = padding.PKCS7(128).unpadder()
         return unpadder.update(padded) + unpadder.finalize()
@@ -103,9 +115,9 @@ def ecb_decrypt(key: bytes, ciphertext_b64: str) -> bytes:
         raise ValueError("AES-256-ECB decryption failed") from None
 
 
-def ecb_encrypt(key: bytes, plaintext: bytes) -> str:
+def ecb_encrypt(key: Key, plaintext: bytes) -> str:
     """The inverse of ``ecb_decrypt`` (the sandbox builds refund notifications with it)."""
     padder = padding.PKCS7(128).padder()
     padded = padder.update(plaintext) + padder.finalize()
-    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    encryptor = Cipher(algorithms.AES(reveal(key)), modes.ECB()).encryptor()
     return base64.b64encode(encryptor.update(padded) + encryptor.finalize()).decode("ascii")
