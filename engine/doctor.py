@@ -46,6 +46,7 @@ import attrs
 from engine.environment import Sourced, apiv2_only, values
 from engine.errors import ApiError, CredentialError, EngineError, SignatureError, TransportError
 from engine.keys import load_certificate, load_private_key, load_public_key, normalize_serial, public_pem
+from engine.secret import reveal
 from engine.untyped import Untyped
 
 SKEW_LIMIT_SECONDS = 300
@@ -139,7 +140,7 @@ def _apiv2(settings: Settings) -> list[Check]:
     try:
         parse_apiv2_key(value)
     except CredentialError:
-        size = len(str(value).encode("utf-8", errors="replace"))
+        size = len(str(reveal(value)).encode("utf-8", errors="replace"))
         return [Check("APIv2 key", "FAIL", f"{where} is {size} bytes; it must be 32 printable ASCII characters")]
     return [Check("APIv2 key", "ok", f"32 characters ({where})")]
 
@@ -273,7 +274,7 @@ def _is_merchant_key(settings: Settings, key: Any) -> bool:
 def _apiv3(settings: Settings) -> list[Check]:
     if "apiv3_key" not in settings:
         return [Check("APIv3 key", "warn", f"not set ({HINTS['apiv3_key']}): callbacks cannot be decrypted")]
-    size = len(str(settings["apiv3_key"][0]).encode("utf-8"))
+    size = len(str(reveal(settings["apiv3_key"][0])).encode("utf-8"))
     if size != 32:
         return [Check("APIv3 key", "FAIL", f"{_source(settings, 'apiv3_key')} is {size} bytes; it must be 32")]
     return [Check("APIv3 key", "ok", f"32 bytes ({_source(settings, 'apiv3_key')})")]

@@ -31,6 +31,9 @@ Design decisions:
   ``WECHATPAY_PRIVATE_KEY`` without ``WECHATPAY_SERIAL_NO`` is half of the APIv3 credentials, which
   the engine refuses. The pairing is done after the overrides (``paired_client_certificate``), so a
   ``--private-key`` flag pairs as the variable would.
+* The key variables (the private key, the APIv3 and APIv2 keys, the client certificate's key) are
+  read straight into an ``engine.secret.Secret``: they often hold the PEM or the key itself, and the
+  frames of ``Engine.from_env`` and the CLI would otherwise show them in any traceback.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import os
 from typing import Any, Mapping, Optional
 
 from engine.errors import ConfigurationError
+from engine.secret import Secret, hide
 
 ENVIRONMENT = {
     "mchid": "WECHATPAY_MCHID",
@@ -56,6 +60,7 @@ REQUIRED = ("mchid", "serial_no", "private_key")
 Sourced = dict[str, tuple[Any, str]]  # setting -> (value, the variable or flag it came from)
 CLIENT_KEY = "WECHATPAY_CLIENT_KEY"  # not a setting of its own: half of client_certificate
 APIV3_MERCHANT = ("serial_no", "private_key", "signer")
+SECRET_VARIABLES = ("private_key", "apiv3_key", "apiv2_key")  # read into an engine.secret.Secret
 
 
 def read_environment(environ: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
@@ -77,6 +82,8 @@ def values(settings: Mapping[str, tuple[Any, str]]) -> dict[str, Any]:
 def _value(name: str, text: str) -> Any:
     if name == "platform_certificates":  # several files in one variable, like PATH
         return [p for p in text.split(os.pathsep) if p]
+    if name in SECRET_VARIABLES:  # often the PEM or the key itself, not a path: boxed as read
+        return Secret(text)
     return text
 
 
@@ -103,7 +110,7 @@ def paired_client_certificate(
     if not isinstance(certificate, str):  # absent, or already in a form Engine takes
         return dict(settings)
     source = os.environ if environ is None else environ
-    key = source.get(CLIENT_KEY) or settings.get("private_key")
+    key = hide(source.get(CLIENT_KEY)) or settings.get("private_key")
     if not key:
         raise ConfigurationError(
             f"{ENVIRONMENT['client_certificate']} needs its key: set {CLIENT_KEY} (apiclient_key.pem)"

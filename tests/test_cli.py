@@ -11,6 +11,7 @@ import pytest
 
 from engine import cli
 from engine.cli import main
+from engine.secret import reveal
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "combine_papay.json"
@@ -278,5 +279,6 @@ def test_apiv2_credentials_come_from_the_environment(monkeypatch, tmp_path) -> N
     monkeypatch.setenv("WECHATPAY_APIV2_KEY", identity.apiv2_key.decode())
     monkeypatch.setenv("WECHATPAY_CLIENT_CERTIFICATE", str(cert))
     settings = _credentials(build_parser().parse_args(["call", "v2.micropay"]))
-    assert settings["apiv2_key"] == identity.apiv2_key.decode()
-    assert settings["client_certificate"] == (str(cert), str(key))
+    assert reveal(settings["apiv2_key"]) == identity.apiv2_key.decode()  # boxed as it is read
+    certificate, tls_key = settings["client_certificate"]
+    assert (certificate, reveal(tls_key)) == (str(cert), str(key))

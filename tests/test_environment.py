@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from engine import ConfigurationError, Engine
 from engine.cli import main
 from engine.environment import ENVIRONMENT, missing, read_environment, read_sources, values
 from engine.sandbox import SandboxIdentity, state
+from engine.secret import Secret, reveal
 
 
 @pytest.fixture
@@ -30,9 +32,16 @@ def environ(identity: SandboxIdentity, tmp_path: Path) -> dict[str, str]:
     }
 
 
+def opened(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings with the boxed keys opened (a ``Secret`` equals only itself)."""
+    return {name: reveal(value) for name, value in settings.items()}
+
+
 def test_every_variable_becomes_its_setting(environ: dict[str, str]) -> None:
     settings = read_environment(environ)
     assert set(settings) == {name for name, variable in ENVIRONMENT.items() if variable in environ}
+    for name in ("private_key", "apiv3_key"):  # key material is boxed as it is read
+        assert isinstance(settings[name], Secret) and reveal(settings[name]) == environ[ENVIRONMENT[name]]
     assert isinstance(settings["platform_certificates"], list) and settings["platform_certificates"]
     assert read_environment({**environ, "WECHATPAY_BASE_URL": ""}).get("base_url") is None  # empty = unset
 
@@ -75,7 +84,7 @@ def test_the_cli_uses_the_same_reader(environ: dict[str, str], monkeypatch: pyte
 
 def test_each_setting_keeps_the_variable_it_came_from(environ: dict[str, str]) -> None:
     sourced = read_sources(environ)
-    assert values(sourced) == read_environment(environ)
+    assert opened(values(sourced)) == opened(read_environment(environ))
     assert {name: source for name, (_, source) in sourced.items()} == {
         name: variable for name, variable in ENVIRONMENT.items() if variable in environ
     }
@@ -92,4 +101,4 @@ def test_doctor_reads_the_same_settings_as_call(environ: dict[str, str], monkeyp
     assert settings["mchid"] == ("1900000109", "--mchid")  # a flag wins, and is named as the source
     assert settings["base_url"] == ("http://x", "--base-url")
     assert settings["platform_certificates"][1] == "WECHATPAY_PLATFORM_CERTIFICATES"
-    assert values(settings) == {**read_environment(), "mchid": "1900000109", "base_url": "http://x"}
+    assert opened(values(settings)) == opened({**read_environment(), "mchid": "1900000109", "base_url": "http://x"})

@@ -199,3 +199,23 @@ def test_a_rejected_setting_leaves_no_apiv2_key_in_frame_locals(identity) -> Non
     with pytest.raises(EngineError) as caught:  # the APIv2 key is fine; the timeout is not
         Engine(mchid="1900000109", apiv2_key=key, timeout=-1)
     assert key not in engine_frames(caught.value)
+
+
+def test_settings_from_the_environment_leave_no_key_material_in_frame_locals(identity, monkeypatch) -> None:
+    """Variables often hold the PEM or the key itself; Engine.from_env's frames must not show them
+    (read from the process environment, as a service does: a dict passed as ``environ`` is the caller's)."""
+    pem = identity.merchant_private_pem().decode()
+    environ = {
+        "WECHATPAY_MCHID": identity.mchid,
+        "WECHATPAY_SERIAL_NO": identity.merchant_serial_no,
+        "WECHATPAY_PRIVATE_KEY": pem,
+        "WECHATPAY_APIV2_KEY": identity.apiv2_key.decode(),
+        "WECHATPAY_APIV3_KEY": "x" * 31,  # refused: the failure whose traceback is read
+    }
+    for variable, value in environ.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(EngineError) as caught:
+        Engine.from_env(load_entry_points=False)
+    text = engine_frames(caught.value)
+    for secret in [*secrets_of(identity, []), "x" * 31, *apiv2_secrets(identity.apiv2_key)]:
+        assert secret not in text
