@@ -102,13 +102,15 @@ SYNC_MARGIN_SECONDS = 1.0
 
 
 SECRET_SETTINGS = ("private_key", "apiv3_key", "apiv2_key")
+SECRET_TEXT_SETTINGS = ("store",)  # boxed when text: a store URL may carry a password
 
 
 def _guarded(init: Callable[P, None]) -> Callable[P, None]:
     """``init`` behind what must come before its first line.
 
-    The key settings are boxed in ``Secret`` first, here, because this frame holds them for as long
-    as ``init`` runs: so no frame of a traceback shows them (``engine.secret``). Then a call without
+    The key settings (and a store URL, which may carry a password) are boxed in ``Secret`` first,
+    here, because this frame holds them for as long as ``init`` runs: so no frame of a traceback
+    shows them (``engine.secret``). Settings given by position are refused as one message. Then a call without
     ``mchid`` is a ``ConfigurationError`` rather than Python's ``TypeError``; type checkers see
     ``init``'s own signature, where ``mchid`` stays required.
     """
@@ -118,6 +120,11 @@ def _guarded(init: Callable[P, None]) -> Callable[P, None]:
         for name in SECRET_SETTINGS:
             if name in kwargs:
                 kwargs[name] = hide(kwargs[name])
+        for name in SECRET_TEXT_SETTINGS:
+            if isinstance(kwargs.get(name), str):
+                kwargs[name] = hide(kwargs[name])
+        if len(args) > 1:
+            raise ConfigurationError("Engine takes its settings by name: Engine(mchid=..., ...)")
         if "mchid" not in kwargs:
             raise ConfigurationError("mchid is required (a non-empty string)")
         init(*args, **kwargs)
@@ -198,7 +205,7 @@ class Engine:
         self.runtime = Runtime(self._make_transport)
         spec = store if store is not None else notification_store
         self.store = open_store(
-            spec if spec is not None else os.environ.get(STORE_ENV),
+            spec if spec is not None else hide(os.environ.get(STORE_ENV)),
             namespace=self.credentials.mchid,
             runtime=self.runtime,
             clock=clock,

@@ -88,9 +88,9 @@ class RedisStore:
         runtime: Optional["Runtime"] = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        _redis()
+        self.description = redacted(url)  # first: a repr of a half-made store must still work
         self.url = url
-        self.description = redacted(url)
+        _redis()
         self.namespace = namespace
         self._runtime = runtime
         self.clock = clock

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 
 from engine.errors import ConfigurationError
+from engine.secret import Secret, reveal
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime
@@ -108,37 +109,49 @@ def new_token() -> str:
     return secrets.token_hex(16)
 
 
-def open_store(spec: Union[str, Store, None], *, namespace: str, runtime: "Runtime", clock: Callable[[], float]) -> Any:
-    """The store a setting names, bound to one merchant and engine (``None``: memory)."""
-    if spec is None or spec == "":
+def open_store(
+    spec: Union[str, Secret, Store, None], *, namespace: str, runtime: "Runtime", clock: Callable[[], float]
+) -> Any:
+    """The store a setting names, bound to one merchant and engine (``None``: memory).
+
+    A URL may come boxed (``Engine`` boxes it: it may carry a password) and is opened inline only, so
+    no frame of a refusal's traceback holds it.
+    """
+    if reveal(spec) is None or reveal(spec) == "":
         return MemoryStore().bind(namespace, runtime, clock)
-    if not isinstance(spec, str):
+    if not isinstance(reveal(spec), str):
         bind = getattr(spec, "bind", None)
         return bind(namespace, runtime, clock) if callable(bind) else spec
-    scheme = urlsplit(spec).scheme.lower()
+    scheme = urlsplit(reveal(spec)).scheme.lower()
     if scheme == "memory":
         return MemoryStore().bind(namespace, runtime, clock)
     if scheme in ("redis", "rediss", "unix"):
         from engine.redis_store import RedisStore
 
-        return RedisStore(spec).bind(namespace, runtime, clock)
+        if redacted(reveal(spec)) == UNPARSEABLE:
+            raise ConfigurationError(f"store: {UNPARSEABLE} (a port must be a number); see the README's store URLs")
+        return RedisStore(reveal(spec)).bind(namespace, runtime, clock)
     raise ConfigurationError(
-        f"store: unknown scheme {scheme or '(none)'!r} in {redacted(spec)!r}; use one of "
+        f"store: unknown scheme {scheme or '(none)'!r} in {redacted(reveal(spec))!r}; use one of "
         + ", ".join(f"{s}://" for s in SCHEMES)
     )
+
+
+UNPARSEABLE = "<unparseable store URL>"
 
 
 def redacted(url: str) -> str:
     """``url`` without its password (``redis://:secret@h/0`` -> ``redis://:***@h/0``)."""
     try:
         parts = urlsplit(url)
+        number = parts.port  # a port that is not a number is refused here, not later
     except ValueError:
-        return "<unparseable store URL>"
+        return UNPARSEABLE
     if parts.password is None:
         return url
     user = parts.username or ""
     host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
+    port = f":{number}" if number else ""
     return urlunsplit((parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, parts.fragment))
 
 

@@ -219,3 +219,18 @@ def test_settings_from_the_environment_leave_no_key_material_in_frame_locals(ide
     text = engine_frames(caught.value)
     for secret in [*secrets_of(identity, []), "x" * 31, *apiv2_secrets(identity.apiv2_key)]:
         assert secret not in text
+
+
+def test_a_store_url_with_a_password_stays_out_of_frame_locals_and_a_bad_one_is_a_setting_error(identity) -> None:
+    from engine import ConfigurationError
+
+    settings = {**identity.engine_settings(), "load_entry_points": False}
+    pytest.importorskip("redis")
+    with pytest.raises(EngineError) as caught:  # nothing listens on port 9: the construction check fails
+        Engine(**settings, store="redis://:hunter2-store-password@127.0.0.1:9/0")
+    assert "hunter2-store-password" not in engine_frames(caught.value) + str(caught.value)
+    with pytest.raises(ConfigurationError, match="unparseable store URL") as refused:
+        Engine(**settings, store="redis://:hunter2-store-password@127.0.0.1:notaport/0")
+    assert "hunter2-store-password" not in engine_frames(refused.value) + str(refused.value)
+    with pytest.raises(ConfigurationError, match="by name"):
+        Engine("1900000109")  # type: ignore[misc]
