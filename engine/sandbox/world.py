@@ -410,9 +410,12 @@ class World:
         from engine.sandbox.state import write_private
 
         started = _pace_clock()
-        data = {"clock_offset": self.sandbox.time.offset, "objects": self.store.dump(), "callbacks": self.outbox.dump()}
+        with self.store.lock:  # the mark and the dump together: a change made meanwhile is not marked saved
+            mark = self._mark()
+            objects, callbacks = self.store.dump(), self.outbox.dump()
+        data = {"clock_offset": mark[1], "objects": objects, "callbacks": callbacks}
         write_private(self._path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
-        self._saved = self._mark()
+        self._saved = mark
         spent = _pace_clock() - started
         if spent > PACED_SAVE_SECONDS:
             self._next_paced_save = started + spent / SAVE_SHARE
