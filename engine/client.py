@@ -101,7 +101,7 @@ P = ParamSpec("P")
 SYNC_MARGIN_SECONDS = 1.0
 
 
-SECRET_SETTINGS = ("private_key", "apiv3_key", "apiv2_key")
+SECRET_SETTINGS = ("private_key", "apiv3_key", "apiv2_key", "client_certificate")
 SECRET_TEXT_SETTINGS = ("store",)  # boxed when text: a store URL may carry a password
 
 

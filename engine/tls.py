@@ -28,14 +28,14 @@ import ssl
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine.errors import CredentialError
 from engine.keys import KeySource, certificate_serial, load_certificate, load_private_key
-from engine.secret import reveal
+from engine.secret import Secret, hide, reveal
 
 if TYPE_CHECKING:  # x509 is a tenth of `import engine`; only an engine given a certificate needs it
     from cryptography import x509
@@ -67,16 +67,15 @@ class ClientCertificate:
         return cls(load_certificate(certificate, f"{setting} certificate"), load_private_key(key, f"{setting} key"))
 
     @classmethod
-    def from_pkcs12(
-        cls, data: Union[bytes, str, "os.PathLike[str]"], password: Union[str, bytes, None], setting: str = SETTING
-    ) -> "ClientCertificate":
-        """From ``apiclient_cert.p12`` (its content or its path) and its password."""
+    def from_pkcs12(cls, data: Any, password: Any, setting: str = SETTING) -> "ClientCertificate":
+        """From ``apiclient_cert.p12`` (its content or its path) and its password, either one possibly
+        in a ``Secret``: both are opened inline, so no frame of a refusal holds them."""
         from cryptography.hazmat.primitives.serialization import pkcs12
 
-        content = data if isinstance(data, bytes) else _read(Path(data), setting)
-        secret = password.encode("utf-8") if isinstance(password, str) else password
         try:
-            key, certificate, chain = pkcs12.load_key_and_certificates(content, secret)
+            key, certificate, chain = pkcs12.load_key_and_certificates(
+                _pkcs12_content(data, setting), _password_bytes(password)
+            )
         except ValueError:
             raise CredentialError(f"{setting}: not a PKCS#12 file, or the password is wrong") from None
         if certificate is None or not isinstance(key, rsa.RSAPrivateKey):
@@ -123,19 +122,29 @@ def client_certificate(
     it. The TLS key is almost always that same ``apiclient_key.pem``: given as the same source, it is
     not parsed again (each parse of an RSA private key re-validates it, tens of milliseconds).
     """
-    if value is None or isinstance(value, ClientCertificate):
-        return value
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        return ClientCertificate.from_pem(value[0], _parsed_if_same(value[1], merchant_key), setting)
-    if isinstance(value, Mapping):
-        if "pkcs12" in value and set(value) <= {"pkcs12", "password"}:
-            return ClientCertificate.from_pkcs12(value["pkcs12"], value.get("password"), setting)
-        if set(value) == {"cert", "key"}:
-            return ClientCertificate.from_pem(value["cert"], _parsed_if_same(value["key"], merchant_key), setting)
+    # ``value`` may be a ``Secret`` (Engine boxes the setting): it is opened inline and its parts are
+    # boxed again, so no frame of a refusal (a key that does not parse, a wrong password) holds them.
+    if reveal(value) is None or isinstance(reveal(value), ClientCertificate):
+        return cast(Optional[ClientCertificate], reveal(value))
+    if isinstance(reveal(value), (tuple, list)) and len(reveal(value)) == 2:
+        return _from_pair(hide(reveal(value)[0]), hide(reveal(value)[1]), setting, merchant_key)
+    if isinstance(reveal(value), Mapping):
+        if "pkcs12" in reveal(value) and set(reveal(value)) <= {"pkcs12", "password"}:
+            return ClientCertificate.from_pkcs12(
+                hide(reveal(value)["pkcs12"]), hide(reveal(value).get("password")), setting
+            )
+        if set(reveal(value)) == {"cert", "key"}:
+            return _from_pair(hide(reveal(value)["cert"]), hide(reveal(value)["key"]), setting, merchant_key)
     raise CredentialError(
         f"{setting}: give a (cert, key) pair of PEM text or paths, {{'cert': ..., 'key': ...}}, "
-        f"{{'pkcs12': path, 'password': ...}} or an engine.ClientCertificate, not {type(value).__name__}"
+        f"{{'pkcs12': path, 'password': ...}} or an engine.ClientCertificate, not {type(reveal(value)).__name__}"
     )
+
+
+def _from_pair(
+    certificate: Secret, key: Secret, setting: str, merchant_key: Optional[tuple[Any, rsa.RSAPrivateKey]]
+) -> ClientCertificate:
+    return ClientCertificate.from_pem(reveal(certificate), _parsed_if_same(key, merchant_key), setting)
 
 
 def _parsed_if_same(source: Any, merchant_key: Optional[tuple[Any, rsa.RSAPrivateKey]]) -> Any:
@@ -156,6 +165,16 @@ def _same_source(one: Any, other: Any) -> bool:
 def default_context() -> ssl.SSLContext:
     """A client context on the default trust store (``SSL_CERT_FILE``/``SSL_CERT_DIR`` apply)."""
     return ssl.create_default_context()
+
+
+def _pkcs12_content(data: Any, setting: str) -> bytes:
+    return cast(bytes, reveal(data)) if isinstance(reveal(data), bytes) else _read(Path(reveal(data)), setting)
+
+
+def _password_bytes(password: Any) -> Optional[bytes]:
+    if isinstance(reveal(password), str):
+        return cast(bytes, reveal(password).encode("utf-8"))
+    return cast(Optional[bytes], reveal(password))
 
 
 def _read(path: Path, setting: str) -> bytes:

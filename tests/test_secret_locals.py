@@ -234,3 +234,26 @@ def test_a_store_url_with_a_password_stays_out_of_frame_locals_and_a_bad_one_is_
     assert "hunter2-store-password" not in engine_frames(refused.value) + str(refused.value)
     with pytest.raises(ConfigurationError, match="by name"):
         Engine("1900000109")  # type: ignore[misc]
+
+
+def test_a_rejected_client_certificate_leaves_no_key_or_password_in_frame_locals(identity, tmp_path) -> None:
+    """The TLS client certificate's key is an APIv2-only merchant's only private key."""
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+
+    from engine.keys import load_certificate
+
+    pem = identity.merchant_private_pem().decode()
+    certificate = load_certificate(identity.merchant_certificate_pem())
+    bundle = pkcs12.serialize_key_and_certificates(
+        b"x", identity.merchant_key, certificate, None, BestAvailableEncryption(b"p12-password-never-shown")
+    )
+    refused = [
+        ("not a certificate", pem),  # the key parses; the certificate does not
+        {"pkcs12": bundle, "password": "a-wrong-p12-password"},
+    ]
+    for setting in refused:
+        with pytest.raises(EngineError) as caught:
+            Engine(mchid="1900000109", apiv2_key="K" * 32, client_certificate=setting)
+        text = engine_frames(caught.value)
+        for secret in [*secrets_of(identity, []), "a-wrong-p12-password", "K" * 32]:
+            assert secret not in text
