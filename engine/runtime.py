@@ -9,7 +9,9 @@ Design decisions:
 * A loop's resources are released when that loop shuts down: the first use on a loop starts a tiny
   async generator, and ``asyncio.run`` (like any runner calling ``loop.shutdown_asyncgens()``)
   finalises it, which closes the loop's transport and cancels its tasks. Twenty ``asyncio.run``
-  calls therefore leave nothing open. ``close()``/``aclose()`` release everything still alive.
+  calls therefore leave nothing open. ``close()``/``aclose()`` release everything still alive. A
+  loop closed without that (``loop.close()`` alone) never runs the hook: the next new loop's first
+  use drops such loops' resources, so they are finalised instead of piling up for the process's life.
 * Sync calls run the same coroutine as async ones. A thread with no running loop drives it on a
   private loop of its own with ``run_until_complete`` (no thread hop: this is the fast path of
   ``Engine.call``); a thread that already runs a loop cannot block that loop's thread on itself, so
@@ -155,9 +157,18 @@ class Runtime:
         with self._lock:
             found = self._loops.get(loop)
             if found is None:
+                self._forget_closed_loops()
                 found = self._loops[loop] = LoopResources(loop, self._make_transport)
                 found._guard = self._start_guard(loop, found)
         return found
+
+    def _forget_closed_loops(self) -> None:
+        """Drop the resources of loops closed without ``shutdown_asyncgens`` (``loop.close()`` alone,
+        not ``asyncio.run``), whose shutdown hook never ran: nothing can await their release on a
+        closed loop, but holding them would keep every such loop's sessions and sockets for the life of
+        the process. Dropped, they are finalised with their objects."""
+        for closed in [loop for loop in self._loops if loop.is_closed()]:
+            del self._loops[closed]
 
     def transport(self) -> Transport:
         return self.resources().transport()

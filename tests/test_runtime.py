@@ -406,3 +406,16 @@ def test_a_signer_returning_text_is_a_configuration_error(identity) -> None:
         engine.call(PAPAY, COMBINE_PAPAY)
     assert engine.emulator.exchanges == []
     engine.close()
+
+
+def test_loops_closed_without_shutdown_do_not_pile_up_their_resources(make_engine) -> None:
+    """``loop.close()`` without ``shutdown_asyncgens`` never runs the loop's release hook; the next
+    loop's first call drops what such loops held instead of keeping it for the life of the process."""
+    engine = make_engine()
+    for _ in range(5):
+        loop = asyncio.new_event_loop()
+        assert loop.run_until_complete(engine.acall(PAPAY, COMBINE_PAPAY)).status == 200
+        loop.close()  # no shutdown_asyncgens, as hand-written loop code often does
+    held = list(engine.runtime._loops)
+    assert len(held) <= 1 and all(loop.is_closed() for loop in held)
+    engine.close()
