@@ -6,7 +6,9 @@ Design decisions:
   ``meta`` JSON in the body is byte-for-byte the string that is signed (the signature's BODY line is
   the meta JSON only, never the file).
 * ``filename`` and ``sha256`` (lower-case hex of the file bytes) are computed when the descriptor's
-  meta declares them and the caller left them out; a file may be given as bytes or as a path.
+  meta declares them and the caller left them out; a file may be given as bytes or as a path. A
+  path digested for ``sha256`` is read once: the bytes digested are the bytes sent (``ReadFile``
+  keeps the path's name), so a file rewritten in between cannot make the signed digest a lie.
 * A path is read only if it names a regular file: a FIFO or a device would block the call or never
   end, and a path with a NUL is no path at all. Anything unreadable gives ``None``, which validation
   and serialization turn into a ``ValidationError`` (never an empty file sent in its place).
@@ -78,7 +80,20 @@ def complete_meta(descriptor: Descriptor, payload: Any) -> Any:
         meta["filename"] = Path(source).name
     if "sha256" in declared and "sha256" not in meta and (data := upload_content(descriptor, payload)) is not None:
         meta["sha256"] = hashlib.sha256(data).hexdigest()
+        if isinstance(source, os.PathLike):  # send the bytes digested: a file rewritten since is not read again
+            return {**payload, "meta": meta, file_field(descriptor): ReadFile(data, Path(source).name)}
     return {**payload, "meta": meta}
+
+
+class ReadFile(bytes):
+    """A file's content, read once for its digest, keeping the name of the path it was read from."""
+
+    name: str
+
+    def __new__(cls, content: bytes, name: str) -> "ReadFile":
+        read = super().__new__(cls, content)
+        read.name = name
+        return read
 
 
 def upload_content(descriptor: Descriptor, payload: Any) -> Optional[bytes]:

@@ -55,6 +55,26 @@ def test_upload_from_a_path_computes_filename_and_digest(uploader: Engine, tmp_p
     assert b"Content-Type: image/png" in uploader.emulator.last.request.body
 
 
+def test_a_path_is_read_once_so_the_signed_digest_matches_the_bytes_sent(
+    uploader: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is rewritten right after it is read for its digest: what is sent is what was digested."""
+    picture = tmp_path / "logo.png"
+    picture.write_bytes(PICTURE)
+    read = multipart.file_bytes
+
+    def read_then_rewrite(value, limit):  # another process replacing the file at the worst moment
+        content = read(value, limit)
+        picture.write_bytes(bytes(reversed(PICTURE)))
+        return content
+
+    monkeypatch.setattr(multipart, "file_bytes", read_then_rewrite)
+    assert uploader.call("v3.merchant.media.upload.post", {"file": picture}).status == 200
+    parts = _parts(uploader)
+    assert parts["file"] == ("logo.png", PICTURE)
+    assert json.loads(parts["meta"][1])["sha256"] == hashlib.sha256(PICTURE).hexdigest()
+
+
 async def test_upload_from_bytes_signs_only_the_meta(uploader: Engine) -> None:
     await uploader.acall("v3.merchant.media.upload.post", {"file": PICTURE, "meta": {"filename": "a.jpg"}})
     request = uploader.emulator.last.request
