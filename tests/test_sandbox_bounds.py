@@ -79,9 +79,10 @@ def test_settled_orders_are_evicted_oldest_first_within_the_limit(engine: Engine
 def test_an_evicted_order_answers_as_an_unknown_one_and_its_number_is_free(engine: Engine) -> None:
     engine.emulator.object_limit = 2
     engine.call(JSAPI, order("T-0"))
-    transaction_id = engine.emulator.world.store.find(("order",), "T-0")[0].fields["transaction_id"]
+    (record,) = engine.emulator.world.store.find(("order",), "T-0")
+    transaction_id = record.fields["transaction_id"]
     engine.emulator.world.pay("T-0")
-    engine.emulator.world.outbox.give_up("order/T-0")  # its callback no longer pins it
+    engine.emulator.world.outbox.give_up(record.pin)  # its callback no longer pins it
     for n in range(1, 4):
         settle(engine, f"T-{n}")
     assert "T-0" not in numbers(engine)
@@ -309,3 +310,36 @@ def test_a_slow_save_paces_the_tickers_next_ones_and_the_stop_saves_the_rest(
         engine.call(JSAPI, order("THIRD"))
         world.save()  # what the server's stop and the user's actions do: at once, whatever the pace
         assert saved() == ["FIRST", "SECOND", "THIRD"]
+
+
+def test_a_restart_keeps_an_object_whose_callback_is_still_pending(identity: SandboxIdentity, tmp_path: Path) -> None:
+    """Loading the objects trims to the limit: the callbacks must be loaded first to pin theirs."""
+    first = Sandbox(identity, clock=TestClock(start=START))
+    world = first.world
+    world.attach(tmp_path)
+    for number in ("A", "B"):
+        record = world.store.create("order", "direct", number, {"transaction_id": f"tx-{number}"}, world.now)
+        world.store.move(record, "CLOSED", world.now)
+    (a,) = world.store.find(("order",), "A")
+    url = "http://127.0.0.1:9/notify"
+    world.outbox.enqueue(url, b'{"id":"EV-A"}', "TRANSACTION.CLOSED", a.ref, world.now, pin=a.pin)
+    world.store.create("order", "direct", "C", {"transaction_id": "tx-C"}, world.now)  # in flight
+    world.save()
+    second = Sandbox(identity, clock=TestClock(start=START), object_limit=2)  # restarted with a lower limit
+    second.world.attach(tmp_path)
+    assert [r.number for r in second.world.store] == ["A", "C"]  # B went; A waits for its callback
+    assert second.world.outbox.pending(a.pin)
+
+
+def test_callbacks_pin_their_own_object_not_another_scope_with_the_same_number() -> None:
+    """A direct and a partner order may share a number: one's callback neither pins nor gives up the other."""
+    outbox = Outbox(lambda body: _signed(body), limit=10)
+    store = ObjectStore(2, pins=outbox)
+    direct = store.create("order", "direct", "K1", {"transaction_id": "tx-1"}, START)
+    partner = store.create("order", "partner", "K1", {"transaction_id": "tx-2"}, START)
+    store.move(partner, "CLOSED", START)
+    url = "http://127.0.0.1:9/notify"
+    outbox.enqueue(url, b'{"id":"EV-1"}', "TRANSACTION.SUCCESS", direct.ref, START, pin=direct.pin)
+    store.create("order", "direct", "NEW", {"transaction_id": "tx-3"}, START)  # full: the settled partner order goes
+    assert [(r.scope, r.number) for r in store] == [("direct", "K1"), ("direct", "NEW")]
+    assert [c.state for c in outbox.callbacks] == ["pending"]  # the direct order's callback was not given up

@@ -166,12 +166,18 @@ class Record:
         """``kind/number``: how people and the admin API name it."""
         return f"{self.kind}/{self.number}"
 
+    @property
+    def pin(self) -> str:
+        """``kind/scope/number``: what its callbacks are filed under (``Pins``). The scope matters: a
+        direct and a partner order, or contracts of two products, may share a number."""
+        return f"{self.kind}/{self.scope}/{self.number}"
+
 
 class Pins(Protocol):
     """What keeps a settled record in the store: callbacks about it still being retried (the outbox)."""
 
     def pending(self, ref: str) -> bool:
-        """Whether a callback about ``ref`` (``kind/number``) is still to be delivered."""
+        """Whether a callback about ``ref`` (a record's ``pin``) is still to be delivered."""
 
     def give_up(self, ref: str) -> None:
         """Stop retrying every callback about ``ref``."""
@@ -380,7 +386,7 @@ class ObjectStore:
         return False
 
     def _is_pinned(self, group: list[Record]) -> bool:
-        return any(self.pins.pending(record.ref) for record in group)
+        return any(self.pins.pending(record.pin) for record in group)
 
     def _group(self, key: Key) -> Optional[list[Record]]:
         """What evicting ``key`` takes: the record (or the parent it belongs to) with every child,
@@ -395,7 +401,7 @@ class ObjectStore:
     def _evict(self, group: list[Record], give_up: bool) -> None:
         for record in group:
             if give_up:
-                self.pins.give_up(record.ref)
+                self.pins.give_up(record.pin)
             self._remove(record)
         self._children.pop(_key(group[0]), None)
         self.evicted += len(group)

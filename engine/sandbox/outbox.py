@@ -62,6 +62,12 @@ class Callback:
     next_at: Optional[float]
     attempts: list[Attempt] = attrs.field(factory=list)
     claimed: bool = attrs.field(default=False, repr=False)
+    pin: str = attrs.field(default="", repr=False)  # the object's Record.pin (kind/scope/number) it pins
+
+    @property
+    def about(self) -> str:
+        """The key its object is pinned under (``ref`` for a callback saved before pins had a scope)."""
+        return self.pin or self.ref
 
     @property
     def state(self) -> str:
@@ -108,8 +114,8 @@ class Outbox:
         """Every callback held, oldest first (a copy)."""
         return list(self._callbacks.values())
 
-    def enqueue(self, url: str, body: bytes, event_type: str, ref: str, now: float) -> Callback:
-        callback = Callback(_envelope_id(body), event_type, ref, url, body.decode("utf-8"), now, now)
+    def enqueue(self, url: str, body: bytes, event_type: str, ref: str, now: float, pin: str = "") -> Callback:
+        callback = Callback(_envelope_id(body), event_type, ref, url, body.decode("utf-8"), now, now, pin=pin)
         with self._lock:
             self._add(callback)
             self._prune()
@@ -124,7 +130,7 @@ class Outbox:
             self._finished[callback.id] = None
         else:
             self._due.set(callback.id, callback.next_at)
-            self._about.setdefault(callback.ref, {})[callback.id] = None
+            self._about.setdefault(callback.about, {})[callback.id] = None
 
     def _forget(self, callback: Callback) -> None:
         self._unpend(callback)
@@ -133,11 +139,11 @@ class Outbox:
 
     def _unpend(self, callback: Callback) -> None:
         self._due.discard(callback.id)
-        ids = self._about.get(callback.ref)
+        ids = self._about.get(callback.about)
         if ids is not None:
             ids.pop(callback.id, None)
             if not ids:
-                del self._about[callback.ref]
+                del self._about[callback.about]
 
     def _finish(self, callback: Callback) -> None:
         """Delivered or given up: no further attempt, and it joins the pruning queue."""

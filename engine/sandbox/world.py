@@ -181,7 +181,8 @@ class World:
         target = url or record.notify_url
         if event is None or not target:
             return None
-        return self.outbox.enqueue(target, self._envelope(event, record, now), event.name, record.ref, now)
+        envelope = self._envelope(event, record, now)
+        return self.outbox.enqueue(target, envelope, event.name, record.ref, now, pin=record.pin)
 
     def _envelope(self, event: EventType, record: Record, now: float) -> bytes:
         resource = event.resource(record, self.sandbox.identity.mchid)
@@ -399,8 +400,10 @@ class World:
         if self._path.exists():
             data = json.loads(self._path.read_text(encoding="utf-8"))
             self.sandbox.time.offset = float(data.get("clock_offset", 0.0))
-            self.store.load(data.get("objects", []))
+            # Callbacks first: loading the objects trims to the limit, and a pending callback must pin its
+            # object then, or it would be restored about an object already gone.
             self.outbox.load(data.get("callbacks", []))
+            self.store.load(data.get("objects", []))
         self._saved = self._mark()
 
     def save(self) -> None:
