@@ -343,3 +343,25 @@ def test_callbacks_pin_their_own_object_not_another_scope_with_the_same_number()
     store.create("order", "direct", "NEW", {"transaction_id": "tx-3"}, START)  # full: the settled partner order goes
     assert [(r.scope, r.number) for r in store] == [("direct", "K1"), ("direct", "NEW")]
     assert [c.state for c in outbox.callbacks] == ["pending"]  # the direct order's callback was not given up
+
+
+def test_an_object_freed_behind_a_pinned_one_goes_before_anything_is_given_up(engine: Engine) -> None:
+    """A, B and C all pinned when their turn came; C's callback is delivered later: C goes, not B."""
+    world = engine.emulator.world
+
+    class ByUrl:
+        async def __call__(self, url: str, notification: RawResponse) -> tuple[int, str]:
+            return (204 if url.endswith("/c") else 500), ""
+
+    world.outbox.post = ByUrl()
+    engine.emulator.object_limit = 3
+    for number in ("A", "B", "C"):
+        engine.call(JSAPI, order(number, notify_url=f"https://merchant.example/{number.lower()}"))
+        world.pay(number)  # SUCCESS, its callback pending
+    engine.call(JSAPI, order("D"))  # every settled one pinned: the oldest, A, is forced out
+    assert numbers(engine) == ["B", "C", "D"]
+    engine.emulator.time.advance(0)  # C's callback delivered, B's answered 500 (still being retried)
+    engine.call(JSAPI, order("E"))
+    assert numbers(engine) == ["B", "D", "E"]
+    states = {c.ref: c.state for c in world.outbox.callbacks}
+    assert states["order/B"] == "pending" and states["order/C"] == "delivered"

@@ -21,7 +21,8 @@ Design decisions:
   it past the limit, a *settled* record is evicted, the one that settled first. Settled means in
   one of its kind's ``final`` states (data in ``KINDS``: a closed, paid or refunded order, a
   settled or closed refund, a terminated contract, a finished transfer); one that a callback still
-  being retried pins (``Pins``: the outbox) is passed over while others can go. A record in any
+  being retried pins (``Pins``: the outbox) is passed over while others can go, and goes first
+  once the outbox says its callbacks are done (``unpinned``), before any is forced. A record in any
   other state is in flight (a pre-entrust-sign waiting for the user too) and never evicted; when
   every record is, the new one is refused with WeChat Pay's 429 rate-limit answer, naming the
   limit, so memory stays bounded whatever a peer sends.
@@ -202,6 +203,7 @@ class ObjectStore:
         self._schedule: Schedule[Key] = Schedule()  # keys with an automatic transition ahead
         self._settled: dict[Key, None] = {}  # final records, in the order they settled: eviction candidates
         self._pinned: dict[Key, None] = {}  # settled records found pinned by a callback when their turn came
+        self._freed: dict[Key, None] = {}  # keys the outbox said are no longer pinned (``unpinned``)
         self._limit = _checked(limit)
         self.pins: Pins = pins or _NoPins()
         self.evicted = 0  # records evicted since the store was made
@@ -285,6 +287,17 @@ class ObjectStore:
         self._schedule.discard(key)
         self._settled.pop(key, None)
         self._pinned.pop(key, None)
+        self._freed.pop(key, None)
+
+    def unpinned(self, pin: str) -> None:
+        """The outbox: no callback about ``pin`` (a ``Record.pin``) is pending any more.
+
+        Called under the outbox's lock, so it takes none of its own (the lock order is store, then
+        outbox): it only notes the key, and the next eviction, under the store's lock, reads it.
+        """
+        kind, _, rest = pin.partition("/")
+        scope, _, number = rest.partition("/")
+        self._freed[(kind, scope, number)] = None
 
     def get(self, kind: str, scope: str, number: str) -> Optional[Record]:
         return self._records.get((kind, scope, number))
@@ -378,11 +391,29 @@ class ObjectStore:
             key = next(iter(self._pinned))
             group = self._group(key)
             if group is not None and not force and self._is_pinned(group):
-                return False
+                return self._evict_freed()
             del self._pinned[key]
             if group is not None:
                 self._evict(group, give_up=force)
                 return True
+        return False
+
+    def _evict_freed(self) -> bool:
+        """A record further back in the pinned queue whose callbacks are done since: it goes before
+        anything is forced (each key the outbox freed is looked at once)."""
+        while self._freed:
+            key = next(iter(self._freed))
+            del self._freed[key]
+            group = self._group(key)
+            if group is None or self._is_pinned(group):
+                continue
+            queued = [k for k in map(_key, group) if k in self._pinned]
+            if not queued:  # not waiting in the pinned queue: the settled queue reaches it in turn
+                continue
+            for waiting in queued:
+                del self._pinned[waiting]
+            self._evict(group, give_up=False)
+            return True
         return False
 
     def _is_pinned(self, group: list[Record]) -> bool:
@@ -417,7 +448,8 @@ class ObjectStore:
 
     def clear(self) -> None:
         with self.lock:
-            for index in (self._records, self._ids, self._numbers, self._children, self._settled, self._pinned):
+            queues = (self._settled, self._pinned, self._freed)
+            for index in (self._records, self._ids, self._numbers, self._children, *queues):
                 index.clear()
             self._schedule.clear()
             self.version += 1

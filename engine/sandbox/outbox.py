@@ -96,6 +96,8 @@ class Outbox:
         self._finished: dict[str, None] = {}  # delivered or given up, in the order they finished
         self._due: Schedule[str] = Schedule()  # pending, by next attempt (claimed ones are out of it)
         self._about: dict[str, dict[str, None]] = {}  # ref -> ids of the pending callbacks about it
+        # Told when the last pending callback about an object finishes (the store evicts it sooner).
+        self.on_unpinned: Optional[Callable[[str], None]] = None
         self._lock = threading.Lock()
 
     @property
@@ -144,6 +146,8 @@ class Outbox:
             ids.pop(callback.id, None)
             if not ids:
                 del self._about[callback.about]
+                if self.on_unpinned is not None:
+                    self.on_unpinned(callback.about)
 
     def _finish(self, callback: Callback) -> None:
         """Delivered or given up: no further attempt, and it joins the pruning queue."""

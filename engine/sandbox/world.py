@@ -88,6 +88,7 @@ class World:
         self.sandbox = sandbox
         self.outbox = Outbox(self._sign, limit=object_limit)
         self.store = ObjectStore(object_limit, pins=self.outbox)  # checks the limit; pending callbacks pin
+        self.outbox.on_unpinned = self.store.unpinned
         self.order_ttl = 2 * 3600.0
         self.refund_delay = 60.0
         self.transfer_ttl = 24 * 3600.0
