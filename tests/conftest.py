@@ -14,8 +14,10 @@ from wheelenv import install_wheel
 
 from engine import Engine
 from engine.sandbox import SandboxIdentity
+from engine.sandbox.clock import TestClock
 
 DATA = Path(__file__).parent / "data"
+START = 1_800_000_000.0  # 2027-01-15: a fixed moment, so every time the sandbox clock gives is exact
 
 COMBINE_PAPAY = {
     "appid": "wxd678efh567hg6787",
@@ -161,8 +163,6 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-
-
 @pytest.fixture(scope="session")
 def wheel_venv() -> Iterator[Path]:
     """A fresh venv with the engine installed from a wheel built once per session (``wheelenv``), in a
@@ -172,3 +172,14 @@ def wheel_venv() -> Iterator[Path]:
         yield install_wheel(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture
+def clock() -> TestClock:
+    return TestClock(start=START)
+
+
+@pytest.fixture
+def timed(make_engine: Any, clock: TestClock) -> Engine:
+    """A sandbox engine sharing the frozen clock: it signs and verifies with the same wire time."""
+    return make_engine(clock=clock)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import START
 from test_sandbox_objects import BY_ID, CLOSE, JSAPI, MCHID, REFUND, order, query, refund, refused
 
 from engine import ConfigurationError, Engine, RetryPolicy
@@ -18,18 +19,6 @@ from engine.sandbox.outbox import Outbox
 from engine.sandbox.schedule import Schedule
 from engine.sandbox.world import AUTOMATIC
 from engine.wire import Headers, RawResponse
-
-START = 1_800_000_000.0
-
-
-@pytest.fixture
-def clock() -> TestClock:
-    return TestClock(start=START)
-
-
-@pytest.fixture
-def timed(make_engine: Any, clock: TestClock) -> Engine:
-    return make_engine(clock=clock)
 
 
 def settle(engine: Engine, number: str) -> None:

@@ -7,24 +7,12 @@ from typing import Any, AsyncIterator
 
 import pytest
 from aiohttp import web
+from conftest import START
 from test_sandbox_objects import JSAPI, TRANSFER, TRANSFER_BILL, order, query, refund
 
 from engine import Engine, Notification
 from engine.sandbox import notify
 from engine.sandbox.clock import TestClock, parse_duration
-
-START = 1_800_000_000.0  # 2027-01-15: a fixed moment, so every time below is exact
-
-
-@pytest.fixture
-def clock() -> TestClock:
-    return TestClock(start=START)
-
-
-@pytest.fixture
-def timed(make_engine: Any, clock: TestClock) -> Engine:
-    """A sandbox engine sharing the frozen clock: it signs and verifies with the same wire time."""
-    return make_engine(clock=clock)
 
 
 def test_an_unpaid_order_expires_to_closed_after_two_hours(timed: Engine, clock: TestClock) -> None:

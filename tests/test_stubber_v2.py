@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import COMBINE_PAPAY, MICROPAY
+from test_testing_toolkit import WireWatcher
 
 from engine import (
     ConfigurationError,
@@ -14,7 +15,6 @@ from engine import (
     ResultCodeError,
     ReturnCodeError,
     SignatureError,
-    hookimpl,
 )
 from engine.sandbox import SandboxIdentity
 from engine.testing import StubAssertionError, Stubber, StubResponseError
@@ -54,18 +54,6 @@ REFUND_ANSWER = {
     "total_fee": 888,
     "cash_fee": 888,
 }
-
-
-class WireWatcher:
-    """A user plugin keeping every raw answer body the engine received."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-
-    @hookimpl
-    def wxpay_after_response(self, call, request, response, error, elapsed_ms):
-        if response is not None:
-            self.bodies.append(response.body)
 
 
 # -- SUCCESS answers: signed with the request's sign type, verified, typed -------------------------

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 from conftest import COMBINE_PAPAY, MICROPAY, REAL_NAME
+from test_stubber_v2 import MICROPAY_ANSWER
 
 from engine import ConfigurationError, CredentialError, Engine, RawResponse, hookimpl
 from engine.cli import main
@@ -300,19 +301,7 @@ def test_apiv2_callbacks_are_received(identity: SandboxIdentity) -> None:
 def test_the_stubber_serves_apiv2_calls_and_queues_no_apiv3_answer(identity: SandboxIdentity) -> None:
     """Code of an APIv2-only merchant is tested offline like any other; an APIv3 answer could never be
     taken (the call is refused before signing), so queuing one is refused as plainly."""
-    answer = {
-        "appid": MICROPAY["appid"],
-        "mch_id": identity.mchid,
-        "openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
-        "is_subscribe": "N",
-        "trade_type": "MICROPAY",
-        "bank_type": "CMC",
-        "total_fee": 888,
-        "cash_fee": 888,
-        "transaction_id": "4200000001",
-        "out_trade_no": MICROPAY["out_trade_no"],
-        "time_end": "20141030133525",
-    }
+    answer = {**MICROPAY_ANSWER, "appid": MICROPAY["appid"], "mch_id": identity.mchid, "transaction_id": "4200000001"}
     with Engine(**_apiv2(identity)) as engine, Stubber(engine) as stub:
         stub.add_response("v2.micropay", answer, expected_payload=MICROPAY)
         paid = engine.call("v2.micropay", MICROPAY)
