@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import stat
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -31,6 +30,7 @@ from engine import __version__, doctor, environment
 from engine.client import Engine
 from engine.configuration import DEFAULT_BASE_URL
 from engine.errors import EngineError, NotificationError, UsageError, ValidationError
+from engine.files import Unread, read_regular_file
 from engine.registry import BUILTIN_ENDPOINTS, Registry
 from engine.sandbox import remote
 from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT
@@ -199,19 +199,10 @@ def read_payload(data: Optional[str]) -> Any:
 def _read_input(path: Path, source: str) -> bytes:
     """A file named on the command line, read whole if it is a regular file of at most
     ``MAX_INPUT_BYTES``: a FIFO or a device would block or never end (``--data @/dev/zero``)."""
-    try:
-        with path.open("rb") as file:
-            facts = os.fstat(file.fileno())
-            if not stat.S_ISREG(facts.st_mode):
-                raise CliError(f"cannot read {source}: not a regular file")
-            if facts.st_size > MAX_INPUT_BYTES:
-                raise CliError(f"cannot read {source}: {facts.st_size} bytes, more than {MAX_INPUT_BYTES}")
-            data = file.read(MAX_INPUT_BYTES + 1)  # a file growing underneath stops here too
-    except OSError as exc:
-        raise CliError(f"cannot read {source}: {exc.strerror}") from None
-    if len(data) > MAX_INPUT_BYTES:
-        raise CliError(f"cannot read {source}: more than {MAX_INPUT_BYTES} bytes")
-    return data
+    content = read_regular_file(path, MAX_INPUT_BYTES)
+    if isinstance(content, Unread):
+        raise CliError(f"cannot read {source}: {content.reason}")
+    return content
 
 
 def _text(data: bytes, source: str) -> str:

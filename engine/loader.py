@@ -10,9 +10,9 @@ Design decisions:
   not contain, limits on the wrong type) run right after structuring, with the same path style.
 * YAML is parsed with libyaml's C loader when present (several times faster), else the pure one.
 * Loading is bounded, because a descriptor directory is input like any other. A file is read only
-  if it is a regular file of at most ``MAX_DESCRIPTOR_BYTES`` (a directory named ``x.yaml``, a FIFO,
-  a symlink loop or an unreadable file is a ``DescriptorError`` naming it, never a raw ``OSError``
-  or a read that blocks). YAML aliases (``*name``) are refused while the document is constructed:
+  if it is a regular file of at most ``MAX_DESCRIPTOR_BYTES`` (``engine.files``): a directory named
+  ``x.yaml``, a FIFO, a symlink loop or an unreadable file is a ``DescriptorError`` naming it, never
+  a raw ``OSError`` or a read that blocks. YAML aliases (``*name``) are refused while the document is constructed:
   no descriptor needs them, and a "billion laughs" of nested aliases is a few hundred bytes that
   expand to gigabytes once anything walks them. Nesting is limited twice: the raw YAML to
   ``MAX_YAML_DEPTH`` levels before cattrs recurses into it, and fields to ``MAX_FIELD_DEPTH``
@@ -26,9 +26,7 @@ Design decisions:
 from __future__ import annotations
 
 import math
-import os
 import re
-import stat
 from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping, Optional, get_args, get_origin
 
@@ -38,6 +36,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from engine.descriptor import Descriptor, Field
 from engine.errors import DescriptorError
+from engine.files import Unread, read_regular_file
 
 MAX_DESCRIPTOR_BYTES = 1 << 20  # the largest built-in descriptor is about 22 KiB
 MAX_FIELD_DEPTH = 32  # the deepest built-in descriptor nests 12 levels of fields
@@ -100,29 +99,11 @@ _CONVERTER = _build_converter()
 
 def read_source(path: Path) -> bytes:
     """The bytes of a descriptor (or aliases) file: a regular file of bounded size, else ``DescriptorError``."""
-    try:
-        # O_NONBLOCK: opening a FIFO for reading must not wait for a writer that never comes.
-        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except (OSError, ValueError) as exc:
-        raise DescriptorError(str(path), [f"cannot be read: {_reason(exc)}"]) from None
-    try:
-        if not stat.S_ISREG(os.fstat(handle).st_mode):
-            raise DescriptorError(str(path), ["cannot be read: not a regular file"])
-        chunks, size = [], 0
-        while size <= MAX_DESCRIPTOR_BYTES and (chunk := os.read(handle, MAX_DESCRIPTOR_BYTES + 1 - size)):
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise DescriptorError(str(path), [f"cannot be read: {_reason(exc)}"]) from None
-    finally:
-        os.close(handle)
-    if size > MAX_DESCRIPTOR_BYTES:
-        raise DescriptorError(str(path), [f"larger than {MAX_DESCRIPTOR_BYTES} bytes"])
-    return b"".join(chunks)
-
-
-def _reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    content = read_regular_file(path, MAX_DESCRIPTOR_BYTES)
+    if isinstance(content, Unread):
+        too_large = f"larger than {MAX_DESCRIPTOR_BYTES} bytes"
+        raise DescriptorError(str(path), [too_large if content.too_large else f"cannot be read: {content.reason}"])
+    return content
 
 
 def parse_yaml(text: str | bytes, source: str) -> Any:

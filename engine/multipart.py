@@ -38,6 +38,7 @@ from typing import Any, Optional, Sequence
 import attrs
 
 from engine.descriptor import Descriptor, Field
+from engine.files import Unread, read_regular_file
 
 # The ceiling for a file part whose descriptor states no limit: above the largest limit WeChat Pay
 # documents for any upload (7.5 MiB, a PDF for /v3/merchant/media/upload) and under the 16 MiB
@@ -110,29 +111,9 @@ def file_bytes(value: Any, limit: int) -> Optional[bytes]:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value) if len(value) <= limit else None
     if isinstance(value, os.PathLike):
-        return _read_regular_file(value, limit)
+        content = read_regular_file(value, limit)
+        return None if isinstance(content, Unread) else content  # file_problem says why, when asked
     return None
-
-
-def _read_regular_file(path: "os.PathLike[Any]", limit: int) -> Optional[bytes]:
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
-        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except (OSError, ValueError):  # ValueError: a NUL in the path
-        return None
-    try:
-        measured = os.fstat(handle)
-        if not stat.S_ISREG(measured.st_mode) or measured.st_size > limit:
-            return None
-        with os.fdopen(handle, "rb", closefd=False) as file:
-            content = file.read(measured.st_size + 1)  # sized to the file, not to the (larger) limit
-            if len(content) > measured.st_size:  # it grew since fstat: read on, to one byte past the limit
-                content += file.read(limit + 1 - len(content))
-    except OSError:
-        return None
-    finally:
-        os.close(handle)
-    return content if len(content) <= limit else None
 
 
 def file_problem(value: Any, limit: int) -> Optional[str]:
