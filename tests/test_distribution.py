@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from wheelenv import user_environment
 
 import engine
 
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _run_pytest(venv: Path, project: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=project, capture_output=True, text=True, timeout=300, check=False,
+        cwd=project, capture_output=True, text=True, timeout=300, check=False, env=user_environment(),
     )
 
 

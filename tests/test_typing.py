@@ -20,6 +20,7 @@ SAMPLES = ROOT / "tests" / "typing"
 sys.path.insert(0, str(ROOT / "tools"))
 
 import typegen  # noqa: E402  (tools/typegen.py)
+from wheelenv import user_environment  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -84,7 +85,7 @@ def test_mypy_strict(wheel_venv: Path, samples: Path) -> None:
     result = subprocess.run(
         [_tool("mypy"), "--strict", "--python-executable", str(wheel_venv / "bin" / "python"), "--cache-dir",
          str(samples / ".mypy_cache"), "ten_operations.py", "wrong_payloads.py"],
-        cwd=samples, capture_output=True, text=True, timeout=600, check=False,
+        cwd=samples, capture_output=True, text=True, timeout=600, check=False, env=user_environment(),
     )
     out = result.stdout
     assert "ten_operations.py" not in out.replace("wrong_payloads.py", ""), out[:3000]
@@ -101,7 +102,7 @@ def test_pyright_strict(wheel_venv: Path, samples: Path) -> None:
     (samples / "pyrightconfig.json").write_text(json.dumps(config), encoding="utf-8")
     result = subprocess.run(
         [_tool("basedpyright"), "ten_operations.py", "wrong_payloads.py"],
-        cwd=samples, capture_output=True, text=True, timeout=600, check=False,
+        cwd=samples, capture_output=True, text=True, timeout=600, check=False, env=user_environment(),
     )
     out = result.stdout
     assert "ten_operations.py:" not in out, out[:3000]
