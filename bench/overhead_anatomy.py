@@ -18,17 +18,30 @@ use of aiohttp. Beside them, the same in-process call is timed on its own (CPU p
 back and after a 2 ms sleep before each call, as a call over HTTP waits for its answer. The
 difference between the two shows what idling does to the cost of the same work on this machine.
 Per-call CPU is ``time.process_time`` (this process only; the server runs in another).
+
+Two more measures check the reading of the slices:
+
+* ``call by call``: the engine and the baseline alternate one call at a time (ABBA), each call's
+  wall time taken on its own, so both sides see the same moment of a shared machine; the ratio is
+  the baseline's mean call time over the engine's, the same quantity as a ratio of calls/s.
+* ``machine``: one RSA-2048 verification (C code, a few KiB of state, no Python of the engine's)
+  timed back to back and after 2 ms of busy-waiting before each (the CPU never idles, nothing else
+  runs in this process). If it too costs more after the wait, the dearer work after a wait is this
+  machine's, whatever the code, and not the size of the engine's working set.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import statistics
 import time
 from typing import Any, Awaitable, Callable
 
 from common import SEED_PAYLOAD, BaselineClient, emit, engine_settings, served_sandbox
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from retry_overhead import SEED, engines
 
 from engine import Engine
@@ -56,6 +69,35 @@ async def in_process_cpu(call: Call, calls: int, idle: float) -> float:
         started = time.process_time()
         await call()
         spent += time.process_time() - started
+    return spent / calls * 1e6
+
+
+async def call_by_call(first: Call, second: Call, pairs: int) -> tuple[list[float], list[float]]:
+    """Wall µs of each call of ``first`` and ``second``, alternating ABBA so neither always goes first."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for pair in range(pairs):
+        order = ((0, first), (1, second)) if pair % 2 == 0 else ((1, second), (0, first))
+        for side, call in order:
+            started = time.perf_counter()
+            await call()
+            times[side].append((time.perf_counter() - started) * 1e6)
+    return times
+
+
+def verify_after(gap: float, calls: int) -> float:
+    """µs of one RSA-2048 verification, each after ``gap`` seconds of busy-waiting (not counted)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    message = base64.b64encode(bytes(range(256)))
+    signature = key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    public = key.public_key()
+    spent = 0.0
+    for _ in range(calls):
+        until = time.perf_counter() + gap
+        while time.perf_counter() < until:
+            pass
+        started = time.perf_counter()
+        public.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        spent += time.perf_counter() - started
     return spent / calls * 1e6
 
 
@@ -91,10 +133,12 @@ async def measure(manifest: dict[str, Any], slice_seconds: float, pairs: int) ->
             rounds[name].append(await side_rate(call, slice_seconds))
         hot.append(await in_process_cpu(in_process_call, 300, 0.0))
         idle.append(await in_process_cpu(in_process_call, 300, 0.002))
+    alternating = await call_by_call(baseline.call, engine_call, pairs * 500)
+    machine = [(verify_after(0.0, 300), verify_after(0.002, 300)) for _ in range(pairs)]
     await engine.aclose()
     await baseline.close()
     await in_process.aclose()
-    return {"rounds": rounds, "hot": hot, "idle": idle}
+    return {"rounds": rounds, "hot": hot, "idle": idle, "alternating": alternating, "machine": machine}
 
 
 def main() -> None:
@@ -121,6 +165,14 @@ def main() -> None:
         table.append((name, f"{rate[name]:.0f}", f"{ratio[name]:.3f}", f"{added[name]:+.0f}", f"{cpu[name]:.0f}"))
     table.append(("in-process engine call alone, back to back", "", "", "", f"{hot:.0f}"))
     table.append(("in-process engine call alone, after 2 ms idle", "", "", "", f"{idle:.0f}"))
+    base_calls, engine_calls = found["alternating"]
+    by_call = statistics.fmean(base_calls) / statistics.fmean(engine_calls)
+    added_by_call = statistics.fmean(engine_calls) - statistics.fmean(base_calls)
+    table.append(("engine, call by call (ABBA)", "", f"{by_call:.3f}", f"{added_by_call:+.0f}", ""))
+    verify_hot = statistics.median(pair[0] for pair in found["machine"])
+    verify_waited = statistics.median(pair[1] for pair in found["machine"])
+    table.append(("RSA-2048 verify alone, back to back (wall µs)", "", "", "", f"{verify_hot:.0f}"))
+    table.append(("RSA-2048 verify alone, after 2 ms busy wait (wall µs)", "", "", "", f"{verify_waited:.0f}"))
     emit(
         "overhead_anatomy",
         table,
@@ -130,6 +182,8 @@ def main() -> None:
             "client_cpu_us": cpu,
             "wall_us_added": added,
             "in_process_cpu_us": {"back_to_back": hot, "after_2ms_idle": idle},
+            "call_by_call": {"ratio": by_call, "wall_us_added": added_by_call, "calls_per_side": len(base_calls)},
+            "rsa_verify_us": {"back_to_back": verify_hot, "after_2ms_busy_wait": verify_waited},
             "pinned": manifest["pinned"],
             "slice_seconds": args.slice,
             "pairs": args.pairs,
