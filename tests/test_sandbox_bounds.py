@@ -14,7 +14,7 @@ from test_sandbox_objects import BY_ID, CLOSE, JSAPI, MCHID, REFUND, order, quer
 from engine import ConfigurationError, Engine, RetryPolicy
 from engine.sandbox import Sandbox, SandboxIdentity
 from engine.sandbox.clock import TestClock
-from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT, KINDS, ObjectStore, Record
+from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT, KINDS, ObjectStore, Record, RefusedError
 from engine.sandbox.outbox import Outbox
 from engine.sandbox.schedule import Schedule
 from engine.sandbox.world import AUTOMATIC
@@ -354,3 +354,105 @@ def test_an_object_freed_behind_a_pinned_one_goes_before_anything_is_given_up(en
     assert numbers(engine) == ["B", "D", "E"]
     states = {c.ref: c.state for c in world.outbox.callbacks}
     assert states["order/B"] == "pending" and states["order/C"] == "delivered"
+
+
+# -- a refused trigger leaves the store as it was ------------------------------------------------
+
+DEAD_URL = "http://127.0.0.1:9/notify"  # nothing listens: every attempt fails, nothing is delivered
+
+
+def held(world: Any) -> tuple[Any, ...]:
+    """Everything a refused action must leave as it was: the objects, their count, the evictions, the callbacks."""
+    callbacks = [(c.id, c.ref, c.state, len(c.attempts)) for c in world.outbox.callbacks]
+    return json.dumps(world.store.dump(), sort_keys=True), len(world.store), world.store.evicted, callbacks
+
+
+def _full_of_in_flight(engine: Engine) -> None:
+    engine.emulator.object_limit = 2
+    engine.call(JSAPI, order("OPEN-1"))
+    engine.call(JSAPI, order("OPEN-2"))
+
+
+def _room_for_one(engine: Engine) -> None:  # the throwaway order fits; its refund does not
+    engine.emulator.object_limit = 2
+    engine.call(JSAPI, order("OPEN-1"))
+
+
+def _one_settled_to_evict(engine: Engine) -> None:  # the order would evict it; the refund then finds no room
+    engine.emulator.object_limit = 2
+    engine.call(JSAPI, order("OPEN-1"))
+    settle(engine, "DONE-1")
+
+
+def _nothing(engine: Engine) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("prepare", "number", "url", "refusal"),
+    [
+        (_nothing, None, None, (400, "NO_URL")),
+        (_full_of_in_flight, None, DEAD_URL, (429, "RATELIMIT_EXCEEDED")),
+        (_room_for_one, None, DEAD_URL, (429, "RATELIMIT_EXCEEDED")),
+        (_one_settled_to_evict, None, DEAD_URL, (429, "RATELIMIT_EXCEEDED")),
+        (_nothing, "NO-SUCH-REFUND", DEAD_URL, (404, "RESOURCE_NOT_EXISTS")),
+    ],
+    ids=["no-url", "full-of-in-flight", "room-for-one", "one-settled-to-evict", "unknown-refund"],
+)
+@pytest.mark.parametrize("event", ["REFUND.SUCCESS", "REFUND.ABNORMAL", "REFUND.CLOSED"])
+def test_a_refused_refund_trigger_leaves_the_store_as_it_was(
+    engine: Engine, event: str, prepare: Any, number: Any, url: Any, refusal: tuple[int, str]
+) -> None:
+    world = engine.emulator.world
+    prepare(engine)
+    before = held(world)
+    with pytest.raises(RefusedError) as refused:
+        world.trigger(event, number, url)
+    assert (refused.value.status, refused.value.code) == refusal
+    if prepare in (_room_for_one, _one_settled_to_evict):  # one would fit, not the order and its refund
+        assert "too few have settled to make room for 2 more" in refused.value.message
+    assert held(world) == before
+
+
+def test_a_refused_trigger_on_an_existing_refund_changes_nothing(engine: Engine) -> None:
+    world = engine.emulator.world
+    engine.call(JSAPI, order("T-1", total=2, notify_url=DEAD_URL))
+    world.pay("T-1")
+    engine.call(REFUND, refund("R-1", total=2))
+    engine.call(REFUND, refund("R-2", total=2))
+    world.settle_refund("R-1", "SUCCESS")
+    before = held(world)
+    with pytest.raises(RefusedError, match="refund/R-1 is SUCCESS: it cannot become CLOSED"):
+        world.trigger("REFUND.CLOSED", "R-1", DEAD_URL)
+    assert held(world) == before
+
+
+def test_a_refused_refund_trigger_over_http_leaves_the_store_as_it_was(identity: SandboxIdentity) -> None:
+    from test_sandbox_admin import post
+
+    from engine.sandbox.server import ServerThread
+
+    with ServerThread(Sandbox(identity, clock=TestClock(), object_limit=2)) as server:  # room for the order only
+        world = server.sandbox.world
+        world.store.create("order", "direct", "OPEN", {"transaction_id": "tx-open"}, world.now)
+        before = held(world)
+        status, answer = post(server, "/sandbox/triggers", {"event_type": "REFUND.SUCCESS", "forward_to": DEAD_URL})
+        assert (status, answer["error"]["code"]) == (429, "RATELIMIT_EXCEEDED")
+        assert "object_limit" in answer["error"]["message"] and held(world) == before
+
+
+def test_a_refund_refused_for_a_full_store_leaves_its_order_evictable(engine: Engine) -> None:
+    """The paid order's turn came while the refused refund was held: it must get its place back."""
+    world = engine.emulator.world
+    world.outbox.post = Receiver(204)
+    engine.emulator.object_limit = 2
+    engine.call(JSAPI, order("PAID"))
+    world.pay("PAID")
+    engine.emulator.time.advance(0)  # its callback delivered: the order is settled and free
+    engine.call(JSAPI, order("OPEN"))  # in flight: the store is full
+    assert (refused(lambda: engine.call(REFUND, refund("R-1", "PAID"))).status, numbers(engine)) == (
+        429,
+        ["PAID", "OPEN"],
+    )
+    assert engine.call(JSAPI, order("NEW")).status == 200  # the paid order was evicted to make room
+    assert numbers(engine) == ["OPEN", "NEW"]

@@ -36,6 +36,12 @@ Design decisions:
   is computed from them).
 * When every settled record is still pinned by a pending callback, the oldest is evicted anyway and
   its callbacks given up: a receiver that never answers must not keep the store full.
+* A refused create leaves the store as it was. A single create is refused only when nothing could
+  be evicted, so nothing was; a settled parent whose turn came while the refused child was held
+  gets its place in the eviction queue back (``_withdraw``), or it would never be evicted. A caller
+  that makes several records for one action (a sandbox trigger's throwaway order and refund) asks
+  ``fits(n)`` first, which counts the evictable records without evicting any, and gives what it
+  made to ``discard`` if the action is refused later.
 * What a clock tick needs is indexed (``engine.sandbox.schedule``): ``due(now)`` pops the records
   whose automatic transition fell due, so ticks never visit settled records.
 """
@@ -43,6 +49,7 @@ Design decisions:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import secrets
 import threading
 from typing import Any, Iterator, Optional, Protocol
@@ -233,14 +240,51 @@ class ObjectStore:
             grows = _key(record) not in self._records
             self._put(record)
             if grows and not self._trim():
-                self._remove(record)
-                raise RefusedError(429, "RATELIMIT_EXCEEDED", self._full())
+                self._withdraw(record)
+                raise RefusedError(429, "RATELIMIT_EXCEEDED", self.full_message())
             self.version += 1
         return record
 
-    def _full(self) -> str:
+    def fits(self, count: int) -> bool:
+        """Whether ``count`` new records would be held: there is room, or enough settled records to
+        evict for it. Counted, not evicted: a caller refused here has changed nothing.
+
+        Costs the evictable records it counts, at worst a pass over the eviction queues (only when
+        the store is full of records in flight).
+        """
+        with self.lock:
+            needed = len(self._records) + count - self._limit
+            counted: set[Key] = set()
+            for key in itertools.chain(self._pinned, self._settled):
+                if len(counted) >= needed:
+                    break
+                group = self._group(key)
+                if group is not None:
+                    counted.update(map(_key, group))
+            return len(counted) >= needed
+
+    def discard(self, records: list[Record]) -> None:
+        """Forget ``records`` (children before their parents), as if they had never been created."""
+        with self.lock:
+            for record in records:
+                if self._records.get(_key(record)) is record:
+                    self._withdraw(record)
+            self.version += 1
+
+    def _withdraw(self, record: Record) -> None:
+        """Forget ``record`` and give its parent back its place among the settled: a parent whose turn
+        came while this child was in flight left the eviction queue, counting on the child's settling
+        to bring it back, which a withdrawn child never does."""
+        parent = self.parent(record)
+        self._remove(record)
+        if parent is not None and _key(parent) not in self._settled and _key(parent) not in self._pinned:
+            self._queue(parent)
+
+    def full_message(self, count: int = 1) -> str:
+        """Why ``count`` new records are refused: too few of those held have settled to make room."""
+        why = "and none has settled" if count == 1 else f"and too few have settled to make room for {count} more"
         return (
-            f"the sandbox holds {len(self)} objects, its limit, and none has settled: "
+            f"the sandbox holds {len(self)} objects, its limit {self._limit}, {why}: "
             "settle some, or raise the limit (object_limit, wechatpay sandbox serve --object-limit)"
         )
 

@@ -33,6 +33,9 @@ Design decisions:
   callbacks (finished ones pruned, ``engine.sandbox.outbox``). ``world.json`` is what is held: an
   evicted object is gone from the next save, and loading evicts down to the limit in force, so a
   restart with a lower limit starts within it.
+* A trigger on a throwaway object makes it (a refund's order too) only after everything that can
+  refuse the trigger has been asked (the URL, ``ObjectStore.fits``), and discards what it made if
+  it is refused after all: a refused trigger leaves the store as it was.
 * ``on_time`` visits only the objects whose automatic transition fell due (``ObjectStore.due``)
   and the callbacks due (the outbox's schedule), so a tick costs what changes, not what is held.
 """
@@ -50,7 +53,7 @@ from engine.examples import example_payload
 from engine.fields import map_encrypted
 from engine.sandbox import flows, notify
 from engine.sandbox.answers import error_body
-from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT, ObjectStore, Record, RefusedError, rfc3339
+from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT, KINDS, ObjectStore, Record, RefusedError, rfc3339
 from engine.sandbox.outbox import Callback, Outbox
 from engine.sandbox.triggers import EventType, event_types, for_transition
 from engine.wire import Headers
@@ -293,15 +296,30 @@ class World:
                 400, "NO_URL", f"a throwaway object for {name} has no notify_url: give a URL to forward to"
             )
         with self.store.lock:
-            record = self._fixture(event) if number is None else self.find(event.kinds, number)
+            if number is None:
+                return self._on_throwaway(event, url)
+            record = self.find(event.kinds, number)
             if not event.concerns(record):
                 raise RefusedError(409, "INVALID_STATE", f"{name} is not sent for {record.ref} ({record.scope})")
             if url is None and not record.notify_url:
                 raise RefusedError(
                     400, "NO_URL", f"{record.ref} has no notify_url: give a URL to forward the callback to"
                 )
-            callback = self._act(record, event.states[0], url=url)
-        return record, callback
+            return record, self._act(record, event.states[0], url=url)
+
+    def _on_throwaway(self, event: EventType, url: Optional[str]) -> tuple[Optional[Record], Any]:
+        """Send ``event`` on a throwaway object; refused, it leaves the store as it was (the module
+        docstring says how)."""
+        count = 1 + (KINDS[event.kinds[0]].parent is not None)  # a refund needs its order made too
+        if not self.store.fits(count):
+            raise RefusedError(429, "RATELIMIT_EXCEEDED", self.store.full_message(count))
+        made: list[Record] = []
+        try:
+            record = self._fixture(event, made)
+            return record, self._act(record, event.states[0], url=url)
+        except RefusedError:
+            self.store.discard(made[::-1])  # children first, as they were made last
+            raise
 
     def _catalogue_event(self, name: str, number: Optional[str], url: Optional[str]) -> Callback:
         """An event of the catalogue that no modelled object sends: a sample resource, to ``url``."""
@@ -316,11 +334,12 @@ class World:
         body = self.sandbox.event(name).body
         return self.outbox.enqueue(url, body, name, f"event/{name}", self.now)
 
-    def _fixture(self, event: EventType) -> Record:
+    def _fixture(self, event: EventType, made: list[Record]) -> Record:
+        """A throwaway object for ``event``, each record made appended to ``made`` as it is made."""
         kind = event.kinds[0]
         scope = event.scopes[0] if event.scopes else next(s for k, s in FIXTURES if k == kind)
         if kind == "refund":
-            order = self._make(("order", "direct"), {"notify_url": None})
+            order = self._make(("order", "direct"), {"notify_url": None}, made)
             self.transition(order, "SUCCESS", self.now)
             return self._make(
                 (kind, scope),
@@ -329,13 +348,14 @@ class World:
                     "transaction_id": None,
                     "amount": {"refund": 1, "total": 1, "currency": "CNY"},
                 },
+                made,
             )
-        record = self._make((kind, scope), {})
+        record = self._make((kind, scope), {}, made)
         if kind == "contract" and event.states[0] == "TERMINATED":
             self.transition(record, "SIGNED", self.now)
         return record
 
-    def _make(self, key: tuple[str, str], overrides: dict[str, Any]) -> Record:
+    def _make(self, key: tuple[str, str], overrides: dict[str, Any], made: list[Record]) -> Record:
         descriptor = self.sandbox.registry.get(FIXTURES[key])
         payload = {k: v for k, v in {**example_payload(descriptor), **overrides}.items() if v is not None}
         number_field = _number_field(key[0])
@@ -345,6 +365,7 @@ class World:
         flows.answer(self, flows.OPERATIONS[descriptor.id], payload, self.now)
         record = self.store.get(key[0], key[1], payload[number_field])
         assert record is not None
+        made.append(record)
         record.notify_url = None  # a throwaway object's callbacks go where the trigger says only
         return record
 
@@ -434,8 +455,6 @@ class World:
 
 
 def _number_field(kind: str) -> str:
-    from engine.sandbox.objects import KINDS
-
     return KINDS[kind].number
 
 
