@@ -82,8 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=DEFAULT_OBJECT_LIMIT,
         help=(
-            f"how many objects (orders, refunds ...) and callbacks to keep (default {DEFAULT_OBJECT_LIMIT}): "
+            f"how many objects (orders, refunds ...) to keep (default {DEFAULT_OBJECT_LIMIT}): "
             "past it the oldest settled ones are forgotten and answer as unknown"
+        ),
+    )
+    serve.add_argument(
+        "--callback-limit",
+        type=_positive_int,
+        default=None,
+        help=(
+            "how many callbacks to keep (default: twice --object-limit): past it finished ones are "
+            "forgotten, and an action whose callback would not fit is refused 429"
         ),
     )
     remote.add_parsers(sandbox)  # pay, confirm-transfer, sign-contract, trigger, advance ... on a served sandbox
@@ -342,7 +351,12 @@ def _serve_sandbox(args: argparse.Namespace) -> int:
     identity = state.load_or_create(state_dir)
     registry = Registry([BUILTIN_ENDPOINTS, *map(Path, args.endpoint_dir)])
     sandbox = Sandbox(  # real time until advanced
-        identity, registry, clock=TestClock(), record_limit=args.record_limit, object_limit=args.object_limit
+        identity,
+        registry,
+        clock=TestClock(),
+        record_limit=args.record_limit,
+        object_limit=args.object_limit,
+        callback_limit=args.callback_limit,
     )
     sandbox.world.attach(state_dir)  # objects, callbacks and the clock's offset survive a restart
 

@@ -126,7 +126,8 @@ def test_when_every_settled_object_is_pinned_the_oldest_goes_and_its_callback_is
         sent[number] = world.pay(number)  # each pinned by a callback nobody has attempted yet
     assert numbers(engine) == ["P-2", "P-3"]
     assert sent["P-1"] is not None and sent["P-1"].state == "gave_up" and sent["P-1"].attempts == []
-    assert [(c.ref, c.state) for c in world.outbox.callbacks] == [("order/P-2", "pending"), ("order/P-3", "pending")]
+    states = [(c.ref, c.state) for c in world.outbox.callbacks]  # within the callback limit (4): none pruned yet
+    assert states == [("order/P-1", "gave_up"), ("order/P-2", "pending"), ("order/P-3", "pending")]
 
 
 def test_a_kept_order_keeps_every_refund_and_they_leave_together(engine: Engine) -> None:
@@ -212,7 +213,7 @@ def test_rescheduling_forever_does_not_grow_the_schedule() -> None:
 # -- the outbox --------------------------------------------------------------------------------
 
 
-async def test_the_outbox_prunes_finished_callbacks_before_pending_ones() -> None:
+async def test_the_outbox_prunes_finished_callbacks_and_refuses_rather_than_drop_a_pending_one() -> None:
     receivers = {"https://up.example": Receiver(204), "https://down.example": Receiver(500)}
 
     async def post(url: str, notification: RawResponse) -> tuple[int, str]:
@@ -227,10 +228,15 @@ async def test_the_outbox_prunes_finished_callbacks_before_pending_ones() -> Non
         assert len(outbox.callbacks) <= 4
     assert [c.id for c in outbox.callbacks] == ["down-0", "down-1", "up-8", "up-9"]
     assert outbox.pending("order/D-0") and not outbox.pending("order/U-9")
-    for n in range(2, 5):  # only pending ones from here: the oldest is given up to make room
+    for n in range(2, 4):  # each pending one takes a finished one's place
         outbox.enqueue("https://down.example", b'{"id": "down-%d"}' % n, "E", f"order/D-{n}", START)
-    assert [c.id for c in outbox.callbacks] == ["down-1", "down-2", "down-3", "down-4"]
-    assert not outbox.pending("order/D-0") and outbox.pruned == 11
+    assert [c.id for c in outbox.callbacks] == ["down-0", "down-1", "down-2", "down-3"] and outbox.pruned == 10
+    with pytest.raises(RefusedError) as refused:  # every one pending: the new one is refused, none dropped
+        outbox.enqueue("https://down.example", b'{"id": "down-4"}', "E", "order/D-4", START)
+    assert (refused.value.status, refused.value.code) == (429, "RATELIMIT_EXCEEDED")
+    assert "4 callbacks still being retried" in refused.value.message and "callback_limit" in refused.value.message
+    assert [c.id for c in outbox.callbacks] == ["down-0", "down-1", "down-2", "down-3"]
+    assert all(c.state == "pending" for c in outbox.callbacks) and outbox.pruned == 10
 
 
 # -- the state dir -----------------------------------------------------------------------------
@@ -384,6 +390,12 @@ def _one_settled_to_evict(engine: Engine) -> None:  # the order would evict it; 
     settle(engine, "DONE-1")
 
 
+def _outbox_full(engine: Engine) -> None:
+    engine.emulator.callback_limit = 1
+    engine.call(JSAPI, order("PAID", notify_url=DEAD_URL))
+    engine.emulator.world.pay("PAID")  # its callback pending: the outbox is full
+
+
 def _nothing(engine: Engine) -> None:
     pass
 
@@ -395,9 +407,10 @@ def _nothing(engine: Engine) -> None:
         (_full_of_in_flight, None, DEAD_URL, (429, "RATELIMIT_EXCEEDED")),
         (_room_for_one, None, DEAD_URL, (429, "RATELIMIT_EXCEEDED")),
         (_one_settled_to_evict, None, DEAD_URL, (429, "RATELIMIT_EXCEEDED")),
+        (_outbox_full, None, DEAD_URL, (429, "RATELIMIT_EXCEEDED")),
         (_nothing, "NO-SUCH-REFUND", DEAD_URL, (404, "RESOURCE_NOT_EXISTS")),
     ],
-    ids=["no-url", "full-of-in-flight", "room-for-one", "one-settled-to-evict", "unknown-refund"],
+    ids=["no-url", "full-of-in-flight", "room-for-one", "one-settled-to-evict", "outbox-full", "unknown-refund"],
 )
 @pytest.mark.parametrize("event", ["REFUND.SUCCESS", "REFUND.ABNORMAL", "REFUND.CLOSED"])
 def test_a_refused_refund_trigger_leaves_the_store_as_it_was(
@@ -425,6 +438,10 @@ def test_a_refused_trigger_on_an_existing_refund_changes_nothing(engine: Engine)
     with pytest.raises(RefusedError, match="refund/R-1 is SUCCESS: it cannot become CLOSED"):
         world.trigger("REFUND.CLOSED", "R-1", DEAD_URL)
     assert held(world) == before
+    engine.emulator.callback_limit = 2  # the payment's and R-1's callbacks pending: no room for R-2's
+    with pytest.raises(RefusedError, match="2 callbacks still being retried"):
+        world.trigger("REFUND.CLOSED", "R-2", DEAD_URL)
+    assert held(world) == before  # R-2 still PROCESSING, both callbacks still pending
 
 
 def test_a_refused_refund_trigger_over_http_leaves_the_store_as_it_was(identity: SandboxIdentity) -> None:
@@ -456,3 +473,94 @@ def test_a_refund_refused_for_a_full_store_leaves_its_order_evictable(engine: En
     )
     assert engine.call(JSAPI, order("NEW")).status == 200  # the paid order was evicted to make room
     assert numbers(engine) == ["OPEN", "NEW"]
+
+
+# -- the outbox's own limit ------------------------------------------------------------------------
+
+REPROCESS = "v3.refund.domestic.refunds._refund_id_.apply_abnormal_refund.post"
+
+
+def test_the_callback_limit_follows_the_object_limit_unless_set(identity: SandboxIdentity) -> None:
+    sandbox = Sandbox(identity)
+    assert sandbox.callback_limit == 2 * DEFAULT_OBJECT_LIMIT == sandbox.world.outbox.limit
+    sandbox.object_limit = 5
+    assert sandbox.callback_limit == 10 == sandbox.world.outbox.limit
+    sandbox.callback_limit = 3
+    sandbox.object_limit = 7
+    assert sandbox.callback_limit == 3 == sandbox.world.outbox.limit
+    sandbox.callback_limit = None  # follows the object limit again
+    assert sandbox.callback_limit == 14 == sandbox.world.outbox.limit
+    assert Sandbox(identity, object_limit=4, callback_limit=1).world.outbox.limit == 1
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(ConfigurationError, match=f"callback_limit must be a whole number >= 1, got {bad!r}"):
+            Sandbox(identity, callback_limit=bad)  # type: ignore[arg-type]
+
+
+def test_many_callbacks_for_few_objects_are_never_dropped_and_a_new_one_is_refused_whole(
+    timed: Engine, clock: TestClock
+) -> None:
+    """Two objects, four callbacks (the derived limit): an order's payment, its refund's two ABNORMALs and a
+    sample. The fifth is refused with nothing changed; a refund falling due by itself waits for room."""
+    world = timed.emulator.world
+    receiver = Receiver(500)
+    world.outbox.post = receiver
+    timed.emulator.object_limit = 2
+    assert world.outbox.limit == 4
+    timed.call(JSAPI, order("T-1", notify_url=DEAD_URL))
+    world.pay("T-1")
+    refund_id = timed.call(REFUND, {**refund("R-1"), "notify_url": DEAD_URL}).data["refund_id"]
+    for _ in range(2):
+        world.settle_refund("R-1", "ABNORMAL")
+        timed.call(REPROCESS, {"refund_id": refund_id, "out_refund_no": "R-1", "type": "USER_BANK_CARD"})
+    world.trigger("FAPIAO.ISSUED", None, DEAD_URL)  # a sample: no object behind it
+    assert [c.event_type for c in world.outbox.callbacks] == [
+        "TRANSACTION.SUCCESS",
+        "REFUND.ABNORMAL",
+        "REFUND.ABNORMAL",
+        "FAPIAO.ISSUED",
+    ]
+    before = held(world)
+    for act in (
+        lambda: world.settle_refund("R-1", "SUCCESS"),
+        lambda: world.trigger("FAPIAO.ISSUED", None, DEAD_URL),
+        lambda: world.trigger("REFUND.SUCCESS", None, DEAD_URL),
+        lambda: world.trigger("REFUND.CLOSED", "R-1", DEAD_URL),
+    ):
+        with pytest.raises(RefusedError, match="4 callbacks still being retried, its callback limit") as error:
+            act()
+        assert (error.value.status, error.value.code) == (429, "RATELIMIT_EXCEEDED")
+        assert held(world) == before  # nothing half-done, and every pending callback is still pending
+    assert all(c.state == "pending" for c in world.outbox.callbacks)
+
+    clock.advance(world.refund_delay)  # R-1 falls due to SUCCESS: no room for its callback, so it waits
+    (record,) = world.store.find(("refund",), "R-1")
+    assert record.state == "PROCESSING" and record.due_at is not None and record.due_at > clock.now() - 1
+    assert len(world.outbox.callbacks) == 4 and all(c.state == "pending" for c in world.outbox.callbacks)
+    receiver.status = 204  # the merchant's receiver comes back
+    clock.advance(3600)
+    assert record.state == "SUCCESS"
+    events = [(c.event_type, c.state) for c in world.outbox.callbacks]
+    assert ("REFUND.SUCCESS", "delivered") in events and len(events) <= 4
+    assert all(state == "delivered" for _, state in events)
+
+
+def test_a_flood_of_triggered_samples_stays_within_the_callback_limit(engine: Engine) -> None:
+    world = engine.emulator.world
+    engine.emulator.callback_limit = 3
+    refusals = 0
+    for _ in range(50):
+        try:
+            world.trigger("FAPIAO.ISSUED", None, DEAD_URL)
+        except RefusedError as error:
+            refusals += error.status == 429
+    assert len(world.outbox.callbacks) == 3 and refusals == 47
+
+
+def test_a_lowered_callback_limit_prunes_finished_callbacks_only(engine: Engine) -> None:
+    world = engine.emulator.world
+    for _ in range(4):
+        world.trigger("FAPIAO.ISSUED", None, DEAD_URL)
+    engine.emulator.callback_limit = 2  # every one is pending: all four stay, new ones are refused
+    assert [c.state for c in world.outbox.callbacks] == ["pending"] * 4
+    with pytest.raises(RefusedError, match="4 callbacks still being retried"):
+        world.trigger("FAPIAO.ISSUED", None, DEAD_URL)

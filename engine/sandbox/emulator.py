@@ -34,7 +34,8 @@ Design decisions:
   ones dropped, so a sandbox served for days stays the size it was after its first thousand calls.
   ``contract_signed`` finds its pre-entrust-sign request in that window only.
 * The world's objects and callbacks are bounded too (``object_limit``, default
-  ``DEFAULT_OBJECT_LIMIT``, 10,000 of each): see ``engine.sandbox.world``.
+  ``DEFAULT_OBJECT_LIMIT``, 10,000; ``callback_limit``, twice that unless set): see
+  ``engine.sandbox.world``.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from engine import multipart
 from engine.crypto import aead_encrypt, oaep_decrypt, oaep_encrypt, rsa_sign, rsa_verify
 from engine.descriptor import Descriptor
-from engine.errors import ConfigurationError, UnknownEndpointError
+from engine.errors import UnknownEndpointError
 from engine.fields import map_encrypted
 from engine.keys import certificate_serial, normalize_serial
 from engine.protocol import (
@@ -78,7 +79,7 @@ from engine.sandbox.bills import BillDesk
 from engine.sandbox.clock import as_test_clock
 from engine.sandbox.faults import ANSWER_FAULTS, Fault, FaultPlan
 from engine.sandbox.identity import SandboxIdentity, self_signed_certificate
-from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT
+from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT, checked_limit
 from engine.sandbox.v2 import V2Desk
 from engine.sandbox.world import World
 from engine.serialize import encode_json, from_text, query_values
@@ -165,6 +166,7 @@ class Sandbox:
         mode: str = "public_key",
         record_limit: int = DEFAULT_RECORD_LIMIT,
         object_limit: int = DEFAULT_OBJECT_LIMIT,
+        callback_limit: Optional[int] = None,
     ) -> None:
         self.identity = identity or SandboxIdentity.generate()
         # "certificate": a merchant without a public key; answers default to the newest certificate.
@@ -192,8 +194,8 @@ class Sandbox:
         self.answer_key: Optional[str] = None
         self.notify_schedule: Sequence[float] = notify.QUICK_SCHEDULE
         self.bills = BillDesk(self.identity.mchid, pending_limit=self.exchanges.maxlen or DEFAULT_RECORD_LIMIT)
-        # orders, refunds, contracts, transfers; their callbacks and time (at most object_limit of each)
-        self.world = World(self, object_limit)
+        # orders, refunds, contracts, transfers (at most object_limit), their callbacks (callback_limit), time
+        self.world = World(self, object_limit, callback_limit)
         self.v2 = V2Desk(self)
         # Server behaviour no descriptor can state: run after validation, with the validated payload.
         self._routes: dict[tuple[str, str], Route] = {
@@ -216,12 +218,21 @@ class Sandbox:
 
     @property
     def object_limit(self) -> int:
-        """How many objects (and callbacks) the world keeps; setting it evicts settled ones down to it."""
+        """How many objects the world keeps; setting it evicts settled ones down to it."""
         return self.world.object_limit
 
     @object_limit.setter
     def object_limit(self, limit: int) -> None:
         self.world.object_limit = limit
+
+    @property
+    def callback_limit(self) -> int:
+        """How many callbacks the world keeps (twice ``object_limit`` unless set); see ``World``."""
+        return self.world.callback_limit
+
+    @callback_limit.setter
+    def callback_limit(self, limit: Optional[int]) -> None:
+        self.world.callback_limit = limit
 
     @property
     def last(self) -> Exchange:
@@ -577,9 +588,7 @@ def corrupt_answer(sandbox: Sandbox, kind: str, status: int, body: bytes, reques
 
 
 def _checked_limit(limit: Any) -> int:
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise ConfigurationError(f"record_limit must be a whole number >= 1, got {limit!r}")
-    return limit
+    return checked_limit("record_limit", limit)
 
 
 def _resized(record: Iterable[Any], limit: int) -> Record:

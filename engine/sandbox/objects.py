@@ -366,13 +366,17 @@ class ObjectStore:
         """The records that belong to ``record`` (an order's refunds), oldest first."""
         return [self._records[key] for key in self._children.get(_key(record), ())]
 
-    def move(self, record: Record, state: str, now: float, due_at: Optional[float] = None) -> None:
-        """Change state along an allowed transition, or raise ``RefusedError`` saying why not."""
+    def check_move(self, record: Record, state: str) -> None:
+        """``RefusedError`` 409 saying why ``record`` cannot become ``state``; None when it can."""
         spec = KINDS[record.kind]
         if not spec.allows(record.state, state):
             needs = " or ".join(spec.sources(state)) or "no state reaches it"
             message = f"{record.ref} is {record.state}: it cannot become {state} (only from {needs})"
             raise RefusedError(409, "INVALID_STATE", message)
+
+    def move(self, record: Record, state: str, now: float, due_at: Optional[float] = None) -> None:
+        """Change state along an allowed transition, or raise ``RefusedError`` saying why not."""
+        self.check_move(record, state)
         with self.lock:
             record.state = state
             record.updated_at = now
@@ -390,6 +394,14 @@ class ObjectStore:
         self._pinned.pop(key, None)
         if _final(record):
             self._settled[key] = None
+
+    def postpone(self, record: Record, due_at: float) -> None:
+        """Make ``record``'s automatic transition due again at ``due_at`` (it could not happen yet)."""
+        with self.lock:
+            record.due_at = due_at
+            if self._records.get(_key(record)) is record:
+                self._schedule.set(_key(record), due_at)
+            self.version += 1
 
     def due(self, now: float) -> list[Record]:
         """Remove from the schedule and return the records whose automatic transition is due at ``now``."""
@@ -539,10 +551,15 @@ def _discard(index: dict[Any, dict[Key, None]], name: Any, key: Key) -> None:
             del index[name]
 
 
-def _checked(limit: Any) -> int:
+def checked_limit(name: str, limit: Any) -> int:
+    """``limit`` when it is a whole number >= 1, else ``ConfigurationError`` naming the setting."""
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise ConfigurationError(f"object_limit must be a whole number >= 1, got {limit!r}")
+        raise ConfigurationError(f"{name} must be a whole number >= 1, got {limit!r}")
     return limit
+
+
+def _checked(limit: Any) -> int:
+    return checked_limit("object_limit", limit)
 
 
 ID_FIELDS: dict[str, tuple[str, ...]] = {

@@ -17,10 +17,17 @@ Design decisions:
 * Pending callbacks are kept in a ``Schedule`` by their next attempt, so a tick touches the
   callbacks due, never the delivered ones; ``pending(ref)`` tells the object store which objects a
   callback still pins (``engine.sandbox.objects.Pins``).
-* The outbox is bounded (``limit``, the sandbox's ``object_limit``): past it, the callbacks that
-  finished (delivered or given up) are pruned, oldest finished first; when every callback is still
-  pending, the oldest is given up and pruned, as WeChat Pay gives up after 24 hours: a receiver
-  that never answers must not grow the sandbox.
+* The outbox is bounded by its own ``limit`` (the sandbox's ``callback_limit``, by default twice
+  its ``object_limit``: one object can have several callbacks pending at once, a contract's signing
+  and termination, a refund's ABNORMAL and then SUCCESS, and triggered samples have no object).
+  Past it, callbacks that finished (delivered or given up) are pruned, oldest finished first.
+* A pending callback is never dropped to make room: it ends only when acknowledged, when its
+  retries run out (WeChat Pay's 24 hours, on the business clock), or when the object it is about is
+  evicted (``give_up``). When every callback held is pending, a new one is refused
+  (``check_room``, ``enqueue``: ``RefusedError`` 429 ``RATELIMIT_EXCEEDED``, naming the limit) and
+  nothing is added; the world asks before it changes anything, so the action that would have sent
+  it is refused whole. Memory stays bounded whatever a client does: at most ``limit`` callbacks,
+  or after a restart or a lowered limit what was already held, never more.
 """
 
 from __future__ import annotations
@@ -33,13 +40,14 @@ import aiohttp
 import attrs
 
 from engine.sandbox import notify
+from engine.sandbox.objects import RefusedError
 from engine.sandbox.schedule import Schedule
 from engine.wire import RawResponse
 
 Sign = Callable[[bytes], RawResponse]
 Post = Callable[[str, RawResponse], Awaitable[tuple[int, str]]]
 ACKNOWLEDGED = (200, 204)
-DEFAULT_CALLBACK_LIMIT = 10_000  # the sandbox passes its object_limit
+DEFAULT_CALLBACK_LIMIT = 20_000  # the sandbox passes its callback_limit (2 x object_limit unless set)
 
 
 @attrs.define
@@ -102,7 +110,8 @@ class Outbox:
 
     @property
     def limit(self) -> int:
-        """The most callbacks held; setting it prunes down to the new limit."""
+        """The most callbacks held; setting it prunes finished ones down to the new limit (pending
+        ones beyond it stay, and new ones are refused until enough of them finish)."""
         return self._limit
 
     @limit.setter
@@ -111,14 +120,35 @@ class Outbox:
             self._limit = limit
             self._prune()
 
+    def check_room(self) -> None:
+        """``RefusedError`` 429 when one more pending callback would not fit; None when it would."""
+        with self._lock:
+            self._refuse_if_full(replacing=None)
+
+    def _refuse_if_full(self, replacing: Optional[Callback]) -> None:
+        pending = len(self._callbacks) - len(self._finished)
+        if replacing is not None and replacing.next_at is not None:
+            pending -= 1  # the same notification again takes its own place
+        if pending >= self._limit:
+            raise RefusedError(429, "RATELIMIT_EXCEEDED", self._full(pending))
+
+    def _full(self, pending: int) -> str:
+        return (
+            f"the sandbox holds {pending} callbacks still being retried, its callback limit: "
+            "acknowledge them, let their retries run out (advance the clock 25h), or raise the limit "
+            "(callback_limit, wechatpay sandbox serve --callback-limit)"
+        )
+
     @property
     def callbacks(self) -> list[Callback]:
         """Every callback held, oldest first (a copy)."""
         return list(self._callbacks.values())
 
     def enqueue(self, url: str, body: bytes, event_type: str, ref: str, now: float, pin: str = "") -> Callback:
+        """Queue a callback, due now; ``RefusedError`` 429 (nothing queued) when the outbox is full."""
         callback = Callback(_envelope_id(body), event_type, ref, url, body.decode("utf-8"), now, now, pin=pin)
         with self._lock:
+            self._refuse_if_full(replacing=self._callbacks.get(callback.id))
             self._add(callback)
             self._prune()
             self.version += 1
@@ -156,9 +186,8 @@ class Outbox:
         self._finished[callback.id] = None
 
     def _prune(self) -> None:
-        while len(self._callbacks) > self._limit:
-            if not self._finished:  # every one is pending: the oldest is given up
-                self._finish(next(iter(self._callbacks.values())))
+        """Forget finished callbacks, oldest first, down to the limit; a pending one is never pruned."""
+        while len(self._callbacks) > self._limit and self._finished:
             oldest = next(iter(self._finished))
             self._forget(self._callbacks[oldest])
             self.pruned += 1

@@ -29,13 +29,24 @@ Design decisions:
   full one is at most a few seconds behind, and the user's actions and the server's stop still save
   at once, so only a crash of the process can lose those seconds.
 * Memory is bounded by ``object_limit`` (default ``DEFAULT_OBJECT_LIMIT``, 10,000), which bounds
-  both the objects (settled ones are evicted oldest first, ``engine.sandbox.objects``) and the
-  callbacks (finished ones pruned, ``engine.sandbox.outbox``). ``world.json`` is what is held: an
-  evicted object is gone from the next save, and loading evicts down to the limit in force, so a
-  restart with a lower limit starts within it.
+  the objects (settled ones are evicted oldest first, ``engine.sandbox.objects``), and by
+  ``callback_limit``, which bounds the callbacks (finished ones pruned, ``engine.sandbox.outbox``).
+  The callback limit is its own because one object can have several callbacks pending (a
+  contract's signing and its termination, a refund's ABNORMAL and then its SUCCESS) and a
+  triggered sample has no object at all; unless set it is ``CALLBACKS_PER_OBJECT`` (2) times the
+  object limit, and follows it. ``world.json`` is what is held: an evicted object is gone from the
+  next save, and loading evicts down to the limit in force, so a restart with a lower limit starts
+  within it.
+* A change that would send a callback is admitted first (``_admit``: the transition is allowed and
+  the outbox has room), and only then made: an action refused for a full outbox (429
+  ``RATELIMIT_EXCEEDED``) has changed nothing, and no pending callback is ever dropped to make room
+  while its object is kept. A change that falls due by itself (a refund succeeding after
+  ``refund_delay``, an unconfirmed transfer cancelled) cannot be refused: while the outbox is full
+  it is postponed to the outbox's next delivery attempt, when a callback may finish and make room,
+  as WeChat Pay is late rather than silent.
 * A trigger on a throwaway object makes it (a refund's order too) only after everything that can
-  refuse the trigger has been asked (the URL, ``ObjectStore.fits``), and discards what it made if
-  it is refused after all: a refused trigger leaves the store as it was.
+  refuse the trigger has been asked (the URL, the outbox's room, ``ObjectStore.fits``), and
+  discards what it made if it is refused after all: a refused trigger leaves the store as it was.
 * ``on_time`` visits only the objects whose automatic transition fell due (``ObjectStore.due``)
   and the callbacks due (the outbox's schedule), so a tick costs what changes, not what is held.
 """
@@ -53,7 +64,15 @@ from engine.examples import example_payload
 from engine.fields import map_encrypted
 from engine.sandbox import flows, notify
 from engine.sandbox.answers import error_body
-from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT, KINDS, ObjectStore, Record, RefusedError, rfc3339
+from engine.sandbox.objects import (
+    DEFAULT_OBJECT_LIMIT,
+    KINDS,
+    ObjectStore,
+    Record,
+    RefusedError,
+    checked_limit,
+    rfc3339,
+)
 from engine.sandbox.outbox import Callback, Outbox
 from engine.sandbox.triggers import EventType, event_types, for_transition
 from engine.wire import Headers
@@ -82,15 +101,21 @@ FIXTURES = {  # the endpoint whose example payload makes a throwaway object for 
     **{("contract", scope): seed for scope, (seed, _) in flows.CONTRACT_SEEDS.items()},
 }
 Shape = Callable[[Descriptor, Optional[dict[str, Any]]], Any]
+CALLBACKS_PER_OBJECT = 2  # the default callback_limit, per object the store may hold
+POSTPONE_SECONDS = 15.0  # an automatic change waiting for room, when no delivery attempt is scheduled
 
 
 class World:
     """The objects of one sandbox and everything that moves them."""
 
-    def __init__(self, sandbox: "Sandbox", object_limit: int = DEFAULT_OBJECT_LIMIT) -> None:
+    def __init__(
+        self, sandbox: "Sandbox", object_limit: int = DEFAULT_OBJECT_LIMIT, callback_limit: Optional[int] = None
+    ) -> None:
         self.sandbox = sandbox
-        self.outbox = Outbox(self._sign, limit=object_limit)
+        self._callback_limit = None if callback_limit is None else checked_limit("callback_limit", callback_limit)
+        self.outbox = Outbox(self._sign)
         self.store = ObjectStore(object_limit, pins=self.outbox)  # checks the limit; pending callbacks pin
+        self.outbox.limit = self.callback_limit
         self.outbox.on_unpinned = self.store.unpinned
         self.order_ttl = 2 * 3600.0
         self.refund_delay = 60.0
@@ -114,13 +139,26 @@ class World:
 
     @property
     def object_limit(self) -> int:
-        """The most objects, and the most callbacks, kept; setting it evicts and prunes down to it."""
+        """The most objects kept; setting it evicts down to it (and moves a callback limit not set)."""
         return self.store.limit
 
     @object_limit.setter
     def object_limit(self, limit: int) -> None:
         self.store.limit = limit  # checks it
-        self.outbox.limit = limit
+        self.outbox.limit = self.callback_limit
+
+    @property
+    def callback_limit(self) -> int:
+        """The most callbacks kept: as set, else ``CALLBACKS_PER_OBJECT`` times ``object_limit``.
+
+        Setting it prunes finished callbacks down to it; None goes back to following the object limit.
+        """
+        return self._callback_limit or CALLBACKS_PER_OBJECT * self.store.limit
+
+    @callback_limit.setter
+    def callback_limit(self, limit: Optional[int]) -> None:
+        self._callback_limit = None if limit is None else checked_limit("callback_limit", limit)
+        self.outbox.limit = self.callback_limit
 
     # -- serving calls -------------------------------------------------------------------------
 
@@ -176,17 +214,39 @@ class World:
         url: Optional[str] = None,
         refusal: int = 409,
     ) -> Optional[Callback]:
-        """Move ``record`` to ``state`` and queue the callback that change sends, if any."""
-        try:
+        """Move ``record`` to ``state`` and queue the callback that change sends, if any.
+
+        Refused (``RefusedError``, nothing changed) when the state does not allow it or the outbox has
+        no room for its callback.
+        """
+        with self.store.lock:  # every enqueue is made under it: what was admitted stays admitted
+            event, target = self._admit(record, state, url, refusal)
             self.store.move(record, state, now, due_at)
+            if event is None or target is None:
+                return None
+            envelope = self._envelope(event, record, now)
+            return self.outbox.enqueue(target, envelope, event.name, record.ref, now, pin=record.pin)
+
+    def _admit(
+        self, record: Record, state: str, url: Optional[str] = None, refusal: int = 409
+    ) -> tuple[Optional[EventType], Optional[str]]:
+        """Refuse a change before anything is made of it; else the event it sends and where to."""
+        try:
+            self.store.check_move(record, state)
         except RefusedError as error:
             raise RefusedError(refusal, "INVALID_REQUEST" if refusal == 400 else error.code, error.message) from None
+        event, target = self._callback(record, state, url)
+        if event is not None:
+            self.outbox.check_room()
+        return event, target
+
+    def _callback(
+        self, record: Record, state: str, url: Optional[str] = None
+    ) -> tuple[Optional[EventType], Optional[str]]:
+        """The event ``record`` becoming ``state`` sends and its target; (None, None) when it sends none."""
         event = for_transition(record, state)
         target = url or record.notify_url
-        if event is None or not target:
-            return None
-        envelope = self._envelope(event, record, now)
-        return self.outbox.enqueue(target, envelope, event.name, record.ref, now, pin=record.pin)
+        return (event, target) if event is not None and target else (None, None)
 
     def _envelope(self, event: EventType, record: Record, now: float) -> bytes:
         resource = event.resource(record, self.sandbox.identity.mchid)
@@ -223,8 +283,8 @@ class World:
             record = self.find(("order", "combine_order"), out_trade_no)
             state = "PAYERROR" if fail else "SUCCESS"
             due_at = record.due_at if fail else None
-            record.fields.setdefault("payer", record.fields.get("payer") or {"openid": _openid()})
-            return self._act(record, state, due_at=due_at, url=url)
+            payer = {"payer": record.fields.get("payer") or {"openid": _openid()}}
+            return self._act(record, state, due_at=due_at, url=url, fields=payer)
 
     def confirm_transfer(
         self, out_bill_no: str, *, fail: bool = False, url: Optional[str] = None
@@ -232,16 +292,14 @@ class World:
         """The user confirms receipt of a transfer (``fail``: the transfer fails instead)."""
         with self.store.lock:
             record = self.find(("transfer",), out_bill_no)
-            if fail:
-                record.fields["fail_reason"] = "TRANSFER_RISK"
-            return self._act(record, "FAIL" if fail else "SUCCESS", url=url)
+            reason = {"fail_reason": "TRANSFER_RISK"} if fail else {}
+            return self._act(record, "FAIL" if fail else "SUCCESS", url=url, fields=reason)
 
     def sign_contract(self, out_contract_code: str, *, url: Optional[str] = None) -> Optional[Callback]:
         """The user signs a pre-entrust-sign contract."""
         with self.store.lock:
             record = self.find(("contract",), out_contract_code)
-            record.fields.setdefault("openid", _openid())
-            return self._act(record, "SIGNED", url=url)
+            return self._act(record, "SIGNED", url=url, fields={"openid": record.fields.get("openid") or _openid()})
 
     def terminate_contract(
         self,
@@ -254,8 +312,7 @@ class World:
         url: Optional[str] = None,
     ) -> Optional[Callback]:
         with self.store.lock:
-            if record.state != "SIGNED":
-                self.transition(record, "TERMINATED", now, refusal=refusal)  # raises, naming the state
+            self._admit(record, "TERMINATED", url, refusal)  # before the fields change
             record.fields["contract_terminate_info"] = {
                 "contract_termination_mode": mode,
                 "contract_terminated_time": rfc3339(now),
@@ -271,10 +328,19 @@ class World:
             return self._act(self.find(("refund",), out_refund_no), state, url=url)
 
     def _act(
-        self, record: Record, state: str, *, due_at: Optional[float] = None, url: Optional[str] = None
+        self,
+        record: Record,
+        state: str,
+        *,
+        due_at: Optional[float] = None,
+        url: Optional[str] = None,
+        fields: Optional[dict[str, Any]] = None,
     ) -> Optional[Callback]:
+        """The user's change of ``record`` to ``state``, with the ``fields`` it sets once admitted."""
         if record.kind == "contract" and state == "TERMINATED":
             return self.terminate_contract(record, self.now, url=url)
+        self._admit(record, state, url)
+        record.fields.update(fields or {})
         callback = self.transition(record, state, self.now, due_at=due_at, url=url)
         self.save()
         return callback
@@ -310,6 +376,7 @@ class World:
     def _on_throwaway(self, event: EventType, url: Optional[str]) -> tuple[Optional[Record], Any]:
         """Send ``event`` on a throwaway object; refused, it leaves the store as it was (the module
         docstring says how)."""
+        self.outbox.check_room()
         count = 1 + (KINDS[event.kinds[0]].parent is not None)  # a refund needs its order made too
         if not self.store.fits(count):
             raise RefusedError(429, "RATELIMIT_EXCEEDED", self.store.full_message(count))
@@ -332,7 +399,8 @@ class World:
         if url is None:
             raise RefusedError(400, "NO_URL", f"{name} has no object with a notify_url: give a URL to forward to")
         body = self.sandbox.event(name).body
-        return self.outbox.enqueue(url, body, name, f"event/{name}", self.now)
+        with self.store.lock:  # as in transition
+            return self.outbox.enqueue(url, body, name, f"event/{name}", self.now)
 
     def _fixture(self, event: EventType, made: list[Record]) -> Record:
         """A throwaway object for ``event``, each record made appended to ``made`` as it is made."""
@@ -378,12 +446,19 @@ class World:
     async def on_time(self, now: float) -> None:
         with self.store.lock:
             for record in self.store.due(now):  # only what fell due: settled records are never visited
-                assert record.due_at is not None
-                self.transition(record, AUTOMATIC[(record.kind, record.state)], record.due_at)
+                self._fall_due(record, now)
             self._certificates_on_time(now)
         await self.outbox.deliver_due(now)
         if _pace_clock() >= self._next_paced_save:
             self.save()
+
+    def _fall_due(self, record: Record, now: float) -> None:
+        """Make ``record``'s automatic change, or postpone it while the outbox has no room for its callback."""
+        assert record.due_at is not None
+        try:
+            self.transition(record, AUTOMATIC[(record.kind, record.state)], record.due_at)
+        except RefusedError:  # only a full outbox refuses an automatic change (the table allows them all)
+            self.store.postpone(record, max(now, self.outbox.next_due() or now + POSTPONE_SECONDS))
 
     async def deliver_due(self) -> list[Callback]:
         """Attempt every callback due now (what ``clock.advance(0)`` does too)."""
