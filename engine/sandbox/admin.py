@@ -13,6 +13,18 @@ Design decisions:
 * A refusal from the sandbox (no such object, a state that does not allow the action, an unknown
   event type) is a 404/409/400 with ``{"error": {"code", "message"}}``, the message naming what is
   wrong; the CLI prints it as its one error line.
+* Reads and the lock. The store and the outbox are changed under their locks (the store's, then
+  the outbox's) by the served loop and by other threads (a blocking ``TestClock.advance``, an
+  in-process engine on the same sandbox). The listings of objects and callbacks are built and
+  serialised under ``World.consistent()`` (``_consistent``), so they never show half of a change;
+  the JSON is written before the lock is let go, because the views share the records' field dicts.
+  An action or trigger runs with the answer it gives under the store's lock (``_refusable``), so
+  the state it reports is the one it made. Each of these holds a lock in synchronous code only,
+  never across an ``await``: the ticker and a blocking advance wait for it at most as long as a
+  view takes to build, and nothing waits on the loop while holding it. The other reads need no
+  lock: the event types are constants; the clock is one offset read once, and a read of it races
+  an advance only as a request sent a moment earlier or later would; the exchanges and faults are
+  not the store's.
 * Routes (all JSON; the inspector's page and stream live in ``engine.sandbox.inspector``)::
 
       POST /sandbox/actions/pay               {"out_trade_no", "fail"?}
@@ -52,6 +64,7 @@ from engine.sandbox.triggers import event_types
 
 if TYPE_CHECKING:
     from engine.sandbox.emulator import Sandbox
+    from engine.sandbox.world import World
 
 Problem = dict[str, str]
 Spec = dict[str, tuple[type | tuple[type, ...], bool]]  # field -> (types, required)
@@ -109,7 +122,7 @@ class Routes:
         body, problems = await _validated(http, spec)
         if problems:
             return _invalid(problems)
-        return _refusable(lambda: self._acted(run(body), body))
+        return _refusable(self.world, lambda: self._acted(run(body), body))
 
     def _acted(self, callback: Any, body: dict[str, Any]) -> web.Response:
         number = next(v for k, v in body.items() if k.startswith("out_"))
@@ -139,7 +152,7 @@ class Routes:
             record, callback = self.world.trigger(body["event_type"], body.get("object"), url)
             return web.json_response(_outcome(record, callback), status=202)
 
-        return _refusable(run)
+        return _refusable(self.world, run)
 
     async def events(self, http: web.Request) -> web.Response:
         listing = [
@@ -172,21 +185,29 @@ class Routes:
     async def objects(self, http: web.Request) -> web.Response:
         from engine.sandbox.inspector import object_view
 
-        return web.json_response([object_view(record) for record in self.world.store])
+        _, text = self._consistent(lambda: [object_view(record) for record in self.world.store])
+        return web.json_response(text=text)
 
     async def one_object(self, http: web.Request) -> web.Response:
         from engine.sandbox.inspector import object_view
 
         kind, number = http.match_info["kind"], http.match_info["number"]
-        found = [r for r in self.world.store.find((kind,), number)]
+        found, text = self._consistent(lambda: [object_view(r) for r in self.world.store.find((kind,), number)])
         if not found:
             return _error(404, "RESOURCE_NOT_EXISTS", f"no {kind} with number {number!r} in this sandbox")
-        return web.json_response([object_view(record) for record in found])
+        return web.json_response(text=text)
 
     async def callbacks(self, http: web.Request) -> web.Response:
         from engine.sandbox.inspector import callback_view
 
-        return web.json_response([callback_view(c) for c in self.world.outbox.callbacks])
+        _, text = self._consistent(lambda: [callback_view(c) for c in self.world.outbox.callbacks])
+        return web.json_response(text=text)
+
+    def _consistent(self, build: Callable[[], Any]) -> tuple[Any, str]:
+        """What ``build`` returns and its JSON, both made while no writer acts (see the module docstring)."""
+        with self.world.consistent():
+            built = build()
+            return built, json.dumps(built)
 
     async def rotate(self, http: web.Request) -> web.Response:
         return web.json_response({"serial_no": self.sandbox.rotate_certificate()})
@@ -359,9 +380,11 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-def _refusable(run: Callable[[], web.Response]) -> web.Response:
+def _refusable(world: "World", run: Callable[[], web.Response]) -> web.Response:
+    """``run`` (an action and the answer saying what it did) under the store's lock; a refusal's answer."""
     try:
-        return run()
+        with world.store.lock:
+            return run()
     except RefusedError as refusal:
         return _error(refusal.status, refusal.code, refusal.message)
 

@@ -120,6 +120,11 @@ class Outbox:
             self._limit = limit
             self._prune()
 
+    @property
+    def lock(self) -> threading.Lock:
+        """Held by every change (not reentrant; the order is the store's lock, then this one)."""
+        return self._lock
+
     def check_room(self) -> None:
         """``RefusedError`` 429 when one more pending callback would not fit; None when it would."""
         with self._lock:

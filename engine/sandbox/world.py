@@ -47,17 +47,23 @@ Design decisions:
 * A trigger on a throwaway object makes it (a refund's order too) only after everything that can
   refuse the trigger has been asked (the URL, the outbox's room, ``ObjectStore.fits``), and
   discards what it made if it is refused after all: a refused trigger leaves the store as it was.
+* ``consistent()`` holds every writer off (the store's lock, then the outbox's: the one order both
+  are taken in): ``save`` takes its mark and dump under it, and the admin API and the inspector
+  build their views under it. It is taken and released in synchronous code only, never across an
+  ``await``, so the served ticker (which takes the store's lock in ``on_time``) and a blocking
+  ``advance`` in another thread only ever wait for a view to be built, never for each other.
 * ``on_time`` visits only the objects whose automatic transition fell due (``ObjectStore.due``)
   and the callbacks due (the outbox's schedule), so a tick costs what changes, not what is held.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from engine.descriptor import Descriptor
 from engine.examples import example_payload
@@ -159,6 +165,13 @@ class World:
     def callback_limit(self, limit: Optional[int]) -> None:
         self._callback_limit = None if limit is None else checked_limit("callback_limit", limit)
         self.outbox.limit = self.callback_limit
+
+    @contextlib.contextmanager
+    def consistent(self) -> Iterator[None]:
+        """Hold every writer off while reading objects and callbacks together (synchronous code only:
+        never ``await`` inside, and call nothing that changes the outbox)."""
+        with self.store.lock, self.outbox.lock:
+            yield
 
     # -- serving calls -------------------------------------------------------------------------
 
@@ -510,7 +523,7 @@ class World:
         from engine.sandbox.state import write_private
 
         started = _pace_clock()
-        with self.store.lock:  # the mark and the dump together: a change made meanwhile is not marked saved
+        with self.consistent():  # the mark and the dump together: a change made meanwhile is not marked saved
             mark = self._mark()
             objects, callbacks = self.store.dump(), self.outbox.dump()
         data = {"clock_offset": mark[1], "objects": objects, "callbacks": callbacks}

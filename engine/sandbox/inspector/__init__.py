@@ -17,6 +17,12 @@ Design decisions:
 * Objects show their fields with the ones that travelled encrypted masked; callbacks show their
   event, target URL and every delivery attempt, never their (encrypted) body.
 * The record of exchanges is a bounded ring (``size``), independent of the sandbox's own record.
+* A snapshot is built and serialised under ``World.consistent()`` (``snapshot_text``), so it never
+  shows half of a change another thread is making (an order paid but its callback not yet queued,
+  a state without its history entry), and the JSON is written before the lock is let go: the views
+  share the records' field dicts rather than copying them. The lock is released before the stream
+  awaits its write. ``version()`` reads counters without it: a stale one only delays the next
+  push by one poll.
 """
 
 from __future__ import annotations
@@ -66,6 +72,17 @@ class Inspector:
         return self.seen, world.version, len(self.sandbox.faults), round(self.sandbox.time.offset, 3)
 
     def snapshot(self) -> dict[str, Any]:
+        """What the page shows, taken while no writer acts (its fields are the records' own: read it
+        at once, or use ``snapshot_text``)."""
+        with self.sandbox.world.consistent():
+            return self._snapshot()
+
+    def snapshot_text(self) -> str:
+        """The snapshot as JSON, serialised before any writer may act again."""
+        with self.sandbox.world.consistent():
+            return json.dumps(self._snapshot(), ensure_ascii=False)
+
+    def _snapshot(self) -> dict[str, Any]:
         world = self.sandbox.world
         now = self.sandbox.time.now()
         return {
@@ -97,7 +114,7 @@ class Inspector:
         return web.Response(text=PAGE.read_text(encoding="utf-8"), content_type="text/html", charset="utf-8")
 
     async def _state(self, http: web.Request) -> web.Response:
-        return web.json_response(self.snapshot())
+        return web.json_response(text=self.snapshot_text())
 
     async def _stream(self, http: web.Request) -> web.StreamResponse:
         """Server-sent events: a snapshot now, and another each time something changes."""
@@ -109,7 +126,7 @@ class Inspector:
             while not closing.is_set():
                 if self.version() != sent:
                     sent = self.version()
-                    data = json.dumps(self.snapshot(), ensure_ascii=False)
+                    data = self.snapshot_text()
                     await response.write(f"data: {data}\n\n".encode())
                 await asyncio.sleep(STREAM_POLL_SECONDS)
         except (ConnectionResetError, RuntimeError):  # the page went away
