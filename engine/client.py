@@ -27,7 +27,9 @@ Design decisions:
   merchants can share one Redis without seeing each other's state. An unreachable store fails here.
 * ``defaults`` fill fields such as ``sp_mchid`` or ``notify_url`` into payloads that leave them out
   (``engine.defaults``), before validation.
-* The repr names the merchant and key ids only.
+* The repr names the merchant and key ids only. The constructors (``Engine(...)``, ``Engine.sandbox``,
+  ``Engine.from_env``) box key settings and a store URL in ``Secret`` before their first line, so no
+  frame of a refused construction shows them.
 * ``import engine`` loads what a first call needs and no more: certificate mode (and with it
   ``cryptography.x509``, a tenth of the import), bill downloads and the chainable style are
   imported by the methods that use them.
@@ -105,6 +107,33 @@ SECRET_SETTINGS = ("private_key", "apiv3_key", "apiv2_key", "client_certificate"
 SECRET_TEXT_SETTINGS = ("store",)  # boxed when text: a store URL may carry a password
 
 
+def _hidden(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` (changed in place) with the key settings, and a store URL, boxed in ``Secret``."""
+    for name in SECRET_SETTINGS:
+        if name in settings:
+            settings[name] = hide(settings[name])
+    for name in SECRET_TEXT_SETTINGS:
+        if isinstance(settings.get(name), str):
+            settings[name] = hide(settings[name])
+    return settings
+
+
+def _boxing(make: Callable[P, T]) -> Callable[P, T]:
+    """``make`` (a constructor taking ``Engine`` settings as keywords) with those settings boxed first.
+
+    Here, before its first line, because ``make``'s frame holds its keywords (``**options``) for as
+    long as it runs: so no frame of a traceback of a refused ``Engine.sandbox(...)`` or
+    ``Engine.from_env(...)`` shows a key or a store password (``engine.secret``).
+    """
+
+    @functools.wraps(make)
+    def boxing(*args: P.args, **kwargs: P.kwargs) -> T:
+        _hidden(kwargs)
+        return make(*args, **kwargs)
+
+    return boxing
+
+
 def _guarded(init: Callable[P, None]) -> Callable[P, None]:
     """``init`` behind what must come before its first line.
 
@@ -117,12 +146,7 @@ def _guarded(init: Callable[P, None]) -> Callable[P, None]:
 
     @functools.wraps(init)
     def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
-        for name in SECRET_SETTINGS:
-            if name in kwargs:
-                kwargs[name] = hide(kwargs[name])
-        for name in SECRET_TEXT_SETTINGS:
-            if isinstance(kwargs.get(name), str):
-                kwargs[name] = hide(kwargs[name])
+        _hidden(kwargs)
         if len(args) > 1:
             raise ConfigurationError("Engine takes its settings by name: Engine(mchid=..., ...)")
         if "mchid" not in kwargs:
@@ -251,6 +275,7 @@ class Engine:
         return V2NotificationReceiver(self.credentials)
 
     @classmethod
+    @_boxing
     def sandbox(
         cls, *, identity: Any = None, plugins: Iterable[Any] = (), mode: str = "public_key", **options: Any
     ) -> "Engine":
@@ -265,8 +290,8 @@ class Engine:
 
         identity = identity or SandboxIdentity.generate()
         emulator = Sandbox(identity, clock=options.get("clock", time.time), mode=mode)
-        try:
-            settings = {**identity.engine_settings(mode), **options}
+        try:  # the identity's keys are boxed too: this frame holds them until the engine is built
+            settings = _hidden({**identity.engine_settings(mode), **options})
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         engine = cls(base_url=SANDBOX_URL, plugins=[SandboxTransportPlugin(emulator), *plugins], **settings)
@@ -275,6 +300,7 @@ class Engine:
         return engine
 
     @classmethod
+    @_boxing
     def from_env(cls, *, environ: Optional[Mapping[str, str]] = None, **options: Any) -> "Engine":
         """An engine configured by the ``WECHATPAY_*`` variables (see ``engine.environment``).
 

@@ -42,7 +42,7 @@ import os
 from typing import Any, Mapping, Optional
 
 from engine.errors import ConfigurationError
-from engine.secret import Secret, hide
+from engine.secret import Secret, hide, reveal
 
 ENVIRONMENT = {
     "mchid": "WECHATPAY_MCHID",
@@ -106,8 +106,8 @@ def paired_client_certificate(
 ) -> dict[str, Any]:
     """``settings`` with a ``client_certificate`` path paired with its key: ``WECHATPAY_CLIENT_KEY`` of
     ``environ`` (default ``os.environ``), else the ``private_key`` setting."""
-    certificate = settings.get("client_certificate")
-    if not isinstance(certificate, str):  # absent, or already in a form Engine takes
+    # The setting may arrive boxed (Engine.from_env boxes its keywords): it is looked at inside the box.
+    if not isinstance(reveal(settings.get("client_certificate")), str):  # absent, or a form Engine takes
         return dict(settings)
     source = os.environ if environ is None else environ
     key = hide(source.get(CLIENT_KEY)) or settings.get("private_key")
@@ -115,4 +115,4 @@ def paired_client_certificate(
         raise ConfigurationError(
             f"{ENVIRONMENT['client_certificate']} needs its key: set {CLIENT_KEY} (apiclient_key.pem)"
         )
-    return {**settings, "client_certificate": (certificate, key)}
+    return {**settings, "client_certificate": (settings["client_certificate"], key)}

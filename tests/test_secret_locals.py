@@ -257,3 +257,55 @@ def test_a_rejected_client_certificate_leaves_no_key_or_password_in_frame_locals
         text = engine_frames(caught.value)
         for secret in [*secrets_of(identity, []), "a-wrong-p12-password", "K" * 32]:
             assert secret not in text
+
+
+# -- the other constructors: Engine.sandbox and Engine.from_env hold their keywords in their frames --
+
+
+STORE_PASSWORD = "hunter2-sandbox-store-password"
+
+
+def test_a_refused_sandbox_engine_leaves_no_key_or_store_password_in_frame_locals(identity) -> None:
+    """``Engine.sandbox(**options)`` held the options and the identity's keys in its own frame."""
+    key = "K" * 31 + "!"
+    with pytest.raises(EngineError) as caught:  # the keys and the store URL are fine; the timeout is not
+        Engine.sandbox(
+            identity=identity,
+            load_entry_points=False,
+            apiv2_key=key,
+            store=f"redis://:{STORE_PASSWORD}@127.0.0.1:9/0",
+            timeout=-1,
+        )
+    text = engine_frames(caught.value)
+    assert " sandbox {" in text, "the traceback should pass through Engine.sandbox"
+    for secret in [*secrets_of(identity, []), *apiv2_secrets(identity.apiv2_key), key, STORE_PASSWORD]:
+        assert secret not in text
+
+
+def test_keywords_of_a_refused_from_env_leave_no_key_or_store_password_in_frame_locals(identity, tmp_path) -> None:
+    """Keywords win over the environment; a refusal (here: no merchant id) must not show them either,
+    and a certificate path given as a keyword, boxed with the rest, is still paired with its key."""
+    from engine import ClientCertificate
+
+    pem = identity.merchant_private_pem().decode()
+    with pytest.raises(EngineError, match="WECHATPAY_MCHID") as caught:
+        Engine.from_env(
+            environ={},
+            private_key=pem,
+            apiv3_key=identity.apiv3_key,
+            apiv2_key=identity.apiv2_key,
+            store=f"redis://:{STORE_PASSWORD}@127.0.0.1:9/0",
+        )
+    text = engine_frames(caught.value)
+    for secret in [*secrets_of(identity, []), *apiv2_secrets(identity.apiv2_key), STORE_PASSWORD]:
+        assert secret not in text
+    cert, key = tmp_path / "apiclient_cert.pem", tmp_path / "apiclient_key.pem"
+    cert.write_bytes(identity.merchant_certificate_pem())
+    key.write_bytes(identity.merchant_private_pem())
+    environ = {
+        "WECHATPAY_MCHID": identity.mchid,
+        "WECHATPAY_APIV2_KEY": identity.apiv2_key.decode(),
+        "WECHATPAY_CLIENT_KEY": str(key),
+    }
+    with Engine.from_env(environ=environ, client_certificate=str(cert), load_entry_points=False) as engine:
+        assert engine.pipeline.settings.client_certificate.serial == ClientCertificate.from_pem(cert, key).serial
