@@ -13,9 +13,11 @@ Design decisions:
   (``StaticKeys`` or ``CertificateKeys``) and the ``Executor`` that strings them together, each
   given what it needs at construction; nothing is patched in afterwards.
 * ``call`` (sync) and ``acall`` (async) are one code path: ``call`` runs ``acall``'s coroutine through
-  ``Runtime.run_sync``, with a bounded wait. Transports are made per event loop by the
-  ``wxpay_transport`` hook; ``Engine(transport=...)`` is a plugin answering that hook with the
-  given object, so the Stubber (``tryfirst``) still takes over.
+  ``Runtime.run_sync``, with a bounded wait. So does every other sync method with an async twin
+  (``download``, ``download_certificates``, ``acknowledge_notification``), through the one
+  ``_run_sync``; the few that differ on purpose say why where they do. Transports are made per
+  event loop by the ``wxpay_transport`` hook; ``Engine(transport=...)`` is a plugin answering that
+  hook with the given object, so the Stubber (``tryfirst``) still takes over.
 * The merchant key is a key-level signer: ``private_key`` becomes a ``PrivateKeySigner``, or
   ``signer=`` is any object with ``sign(data) -> bytes`` (a KMS, an HSM). Every merchant signature
   goes through it.
@@ -333,9 +335,8 @@ class Engine:
 
         ``retry`` replaces the engine's retry policy for this call (``RetryPolicy.never()``: one attempt).
         """
-        policy = configuration.check_retry(retry) if retry is not None else self.retry
-        bound = self._sync_bound(policy)
-        return self.runtime.run_sync(lambda: self._acall(endpoint, payload, headers=headers, retry=policy), bound)
+        policy = configuration.check_retry(retry) if retry is not None else None
+        return self._run_sync(lambda: self._acall(endpoint, payload, headers=headers, retry=policy), policy)
 
     async def _acall(
         self,
@@ -369,13 +370,15 @@ class Engine:
         """The WeChat Pay keys this engine trusts now (public keys and platform certificates)."""
         return self.keys.keyring
 
-    def _run_sync(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        return self.runtime.run_sync(make, self._sync_bound(self.retry))
+    def _run_sync(self, make: Callable[[], Coroutine[Any, Any, T]], policy: Optional[RetryPolicy] = None) -> T:
+        """How every sync method runs its async twin: ``make()``'s coroutine through ``Runtime.run_sync``.
 
-    def _sync_bound(self, policy: RetryPolicy) -> float:
-        """How long a sync caller may wait: a call may need a certificate download and a refresh besides
-        itself, each within its policy's deadline; plus a margin."""
-        return 3 * policy.deadline + SYNC_MARGIN_SECONDS
+        The wait is bounded by ``policy`` (the engine's unless a call brought its own): a call may need
+        a certificate download and a refresh besides itself, each within the policy's deadline; plus a
+        margin. (The bound is worked out here, not in a helper: ``call`` comes through here every time.)
+        """
+        deadline = (self.retry if policy is None else policy).deadline
+        return self.runtime.run_sync(make, 3 * deadline + SYNC_MARGIN_SECONDS)
 
     def _make_transport(self) -> Transport:
         config = self.pipeline.settings.transport_config()
@@ -428,9 +431,12 @@ class Engine:
         It remembers nothing: after processing, call ``acknowledge_notification`` (or use
         ``handle_notification[_sync]``, which claim, run the handler and acknowledge for you).
         """
+        # Deliberately not always its async twin: with keys that never refresh, parsing is plain
+        # synchronous code with nothing to await, so it runs here, on no event loop and with no bound;
+        # only certificate mode, which may refresh the keys first, goes through aparse_notification.
         if not self.keys.refreshes:
             return self.notifications.parse(headers, body)
-        return self._run_sync(lambda: self.notifications.aparse(headers, body))
+        return self._run_sync(lambda: self.aparse_notification(headers, body))
 
     async def aparse_notification(self, headers: Mapping[str, str], body: Union[bytes, str]) -> Notification:
         """The async form of ``parse_notification``."""
@@ -438,10 +444,11 @@ class Engine:
 
     def acknowledge_notification(self, notification: Notification) -> None:
         """Record a parsed notification as processed (``notification_ttl``, 25 h by default)."""
-        self._run_sync(lambda: self.notifications.acknowledge(notification))
+        self._run_sync(lambda: self.aacknowledge_notification(notification))
 
     async def aacknowledge_notification(self, notification: Notification) -> None:
         """The async form of ``acknowledge_notification``."""
+        self.runtime.check_open()  # as the sync form's run_sync does: a closed engine records nothing
         await self.notifications.acknowledge(notification)
 
     async def handle_notification(self, headers: Mapping[str, str], body: Union[bytes, str], handler: Handler) -> Reply:
@@ -451,6 +458,9 @@ class Engine:
 
     def handle_notification_sync(self, headers: Mapping[str, str], body: Union[bytes, str], handler: Handler) -> Reply:
         """For WSGI frameworks: the same, with ``handler`` called in this thread outside any event loop."""
+        # Not run_sync(handle_notification): that would call a sync handler inside the private loop
+        # (Django's ORM refuses to run in one). The receiver drives the same begin/finish coroutines
+        # through _run_sync and calls the handler between them, here.
         return self.notifications.handle_sync(headers, body, handler, self._run_sync)
 
     def notification_handler(self, handler: Handler) -> Callable[[Any], Any]:
@@ -530,6 +540,9 @@ class Engine:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    # close is not run_sync(aclose): run_sync refuses a closed runtime and runs on one loop, while
+    # close must release every loop's resources (and the very loops run_sync drives). Runtime.aclose
+    # is close plus awaiting the running loop's own resources, so the two share one release.
     async def aclose(self) -> None:
         """Release everything; from async code (the running loop's transport is awaited)."""
         await self.runtime.aclose()

@@ -216,6 +216,8 @@ def test_a_sync_wait_is_bounded_even_when_the_transport_never_answers(identity, 
 def test_a_closed_engine_refuses_calls_instead_of_hanging_or_reopening(identity) -> None:
     engine = Engine.sandbox(identity=identity)
     assert engine.call(PAPAY, COMBINE_PAPAY).status == 200
+    callback = engine.emulator.payment_succeeded("T-closed", total=1)
+    notification = engine.parse_notification(dict(callback.headers.items()), callback.body)
     engine.close()
     engine.close()  # closing twice is fine
     with pytest.raises(UsageError, match="closed"):
@@ -224,6 +226,12 @@ def test_a_closed_engine_refuses_calls_instead_of_hanging_or_reopening(identity)
         asyncio.run(engine.acall(PAPAY, COMBINE_PAPAY))
     with pytest.raises(UsageError, match="closed"):
         engine.download_certificates()
+    for acknowledge in (  # the async twin refuses as the sync form does (it recorded into the store)
+        engine.acknowledge_notification,
+        lambda notification: asyncio.run(engine.aacknowledge_notification(notification)),
+    ):
+        with pytest.raises(UsageError, match="closed"):
+            acknowledge(notification)
 
 
 def test_aclose_inside_the_loop_then_refuses(identity) -> None:
