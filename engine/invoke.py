@@ -8,13 +8,36 @@ Design decisions:
   merchant signature. Parameter names and casing are exactly what
   ``wx.requestPayment`` and the app SDKs expect, so the result can be handed to the client as is.
 * Timestamp and nonce come from the engine's injectable clock and nonce factory.
+* Both forms take their inputs through one step (``_stamped``): ``appid`` and ``prepay_id`` must be
+  non-empty text on one line, or the call is a ``UsageError`` before anything is signed. The
+  signed message is lines ending in ``\\n``, so a value with a line break in it would sign
+  different fields from the ones handed to the client.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
+from engine.errors import UsageError
 from engine.keys import MerchantCredentials
+
+
+def _stamped(appid: Any, prepay_id: Any, clock: Callable[[], float], nonce: Callable[[], str]) -> tuple[str, str]:
+    """The timestamp and nonce of one invocation, once ``appid`` and ``prepay_id`` are fit to sign."""
+    for name, value in (("appid", appid), ("prepay_id", prepay_id)):
+        unfit = _unfit(value)
+        if unfit:
+            raise UsageError(f"{name} must be a non-empty string on one line, got {unfit}")
+    return str(int(clock())), nonce()
+
+
+def _unfit(value: Any) -> str:
+    """What is wrong with ``value`` as one signed line (``""`` when nothing is)."""
+    if not isinstance(value, str):
+        return type(value).__name__
+    if not value:
+        return "an empty string"
+    return "a line break in it" if "\n" in value or "\r" in value else ""
 
 
 def _signed(credentials: MerchantCredentials, *lines: str) -> str:
@@ -25,7 +48,8 @@ def jsapi_parameters(
     credentials: MerchantCredentials, appid: str, prepay_id: str, clock: Callable[[], float], nonce: Callable[[], str]
 ) -> dict[str, str]:
     """``wx.requestPayment`` / JSAPI ``WeixinJSBridge`` parameters for a prepay_id."""
-    timestamp, nonce_str, package = str(int(clock())), nonce(), f"prepay_id={prepay_id}"
+    timestamp, nonce_str = _stamped(appid, prepay_id, clock, nonce)
+    package = f"prepay_id={prepay_id}"
     return {
         "appId": appid,
         "timeStamp": timestamp,
@@ -40,7 +64,7 @@ def app_parameters(
     credentials: MerchantCredentials, appid: str, prepay_id: str, clock: Callable[[], float], nonce: Callable[[], str]
 ) -> dict[str, str]:
     """The APP SDK's ``PayReq`` parameters for a prepay_id."""
-    timestamp, nonce_str = str(int(clock())), nonce()
+    timestamp, nonce_str = _stamped(appid, prepay_id, clock, nonce)
     return {
         "appid": appid,
         "partnerid": credentials.mchid,

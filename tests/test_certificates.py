@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import COMBINE_PAPAY, REAL_NAME
 
-from engine import ApiError, ConfigurationError, Engine, MalformedResponseError, SignatureError
+from engine import ApiError, ConfigurationError, Engine, MalformedResponseError, SignatureError, UsageError
 from engine.certificates import decrypt_certificates
 from engine.crypto import rsa_verify
 from engine.keys import load_certificate, load_private_key
@@ -184,6 +184,31 @@ def test_app_payment_parameters(make_engine) -> None:
         "wx2014",
     )
     assert _verifies(engine, "wxapp\n1700000000\nN0NCE\nwx2014\n", params["sign"])
+
+
+@pytest.mark.parametrize(
+    ("appid", "prepay_id", "message"),
+    [
+        (None, "wx2014", "appid must be a non-empty string on one line, got NoneType"),
+        ("", "wx2014", "appid must be a non-empty string on one line, got an empty string"),
+        ("wxapp", "wx2014\n1700000000", "prepay_id must be a non-empty string on one line, got a line break in it"),
+        ("wxapp\r", "wx2014", "appid must be a non-empty string on one line, got a line break in it"),
+    ],
+)
+def test_payment_parameters_refuse_what_cannot_be_one_signed_line(
+    make_engine, monkeypatch, appid, prepay_id, message
+) -> None:
+    """The signed message is one value a line: a line break would sign other fields than those handed out."""
+    from engine.keys import MerchantCredentials
+
+    engine = make_engine()
+    signed: list[bytes] = []
+    monkeypatch.setattr(MerchantCredentials, "sign", lambda self, data: signed.append(data) or "x")
+    for build in (engine.jsapi_payment, engine.app_payment):
+        with pytest.raises(UsageError) as caught:
+            build(appid, prepay_id)
+        assert str(caught.value) == message
+    assert signed == []
 
 
 def test_callbacks_signed_with_a_rotated_certificate_refresh_once(make_engine) -> None:
