@@ -23,6 +23,12 @@ Design decisions:
   fills in (``fills``), whether the answer is signed (``signed_answer``), whether the merchant's TLS
   client certificate is needed (``client_certificate``), groups of alternatives (``one_of``), and a
   documented redirect answer (``redirect``).
+* **Which key encrypts is a trait too** (``encryption``). A field marked ``encrypted`` is encrypted
+  for WeChat Pay; the descriptor's ``Encryption`` names the key and the scheme. By default (APIv3)
+  that is the WeChat Pay key of the engine's keyring, named in ``Wechatpay-Serial``; APIv2
+  ``pay_bank`` says ``key: pay_bank``, the RSA key ``risk/getpublickey`` hands out, which no header
+  names. The scheme is stated rather than implied (both use RSA-OAEP with SHA-1 and MGF1-SHA-1), so
+  a descriptor cannot silently mean another padding, and the field cipher is told which it is.
 """
 
 from __future__ import annotations
@@ -40,6 +46,12 @@ ProtocolFamily = Literal["v3", "v2"]
 # the sign type and signature (by the family's signer, for every attempt).
 FillKind = Literal["merchant_id", "appid", "nonce", "timestamp", "file_md5", "sign_type", "signature"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+# The keys request fields are encrypted with: the WeChat Pay key of the keyring (APIv3, named in
+# Wechatpay-Serial), or the RSA key of APIv2's risk/getpublickey (Engine(pay_bank_public_key=...)).
+EncryptionKey = Literal["platform", "pay_bank"]
+# How one field is encrypted: RSAES-OAEP, SHA-1 and MGF1-SHA-1, empty label, then standard base64.
+CipherScheme = Literal["RSA-OAEP-SHA1"]
+OAEP_SHA1: CipherScheme = "RSA-OAEP-SHA1"
 
 
 @attrs.frozen
@@ -72,6 +84,22 @@ class Field:
         if self.encrypted or (self.items is not None and self.items.holds_encrypted):
             return True
         return any(field.holds_encrypted for field in self.fields.values())
+
+
+@attrs.frozen
+class Encryption:
+    """Which key and scheme encrypt the request fields a descriptor marks ``encrypted``.
+
+    One key per request: WeChat Pay decrypts a request's fields with one private key (APIv3 names it
+    in one ``Wechatpay-Serial`` header). Answer fields are another matter: WeChat Pay encrypts those
+    for the merchant's own key.
+    """
+
+    key: EncryptionKey = "platform"
+    scheme: CipherScheme = OAEP_SHA1
+
+
+PLATFORM_ENCRYPTION = Encryption()
 
 
 @attrs.frozen
@@ -122,6 +150,8 @@ class Descriptor:
     ``signed_answer: false`` marks answers WeChat Pay does not sign (their verification is skipped,
     and only theirs); ``client_certificate`` operations are sent with the merchant's TLS client
     certificate; ``redirect`` operations answer a 3xx whose ``Location`` is the result.
+    ``encryption`` says which key and scheme encrypt the ``encrypted`` request fields (the keyring's
+    WeChat Pay key unless it says otherwise).
     """
 
     id: str
@@ -140,6 +170,7 @@ class Descriptor:
     signed_answer: bool = True
     client_certificate: bool = False
     redirect: bool = False
+    encryption: Encryption = PLATFORM_ENCRYPTION
 
     @idempotency.default
     def _method_idempotency(self) -> Optional[Idempotency]:

@@ -98,10 +98,9 @@ def _text(name: str, field: Field) -> str:
 
 def _sized(text: str, field: Field) -> str:
     """``text`` padded or cut to the field's length limits (and to what RSA-OAEP can encrypt)."""
-    high = field.max_length
-    if field.encrypted:
-        high = min(high, MAX_ENCRYPTED_BYTES // 3) if high is not None else MAX_ENCRYPTED_BYTES // 3
-    low = max(field.min_length or 1, 1)
+    high, low = field.max_length, max(field.min_length or 1, 1)
+    if field.encrypted:  # its length limits are the ciphertext's; the plaintext must fit RSA-OAEP
+        high, low = MAX_ENCRYPTED_BYTES // 3, 1
     if len(text) < low:
         text = text + "0" * (low - len(text))
     return text[:high] if high is not None else text

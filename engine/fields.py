@@ -6,6 +6,9 @@ Design decisions:
   ``encrypted``, however deep (objects, arrays of objects). Request encryption, response
   decryption, the sandbox's own decryption and log redaction are all this walker with a different
   function, so the ``encrypted`` trait cannot mean one thing to the cipher and another to the logs.
+* ``map_encrypted_fields`` is the same walker handing the function each value's ``Field`` too, for
+  the work that needs its limits (a ciphertext's ``max_length``); ``map_encrypted`` is that walk
+  with the field left out, so there is one walk, not two that could disagree.
 * The walker never mutates: it returns new containers only along the changed branches and leaves
   values it does not understand (wrong types are the validator's business) untouched.
 """
@@ -17,6 +20,7 @@ from typing import Any, Callable, Mapping
 from engine.descriptor import Field
 
 Transform = Callable[[str, str], Any]  # (value, json path) -> new value (text, or a stand-in for it)
+FieldTransform = Callable[[str, str, Field], Any]  # the same, given the value's field as well
 
 
 def any_encrypted(fields: Mapping[str, Field]) -> bool:
@@ -26,6 +30,11 @@ def any_encrypted(fields: Mapping[str, Field]) -> bool:
 
 def map_encrypted(fields: Mapping[str, Field], data: Any, fn: Transform, path: str = "$") -> Any:
     """Return ``data`` with ``fn`` applied to every string value marked ``encrypted``."""
+    return map_encrypted_fields(fields, data, lambda value, where, field: fn(value, where), path)
+
+
+def map_encrypted_fields(fields: Mapping[str, Field], data: Any, fn: FieldTransform, path: str = "$") -> Any:
+    """``map_encrypted``, with ``fn`` given the value's field as its third argument."""
     if not isinstance(data, dict):
         return data
     out = None
@@ -36,12 +45,12 @@ def map_encrypted(fields: Mapping[str, Field], data: Any, fn: Transform, path: s
     return data if out is None else out
 
 
-def _map_value(field: Field, value: Any, fn: Transform, path: str) -> Any:
+def _map_value(field: Field, value: Any, fn: FieldTransform, path: str) -> Any:
     if field.encrypted:
         # Empty strings travel as they are: WeChat Pay and the official SDKs do not encrypt them.
-        return fn(value, path) if isinstance(value, str) and value != "" else value
+        return fn(value, path, field) if isinstance(value, str) and value != "" else value
     if field.type == "object":
-        return map_encrypted(field.fields, value, fn, path)
+        return map_encrypted_fields(field.fields, value, fn, path)
     if field.type == "array" and field.items is not None and isinstance(value, list):
         return [_map_value(field.items, v, fn, f"{path}[{i}]") for i, v in enumerate(value)]
     return value

@@ -34,8 +34,9 @@ import cattrs
 import yaml
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
-from engine.descriptor import Descriptor, Field
+from engine.descriptor import PLATFORM_ENCRYPTION, Descriptor, Field
 from engine.errors import DescriptorError
+from engine.fields import any_encrypted
 from engine.files import Unread, read_regular_file
 
 MAX_DESCRIPTOR_BYTES = 1 << 20  # the largest built-in descriptor is about 22 KiB
@@ -216,8 +217,11 @@ def semantic_problems(descriptor: Descriptor) -> Iterator[str]:
 
 
 def _trait_problems(descriptor: Descriptor) -> Iterator[str]:
-    """``fills`` and ``one_of`` name request fields; a ``one_of`` member is not required on its own."""
+    """``fills`` and ``one_of`` name request fields; a ``one_of`` member is not required on its own; an
+    ``encryption`` other than the default has request fields to encrypt (else it would be a trait nothing reads)."""
     fields = {name: f for _, group in descriptor.request.locations() for name, f in group.items()}
+    if descriptor.encryption != PLATFORM_ENCRYPTION and not any_encrypted(fields):
+        yield "encryption is stated, but no request field is marked encrypted @ $.encryption"
     for name in descriptor.fills:
         if name not in fields:
             yield f"filled field {name!r} is not a request field @ $.fills.{name}"

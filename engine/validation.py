@@ -9,6 +9,10 @@ Design decisions:
   of the descriptor), cached by the engine next to the descriptor.
 * Messages never echo the value of an ``encrypted`` field: a name or ID number must not reach an
   exception (and so a log) by way of a validation error.
+* An ``encrypted`` field's plaintext must fit RSA-OAEP/SHA-1 under a 2048-bit key (``MAX_ENCRYPTED_BYTES``
+  of UTF-8); its ``min_length``/``max_length`` are the lengths WeChat Pay documents for what travels,
+  the base64 ciphertext (``pay_bank``'s 384), so they are checked on that, after encryption
+  (``ciphertext_problems``), and not on the plaintext.
 * ``bool`` is not an integer here, although Python says it is: ``True`` for a ``plan_id`` is a bug.
 * Path parameters must be non-empty and never ``.`` or ``..``: percent-encoding cannot stop a
   dot-segment from being normalised away by a proxy, so those values are refused outright.
@@ -254,7 +258,7 @@ def _enum_check(field: Field) -> Checker:
 def _string_checks(field: Field) -> list[Checker]:
     checks: list[Checker] = []
     low, high = field.min_length, field.max_length
-    if low is not None or high is not None:
+    if (low is not None or high is not None) and not field.encrypted:  # an encrypted one's are the ciphertext's
         checks.append(_bounds_check(len, "length", low, high))
     if field.pattern is not None:
         regex = re.compile(field.pattern)
@@ -262,6 +266,14 @@ def _string_checks(field: Field) -> list[Checker]:
     if field.encrypted:
         checks.append(_bounds_check(lambda v: len(v.encode()), "encoded size", None, MAX_ENCRYPTED_BYTES))
     return checks
+
+
+def ciphertext_problems(field: Field, ciphertext: str, path: str) -> list[str]:
+    """What keeps the ciphertext of an ``encrypted`` field within the field's documented length limits."""
+    errors: list[str] = []
+    if field.min_length is not None or field.max_length is not None:
+        _bounds_check(len, "ciphertext length", field.min_length, field.max_length)(ciphertext, path, errors)
+    return errors
 
 
 def _file_check(limit: int) -> Checker:
