@@ -27,7 +27,9 @@ Design decisions:
 * Template segments (``_transaction_id_`` as an attribute, ``{transaction_id}`` in a string) take
   their values from keyword arguments; a missing one is a ``UsageError`` before anything is sent.
 * ``json``, ``xml`` (APIv2's body, as the PHP SDK spells it), ``query`` and path keywords merge into
-  the one flat payload the descriptor distributes.
+  the one flat payload the descriptor distributes, which is boxed (``engine.secret``) before the
+  engine is called, and the caller's values dropped from the verb's frame: they may hold the
+  plaintext of encrypted fields, and a failure's traceback must not show it.
 * ``engine.v2....`` resolves like ``engine.v3....``: ``v2/pay/micropay`` folds to the id
   ``v2.pay.micropay.post``, whose descriptor's path is ``/pay/micropay`` (APIv2 URLs carry no ``/v2``).
 """
@@ -40,6 +42,7 @@ from urllib.parse import quote
 
 from engine.errors import UsageError
 from engine.registry import endpoint_id
+from engine.secret import hide
 from engine.untyped import Untyped
 
 if TYPE_CHECKING:
@@ -113,6 +116,8 @@ class _Verb:
         **path: Any,
     ) -> "Response":
         ref, merged = self._arguments(payload, json, xml, query, path)
+        merged = hide(merged)
+        del payload, json, xml  # the caller's values leave this frame's locals, as in Engine.call
         return self.chain._engine.call(Untyped(ref), merged, headers=headers)
 
 
@@ -128,6 +133,8 @@ class _AsyncVerb(_Verb):
         **path: Any,
     ) -> "Response":
         ref, merged = self._arguments(payload, json, xml, query, path)
+        merged = hide(merged)
+        del payload, json, xml  # the caller's values leave this frame's locals, as in Engine.call
         return await self.chain._engine.acall(Untyped(ref), merged, headers=headers)
 
 

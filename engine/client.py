@@ -45,6 +45,10 @@ Design decisions:
   APIv3 use, a call, a certificate download, a callback, a payment-invocation signature, with a
   ``ConfigurationError`` naming the missing settings before anything is signed or sent. The TLS
   client certificate's key then comes from the certificate setting itself.
+* ``pay_bank_public_key`` is the RSA key of APIv2 ``risk/getpublickey``: operations whose
+  descriptor says ``encryption: {key: pay_bank}`` (企业付款到银行卡) have their ``encrypted`` fields
+  encrypted with it; the caller passes plaintext. The payload of every call is boxed
+  (``engine.secret``) on its first line, because it may hold such plaintext.
 """
 
 from __future__ import annotations
@@ -198,6 +202,7 @@ class Engine:
         apiv2_sign_type: str = "HMAC-SHA256",
         client_certificate: Any = None,
         appid: Optional[str] = None,
+        pay_bank_public_key: Optional[KeySource] = None,
     ) -> None:
         # private_key and apiv3_key arrive boxed in Secret (_guarded): no frame of a traceback shows them.
         self.credentials = configuration.merchant_credentials(
@@ -227,6 +232,7 @@ class Engine:
         self.pipeline = Pipeline(
             self.registry, self.plugin_manager.hook, self.credentials, keyring, settings, clock, nonce_factory,
             defaults=Defaults.from_setting(defaults),
+            encryption_keys=configuration.encryption_keys(pay_bank_public_key),
         )
         self.runtime = Runtime(self._make_transport)
         spec = store if store is not None else notification_store
@@ -335,6 +341,7 @@ class Engine:
 
         ``retry`` replaces the engine's retry policy for this call (``RetryPolicy.never()``: one attempt).
         """
+        payload = hide(payload)  # boxed before anything can fail: no frame of a traceback shows it (engine.pipeline)
         policy = configuration.check_retry(retry) if retry is not None else None
         return self._run_sync(lambda: self._acall(endpoint, payload, headers=headers, retry=policy), policy)
 
@@ -347,6 +354,7 @@ class Engine:
         retry: Optional[RetryPolicy] = None,
     ) -> Response:
         """The async form of ``call``: the same pipeline, awaited."""
+        payload = hide(payload)  # as in call: the payload may hold plaintext of encrypted fields
         self.runtime.check_open()
         policy = configuration.check_retry(retry) if retry is not None else None
         return await self._executor.run(endpoint, payload, headers, policy)

@@ -32,6 +32,7 @@ from engine.keys import (
     load_certificate,
     load_public_key,
     merchant_signer,
+    pay_bank_key,
 )
 from engine.registry import Registry, builtin_registry
 from engine.retry import RetryPolicy
@@ -120,6 +121,11 @@ def build_keyring(
     for index, certificate in enumerate(certificates):
         keyring.add(PlatformKey.from_certificate(load_certificate(certificate, f"platform_certificates[{index}]")))
     return keyring
+
+
+def encryption_keys(pay_bank_public_key: Optional[KeySource]) -> dict[str, PlatformKey]:
+    """The keys descriptors name in their ``encryption`` trait, by name: APIv2 ``pay_bank``'s when given."""
+    return {} if pay_bank_public_key is None else {"pay_bank": pay_bank_key(pay_bank_public_key)}
 
 
 def check_limits(timeout: float, connect_timeout: float, pool_size: int, max_answer_bytes: int) -> None:

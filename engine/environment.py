@@ -11,6 +11,7 @@ variable                            setting
 ``WECHATPAY_PLATFORM_CERTIFICATES`` ``platform_certificates``: files, ``os.pathsep``-separated
 ``WECHATPAY_APIV3_KEY``             ``apiv3_key``: 32 bytes of text
 ``WECHATPAY_APIV2_KEY``             ``apiv2_key``: the 32-character APIv2 key
+``WECHATPAY_PAY_BANK_PUBLIC_KEY``   ``pay_bank_public_key``: file or PEM text (risk/getpublickey's key)
 ``WECHATPAY_CLIENT_CERTIFICATE``    ``client_certificate``: ``apiclient_cert.pem``, with its key (below)
 ``WECHATPAY_CLIENT_KEY``            the client certificate's key (``apiclient_key.pem``); default
                                     ``WECHATPAY_PRIVATE_KEY``, the same file for APIv3 merchants
@@ -53,6 +54,7 @@ ENVIRONMENT = {
     "platform_certificates": "WECHATPAY_PLATFORM_CERTIFICATES",
     "apiv3_key": "WECHATPAY_APIV3_KEY",
     "apiv2_key": "WECHATPAY_APIV2_KEY",
+    "pay_bank_public_key": "WECHATPAY_PAY_BANK_PUBLIC_KEY",
     "client_certificate": "WECHATPAY_CLIENT_CERTIFICATE",
     "base_url": "WECHATPAY_BASE_URL",
 }

@@ -117,10 +117,16 @@ def wxpay_verify_response(
 
 
 @hookspec(firstresult=True)
-def wxpay_encrypt_field(plaintext: str, key: "PlatformKey") -> Optional[str]:
-    """Encrypt one sensitive request field for WeChat Pay with ``key``; return the ciphertext.
+def wxpay_encrypt_field(plaintext: str, key: "PlatformKey", scheme: str) -> Optional[str]:
+    """Encrypt one sensitive request field for WeChat Pay with ``key`` by ``scheme``; return the ciphertext.
 
-    The engine names ``key.key_id`` in the ``Wechatpay-Serial`` header of the same request.
+    ``key`` and ``scheme`` are what the descriptor's ``encryption`` trait names: by default the
+    keyring's WeChat Pay key, which the engine names in the ``Wechatpay-Serial`` header of the same
+    request, or a named key such as APIv2 ``pay_bank``'s (``key.kind == "pay_bank"``, no header);
+    ``scheme`` is an ``engine.descriptor.CipherScheme`` (``RSA-OAEP-SHA1``). Return ``None`` for a
+    scheme this plugin does not implement; raise ``ValueError`` for a plaintext the key cannot hold
+    (the engine reports it as a ``ValidationError`` at the field's path). Implementations written
+    before ``scheme`` existed may leave it out of their signature.
     """
 
 

@@ -19,6 +19,11 @@ Design decisions:
 * The APIv3 credentials (``serial_no`` and the signer) come together or not at all. An APIv2-only
   merchant's credentials hold neither, and whatever needs them asks ``require_apiv3``, which
   refuses with one message naming the settings to give: an engine never signs half a request.
+* The ``pay_bank`` key (APIv2 企业付款到银行卡) is a WeChat Pay key of its own: the RSA public key
+  ``risk/getpublickey`` answers, as PKCS#1 PEM (``-----BEGIN RSA PUBLIC KEY-----``), which merchants
+  also keep converted to SPKI (``-----BEGIN PUBLIC KEY-----``); both are read. It only encrypts the
+  fields of the descriptors whose ``encryption`` names it, is named by no header and verifies
+  nothing, so it stays out of the keyring; its ``key_id`` is a fingerprint, for reprs and logs.
 * Certificate serials compare case-insensitively and without leading zeros, because SDKs disagree
   on whether ``%X`` keeps a leading zero nibble (PROTOCOL.md §2).
 """
@@ -120,8 +125,27 @@ def load_public_key(value: KeySource, setting: str = "platform_public_key") -> r
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise CredentialError(f"{setting}: not a PEM public key (-----BEGIN PUBLIC KEY-----)") from None
+        raise CredentialError(
+            f"{setting}: not a PEM public key (-----BEGIN PUBLIC KEY----- or -----BEGIN RSA PUBLIC KEY-----)"
+        ) from None
     return cast(rsa.RSAPublicKey, _require_rsa(key, rsa.RSAPublicKey, setting))
+
+
+PAY_BANK_SETTING = "pay_bank_public_key"
+# What each named encryption key (engine.descriptor.EncryptionKey) is, and the setting that gives it.
+ENCRYPTION_KEY_REMEDIES = {
+    "pay_bank": f"the pay_bank RSA public key: give Engine({PAY_BANK_SETTING}=...), the PEM that "
+    "v2.risk.getpublickey.post answers in pub_key",
+}
+
+
+def pay_bank_key(value: KeySource, setting: str = PAY_BANK_SETTING) -> "PlatformKey":
+    """The RSA key APIv2 ``pay_bank`` encrypts with, from PKCS#1 or SPKI PEM (text, bytes, a path) or a key object."""
+    public_key = load_public_key(value, setting)
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(der)
+    return PlatformKey(f"PAY_BANK_{digest.finalize()[:8].hex().upper()}", public_key, kind="pay_bank")
 
 
 def load_certificate(value: KeySource, setting: str = "platform_certificates") -> x509.Certificate:
@@ -293,7 +317,7 @@ class PlatformKey:
 
     key_id: str
     public_key: rsa.RSAPublicKey = attrs.field(repr=False)
-    kind: str = "public_key"  # or "certificate"
+    kind: str = "public_key"  # or "certificate"; or "pay_bank" (engine.keys.pay_bank_key), never in a keyring
     not_before: Optional[dt.datetime] = None
     not_after: Optional[dt.datetime] = None
 

@@ -30,6 +30,18 @@ Design decisions:
 * Fields the engine fills (``fills``) that it knows once per call are written before validation
   (``engine.fills``), against the descriptor as the caller sees it; every attempt of one call
   therefore sends the same body nonce, and the signer adds its own fields per attempt.
+* **The key that encrypts is the descriptor's to name** (``encryption``): the keyring's WeChat Pay
+  key (the one ``Wechatpay-Serial`` names) unless the trait names another, such as APIv2
+  ``pay_bank``'s, which the engine holds by name (``encryption_keys``). A descriptor whose key the
+  engine lacks is refused in ``prepare``, before anything is signed. The cipher hook is told the
+  scheme. A ciphertext must fit the field's documented length limits (``pay_bank``'s 384 are the
+  ciphertext's), and a plaintext the key cannot hold is a ``ValidationError`` at its path, never
+  the cipher's own ``ValueError``.
+* **The caller's payload stays out of tracebacks.** It may hold the plaintext of encrypted fields
+  (a bank card number, a name), and error trackers record every frame's locals. ``Engine.call``
+  hands it over boxed (``engine.secret``), ``prepare`` opens it only in ``_prepare``, and an
+  ``EngineError`` raised in there leaves ``prepare`` without the frames below it (a typed error's
+  message says all a caller needs; those frames hold the payload, the plaintext being encrypted).
 * An ``ApiError`` a family raises while verifying or decoding (APIv2 ``result_code=FAIL``) gets the
   call's ``Reconcile`` when it says the outcome is unknown (``outcome_unknown``), as a 5xx does.
 """
@@ -42,26 +54,28 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, cast
 import attrs
 
 from engine.defaults import Defaults
-from engine.descriptor import Descriptor
+from engine.descriptor import Descriptor, Field
 from engine.errors import (
     ApiError,
     ConfigurationError,
+    EngineError,
     MalformedResponseError,
     Reconcile,
     SignatureError,
     UsageError,
     ValidationError,
 )
-from engine.fields import any_encrypted, map_encrypted
+from engine.fields import any_encrypted, map_encrypted, map_encrypted_fields
 from engine.fills import Source, caller_view, fill
 from engine.hookspecs import SigningContext
-from engine.keys import MerchantCredentials, PlatformKey, PlatformKeyring
+from engine.keys import ENCRYPTION_KEY_REMEDIES, MerchantCredentials, PlatformKey, PlatformKeyring
 from engine.multipart import complete_meta
 from engine.protocol import H_REQUEST_ID, H_SERIAL
 from engine.registry import Registry
+from engine.secret import reveal
 from engine.serialize import BodyCodec, build_target, from_text, split_payload
 from engine.transport import DEFAULT_MAX_ANSWER_BYTES, Screen, TransportConfig
-from engine.validation import PayloadValidator, compile_validator
+from engine.validation import PayloadValidator, ciphertext_problems, compile_validator
 from engine.wire import Headers, RawResponse, Request, Response, caller_headers
 
 if TYPE_CHECKING:
@@ -138,8 +152,11 @@ class Pipeline:
         clock: Callable[[], float],
         nonce: Callable[[], str],
         defaults: Optional[Defaults] = None,
+        encryption_keys: Optional[Mapping[str, PlatformKey]] = None,
     ) -> None:
         self.registry = registry
+        # keys descriptors name in their encryption trait besides the keyring's (pay_bank), by name
+        self.encryption_keys: Mapping[str, PlatformKey] = dict(encryption_keys or {})
         self.defaults = defaults  # engine.defaults: filled in before validation
         self.hook = hook
         self.credentials = credentials
@@ -164,6 +181,17 @@ class Pipeline:
     # -- prepare ---------------------------------------------------------------------------
 
     def prepare(self, ref: str, payload: Any, headers: Optional[Mapping[str, str]] = None) -> Prepared:
+        """Resolve, validate, encrypt and serialize one call; ``payload`` may come boxed in a ``Secret``.
+
+        An ``EngineError`` leaves without the frames below this one (the module docstring says why).
+        """
+        try:
+            return self._prepare(ref, reveal(payload), headers)
+        except EngineError as error:
+            error.__context__ = None  # an exception being handled below would bring those frames back
+            raise error.with_traceback(None) from error.__cause__
+
+    def _prepare(self, ref: str, payload: Any, headers: Optional[Mapping[str, str]]) -> Prepared:
         descriptor, from_ref = self.registry.resolve(ref)
         if from_ref and isinstance(payload, (dict, type(None))):
             # "GET /v3/x/4200?mchid=1" fills {transaction_id} and mchid, typed as the descriptor says.
@@ -191,10 +219,8 @@ class Pipeline:
         key = self._platform_key(user_headers)
         parts = split_payload(descriptor, payload)
         body, query = parts.body, parts.query
-        if plan.encrypted_body:
-            body = map_encrypted(descriptor.request.body, body, self._encryptor(descriptor, key))
-        if plan.encrypted_query:
-            query = map_encrypted(descriptor.request.query, query, self._encryptor(descriptor, key))
+        if plan.encrypted_body or plan.encrypted_query:
+            body, query = self._encrypted(plan, key, body, query)
         encoded = self.codec(descriptor).encode(descriptor, body, query)
         request = Request(
             method=descriptor.method,
@@ -233,17 +259,46 @@ class Pipeline:
             )
         return key
 
-    def _encryptor(self, descriptor: Descriptor, key: Optional[PlatformKey]) -> Callable[[str, str], str]:
-        if key is None:
+    def _encrypted(self, plan: "_Plan", platform_key: Optional[PlatformKey], body: Any, query: Any) -> tuple[Any, Any]:
+        """``body`` and ``query`` with their encrypted fields encrypted; every problem reported at once."""
+        descriptor = plan.descriptor
+        problems: list[str] = []
+        encrypt = self._encryptor(descriptor, self._encryption_key(descriptor, platform_key), problems)
+        if plan.encrypted_body:
+            body = map_encrypted_fields(descriptor.request.body, body, encrypt)
+        if plan.encrypted_query:
+            query = map_encrypted_fields(descriptor.request.query, query, encrypt)
+        if problems:
+            raise ValidationError(descriptor.id, problems)
+        return body, query
+
+    def _encryption_key(self, descriptor: Descriptor, platform_key: Optional[PlatformKey]) -> PlatformKey:
+        """The key ``descriptor``'s encryption trait names: the keyring's, or one the engine holds by name."""
+        name = descriptor.encryption.key
+        chosen = platform_key if name == "platform" else self.encryption_keys.get(name)
+        if chosen is not None:
+            return chosen
+        if name == "platform":
             raise ConfigurationError(
                 f"{descriptor.id} has encrypted fields but the engine holds no WeChat Pay public key or "
                 "platform certificate to encrypt them with"
             )
+        raise ConfigurationError(f"{descriptor.id} has fields encrypted with {ENCRYPTION_KEY_REMEDIES[name]}")
 
-        def encrypt(value: str, path: str) -> str:
-            ciphertext = self._encrypt_field(plaintext=value, key=key)
+    def _encryptor(
+        self, descriptor: Descriptor, key: PlatformKey, problems: list[str]
+    ) -> Callable[[str, str, Field], str]:
+        scheme = descriptor.encryption.scheme
+
+        def encrypt(value: str, path: str, field: Field) -> str:
+            try:
+                ciphertext = self._encrypt_field(plaintext=value, key=key, scheme=scheme)
+            except ValueError:  # the key cannot hold it (cryptography's "Encryption failed"): the caller's to fix
+                problems.append(f"cannot be encrypted with {scheme} under this key (too long for it) @ {path}")
+                return ""
             if ciphertext is None:
-                raise ConfigurationError(f"no plugin encrypted the field @ {path}")
+                raise ConfigurationError(f"no plugin encrypted the field @ {path} ({scheme})")
+            problems.extend(ciphertext_problems(field, cast(str, ciphertext), path))
             return cast(str, ciphertext)
 
         return encrypt
