@@ -47,8 +47,15 @@ Design decisions:
   a ``sign`` limited to 32 characters loses the limit where HMAC-SHA256 is allowed (its sign has 64),
   and a ``sign_type`` limited to fewer characters than ``HMAC-SHA256`` loses it too; ``err_code``
   and its kin, which only FAIL answers carry, are never required of an answer.
-* **Not carried.** APIv2 ``format: base64`` is not APIv3's field encryption (``pay_bank``'s RSA
-  fields use a key from ``risk/getpublickey``), so nothing is marked ``encrypted``.
+* **Encrypted fields, by a stated fact.** ``format: base64`` alone does not say which key an APIv2
+  field is encrypted with, and the part uses several: ``pay_bank``'s ``enc_bank_no`` and
+  ``enc_true_name`` take the RSA key ``risk/getpublickey`` answers (RSA-OAEP, SHA-1, MGF1-SHA-1: the
+  official page 获取RSA加密公钥API), while ``mchrisk/querymchrisk``'s take a platform certificate
+  named in its own ``cert_serial_number`` body field. So ``ENCRYPTED_WITH`` states the key per
+  operation, from the official pages, as ``ONE_OF`` states groups: the listed operations' base64
+  string fields are marked ``encrypted`` and get ``encryption`` (``{key: pay_bank, scheme:
+  RSA-OAEP-SHA1}``); base64 fields of any other operation stay plain strings, and the report's
+  traits list them for a reviewer.
 """
 
 from __future__ import annotations
@@ -102,6 +109,8 @@ V2_OPERATION_KEYS = _OPERATION_KEYS | {"x-base-uri", "x-api-cert-required", "x-v
 MERCHANT_FIELDS = ("mch_id", "mchid", "combine_mch_id")
 APP_FIELDS = ("appid", "mch_appid", "wxappid", "combine_appid")
 FIXED_FILLS = {"nonce_str": "nonce", "timestamp": "timestamp", "sign_type": "sign_type", "sign": "signature"}
+# Which key encrypts an operation's format: base64 request fields, by URL path (official APIv2 pages).
+ENCRYPTED_WITH = {"/mmpaysptrans/pay_bank": {"key": "pay_bank", "scheme": "RSA-OAEP-SHA1"}}  # 获取RSA加密公钥API
 FILE_DIGEST = "media_hash"  # secapi/mch/uploadmedia: the lower-case MD5 of the media part
 # Business numbers WeChat Pay de-duplicates an APIv2 resend on: APIv3's, plus red packets' and transfers'.
 V2_BUSINESS_NUMBERS = (*BUSINESS_NUMBERS, "mch_billno", "partner_trade_no")
@@ -186,6 +195,13 @@ def _descriptor(operation: Mapping[str, Any], method: str, path: str, context: _
         context.report.traits.append(f"{path}: signed_answer false")
     if _redirects(operation):
         raw["redirect"] = True
+    encrypted = _base64_fields(operation, request, context)
+    if encrypted and path in ENCRYPTED_WITH:
+        _mark_encrypted(request, encrypted)
+        raw["encryption"] = dict(ENCRYPTED_WITH[path])
+        context.report.traits.append(f"{path}: {', '.join(encrypted)} encrypted with {ENCRYPTED_WITH[path]['key']}")
+    elif encrypted:
+        context.report.traits.append(f"{path}: format base64 on {', '.join(encrypted)}, no stated key: left plain")
     fields = {name: field for location in request.values() for name, field in location.items()}
     fills = _fills(fields)
     _lift_sign_limit(fields, fills, context)
@@ -201,6 +217,35 @@ def _descriptor(operation: Mapping[str, Any], method: str, path: str, context: _
     if response:
         raw["response"] = response
     return raw
+
+
+def _base64_fields(operation: Mapping[str, Any], request: dict[str, Any], context: _Context) -> list[str]:
+    """The XML body's string fields the catalogue marks ``format: base64``."""
+    body = request.get("body") or {}
+    names: list[str] = []
+    for parameter in operation.get("parameters") or []:
+        properties = (parameter.get("schema") or {}).get("properties") or {} if parameter.get("in") == "body" else {}
+        for name, schema in properties.items():
+            if not isinstance(schema, Mapping) or schema.get("format") != "base64" or name not in body:
+                continue
+            if body[name].get("type") == "string":
+                names.append(str(name))
+            else:
+                context.unexpressed(f"format base64 on a {body[name].get('type')} field cannot be encrypted @ $.{name}")
+    return names
+
+
+def _mark_encrypted(request: dict[str, Any], names: list[str]) -> None:
+    body = request["body"]
+    for name in names:
+        body[name] = _with_encrypted(body[name])
+
+
+def _with_encrypted(field: dict[str, Any]) -> dict[str, Any]:
+    """``field`` with ``encrypted: true`` where the APIv3 importer writes it: after ``type`` and ``required``."""
+    items = list(field.items())
+    at = 2 if "required" in field else 1
+    return dict([*items[:at], ("encrypted", True), *items[at:]])
 
 
 def _repair_types(node: Any, context: _Context, where: str) -> None:
