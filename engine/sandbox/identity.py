@@ -14,6 +14,10 @@ Design decisions:
   sandbox asks for client certificates issued by it. Identities made before these existed get them
   on load (``with_apiv2``). ``engine_settings("apiv2")`` are an APIv2-only merchant's settings: the
   merchant id, the APIv2 key and the client certificate, nothing of APIv3.
+* APIv2 ``pay_bank`` (企业付款到银行卡) encrypts its bank card number and name with an RSA key of its
+  own, which ``risk/getpublickey`` hands out as PKCS#1 PEM: the identity holds that key pair
+  (``pay_bank_key``, generated with the other APIv2 parts), every mode's settings give the engine
+  its public half as ``pay_bank_public_key`` in that very PEM, and the sandbox decrypts with it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Optional
 
 import attrs
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -125,6 +129,7 @@ class SandboxIdentity:
     ca_certificate: Optional[x509.Certificate] = attrs.field(default=None, repr=False)
     merchant_certificate: Optional[x509.Certificate] = attrs.field(default=None, repr=False)  # apiclient_cert
     server_certificate: Optional[x509.Certificate] = attrs.field(default=None, repr=False)
+    pay_bank_key: Optional[rsa.RSAPrivateKey] = attrs.field(default=None, repr=False)  # risk/getpublickey's
 
     @classmethod
     def generate(cls, mchid: str = "1900000109") -> "SandboxIdentity":
@@ -142,7 +147,8 @@ class SandboxIdentity:
 
     def with_apiv2(self) -> "SandboxIdentity":
         """This identity with an APIv2 key, a CA, the merchant's API certificate and a TLS certificate."""
-        if self.apiv2_key and self.ca_certificate and self.merchant_certificate and self.server_certificate:
+        parts = (self.apiv2_key, self.ca_certificate, self.merchant_certificate, self.server_certificate)
+        if all(parts) and self.pay_bank_key is not None:
             return self
         now = dt.datetime.now(dt.UTC)
         ca = self.ca_certificate or certificate_authority(self.platform_key, now)
@@ -158,6 +164,7 @@ class SandboxIdentity:
             ca_certificate=ca,
             merchant_certificate=merchant,
             server_certificate=server,
+            pay_bank_key=self.pay_bank_key or _new_rsa_key(),
         )
 
     def ca_pem(self) -> bytes:
@@ -197,6 +204,11 @@ class SandboxIdentity:
     def platform_certificate_pem(self) -> bytes:
         return certificate_pem(self.platform_certificate)
 
+    def pay_bank_public_pem(self) -> bytes:
+        """The ``pay_bank`` key as ``risk/getpublickey`` answers it: PKCS#1 PEM (``-----BEGIN RSA PUBLIC KEY-----``)."""
+        assert self.pay_bank_key is not None
+        return self.pay_bank_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
+
     def engine_settings(self, mode: str = "public_key") -> dict[str, object]:
         """Keyword arguments for ``Engine`` in ``public_key``, ``certificate``, ``both`` or ``apiv2`` modes."""
         if mode not in KEY_MODES:
@@ -218,6 +230,8 @@ class SandboxIdentity:
             settings["apiv2_key"] = self.apiv2_key
         if self.merchant_certificate is not None:
             settings["client_certificate"] = (self.merchant_certificate_pem(), self.merchant_key)
+        if self.pay_bank_key is not None:
+            settings["pay_bank_public_key"] = self.pay_bank_public_pem()
         return settings
 
     def apiv2_settings(self) -> dict[str, object]:
@@ -225,7 +239,12 @@ class SandboxIdentity:
         certificate with its own key (there is no ``private_key`` setting for the engine to take it from)."""
         complete = self.with_apiv2()
         certificate = (complete.merchant_certificate_pem(), complete.merchant_key)  # the object: no second parse
-        return {"mchid": complete.mchid, "apiv2_key": complete.apiv2_key, "client_certificate": certificate}
+        return {
+            "mchid": complete.mchid,
+            "apiv2_key": complete.apiv2_key,
+            "client_certificate": certificate,
+            "pay_bank_public_key": complete.pay_bank_public_pem(),
+        }
 
 
 def _secret() -> bytes:

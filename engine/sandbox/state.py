@@ -7,7 +7,8 @@ Design decisions:
 * Private key files and the manifest (which holds the APIv3 key) are written ``0600``: throwaway
   secrets still deserve the habits of real ones.
 * Reuse is all-or-nothing: a directory with a manifest is loaded as it is; anything else is created.
-  A manifest written before APIv2 existed gets an APIv2 key and certificates on load, written back.
+  A manifest written before APIv2 existed gets an APIv2 key and certificates on load, written back,
+  and one written before ``pay_bank`` encryption its ``pay_bank`` key pair the same way.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ FILES = {
     "merchant_certificate_path": "merchant_certificate.pem",  # apiclient_cert.pem (APIv2 TLS client certificate)
     "ca_certificate_path": "sandbox_ca.pem",  # trust it (SSL_CERT_FILE) to reach the sandbox over TLS
     "server_certificate_path": "server_certificate.pem",
+    "pay_bank_private_key_path": "pay_bank_private_key.pem",  # risk/getpublickey's key pair (APIv2 pay_bank)
+    "pay_bank_public_key_path": "pay_bank_public_key.pem",  # PKCS#1 PEM, as getpublickey answers it
 }
 
 
@@ -61,6 +64,7 @@ def load(state_dir: Path) -> SandboxIdentity:
         ca_certificate=_certificate(data.get("ca_certificate_path")),
         merchant_certificate=_certificate(data.get("merchant_certificate_path")),
         server_certificate=_certificate(data.get("server_certificate_path")),
+        pay_bank_key=_own_key_if_any(data.get("pay_bank_private_key_path")),
     )
     completed = identity.with_apiv2()
     if completed is not identity:  # a state dir from before APIv2: keep what is generated now
@@ -77,6 +81,11 @@ def _certificate(path: Optional[str]) -> Optional[x509.Certificate]:
 def _own_key(path: Path) -> Any:
     """The sandbox's own platform key, which it generated: skip the costly RSA consistency check (~30 ms)."""
     return serialization.load_pem_private_key(path.read_bytes(), None, unsafe_skip_rsa_key_validation=True)
+
+
+def _own_key_if_any(path: Optional[str]) -> Any:
+    """A key the sandbox generated, when a state dir from before it has one (``with_apiv2`` adds it otherwise)."""
+    return _own_key(Path(path)) if path and Path(path).exists() else None
 
 
 def engine_settings(state_dir: Path) -> dict[str, Any]:
@@ -99,10 +108,13 @@ def _apiv2_settings(manifest: dict[str, Any]) -> dict[str, Any]:
     """APIv2's settings, when the manifest has them (one written before APIv2 has not, until a restart)."""
     if not manifest.get("apiv2_key") or not manifest.get("merchant_certificate_path"):
         return {}
-    return {
+    settings = {
         "apiv2_key": manifest["apiv2_key"],
         "client_certificate": (manifest["merchant_certificate_path"], manifest["merchant_private_key_path"]),
     }
+    if manifest.get("pay_bank_public_key_path"):
+        settings["pay_bank_public_key"] = manifest["pay_bank_public_key_path"]
+    return settings
 
 
 def save(identity: SandboxIdentity, state_dir: Path, base_url: Optional[str] = None) -> Path:
@@ -118,6 +130,9 @@ def save(identity: SandboxIdentity, state_dir: Path, base_url: Optional[str] = N
     _write(paths["ca_certificate_path"], identity.ca_pem())
     assert identity.server_certificate is not None
     _write(paths["server_certificate_path"], certificate_pem(identity.server_certificate))
+    assert identity.pay_bank_key is not None
+    _write(paths["pay_bank_private_key_path"], private_pem(identity.pay_bank_key), secret=True)
+    _write(paths["pay_bank_public_key_path"], identity.pay_bank_public_pem())
     return write_manifest(identity, state_dir, base_url)
 
 
