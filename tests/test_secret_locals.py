@@ -3,8 +3,8 @@
 For each kind of rejection, the exception is formatted as Sentry-style reporters do,
 ``traceback.TracebackException(..., capture_locals=True)``, with DEBUG logging on, and the text of
 the engine's own frames (``engine/`` and ``plugins/``) is searched for the merchant private key's
-PEM lines, the APIv3 key and every Authorization signature sent. Encrypted-field plaintext is the
-caller's own data, in the caller's frames anyway, and is not searched for.
+PEM lines, the APIv3 key and every Authorization signature sent. Encrypted-field plaintext is
+searched for in tests/test_pay_bank.py (the caller's own frames hold it anyway; the engine's must not).
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ Design decisions:
   platform key), their ciphertext first held to the field's documented length. A field that is too
   long or does not decrypt is answered ``result_code=FAIL`` with ``err_code`` ``PARAM_ERROR``:
   WeChat Pay documents no code of its own for it in the catalogue, and ``PARAM_ERROR`` is the
-  documented code for a bad parameter (APIv3 answers it for a field it cannot decrypt, too). What
-  is recorded of the call keeps the ciphertext: the sandbox holds no plaintext it was not shown.
+  documented code for a bad parameter (APIv3 answers it for a field it cannot decrypt, too). The
+  call is recorded decrypted, as the APIv3 desk records its calls (views for people mask such
+  fields by the same trait).
 * **Answers no field can state** come from ``_SERVED``, by path: ``risk/getpublickey`` answers the
   ``pay_bank`` public key in ``pub_key``, as PKCS#1 PEM (``-----BEGIN RSA PUBLIC KEY-----``).
 * **Scripted misbehaviour** (``script``): a FAIL answer at either level with any ``err_code``
@@ -164,7 +165,8 @@ class V2Desk:
             payload.update(files)
             sign_type = self._check_sign(descriptor, wire)
             _check_digest(descriptor, wire, files)
-            answer = self._answer(descriptor, wire, payload, sign_type)
+            payload, undecryptable = self._decrypted(descriptor, payload)
+            answer = self._answer(descriptor, wire, payload, sign_type, undecryptable)
         except _FailError as failure:
             answer = _xml(200, {"return_code": "FAIL", "return_msg": failure.message})
         return Served(answer, descriptor.id, payload, fault if fault is not None and fault.at_transport else None)
@@ -239,11 +241,15 @@ class V2Desk:
         return decrypted, (problems[0] if problems else None)
 
     def _answer(
-        self, descriptor: Descriptor, wire: dict[str, str], payload: dict[str, Any], sign_type: str
+        self,
+        descriptor: Descriptor,
+        wire: dict[str, str],
+        payload: dict[str, Any],
+        sign_type: str,
+        problem: Optional[str] = None,
     ) -> RawResponse:
         path = descriptor.path
-        plain, problem = self._decrypted(descriptor, payload)
-        problem = problem or self._validate(descriptor, plain)
+        problem = problem or self._validate(descriptor, payload)
         scripted = self._take(descriptor.id)
         if problem is None and scripted is None:
             special = self._special(descriptor, wire, payload)
