@@ -18,7 +18,8 @@ Design decisions:
   valid certificate, as the official SDKs do.
 * The APIv3 credentials (``serial_no`` and the signer) come together or not at all. An APIv2-only
   merchant's credentials hold neither, and whatever needs them asks ``require_apiv3``, which
-  refuses with one message naming the settings to give: an engine never signs half a request.
+  refuses with one message naming the settings to give (``apiv3_refusal``, which the APIv3
+  family's plugin also hands the pipeline): an engine never signs half a request.
 * The ``pay_bank`` key (APIv2 企业付款到银行卡) is a WeChat Pay key of its own: the RSA public key
   ``risk/getpublickey`` answers, as PKCS#1 PEM (``-----BEGIN RSA PUBLIC KEY-----``), which merchants
   also keep converted to SPKI (``-----BEGIN PUBLIC KEY-----``); both are read. It only encrypts the
@@ -278,12 +279,16 @@ class MerchantCredentials:
         """True when these credentials sign APIv3 requests; False for an APIv2-only merchant."""
         return self.serial_no is not None and self.signer is not None
 
+    def apiv3_refusal(self, subject: str, hint: str = "") -> Optional[str]:
+        """Why ``subject`` cannot be done with these credentials (then ``hint``), or ``None`` when they are APIv3's."""
+        if self.serial_no is None or self.signer is None:
+            return f"{subject} needs the APIv3 credentials, and this engine is APIv2-only: {APIV3_REMEDY}{hint}"
+        return None
+
     def require_apiv3(self, subject: str, hint: str = "") -> tuple[str, MerchantSigner]:
         """The serial and signer, or a ``ConfigurationError`` saying that ``subject`` needs them (then ``hint``)."""
         if self.serial_no is None or self.signer is None:
-            raise ConfigurationError(
-                f"{subject} needs the APIv3 credentials, and this engine is APIv2-only: {APIV3_REMEDY}{hint}"
-            )
+            raise ConfigurationError(str(self.apiv3_refusal(subject, hint)))
         return self.serial_no, self.signer
 
     def sign(self, message: bytes) -> str:
