@@ -45,7 +45,7 @@ from engine.errors import (
     V2AnswerError,
     ValidationError,
 )
-from engine.hookspecs import CallInfo, SigningContext, hookimpl
+from engine.hookspecs import CallInfo, Family, SigningContext, hookimpl
 from engine.keyprovider import KeyProvider, StaticKeys
 from engine.keys import MerchantSigner, PrivateKeySigner
 from engine.registry import endpoint_id
@@ -74,6 +74,7 @@ __all__ = [
     "Engine",
     "EngineError",
     "EventType",
+    "Family",
     "Field",
     "Headers",
     "Idempotency",

@@ -19,17 +19,23 @@ Design decisions:
   accept any subset of a spec's arguments, so plugins written against the older signatures keep
   working for APIv3. One that answers *every* call (a replacement signer, say) now also meets
   APIv2 calls, and should decline them (``None``) unless ``descriptor.protocol == "v3"``.
+* **What the shared stages must know of a family is the family's answer too**
+  (``wxpay_protocol_family``, a ``Family`` record): which credentials its calls need (refused in
+  ``prepare`` before anything is encrypted or signed) and how a held answer's headers are screened
+  before its body is read. It is asked once per descriptor, like the body codec, so the per-call
+  cost is an attribute read, not a dispatch; a descriptor no plugin answers for fails at its first
+  call. Both answers are asked again after the implementations of their hook change.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 import attrs
 import pluggy
 
-from engine.transport import Transport, TransportConfig
+from engine.transport import Screen, Transport, TransportConfig
 
 if TYPE_CHECKING:
     from engine.descriptor import Descriptor
@@ -60,6 +66,26 @@ class CallInfo:
     attempt: int = 1
 
 
+Refusal = Callable[["Descriptor", "MerchantCredentials"], Optional[str]]
+
+
+@attrs.frozen
+class Family:
+    """What the shared stages need to know of a protocol family, as its plugin states it.
+
+    ``refusal(descriptor, credentials)`` says why the engine's credentials cannot make
+    ``descriptor``'s calls, or ``None`` when they can; the engine raises the reason as a
+    ``ConfigurationError`` before anything is encrypted or signed (it must not name a secret's
+    value). ``screen(status, headers)`` checks a held answer's headers before its body is read,
+    raising ``SignatureError`` to refuse it unread; ``None`` for a family that signs inside the body.
+    It is applied only where the descriptor says answers are signed (``signed_answer``), and never
+    to a streamed answer (bill files, which WeChat Pay does not sign).
+    """
+
+    refusal: Optional[Refusal] = attrs.field(default=None, repr=False)
+    screen: Optional[Screen] = attrs.field(default=None, repr=False)
+
+
 @hookspec
 def wxpay_endpoint_sources() -> list[Union[Path, "Descriptor"]]:  # type: ignore[empty-body]
     """Contribute endpoints: directories of descriptor YAML files and/or ``Descriptor`` objects.
@@ -81,7 +107,17 @@ def wxpay_transport(config: TransportConfig) -> Optional[Transport]:
 def wxpay_body_codec(descriptor: "Descriptor") -> Optional["BodyCodec"]:
     """Return the ``engine.serialize.BodyCodec`` that encodes ``descriptor``'s bodies and decodes its answers.
 
-    Asked once per descriptor (the pipeline remembers the answer); ``None`` defers to the next plugin.
+    Asked once per descriptor (the pipeline remembers the answer, and asks again only after this
+    hook's implementations change); ``None`` defers to the next plugin.
+    """
+
+
+@hookspec(firstresult=True)
+def wxpay_protocol_family(descriptor: "Descriptor") -> Optional[Family]:
+    """Return the ``Family`` facts of ``descriptor``'s protocol family, or ``None`` for another family.
+
+    Asked once per descriptor and kept with it (again only after this hook's implementations
+    change); a descriptor no plugin answers for is a ``ConfigurationError`` at its first call.
     """
 
 

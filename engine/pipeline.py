@@ -19,14 +19,20 @@ Design decisions:
 * **No stage knows a protocol family.** What differs between APIv3 and APIv2 is read from
   descriptor traits by generic code (``fills``, ``one_of``, ``signed_answer``,
   ``client_certificate``, ``redirect``) or answered by the family's plugins through the hooks: the
-  body codec (``wxpay_body_codec``, asked once per descriptor), the signer (an ``Authorization``
-  header, or a whole signed ``Request`` for families that sign inside the body) and the verifier
-  (given the descriptor, the prepared request and the credentials). The APIv3 hot path pays one
-  dictionary lookup and a few attribute reads for it.
-* One family fact is the pipeline's own: an APIv3 operation on an APIv2-only engine (no serial, no
-  signer, no WeChat Pay key) is refused in ``prepare``, before anything is encrypted and before any
-  signer is asked. Left to the APIv3 signer, a replacement signing plugin (or the Stubber) would
-  still sign and send a request whose answer this engine could never verify.
+  body codec (``wxpay_body_codec``), the family's facts (``wxpay_protocol_family``: which
+  credentials its calls need, how its answers' headers are screened), the signer (an
+  ``Authorization`` header, or a whole signed ``Request`` for families that sign inside the body)
+  and the verifier (given the descriptor, the prepared request and the credentials).
+* The codec and the family's facts are asked once per descriptor and kept in its ``_Plan``, so the
+  hot path pays attribute reads for them, never a dispatch. The credentials are the engine's and
+  frozen, so the family's refusal (an APIv3 operation on an APIv2-only engine, say) is worked out
+  then too, and raised in ``prepare`` before anything is encrypted and before any signer is asked:
+  left to a signer, a replacement signing plugin (or the Stubber) would still sign and send a
+  request whose answer this engine could never verify.
+* Those answers follow plugin changes as ``DirectHook`` does: ``prepare`` compares the
+  implementations of the two hooks with those it last saw (one list comparison) and, when they
+  changed (a plugin registered or removed after the engine was built), forgets every plan's
+  answers, so each descriptor is asked again at its next call.
 * Fields the engine fills (``fills``) that it knows once per call are written before validation
   (``engine.fills``), against the descriptor as the caller sees it; every attempt of one call
   therefore sends the same body nonce, and the signer adds its own fields per attempt.
@@ -67,7 +73,7 @@ from engine.errors import (
 )
 from engine.fields import any_encrypted, map_encrypted, map_encrypted_fields
 from engine.fills import Source, caller_view, fill
-from engine.hookspecs import SigningContext
+from engine.hookspecs import Family, SigningContext
 from engine.keys import ENCRYPTION_KEY_REMEDIES, MerchantCredentials, PlatformKey, PlatformKeyring
 from engine.multipart import complete_meta
 from engine.protocol import H_REQUEST_ID, H_SERIAL
@@ -160,13 +166,13 @@ class Pipeline:
         self.defaults = defaults  # engine.defaults: filled in before validation
         self.hook = hook
         self.credentials = credentials
-        self._apiv3 = credentials.apiv3  # frozen credentials: read once, not on every call
         self.keyring = keyring
         self.settings = settings
         self.clock = clock
         self.nonce = nonce
         # by id, remembering the descriptor: one registered later under the same id gets its own
         self._plans: dict[str, _Plan] = {}
+        self._asked = HookWatch(hook.wxpay_body_codec, hook.wxpay_protocol_family)  # kept in the plans
         self._sign_request = DirectHook(hook.wxpay_sign_request)
         self._verify_response = DirectHook(hook.wxpay_verify_response)
         self._encrypt_field = DirectHook(hook.wxpay_encrypt_field)
@@ -199,8 +205,13 @@ class Pipeline:
             payload = {**{k: from_text(located.get(k), v) for k, v in from_ref.items()}, **(payload or {})}
         if self.defaults is not None:
             payload = self.defaults.fill(descriptor, payload)
-        if descriptor.protocol == "v3" and not self._apiv3:
-            self.credentials.require_apiv3(f"{descriptor.id} is an APIv3 operation: it")
+        if self._asked.changed():
+            self._forget_answers()
+        plan = self._plan(descriptor)
+        if plan.family is None:
+            self._ask_family(plan)
+        if plan.refusal is not None:  # the family's reason these credentials cannot make this call
+            raise ConfigurationError(plan.refusal)
         if descriptor.client_certificate and self.settings.client_certificate is None:
             raise ConfigurationError(
                 f"{descriptor.id} is sent with the merchant's TLS client certificate (apiclient_cert): "
@@ -210,7 +221,6 @@ class Pipeline:
             payload = complete_meta(descriptor, payload)
         if descriptor.fills:
             payload = fill(descriptor, payload, self._fill_sources)
-        plan = self._plan(descriptor)
         if plan.validator is not None:
             errors = plan.validator({} if payload is None else payload)
             if errors:
@@ -221,7 +231,7 @@ class Pipeline:
         body, query = parts.body, parts.query
         if plan.encrypted_body or plan.encrypted_query:
             body, query = self._encrypted(plan, key, body, query)
-        encoded = self.codec(descriptor).encode(descriptor, body, query)
+        encoded = self._codec(plan).encode(descriptor, body, query)
         request = Request(
             method=descriptor.method,
             base_url=self.settings.base_url_for(descriptor),
@@ -235,13 +245,54 @@ class Pipeline:
 
     def codec(self, descriptor: Descriptor) -> BodyCodec:
         """The body codec a plugin chose for ``descriptor`` (asked once per descriptor, kept in its plan)."""
-        plan = self._plan(descriptor)
+        return self._codec(self._plan(descriptor))
+
+    def _codec(self, plan: "_Plan") -> BodyCodec:
         if plan.codec is None:
+            descriptor = plan.descriptor
             codec = self.hook.wxpay_body_codec(descriptor=descriptor)
             if codec is None:
                 raise ConfigurationError(f"no plugin encodes the {descriptor.body_kind} body of {descriptor.id}")
             plan.codec = codec
         return plan.codec
+
+    def refusal(self, descriptor: Descriptor) -> Optional[str]:
+        """Why this engine's credentials cannot make ``descriptor``'s calls, by its family; ``None`` when they can."""
+        plan = self._plan(descriptor)
+        if plan.family is None:
+            self._ask_family(plan)
+        return plan.refusal
+
+    def answer_screen(self, descriptor: Descriptor) -> Optional[Screen]:
+        """The check a held answer to ``descriptor`` passes on its headers before its body is read, if any."""
+        plan = self._plan(descriptor)
+        if plan.family is None:
+            self._ask_family(plan)
+        return plan.screen
+
+    def _ask_family(self, plan: "_Plan") -> None:
+        """Ask the plugins for the plan's family and keep what follows from it for these credentials."""
+        descriptor = plan.descriptor
+        family = self.hook.wxpay_protocol_family(descriptor=descriptor)
+        if family is None:
+            raise ConfigurationError(
+                f"no plugin answers for the protocol family {descriptor.protocol!r} of {descriptor.id}: "
+                "register the family's plugins (they implement wxpay_protocol_family)"
+            )
+        if not isinstance(family, Family):
+            raise ConfigurationError(
+                f"a wxpay_protocol_family plugin answered {type(family).__name__} for {descriptor.id}, "
+                "not an engine.Family"
+            )
+        plan.refusal = None if family.refusal is None else family.refusal(descriptor, self.credentials)
+        plan.screen = family.screen if descriptor.signed_answer else None
+        plan.family = family  # last: a plan with a family has its refusal and screen
+
+    def _forget_answers(self) -> None:
+        """The plugins that answered changed: every descriptor is asked again at its next call."""
+        for plan in self._plans.values():
+            plan.codec = None
+            plan.family = None
 
     def _plan(self, descriptor: Descriptor) -> "_Plan":
         known = self._plans.get(descriptor.id)
@@ -349,7 +400,7 @@ class Pipeline:
         plan = self._plan(descriptor)
         try:
             key_id = self.verify(raw, None, descriptor, prepared.request) if descriptor.signed_answer else None
-            decoded = self.codec(descriptor).decode(descriptor, raw)
+            decoded = self._codec(plan).decode(descriptor, raw)
         except ApiError as error:  # a family whose errors travel in a 2xx body (APIv2 result_code=FAIL)
             if error.outcome_unknown and error.reconcile is None:
                 error.reconcile = prepared.reconcile
@@ -419,7 +470,10 @@ class _Plan:
         "encrypted_answer",
         "encrypted_body",
         "encrypted_query",
+        "family",
+        "refusal",
         "required_headers",
+        "screen",
         "validator",
     )
 
@@ -427,6 +481,10 @@ class _Plan:
         self.descriptor = descriptor
         self.validator = validator  # None: a free-form descriptor takes any payload
         self.codec: Optional[BodyCodec] = None  # asked of the plugins at first use (Pipeline.codec)
+        # asked of the plugins at first use (Pipeline._ask_family), with what follows for the engine
+        self.family: Optional[Family] = None
+        self.refusal: Optional[str] = None
+        self.screen: Optional[Screen] = None
         self.encrypted_body = any_encrypted(descriptor.request.body)
         self.encrypted_query = any_encrypted(descriptor.request.query)
         self.encrypted_answer = any_encrypted(descriptor.response)
@@ -491,6 +549,31 @@ def direct_caller(hook_caller: Any) -> Callable[..., Any]:
         return results
 
     return collected
+
+
+class HookWatch:
+    """Whether the implementations of some hooks changed since it last looked (one list comparison).
+
+    What plugins answered once per descriptor (the body codec, the family's facts) is kept only
+    while the hooks asked keep the implementations that answered.
+    """
+
+    __slots__ = ("_watched",)
+
+    def __init__(self, *hook_callers: Any) -> None:
+        self._watched = self._look(hook_callers)
+
+    @staticmethod
+    def _look(hook_callers: Any) -> tuple[tuple[Any, list[Any]], ...]:
+        return tuple((caller, list(caller._hookimpls)) for caller in hook_callers)
+
+    def changed(self) -> bool:
+        # pluggy keeps a hook's implementations in one list it edits in place: compare it, uncopied
+        for caller, seen in self._watched:
+            if caller._hookimpls != seen:
+                self._watched = self._look(caller for caller, _ in self._watched)
+                return True
+        return False
 
 
 class DirectHook:

@@ -40,12 +40,14 @@ DEFAULT_PLUGINS = (
     "engine.plugins.json_codec",
     "engine.plugins.signer",
     "engine.plugins.verifier",
+    "engine.plugins.family",
     "engine.plugins.field_crypto",
     "engine.plugins.call_log",
     "engine.plugins.aiohttp_transport",
     "engine.plugins.v2_codec",
     "engine.plugins.v2_signer",
     "engine.plugins.v2_verifier",
+    "engine.plugins.v2_family",
 )
 
 

@@ -36,10 +36,9 @@ from engine.errors import (
 )
 from engine.hookspecs import CallInfo
 from engine.pipeline import DirectHook, Pipeline, Prepared
-from engine.protocol import screen_answer
 from engine.retry import RETRYABLE_STATUSES, RetryPolicy, retry_after_seconds
 from engine.runtime import Runtime
-from engine.transport import Transport, TransportConfig, Write
+from engine.transport import Screen, Transport, TransportConfig, Write
 from engine.wire import RawResponse, Request
 
 logger = logging.getLogger("engine.retries")
@@ -54,10 +53,9 @@ class Sender:
         self.pipeline = pipeline
         self.runtime = runtime
         self.policy = policy
-        # A held answer is screened on its headers before its body is read; a streamed bill file is
-        # the one answer WeChat Pay does not sign, so it is not.
-        self._held = pipeline.settings.transport_config(screen=screen_answer)
-        self._streamed = pipeline.settings.transport_config()
+        # One transport record per answer screen (by identity: each record holds its screen, so an id
+        # is never reused while it is a key), made at its first use and shared by every request.
+        self._shared: dict[int, TransportConfig] = {}
         # The observers, called directly while the built-in is their only implementation (DirectHook
         # keeps that current when plugins come and go, the Stubber's among them).
         self._before_send = DirectHook(pipeline.hook.wxpay_before_send)
@@ -111,17 +109,21 @@ class Sender:
             return exc
 
     def _config(self, descriptor: Descriptor, *, streamed: bool) -> TransportConfig:
-        """The transport settings for one request: the shared records, unless the descriptor needs more.
+        """The transport settings for one request: a shared record, unless the descriptor needs more.
 
-        Only an APIv3 answer carries ``Wechatpay-*`` signature headers to screen before its body is
-        read (APIv2 signs inside the body), and only a ``client_certificate`` operation takes the
-        merchant's TLS certificate; every other request uses one of two records made at start.
+        A held answer is screened on its headers before its body is read when the descriptor's family
+        says how (APIv3's ``Wechatpay-*`` headers; APIv2 signs inside the body) and its answers are
+        signed; a streamed bill file, the one answer WeChat Pay does not sign, never is. Only a
+        ``client_certificate`` operation takes the merchant's TLS certificate, in a record of its own.
         """
-        if descriptor.client_certificate or descriptor.protocol != "v3" or not descriptor.signed_answer:
-            headers_signed = descriptor.protocol == "v3" and descriptor.signed_answer
-            screen = screen_answer if headers_signed and not streamed else None
+        screen = None if streamed else self.pipeline.answer_screen(descriptor)
+        if descriptor.client_certificate:
             return self.pipeline.settings.transport_config(screen=screen, descriptor=descriptor)
-        return self._streamed if streamed else self._held
+        return self._shared.get(id(screen)) or self._share(screen)
+
+    def _share(self, screen: Optional[Screen]) -> TransportConfig:
+        config = self._shared[id(screen)] = self.pipeline.settings.transport_config(screen=screen)
+        return config
 
     def _retry_wait(
         self, prepared: Prepared, outcome: Outcome, attempt: int, policy: RetryPolicy, written: Optional["_Counting"]

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import attrs
 import pytest
 from conftest import COMBINE_PAPAY, MICROPAY, REAL_NAME
 
@@ -17,8 +18,11 @@ from engine import (
     ConfigurationError,
     Descriptor,
     Engine,
+    Family,
     Field,
+    Headers,
     MockTransport,
+    RawResponse,
     RequestSpec,
     SignatureError,
     TransportConfig,
@@ -26,6 +30,7 @@ from engine import (
 )
 from engine.sandbox.emulator import Exchange
 
+COMBINE_ID = "v3.ecommerce.combine_papay.contracts.pre_entrust_sign.mini_program.post"
 SECRET_ANSWER = Descriptor(
     id="test.secret.post",
     method="POST",
@@ -104,6 +109,190 @@ def test_hook_wxpay_body_codec(make_engine) -> None:
     asked = [entry for entry in codec.seen if isinstance(entry, str)]
     assert asked == [first.endpoint_id, "v2.pay.micropay.post"]  # once per descriptor, not per call
     assert [entry[0] for entry in codec.seen if isinstance(entry, tuple)] == ["encode", "decode"] * 2
+
+
+# -- wxpay_protocol_family: a made-up family "v9", answered by one user plugin -----------------------
+
+V9_ECHO = Descriptor(
+    id="v9.echo.post",
+    method="POST",
+    path="/v9/echo",
+    protocol="v9",  # type: ignore[arg-type]  # a family the engine's Literal does not know
+    request=RequestSpec(body={"q": Field()}),
+    response={"echo": Field(required=True)},
+)
+
+
+class ScreeningTransport(MockTransport):
+    """The one mock, recording each request's transport settings and applying the answer screen as
+    the aiohttp transport does: on the status and headers, before the body is taken."""
+
+    def __init__(self, handler) -> None:
+        super().__init__(handler)
+        self.configs: list[TransportConfig] = []
+
+    async def send(self, request, config):
+        self.configs.append(config)
+        answer = await super().send(request, config)
+        if config.screen is not None:
+            config.screen(answer.status, answer.headers)
+        return answer
+
+
+def _v9_answer(request, signed: bool = True) -> RawResponse:
+    body = json.dumps({"echo": json.loads(request.body)["q"]}).encode()
+    return RawResponse(200, Headers({"V9-Signature": "ok"} if signed else {}), body)
+
+
+def _v9_screen(status: int, headers) -> None:
+    if 200 <= status < 300 and "V9-Signature" not in headers:
+        raise SignatureError("missing_header", "a v9 answer without V9-Signature")
+
+
+class V9:
+    """Every hook a family answers, for "v9" only: facts, codec, signer, verifier."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.family = Family(refusal=self.refusal, screen=_v9_screen)
+
+    @staticmethod
+    def refusal(descriptor, credentials):
+        return None if credentials.apiv2_key is not None else f"{descriptor.id} is signed with the APIv2 key"
+
+    @hookimpl
+    def wxpay_protocol_family(self, descriptor):
+        self.asked.append(descriptor.id)
+        return self.family if descriptor.protocol == "v9" else None
+
+    @hookimpl
+    def wxpay_body_codec(self, descriptor):
+        from engine.serialize import JSON_CODEC
+
+        return JSON_CODEC if descriptor.protocol == "v9" else None
+
+    @hookimpl
+    def wxpay_sign_request(self, request, signing, descriptor):
+        return f"V9 nonce={signing.nonce}" if descriptor.protocol == "v9" else None
+
+    @hookimpl
+    def wxpay_verify_response(self, response, descriptor):
+        if descriptor is None or descriptor.protocol != "v9":
+            return None
+        return "v9-key" if response.headers.get("V9-Signature") == "ok" else None
+
+
+def _v9_engine(identity, transport, without: tuple[str, ...] = ()) -> Engine:
+    settings = {k: v for k, v in identity.engine_settings().items() if k not in without}
+    engine = Engine(**settings, transport=transport, plugins=[V9()], load_entry_points=False)
+    engine.register(V9_ECHO)
+    return engine
+
+
+def test_hook_wxpay_protocol_family(identity) -> None:
+    transport = ScreeningTransport(_v9_answer)
+    with _v9_engine(identity, transport) as engine:
+        v9 = next(p for p in engine.plugin_manager.get_plugins() if isinstance(p, V9))
+        answers = [engine.call("v9.echo.post", {"q": q}) for q in ("a", "b")]
+        assert [(a.data, a.verified_with) for a in answers] == [({"echo": "a"}, "v9-key"), ({"echo": "b"}, "v9-key")]
+        assert v9.asked == ["v9.echo.post"]  # once per descriptor, not per call
+        assert [c.screen for c in transport.configs] == [_v9_screen, _v9_screen]  # the family's, not APIv3's
+        assert transport.requests[0].headers["Authorization"].startswith("V9 nonce=")
+        transport.handler = lambda request: _v9_answer(request, signed=False)
+        with pytest.raises(SignatureError, match="without V9-Signature"):
+            engine.call("v9.echo.post", {"q": "c"})
+    refused = ScreeningTransport(_v9_answer)
+    engine = _v9_engine(identity, refused, without=("apiv2_key",))
+    with engine, pytest.raises(ConfigurationError, match=r"^v9\.echo\.post is signed with the APIv2 key$"):
+        engine.call("v9.echo.post", {"q": "a"})
+    assert refused.requests == []  # refused before anything was signed or sent
+
+
+def test_an_unknown_protocol_family_is_a_configuration_error_at_first_use(make_engine) -> None:
+    engine = make_engine()
+    engine.register(attrs.evolve(V9_ECHO, id="v8.echo.post", protocol="v8"))
+    with pytest.raises(ConfigurationError, match=r"no plugin answers for the protocol family 'v8' of v8\.echo\.post"):
+        engine.call("v8.echo.post", {"q": "a"})
+
+    class Wrong:
+        @hookimpl
+        def wxpay_protocol_family(self, descriptor):
+            return {"screen": None} if descriptor.protocol == "v7" else None
+
+    engine = make_engine(plugins=[Wrong()])
+    engine.register(attrs.evolve(V9_ECHO, id="v7.echo.post", protocol="v7"))
+    with pytest.raises(ConfigurationError, match=r"answered dict for v7\.echo\.post, not an engine\.Family"):
+        engine.call("v7.echo.post", {"q": "a"})
+    assert engine.emulator.exchanges == []
+
+
+def test_family_facts_and_codecs_are_asked_again_after_their_plugins_change(make_engine) -> None:
+    class Closed(Recorder):
+        @hookimpl
+        def wxpay_protocol_family(self, descriptor):
+            self.seen.append(descriptor.id)
+            return Family(refusal=lambda descriptor, credentials: f"{descriptor.id} is closed today")
+
+    class Codec(Recorder):
+        @hookimpl
+        def wxpay_body_codec(self, descriptor):
+            self.seen.append(descriptor.id)
+            return None
+
+    engine = make_engine()
+    assert engine.call("combine_papay.mini_program", COMBINE_PAPAY).status == 200
+    closed, codec = Closed(), Codec()
+    engine.plugin_manager.register(closed)
+    engine.plugin_manager.register(codec)
+    with pytest.raises(ConfigurationError, match=r"^v3\.ecommerce\.combine_papay.* is closed today$"):
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    assert len(engine.emulator.exchanges) == 1  # the refusal came before anything was sent
+    engine.plugin_manager.unregister(closed)
+    assert engine.call("combine_papay.mini_program", COMBINE_PAPAY).status == 200  # APIv3's facts again
+    assert engine.call("combine_papay.mini_program", COMBINE_PAPAY).status == 200
+    # each asked at the first call that needed it after the change (the refused call needed no codec),
+    # then not again: a codec kept from before the change would never have asked the new plugin
+    assert closed.seen == codec.seen == [COMBINE_ID]
+
+
+def test_the_stubber_leaves_family_facts_and_codecs_as_they_were_asked(make_engine) -> None:
+    """Its plugins answer other hooks: activating and deactivating it asks nothing again."""
+    from engine.testing import Stubber
+
+    class Asked(Recorder):
+        @hookimpl
+        def wxpay_protocol_family(self, descriptor):
+            self.seen.append(descriptor.id)
+
+    asked = Asked()
+    engine = make_engine(plugins=[asked])
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    with Stubber(engine) as stub:
+        answer = {"pre_entrustweb_id": "stubbed", "mchid": "1900000109", "plan_id": 1, "out_contract_code": "c"}
+        stub.add_response("combine_papay.mini_program", answer)
+        assert engine.call("combine_papay.mini_program", COMBINE_PAPAY).data == answer
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    assert asked.seen == [COMBINE_ID]
+
+
+def test_answers_are_screened_on_headers_by_family_and_trait_only(make_engine) -> None:
+    """APIv3's signed answers are screened (``screen_answer``); APIv2's and unsigned ones are not."""
+    from engine.protocol import screen_answer
+
+    transport = ScreeningTransport(lambda request: engine.emulator.handle(request))
+
+    class Serving:
+        @hookimpl
+        def wxpay_transport(self, config):
+            return transport
+
+    engine = make_engine(plugins=[Serving()])
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    engine.call("v2.micropay", MICROPAY)
+    unsigned = attrs.evolve(engine.endpoint("combine_papay.mini_program"), id="test.unsigned.post", signed_answer=False)
+    engine.register(unsigned)
+    engine.call("test.unsigned.post", COMBINE_PAPAY)
+    assert [config.screen for config in transport.configs] == [screen_answer, None, None]
 
 
 def test_hook_wxpay_sign_request_for_a_body_signing_family(make_engine) -> None:
@@ -492,6 +681,7 @@ def test_apiv3_built_ins_are_asked_before_apiv2_ones(engine: Engine) -> None:
         ("wxpay_body_codec", "json_codec", "v2_codec"),
         ("wxpay_sign_request", "signer", "v2_signer"),
         ("wxpay_verify_response", "verifier", "v2_verifier"),
+        ("wxpay_protocol_family", "family", "v2_family"),
     ):
         order = [impl.plugin_name for impl in getattr(engine.plugin_manager.hook, hook).get_hookimpls()]
         assert order[-2:] == [f"engine.plugins.{v2}", f"engine.plugins.{v3}"], hook
