@@ -43,8 +43,9 @@ Design decisions:
   answers are signed with the engine's APIv2 key, under the sign type the request used, when the
   call arrives, and the built-in APIv2 verifier checks them as it checks WeChat Pay's; the stub's
   verifier plugin is not involved. An engine without an APIv2 key cannot queue them
-  (``ConfigurationError``), nor an APIv2-only engine APIv3 answers: it refuses those calls before
-  they are signed, so such an answer could never be taken. ``expected_payload`` is compared with
+  (``ConfigurationError``), nor an engine answers to calls it refuses before they are signed (the
+  family's refusal, ``Pipeline.refusal``: APIv3 operations on an APIv2-only engine), since such an
+  answer could never be taken. ``expected_payload`` is compared with
   the request's XML fields, as text; the fields the engine fills (``nonce_str``, ``sign``,
   ``mch_id``...) only when it names them. Encrypted fields (``pay_bank``'s, under its own RSA key)
   are compared as the plaintext the engine encrypted, as in APIv3, and never shown.
@@ -67,7 +68,7 @@ from engine import multipart
 from engine.client import Engine
 from engine.crypto import oaep_encrypt
 from engine.descriptor import Descriptor, Field, RequestSpec
-from engine.errors import StubAssertionError, StubResponseError, UsageError
+from engine.errors import ConfigurationError, StubAssertionError, StubResponseError, UsageError
 from engine.fields import map_encrypted
 from engine.hookspecs import CallInfo, hookimpl
 from engine.keys import PlatformKey, PlatformKeyring, normalize_serial
@@ -182,11 +183,10 @@ class Stubber:
         For an APIv2 operation ``data`` is the answer document's fields; ``return_code``,
         ``result_code``, ``nonce_str`` and ``sign`` are filled in unless given (``engine.v2.stubs``).
         """
-        descriptor = self.engine.endpoint(endpoint)
+        descriptor = self._answerable(endpoint)
         if descriptor.protocol == "v2":
             self._add_v2_response(descriptor, data, status, expected_payload, headers)
             return
-        self.engine.credentials.require_apiv3(f"queuing an answer for {descriptor.id}, an APIv3 operation,")
         if not _is_status(status, 200, 299):
             raise StubResponseError(descriptor.id, [f"status {status!r} is not 2xx; queue errors with add_error"])
         problems = _answer_problems(descriptor, data)
@@ -213,11 +213,10 @@ class Stubber:
         ``level="result"`` (the default) raises ``ResultCodeError`` with ``err_code=code``,
         ``level="return"`` raises ``ReturnCodeError`` with ``return_msg=message``.
         """
-        descriptor = self.engine.endpoint(endpoint)
+        descriptor = self._answerable(endpoint)
         if descriptor.protocol == "v2":
             self._add_v2_error(descriptor, code, message, status, detail, level, expected_payload, headers)
             return
-        self.engine.credentials.require_apiv3(f"queuing an answer for {descriptor.id}, an APIv3 operation,")
         problems = _error_problems(status, code, message)
         if level is not None:
             problems.append(f"level is for APIv2 FAIL answers; an APIv3 error is told by its status, got {level!r}")
@@ -225,6 +224,14 @@ class Stubber:
             raise StubResponseError(descriptor.id, problems)
         body = _encode(descriptor, _error_body(code, message, detail))
         self._enqueue(descriptor, f"{descriptor.id} ({status} {code})", status, body, headers, expected_payload)
+
+    def _answerable(self, endpoint: str) -> Descriptor:
+        """The descriptor of ``endpoint``, unless the engine refuses its calls (its family says why)."""
+        descriptor = self.engine.endpoint(endpoint)
+        refusal = self.engine.pipeline.refusal(descriptor)
+        if refusal is not None:  # the call would be refused before signing: its answer could never be taken
+            raise ConfigurationError(f"queuing an answer for {descriptor.id}: {refusal}")
+        return descriptor
 
     def assert_no_pending_responses(self) -> None:
         """Raise ``StubAssertionError`` listing every queued answer no call has taken."""

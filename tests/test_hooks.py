@@ -208,6 +208,15 @@ def test_hook_wxpay_protocol_family(identity) -> None:
     assert refused.requests == []  # refused before anything was signed or sent
 
 
+def test_the_stubber_queues_no_answer_to_a_call_the_family_refuses(identity) -> None:
+    from engine.testing import Stubber
+
+    engine = _v9_engine(identity, ScreeningTransport(_v9_answer), without=("apiv2_key",))
+    with engine, Stubber(engine) as stub, pytest.raises(ConfigurationError) as caught:
+        stub.add_response("v9.echo.post", {"echo": "a"})
+    assert str(caught.value) == "queuing an answer for v9.echo.post: v9.echo.post is signed with the APIv2 key"
+
+
 def test_an_unknown_protocol_family_is_a_configuration_error_at_first_use(make_engine) -> None:
     engine = make_engine()
     engine.register(attrs.evolve(V9_ECHO, id="v8.echo.post", protocol="v8"))
