@@ -10,6 +10,10 @@ Design decisions:
   merchant) on that loop and closed with the loop, not with any one engine.
 * The target is sent byte-for-byte as signed (``encoded=True``): aiohttp must not re-quote it.
   Redirects are not followed: a redirected answer is not the answer that was asked for.
+* No cookies (``DummyCookieJar``). WeChat Pay's APIs are signed requests, not sessions: a cookie a
+  peer (or a proxy on the way) sets would ride, unsigned, on every later request of that session,
+  and aiohttp's default jar keeps every new one, so a peer setting a fresh cookie on each answer
+  would grow the engine's memory without bound.
 * aiohttp's own retry of idempotent requests on a dropped keep-alive connection is switched off:
   only the engine decides what is retried, and every attempt it makes is signed afresh.
 * aiohttp and asyncio exceptions are mapped to the engine's transport errors here, in one place:
@@ -71,7 +75,11 @@ class AiohttpTransport(BaseTransport):
             connector = shared_aiohttp_connector(self._config.pool_size)
             trust_env = self._config.trust_env
             session = aiohttp.ClientSession(
-                connector=connector, connector_owner=False, auto_decompress=False, trust_env=trust_env
+                connector=connector,
+                connector_owner=False,
+                auto_decompress=False,
+                trust_env=trust_env,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
             # aiohttp silently re-sends GET/PUT/DELETE once when a kept-alive connection drops, with
             # the same Authorization (same nonce: a replay) and behind the engine's retry policy.

@@ -559,3 +559,51 @@ def test_a_request_signed_afresh_keeps_every_other_part_of_the_request() -> None
     request = Request(**every_field)
     headers = Headers({"Authorization": "x"})
     assert request.with_headers(headers) == attrs.evolve(request, headers=headers)
+
+
+# == answers cannot leave state behind: no cookies ==================================================
+
+
+@attrs.define
+class CookieServer:
+    """An HTTP server on the loopback that sets a cookie on every answer and records what comes back."""
+
+    base_url: str = ""
+    cookies_sent: list[Optional[str]] = attrs.field(factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.cookies_sent.append(request.headers.get("Cookie"))
+        answer = web.json_response({"code": "SYSTEM_ERROR", "message": "busy"}, status=500)
+        answer.set_cookie(f"tracker{len(self.cookies_sent)}", "x" * 64, domain=None, path="/")
+        return answer
+
+
+@pytest.fixture
+async def cookie_server() -> AsyncIterator[CookieServer]:
+    state = CookieServer()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", state.handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, LOCALHOST, 0)
+    await site.start()
+    # By name, not address: aiohttp's default cookie jar keeps no cookies for an IP address, so a
+    # test on 127.0.0.1 could not tell a jar that keeps them from one that does not.
+    state.base_url = f"http://localhost:{runner.addresses[0][1]}"
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+async def test_answers_set_no_cookies_on_later_requests(identity: SandboxIdentity, cookie_server) -> None:
+    """A peer's Set-Cookie is not kept: no state a peer chose rides on later signed requests, and a
+    peer setting a new cookie on every answer cannot grow the engine's memory."""
+    engine = http_engine(identity, cookie_server.base_url, timeout=2, connect_timeout=1, retry=RetryPolicy.never())
+    try:
+        for _ in range(3):
+            with pytest.raises(ApiError):
+                await engine.acall(PAPAY, COMBINE_PAPAY)
+    finally:
+        await engine.aclose()
+    assert cookie_server.cookies_sent == [None, None, None]
