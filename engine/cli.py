@@ -135,6 +135,9 @@ def _add_credential_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--public-key", dest="platform_public_key", help="WeChat Pay public key file")
     group.add_argument("--public-key-id", dest="platform_public_key_id", help="PUB_KEY_ID_...")
     group.add_argument("--platform-certificate", dest="platform_certificates", action="append", help="certificate file")
+    group.add_argument(
+        "--pay-bank-public-key", dest="pay_bank_public_key", help="APIv2 pay_bank's RSA key file (risk/getpublickey)"
+    )
     group.add_argument("--base-url", dest="base_url")
     group.add_argument("--sandbox-state", help="use the credentials and URL of a served sandbox (its state dir)")
     group.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")

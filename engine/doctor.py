@@ -23,6 +23,11 @@ Design decisions:
   (32 printable ASCII characters), the APIv3 checks one ``skip`` line, then the base URL and clock.
   ``--live`` is skipped there: the echo endpoint is APIv3's, and APIv2 has no call without effects
   that proves its sign. The APIv2 key is checked whenever it is set.
+* The ``pay_bank`` key (``--pay-bank-public-key`` or ``WECHATPAY_PAY_BANK_PUBLIC_KEY``), when set,
+  is read by the engine's own reader (PKCS#1 or SPKI PEM, RSA of 2048 bits or more) and must be
+  neither the merchant's own key nor the APIv3 WeChat Pay public key: each is a key people hand
+  over by mistake, and encrypting a bank card number for the wrong key fails only at WeChat Pay.
+  Its line shows the key's fingerprint (``PAY_BANK_...``), the id the engine logs it by.
 * Exit 0 when nothing failed (warnings and skips do not fail), 1 otherwise. No line ever carries
   key material, the APIv3 or APIv2 key or a signature.
 """
@@ -62,6 +67,7 @@ HINTS = {  # where each setting comes from, for the line that names it
     "platform_certificates": "--platform-certificate or WECHATPAY_PLATFORM_CERTIFICATES",
     "apiv3_key": "WECHATPAY_APIV3_KEY",
     "apiv2_key": "WECHATPAY_APIV2_KEY",
+    "pay_bank_public_key": "--pay-bank-public-key or WECHATPAY_PAY_BANK_PUBLIC_KEY",
     "base_url": "--base-url or WECHATPAY_BASE_URL",
     "merchant_certificate": "--merchant-certificate or WECHATPAY_MERCHANT_CERTIFICATE",
 }
@@ -114,7 +120,7 @@ def diagnose(
     """Every check, in order; a check whose inputs failed is skipped rather than repeated."""
     v2_only = apiv2_only(values(settings))
     checks = _apiv2_only(settings) if v2_only else _apiv3_checks(settings, now())
-    checks += [*_apiv2(settings), *_base_url(settings, timeout, now)]
+    checks += [*_apiv2(settings), *_pay_bank(settings), *_base_url(settings, timeout, now)]
     if live and v2_only:
         checks.append(Check("signed round trip", "skip", "APIv2-only: POST /v3/security/echo is an APIv3 call"))
     elif live:
@@ -143,6 +149,36 @@ def _apiv2(settings: Settings) -> list[Check]:
         size = len(str(reveal(value)).encode("utf-8", errors="replace"))
         return [Check("APIv2 key", "FAIL", f"{where} is {size} bytes; it must be 32 printable ASCII characters")]
     return [Check("APIv2 key", "ok", f"32 characters ({where})")]
+
+
+def _pay_bank(settings: Settings) -> list[Check]:
+    from engine.keys import pay_bank_key  # the engine's own reader, so the two cannot disagree
+
+    if "pay_bank_public_key" not in settings:
+        return []
+    where = _source(settings, "pay_bank_public_key")
+    try:
+        key = pay_bank_key(settings["pay_bank_public_key"][0], where)
+    except CredentialError as exc:
+        return [Check("pay_bank key", "FAIL", str(exc))]
+    mistaken = _mistaken_for(settings, key.public_key)
+    if mistaken:
+        return [Check("pay_bank key", "FAIL", f"{where} is {mistaken}, not the key risk/getpublickey answers")]
+    return [Check("pay_bank key", "ok", f"RSA {key.public_key.key_size}-bit, {key.key_id} ({where})")]
+
+
+def _mistaken_for(settings: Settings, key: Any) -> str:
+    """What else ``key`` is (the merchant's key, the APIv3 WeChat Pay public key), or ``""``."""
+    if "private_key" in settings and _is_merchant_key(settings, key):
+        return "the merchant's own public key"
+    if "platform_public_key" in settings:
+        try:
+            platform = load_public_key(settings["platform_public_key"][0])
+        except CredentialError:
+            return ""
+        if public_pem(platform) == public_pem(key):
+            return "the APIv3 WeChat Pay public key"
+    return ""
 
 
 def _source(settings: Settings, name: str) -> str:

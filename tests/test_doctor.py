@@ -113,3 +113,47 @@ def test_missing_and_wrong_settings_each_name_their_variable(environment: dict, 
     ]
     assert failures(lines)[4].startswith("FAIL  base URL: http://127.0.0.1:9 (WECHATPAY_BASE_URL) is not reachable")
     assert "skip  signed round trip: not attempted: fix the failures above first" in lines
+
+
+def test_the_pay_bank_key_is_checked_when_set(served: Path, capsys) -> None:
+    status, lines = doctor(capsys, "--sandbox-state", str(served))
+    (line,) = [line for line in lines if "pay_bank key" in line]
+    assert status == 0 and line.startswith("ok    pay_bank key: RSA 2048-bit, PAY_BANK_")
+    assert line.endswith(f"(--sandbox-state {served})")
+
+
+@pytest.mark.parametrize(
+    ("key_of", "expected"),
+    [
+        ("platform_public_key_path", "is the APIv3 WeChat Pay public key, not the key risk/getpublickey answers"),
+        ("merchant_private_key_path", "is the merchant's own public key, not the key risk/getpublickey answers"),
+        ("small", "RSA key of 1024 bits"),
+        ("junk", "not a PEM public key"),
+    ],
+)
+def test_a_mistaken_pay_bank_key_is_one_line_naming_the_variable(
+    environment: dict, served: Path, tmp_path: Path, monkeypatch, capsys, key_of: str, expected: str
+) -> None:
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from engine.keys import public_pem
+
+    manifest = json.loads((served / "sandbox.json").read_text())
+    if key_of == "small":
+        path = tmp_path / "small.pem"
+        path.write_bytes(public_pem(rsa.generate_private_key(public_exponent=65537, key_size=1024)))
+    elif key_of == "junk":
+        path = tmp_path / "junk.pem"
+        path.write_text("-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n")
+    elif key_of == "merchant_private_key_path":
+        path = tmp_path / "merchant_public.pem"
+        path.write_bytes(public_pem(state.load(served).merchant_key))
+    else:
+        path = Path(manifest[key_of])
+    monkeypatch.setenv("WECHATPAY_PAY_BANK_PUBLIC_KEY", str(path))
+    status, lines = doctor(capsys)
+    (line,) = failures(lines)
+    assert status == 1 and line.startswith("FAIL  pay_bank key: ")
+    assert "WECHATPAY_PAY_BANK_PUBLIC_KEY" in line and expected in line
