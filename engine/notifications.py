@@ -24,10 +24,13 @@ Design decisions:
   crash. If the store fails *after* the handler ran, the event may run again later: handlers that
   move money should still be idempotent on their own business keys.
 * One flow, two drivers: ``begin`` (parse + claim) and ``finish`` (acknowledge or release) are
-  coroutines; ``handle`` awaits them around the handler, ``handle_sync`` drives them with the
-  runtime's ``run_sync`` and calls a sync handler in the caller's own thread, outside any event
-  loop (Django's ORM refuses to run inside one). Handlers may be sync or async; what they return
-  is ignored.
+  coroutines, and the flow around the handler (begin, call it, await it if it is async, finish;
+  give the id back if it is interrupted) is written once, as a generator of steps
+  (``_delivery``), as httpx writes its auth flows. ``handle`` awaits each step in the running
+  loop; ``handle_sync`` runs each through the runtime's ``run_sync``, so the generator, and with
+  it a sync handler, runs in the caller's own thread outside any event loop (Django's ORM refuses
+  to run inside one). A step's failure is thrown back into the flow, which alone decides what a
+  failure means. Handlers may be sync or async; what they return is ignored.
 * Replies follow the documented shapes: 204 without a body on success, a 4xx/5xx with
   ``{"code": "FAIL", "message": ...}`` on failure (401 for a failed verification).
 """
@@ -40,7 +43,7 @@ import inspect
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Generator, Mapping, Optional, Union
 
 import attrs
 
@@ -268,6 +271,13 @@ Handler = Callable[[Notification], Any]
 """Receives a verified notification; sync or async; what it returns is ignored, raising means "send it again"."""
 
 
+Step = Callable[[], Coroutine[Any, Any, Any]]
+"""One step of a delivery: a coroutine factory, awaited by ``handle``, run through ``run_sync`` by ``handle_sync``."""
+
+
+Flow = Generator[Step, Any, Reply]
+
+
 @attrs.frozen
 class Reception:
     """One delivery between ``begin`` and ``finish``: the notification and the claim on its id."""
@@ -372,46 +382,42 @@ class NotificationReceiver:
             return failure_reply(STORE_DOWN_MESSAGE, 503)
         return success_reply()
 
-    async def handle(self, headers: Mapping[str, str], body: Union[bytes, str], handler: Handler) -> Reply:
-        """For asyncio frameworks: the whole flow around ``handler``; the reply WeChat Pay expects."""
-        started = await self.begin(headers, body)
-        if isinstance(started, Reply):
-            return started
-        try:
-            outcome = handler(started.notification)
-            if inspect.isawaitable(outcome):
-                await outcome
-        except Exception as exc:  # any handler failure means "send it again", never a crash
-            return await self.finish(started, exc)
-        except BaseException:  # cancelled (client gone, shutdown): give the id back, then stop
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(self.release(started.claim))
-            raise
-        return await self.finish(started, None)
+    def _delivery(self, headers: Mapping[str, str], body: Union[bytes, str], handler: Handler) -> Flow:
+        """The flow around ``handler`` as steps for a driver (``_drive``, ``_drive_sync``) to run.
 
-    def handle_sync(
-        self,
-        headers: Mapping[str, str],
-        body: Union[bytes, str],
-        handler: Handler,
-        run_sync: Callable[[Callable[[], Coroutine[Any, Any, Any]]], Any],
-    ) -> Reply:
-        """For WSGI frameworks: the same flow, with a sync handler called in this thread, outside any loop."""
-        started = run_sync(lambda: self.begin(headers, body))
+        Each step yielded is a coroutine factory; the driver sends its result back, or throws in what
+        it raised. The handler is called here, in whichever thread the driver runs the flow in.
+        """
+        started: Union[Reply, Reception] = yield lambda: self.begin(headers, body)
         if isinstance(started, Reply):
             return started
         error: Optional[BaseException] = None
         try:
             outcome = handler(started.notification)
             if inspect.isawaitable(outcome):
-                run_sync(lambda: _awaited(outcome))
-        except Exception as exc:
+                yield lambda: _awaited(outcome)
+        except Exception as exc:  # any handler failure means "send it again", never a crash
             error = exc
-        except BaseException:
-            with contextlib.suppress(BaseException):
-                run_sync(lambda: self.release(started.claim))
+        except BaseException:  # cancelled (client gone, shutdown): give the id back, then stop
+            with contextlib.suppress(BaseException):  # what the driver throws back for this step, too
+                yield lambda: _shielded(self.release(started.claim))
             raise
-        return run_sync(lambda: self.finish(started, error))  # type: ignore[no-any-return]
+        reply: Reply = yield lambda: self.finish(started, error)
+        return reply
+
+    async def handle(self, headers: Mapping[str, str], body: Union[bytes, str], handler: Handler) -> Reply:
+        """For asyncio frameworks: the whole flow around ``handler``; the reply WeChat Pay expects."""
+        return await _drive(self._delivery(headers, body, handler))
+
+    def handle_sync(
+        self,
+        headers: Mapping[str, str],
+        body: Union[bytes, str],
+        handler: Handler,
+        run_sync: Callable[[Step], Any],
+    ) -> Reply:
+        """For WSGI frameworks: the same flow, with a sync handler called in this thread, outside any loop."""
+        return _drive_sync(self._delivery(headers, body, handler), run_sync)
 
     def aiohttp_handler(self, handler: Handler) -> Callable[[Any], Awaitable[Any]]:
         """An ``aiohttp.web`` request handler that receives callbacks for ``handler``."""
@@ -426,3 +432,41 @@ class NotificationReceiver:
 
 async def _awaited(outcome: Awaitable[Any]) -> Any:
     return await outcome
+
+
+async def _shielded(step: Coroutine[Any, Any, Any]) -> Any:
+    """``step`` run to its end even if the task awaiting it is cancelled (again)."""
+    return await asyncio.shield(step)
+
+
+# -- the drivers: each runs the one flow's steps its own way ---------------------------------------
+
+
+def _resume(flow: Flow, result: Any, error: Optional[BaseException]) -> Union[Step, Reply]:
+    """The flow's next step after ``result`` (or ``error``, thrown in), or its reply once it returns."""
+    try:
+        return flow.throw(error) if error is not None else flow.send(result)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def _drive(flow: Flow) -> Reply:
+    """Run ``flow`` in this event loop, each step awaited."""
+    result, error = None, None
+    while not isinstance(step := _resume(flow, result, error), Reply):
+        try:
+            result, error = await step(), None
+        except BaseException as exc:  # thrown into the flow: it alone judges a failure, even a cancellation
+            result, error = None, exc
+    return step
+
+
+def _drive_sync(flow: Flow, run_sync: Callable[[Step], Any]) -> Reply:
+    """Run ``flow`` in this thread, outside any loop, each step through ``run_sync``."""
+    result, error = None, None
+    while not isinstance(step := _resume(flow, result, error), Reply):
+        try:
+            result, error = run_sync(step), None
+        except BaseException as exc:
+            result, error = None, exc
+    return step

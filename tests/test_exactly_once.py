@@ -348,3 +348,71 @@ def test_store_errors_travel_across_processes() -> None:
     error = StoreError("store redis://:***@127.0.0.1:1/0: claim failed on it (ConnectionError)")
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is StoreError and str(copy) == str(error) and isinstance(copy, TransportError)
+
+
+# -- one flow, two drivers: handle and handle_sync run the same steps around the handler -----------
+
+
+class Interrupted(BaseException):
+    """Stands in for Ctrl-C or a worker's shutdown: not an Exception, so the handler did not "fail"."""
+
+
+def _raises(exception: BaseException) -> Any:
+    def handler(notification: Notification) -> None:
+        raise exception
+
+    return handler
+
+
+async def _async_raises(notification: Notification) -> None:
+    await asyncio.sleep(0)
+    raise ConnectionError("database down")
+
+
+HANDLERS: dict[str, Any] = {
+    "returns": lambda n: "ignored",
+    "async": lambda n: asyncio.sleep(0),
+    "raises": _raises(ConnectionError("database down")),
+    "async_raises": _async_raises,
+    "interrupted": _raises(Interrupted()),
+}
+
+
+def _outcome(engine: Engine, deliver: Any, handler: Any) -> tuple[Any, str]:
+    """The reply (or the BaseException that ended the delivery), and what the store holds for the id after."""
+    headers, body = _delivery(engine)
+    try:
+        outcome: Any = deliver(engine, headers, body, handler)
+        outcome = (outcome.status, outcome.body)
+    except Interrupted:
+        outcome = "re-raised"
+    notification = engine.parse_notification(headers, body)
+    return outcome, engine.runtime.run_sync(lambda: engine.notifications.claim(notification), 5).status
+
+
+DRIVERS: dict[str, Any] = {
+    "handle": lambda engine, h, b, handler: asyncio.run(engine.handle_notification(h, b, handler)),
+    "handle_sync": lambda engine, h, b, handler: engine.handle_notification_sync(h, b, handler),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HANDLERS))
+def test_both_entry_points_drive_the_one_flow_with_the_same_outcome(make_engine, kind, monkeypatch) -> None:
+    """The claim/handler/acknowledge-or-release steps exist once (``_delivery``); each entry point only
+    drives them. Same reply, same state left in the store, for a handler that returns, raises or is
+    interrupted (the id is given back and the interruption goes on)."""
+    from engine.notifications import NotificationReceiver
+
+    flows: list[str] = []
+    delivery = NotificationReceiver._delivery
+
+    def recorded(self: NotificationReceiver, *args: Any) -> Any:
+        flows.append(kind)
+        return delivery(self, *args)
+
+    monkeypatch.setattr(NotificationReceiver, "_delivery", recorded)
+    outcomes = {name: _outcome(make_engine(), drive, HANDLERS[kind]) for name, drive in DRIVERS.items()}
+    assert outcomes["handle"] == outcomes["handle_sync"]
+    assert flows == [kind, kind]
+    expected_state = ACKNOWLEDGED if kind in ("returns", "async") else CLAIMED  # CLAIMED: it was given back
+    assert outcomes["handle"][1] == expected_state
