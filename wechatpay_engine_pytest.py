@@ -26,6 +26,9 @@ Design decisions:
 * The engine is imported inside the fixtures, not when pytest loads the plugin, so test suites that
   never ask for a fixture pay nothing for it; if the ``engine`` found then is not this one, the
   fixture fails with that explanation instead of an obscure attribute error.
+* ``RunningSandbox.engine(**options)`` boxes the options and the identity's keys
+  (``engine.secret.hide_settings``) before anything can fail, as ``Engine.sandbox`` does: an error
+  tracker recording the frames of a refused construction sees ``Secret(<hidden>)``.
 * The no-pending-answers check runs only when the test itself passed (a ``pytest_runtest_makereport``
   wrapper records the outcome): a failing test already says what went wrong, and a second error at
   teardown about the answers it never reached would only bury it.
@@ -102,9 +105,12 @@ class RunningSandbox:
         self._engines: list["Engine"] = []
 
     def engine(self, **options: Any) -> "Engine":
+        """An engine on the served sandbox's credentials; ``options`` are further ``Engine`` settings."""
         from engine import Engine
+        from engine.secret import hide_settings
 
-        settings = {**self.identity.engine_settings(), "base_url": self.base_url, **options}
+        hide_settings(options)  # in place, first: this frame holds options (and the identity's keys below)
+        settings = hide_settings({**self.identity.engine_settings(), "base_url": self.base_url, **options})
         engine = Engine(**settings)
         self._engines.append(engine)
         return engine

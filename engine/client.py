@@ -89,7 +89,7 @@ from engine.protocol import new_nonce
 from engine.registry import Registry
 from engine.retry import RetryPolicy
 from engine.runtime import Runtime
-from engine.secret import hide
+from engine.secret import hide, hide_settings
 from engine.sender import Sender
 from engine.stores import DEFAULT_ACK_TTL, DEFAULT_CLAIM_TTL, STORE_ENV, Store, open_store
 from engine.tls import client_certificate as parse_client_certificate
@@ -109,21 +109,6 @@ P = ParamSpec("P")
 SYNC_MARGIN_SECONDS = 1.0
 
 
-SECRET_SETTINGS = ("private_key", "apiv3_key", "apiv2_key", "client_certificate")
-SECRET_TEXT_SETTINGS = ("store",)  # boxed when text: a store URL may carry a password
-
-
-def _hidden(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` (changed in place) with the key settings, and a store URL, boxed in ``Secret``."""
-    for name in SECRET_SETTINGS:
-        if name in settings:
-            settings[name] = hide(settings[name])
-    for name in SECRET_TEXT_SETTINGS:
-        if isinstance(settings.get(name), str):
-            settings[name] = hide(settings[name])
-    return settings
-
-
 def _boxing(make: Callable[P, T]) -> Callable[P, T]:
     """``make`` (a constructor taking ``Engine`` settings as keywords) with those settings boxed first.
 
@@ -134,7 +119,7 @@ def _boxing(make: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(make)
     def boxing(*args: P.args, **kwargs: P.kwargs) -> T:
-        _hidden(kwargs)
+        hide_settings(kwargs)
         return make(*args, **kwargs)
 
     return boxing
@@ -152,7 +137,7 @@ def _guarded(init: Callable[P, None]) -> Callable[P, None]:
 
     @functools.wraps(init)
     def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
-        _hidden(kwargs)
+        hide_settings(kwargs)
         if len(args) > 1:
             raise ConfigurationError("Engine takes its settings by name: Engine(mchid=..., ...)")
         if "mchid" not in kwargs:
@@ -299,7 +284,7 @@ class Engine:
         identity = identity or SandboxIdentity.generate()
         emulator = Sandbox(identity, clock=options.get("clock", time.time), mode=mode)
         try:  # the identity's keys are boxed too: this frame holds them until the engine is built
-            settings = _hidden({**identity.engine_settings(mode), **options})
+            settings = hide_settings({**identity.engine_settings(mode), **options})
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         engine = cls(base_url=SANDBOX_URL, plugins=[SandboxTransportPlugin(emulator), *plugins], **settings)

@@ -10,13 +10,19 @@ Design decisions:
 * ``repr``, ``str`` and ``format`` say ``Secret(<hidden>)``; pickling refuses (key material does not
   belong in a Celery result or a queue); equality and hashing are by identity, so a comparison
   cannot be used to probe the value.
+* Every constructor that takes ``Engine`` settings as keywords (``Engine``, ``Engine.sandbox``,
+  ``Engine.from_env``, the pytest plugin's ``RunningSandbox.engine``) boxes them with the one
+  ``hide_settings``, so the list of which settings are secret lives here, once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Secret", "hide", "reveal"]
+__all__ = ["SECRET_SETTINGS", "Secret", "hide", "hide_settings", "reveal"]
+
+SECRET_SETTINGS = ("private_key", "apiv3_key", "apiv2_key", "client_certificate")
+SECRET_TEXT_SETTINGS = ("store",)  # boxed when text: a store URL may carry a password
 
 
 class Secret:
@@ -54,3 +60,18 @@ def hide(value: Any) -> Any:
 def reveal(value: Any) -> Any:
     """The value inside a ``Secret``, or ``value`` itself."""
     return value.reveal() if isinstance(value, Secret) else value
+
+
+def hide_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``Engine`` keyword arguments (changed in place) with the key settings, and a store URL, boxed.
+
+    In place, because the caller's frame holds that very dict (``**options``): boxing a copy would
+    leave the plain values in view.
+    """
+    for name in SECRET_SETTINGS:
+        if name in settings:
+            settings[name] = hide(settings[name])
+    for name in SECRET_TEXT_SETTINGS:
+        if isinstance(settings.get(name), str):
+            settings[name] = hide(settings[name])
+    return settings

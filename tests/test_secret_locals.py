@@ -28,10 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PAPAY = "combine_papay.mini_program"
 
 
-def engine_frames(error: BaseException) -> str:
+OWN = (ROOT / "engine", ROOT / "plugins")
+PYTEST_PLUGIN = ROOT / "wechatpay_engine_pytest.py"
+
+
+def engine_frames(error: BaseException, own_code: tuple[Path, ...] = OWN) -> str:
     """The formatted frames (code and locals) of the engine's own modules in ``error``'s traceback."""
     formatted = traceback.TracebackException.from_exception(error, capture_locals=True)
-    own = [str(ROOT / "engine"), str(ROOT / "plugins")]
+    own = [str(path) for path in own_code]
     frames = [
         frame
         for exc in _chain(formatted)
@@ -309,3 +313,18 @@ def test_keywords_of_a_refused_from_env_leave_no_key_or_store_password_in_frame_
     }
     with Engine.from_env(environ=environ, client_certificate=str(cert), load_entry_points=False) as engine:
         assert engine.pipeline.settings.client_certificate.serial == ClientCertificate.from_pem(cert, key).serial
+
+
+def test_a_refused_engine_of_the_served_sandbox_fixture_leaves_no_key_in_frame_locals(wechatpay_sandbox_server) -> None:
+    """``RunningSandbox.engine(**options)`` held the identity's keys and the options in its own frame."""
+    served = wechatpay_sandbox_server
+    pem = served.identity.merchant_private_pem().decode()
+    key = "K" * 31 + "!"
+    with pytest.raises(EngineError) as caught:  # the keys are fine; the timeout is not
+        served.engine(private_key=pem, apiv2_key=key, load_entry_points=False, timeout=-1)
+    text = engine_frames(caught.value, (*OWN, PYTEST_PLUGIN))
+    assert " engine {" in text, "the traceback should pass through RunningSandbox.engine"
+    for secret in [*secrets_of(served.identity, []), key]:
+        assert secret not in text
+    with served.engine(private_key=pem, load_entry_points=False) as engine:  # boxed, and still a working engine
+        assert engine.call(PAPAY, COMBINE_PAPAY).status == 200
