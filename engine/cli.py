@@ -8,6 +8,11 @@ Design decisions:
   environment, because command lines are visible to other users of the machine. APIv2's client
   certificate is ``WECHATPAY_CLIENT_CERTIFICATE`` (``apiclient_cert.pem``), with
   ``WECHATPAY_CLIENT_KEY`` or else the private key; an APIv2-only merchant sets no APIv3 variable.
+* ``--private-key`` may be given PEM text rather than a path (the engine takes both), so argparse
+  boxes it in ``engine.secret.Secret`` as it parses (``type=Secret``), and the settings of
+  ``--sandbox-state`` (which hold the APIv3 and APIv2 keys themselves) are boxed as they are read:
+  neither the namespace's repr nor a traceback's frames show a key, and only the engine's
+  innermost cryptographic calls open the box. No other flag carries a secret value.
 * A user mistake prints one ``error: ...`` line on stderr and exits 2; an answer WeChat Pay refused,
   a failed verification or a network failure exits 1. No traceback for either: every expected
   failure is an ``EngineError`` with a message that says what to fix.
@@ -34,6 +39,7 @@ from engine.files import Unread, read_regular_file
 from engine.registry import BUILTIN_ENDPOINTS, Registry
 from engine.sandbox import remote
 from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT
+from engine.secret import Secret, hide_settings
 from engine.untyped import Untyped
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -131,7 +137,9 @@ def _add_credential_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("credentials (default: WECHATPAY_* environment variables)")
     group.add_argument("--mchid")
     group.add_argument("--serial-no", dest="serial_no", help="merchant API certificate serial")
-    group.add_argument("--private-key", dest="private_key", help="merchant private key file (apiclient_key.pem)")
+    group.add_argument(  # boxed as parsed: the engine takes PEM text as well as a path
+        "--private-key", dest="private_key", type=Secret, help="merchant private key file (apiclient_key.pem)"
+    )
     group.add_argument("--public-key", dest="platform_public_key", help="WeChat Pay public key file")
     group.add_argument("--public-key-id", dest="platform_public_key_id", help="PUB_KEY_ID_...")
     group.add_argument("--platform-certificate", dest="platform_certificates", action="append", help="certificate file")
@@ -275,8 +283,8 @@ def _flag(name: str) -> str:
 def _sandbox_credentials(state_dir: Path) -> dict[str, Any]:
     from engine.sandbox import state
 
-    try:
-        return state.engine_settings(state_dir)
+    try:  # boxed as read: the state holds the APIv3 and APIv2 keys themselves
+        return hide_settings(state.engine_settings(state_dir))
     except (OSError, KeyError, json.JSONDecodeError):
         hint = "start 'wechatpay sandbox serve --state-dir' first"
         raise CliError(f"no sandbox.json in {str(state_dir)!r}: {hint}") from None

@@ -11,6 +11,7 @@ import pytest
 
 from engine import cli
 from engine.cli import main
+from engine.sandbox import state
 from engine.secret import reveal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -282,3 +283,63 @@ def test_apiv2_credentials_come_from_the_environment(monkeypatch, tmp_path) -> N
     assert reveal(settings["apiv2_key"]) == identity.apiv2_key.decode()  # boxed as it is read
     certificate, tls_key = settings["client_certificate"]
     assert (certificate, reveal(tls_key)) == (str(cert), str(key))
+
+
+# -- flags whose value is key material: --private-key takes PEM text as well as a path ---------------
+
+
+def _pem_flags(identity, tmp_path: Path) -> list[str]:
+    """Credential flags with the merchant private key given as PEM text, not as a file."""
+    public = tmp_path / "pub_key.pem"
+    public.write_bytes(identity.platform_public_pem())
+    return [
+        "--mchid", identity.mchid, "--serial-no", identity.merchant_serial_no,
+        "--private-key", identity.merchant_private_pem().decode(),
+        "--public-key", str(public), "--public-key-id", identity.platform_public_key_id,
+    ]  # fmt: skip
+
+
+def _pem_lines(identity) -> list[str]:
+    return [line for line in identity.merchant_private_pem().decode().splitlines() if not line.startswith("-----")]
+
+
+COMMANDS_WITH_CREDENTIALS = [
+    ["call", "combine_papay.mini_program"],
+    ["certificates", "download", "--out", "x"],
+    ["doctor"],
+    ["notify", "verify", "--headers", "h", "--body", "b"],
+]
+
+
+def test_a_key_flag_is_boxed_as_parsed_and_opened_where_used(identity, tmp_path, capsys, monkeypatch) -> None:
+    for command in COMMANDS_WITH_CREDENTIALS:
+        args = cli.build_parser().parse_args([*command, *_pem_flags(identity, tmp_path)])
+        assert "private_key=Secret(<hidden>)" in repr(args)
+        assert not any(line in repr(args) for line in _pem_lines(identity))
+        assert reveal(args.private_key) == identity.merchant_private_pem().decode()
+    for variable in cli.ENVIRONMENT.values():
+        monkeypatch.delenv(variable, raising=False)
+    _, out, _ = run(capsys, "doctor", *_pem_flags(identity, tmp_path))  # the base URL check fails: no network
+    checks = out.splitlines()
+    assert "ok    merchant private key: RSA 2048-bit (--private-key)" in checks, checks
+
+
+def test_a_refused_engine_from_flags_leaves_no_key_in_frame_locals(identity, tmp_path: Path) -> None:
+    from test_secret_locals import engine_frames
+
+    from engine import EngineError
+
+    sandbox_state = tmp_path / "state"
+    state.save(identity, sandbox_state, "http://127.0.0.1:1")
+    refused = [  # the keys are fine; the timeout is not
+        [*_pem_flags(identity, tmp_path), "--timeout", "-1"],
+        ["--sandbox-state", str(sandbox_state), "--timeout", "-1"],  # the state's APIv3 and APIv2 keys
+    ]
+    for flags in refused:
+        with pytest.raises(EngineError) as caught:
+            cli._engine(cli.build_parser().parse_args(["call", "combine_papay.mini_program", *flags]))
+        text = engine_frames(caught.value)
+        assert " _engine {" in text, "the traceback should pass through the CLI"
+        for secret in [*_pem_lines(identity), identity.apiv3_key.decode(), identity.apiv2_key.decode()]:
+            assert secret not in text
+
