@@ -272,7 +272,8 @@ def _raw_settings(args: argparse.Namespace) -> environment.Sourced:
 
 def _given(args: argparse.Namespace) -> environment.Sourced:
     """What ``Engine.from_env`` reads (``engine.environment``), each with its source; a flag given wins."""
-    flags = {name: (value, _flag(name)) for name in ENVIRONMENT if (value := getattr(args, name, None))}
+    flags = {name: (value, _flag(name)) for name in ENVIRONMENT if (value := getattr(args, name, None)) is not None}
+    environment.refuse_empty(environment.values(flags), "flags", _flag)  # --mchid "" is a mistake, not "unset"
     return {**environment.read_sources(), **flags}
 
 

@@ -299,11 +299,14 @@ class Engine:
 
         ``environ`` defaults to ``os.environ``; ``options`` are further ``Engine`` settings, and win over
         the environment (``Engine.from_env(plugins=[...], timeout=10)``). A missing required variable
-        is a ``ConfigurationError`` naming it; a bad value fails as it would passed to ``Engine``.
+        is a ``ConfigurationError`` naming it; a bad value fails as it would passed to ``Engine``. An
+        empty variable counts as unset; a keyword given as empty text is a ``ConfigurationError``
+        naming it (``engine.environment.refuse_empty``).
         ``WECHATPAY_MCHID`` and ``WECHATPAY_APIV2_KEY`` alone make an APIv2-only engine.
         """
-        from engine.environment import ENVIRONMENT, missing, paired_client_certificate, read_environment
+        from engine.environment import ENVIRONMENT, missing, paired_client_certificate, read_environment, refuse_empty
 
+        refuse_empty(options)  # first: an empty keyword is a mistake, whatever the environment holds
         settings = {**read_environment(environ), **options}
         absent = missing(settings)
         if absent:

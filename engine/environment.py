@@ -22,6 +22,13 @@ Design decisions:
 
 * A variable that is unset or empty is left out, so ``Engine``'s own defaults apply and its own
   checks (``ConfigurationError``, ``CredentialError``) judge what is there; values are never echoed.
+  Empty counts as unset because that is how shells, ``.env`` files, Docker and Kubernetes manifests
+  commonly "unset" a variable (``WECHATPAY_APIV2_KEY=``); ``WECHATPAY_CLIENT_KEY`` too.
+* An override given explicitly as empty text (``Engine.from_env(apiv2_key="")``, ``b""``, an empty
+  entry in a list or pair, ``--mchid ""``) is a mistake, not "unset": it would replace the
+  variable with nothing, or silently fall back to it. ``refuse_empty`` names every such setting
+  (or flag) at once, with the variable that leaving it out would use, in a ``ConfigurationError``,
+  before anything is read or parsed; ``Engine.from_env`` and the CLI both call it.
 * The reader only reads: ``Engine.from_env`` and the CLI add their own overrides (keyword
   arguments, command-line flags) on top, and say in their own words what is missing.
 * Each setting can be read with the variable it came from (``read_sources``), because
@@ -40,7 +47,7 @@ Design decisions:
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from engine.errors import ConfigurationError
 from engine.secret import Secret, hide, reveal
@@ -89,6 +96,23 @@ def _value(name: str, text: str) -> Any:
     return text
 
 
+def refuse_empty(settings: Mapping[str, Any], kind: str = "settings", label: Callable[[str], str] = str) -> None:
+    """A ``ConfigurationError`` naming each of the reader's settings that ``settings`` (explicit overrides:
+    keywords, or flags as ``label`` names them) gives as empty text; names only, never a value."""
+    blank = [name for name in ENVIRONMENT if name in settings and _empty(settings[name])]
+    if blank:
+        variables = ", ".join(ENVIRONMENT[name] for name in blank)
+        given = ", ".join(map(label, blank))
+        raise ConfigurationError(f"empty {kind}: {given} (give each a value, or leave it out to use {variables})")
+
+
+def _empty(value: Any) -> bool:
+    """Empty text or bytes, boxed or not, or a list or pair holding one (certificates, (cert, key))."""
+    if isinstance(reveal(value), (list, tuple)):  # opened inline, never bound: it may be a key
+        return any(map(_empty, reveal(value)))
+    return isinstance(reveal(value), (str, bytes, bytearray)) and not reveal(value)
+
+
 def missing(settings: Mapping[str, Any]) -> list[str]:
     """The variables of the required settings that ``settings`` lacks (a ``signer`` stands in for the key);
     an APIv2-only set needs the merchant id only."""
@@ -112,7 +136,7 @@ def paired_client_certificate(
     if not isinstance(reveal(settings.get("client_certificate")), str):  # absent, or a form Engine takes
         return dict(settings)
     source = os.environ if environ is None else environ
-    key = hide(source.get(CLIENT_KEY)) or settings.get("private_key")
+    key = hide(source.get(CLIENT_KEY) or None) or settings.get("private_key")  # empty: unset, as any variable
     if not key:
         raise ConfigurationError(
             f"{ENVIRONMENT['client_certificate']} needs its key: set {CLIENT_KEY} (apiclient_key.pem)"

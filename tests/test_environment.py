@@ -102,3 +102,73 @@ def test_doctor_reads_the_same_settings_as_call(environ: dict[str, str], monkeyp
     assert settings["base_url"] == ("http://x", "--base-url")
     assert settings["platform_certificates"][1] == "WECHATPAY_PLATFORM_CERTIFICATES"
     assert opened(values(settings)) == opened({**read_environment(), "mchid": "1900000109", "base_url": "http://x"})
+
+
+# -- empty values: an empty variable is unset; an empty keyword or flag is a mistake ------------------
+
+
+def test_an_empty_variable_counts_as_unset(environ: dict[str, str], identity: SandboxIdentity, tmp_path: Path) -> None:
+    from engine.environment import CLIENT_KEY
+
+    for name, variable in ENVIRONMENT.items():
+        assert set(read_sources({**environ, variable: ""})) == set(read_sources(environ)) - {name}
+    cert = tmp_path / "apiclient_cert.pem"
+    cert.write_bytes(identity.merchant_certificate_pem())
+    apiv2 = {"WECHATPAY_MCHID": identity.mchid, "WECHATPAY_APIV2_KEY": identity.apiv2_key.decode()}
+    with pytest.raises(ConfigurationError) as caught:  # as if WECHATPAY_CLIENT_KEY were not set at all
+        Engine.from_env(environ={**apiv2, "WECHATPAY_CLIENT_CERTIFICATE": str(cert), CLIENT_KEY: ""})
+    assert str(caught.value) == f"WECHATPAY_CLIENT_CERTIFICATE needs its key: set {CLIENT_KEY} (apiclient_key.pem)"
+    with Engine.from_env(  # an empty WECHATPAY_CLIENT_KEY falls back to the private key, as an unset one does
+        environ={**environ, "WECHATPAY_CLIENT_CERTIFICATE": str(cert), CLIENT_KEY: ""}, load_entry_points=False
+    ) as engine:
+        assert engine.pipeline.settings.client_certificate is not None
+
+
+EMPTY_KEYWORDS: dict[str, list[Any]] = {
+    **{name: [""] for name in ENVIRONMENT},
+    "platform_certificates": [[""]],
+    "client_certificate": ["", ("", "")],
+    **{name: ["", b""] for name in ("private_key", "apiv3_key", "apiv2_key")},
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENVIRONMENT))
+def test_an_empty_keyword_of_from_env_is_a_mistake_named_before_anything_else(environ, name: str) -> None:
+    """Given explicitly, an empty value is not "unset": it would override the variable with nothing."""
+    for value in EMPTY_KEYWORDS[name]:
+        for source in (environ, {}):  # with the variable set and without it: the same mistake, named the same way
+            with pytest.raises(ConfigurationError) as caught:
+                Engine.from_env(environ=source, load_entry_points=False, **{name: value})
+            assert str(caught.value) == (
+                f"empty settings: {name} (give each a value, or leave it out to use {ENVIRONMENT[name]})"
+            )
+
+
+def test_every_empty_keyword_is_named_at_once(environ: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Engine.from_env(environ=environ, apiv2_key="", base_url="", client_certificate="")
+    assert str(caught.value) == (
+        "empty settings: apiv2_key, client_certificate, base_url (give each a value, or leave it out to use "
+        "WECHATPAY_APIV2_KEY, WECHATPAY_CLIENT_CERTIFICATE, WECHATPAY_BASE_URL)"
+    )
+    assert environ["WECHATPAY_BASE_URL"] not in str(caught.value)
+
+
+FLAG_VARIABLES = {
+    "--mchid": "WECHATPAY_MCHID",
+    "--serial-no": "WECHATPAY_SERIAL_NO",
+    "--private-key": "WECHATPAY_PRIVATE_KEY",
+    "--public-key": "WECHATPAY_PUBLIC_KEY",
+    "--platform-certificate": "WECHATPAY_PLATFORM_CERTIFICATES",
+    "--base-url": "WECHATPAY_BASE_URL",
+}
+
+
+@pytest.mark.parametrize("flag", sorted(FLAG_VARIABLES))
+def test_an_empty_flag_is_a_mistake_not_a_fall_back_to_the_environment(environ, flag: str, monkeypatch, capsys) -> None:
+    for variable, value in environ.items():
+        monkeypatch.setenv(variable, value)
+    assert main(["call", "combine_papay.mini_program", "--data", "{}", flag, ""]) == 2
+    assert capsys.readouterr().err == (
+        f"error: empty flags: {flag} (give each a value, or leave it out to use {FLAG_VARIABLES[flag]})\n"
+    )
