@@ -23,8 +23,10 @@ Design decisions:
   never across an ``await``: the ticker and a blocking advance wait for it at most as long as a
   view takes to build, and nothing waits on the loop while holding it. The other reads need no
   lock: the event types are constants; the clock is one offset read once, and a read of it races
-  an advance only as a request sent a moment earlier or later would; the exchanges and faults are
-  not the store's.
+  an advance only as a request sent a moment earlier or later would; the faults are not the
+  store's. The exchanges are not the store's either: they are a ring other threads append to
+  (``engine.sandbox.ring``), listed from one ``snapshot`` taken under the ring's own lock, so a
+  call recorded meanwhile is in the listing or not, never a "deque mutated during iteration".
 * Routes (all JSON; the inspector's page and stream live in ``engine.sandbox.inspector``)::
 
       POST /sandbox/actions/pay               {"out_trade_no", "fail"?}
@@ -255,7 +257,7 @@ class Routes:
                 "status": e.response.status,
                 "endpoint": e.endpoint_id,
             }
-            for e in self.sandbox.exchanges
+            for e in self.sandbox.exchanges.snapshot()
         ]
         return web.json_response(listing)
 

@@ -29,10 +29,14 @@ Design decisions:
 * No sockets here: the in-process transport calls ``respond`` directly, and the HTTP server wraps
   the same method. Exchanges are recorded, decrypted payload included, so tests can look at the
   wire; the record hides payloads from ``repr``.
-* The record is a ring buffer (``Record``, a ``deque`` with ``maxlen``): the newest
-  ``record_limit`` exchanges (default ``DEFAULT_RECORD_LIMIT``) and deliveries are kept, older
-  ones dropped, so a sandbox served for days stays the size it was after its first thousand calls.
-  ``contract_signed`` finds its pre-entrust-sign request in that window only.
+* The record is a ring buffer (``engine.sandbox.ring.Ring``): the newest ``record_limit``
+  exchanges (default ``DEFAULT_RECORD_LIMIT``) and deliveries are kept, older ones dropped, so a
+  sandbox served for days stays the size it was after its first thousand calls.
+  ``contract_signed`` finds its pre-entrust-sign request in that window only. Other threads append
+  to it while the served loop reads it (an in-process engine on the same sandbox, a blocking
+  ``TestClock.advance``): the ring takes its lock for both, every walk is of a copy, and
+  ``record_limit`` resizes it in place, so no exchange is lost to a resize. Observers are handed
+  the exchange just recorded, never "the newest", which another thread may have recorded since.
 * The world's objects and callbacks are bounded too (``object_limit``, default
   ``DEFAULT_OBJECT_LIMIT``, 10,000; ``callback_limit``, twice that unless set): see
   ``engine.sandbox.world``.
@@ -40,13 +44,12 @@ Design decisions:
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import hashlib
 import json
 import secrets
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence, cast
+from typing import Any, Callable, Optional, Sequence, cast
 
 import attrs
 from cryptography import x509
@@ -80,6 +83,7 @@ from engine.sandbox.clock import as_test_clock
 from engine.sandbox.faults import ANSWER_FAULTS, Fault, FaultPlan
 from engine.sandbox.identity import SandboxIdentity, self_signed_certificate
 from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT, checked_limit
+from engine.sandbox.ring import Ring
 from engine.sandbox.v2 import V2Desk
 from engine.sandbox.world import World
 from engine.serialize import encode_json, from_text, query_values
@@ -89,23 +93,6 @@ from engine.wire import Headers, RawResponse, Request
 
 Route = Callable[[Request, dict[str, Any], Optional[Fault]], tuple[int, Any]]
 DEFAULT_RECORD_LIMIT = 1000  # about 5.5 MiB of exchanges at their typical size
-
-
-class Record(collections.deque[Any]):
-    """The newest ``maxlen`` items, oldest first; equal to a list holding the same items.
-
-    (A plain ``deque`` is never equal to a list, and ``sandbox.exchanges == []`` reads well in tests.)
-    """
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, list):
-            return list(self) == other
-        return super().__eq__(other)
-
-    def __ne__(self, other: object) -> bool:
-        return not self == other
-
-    __hash__ = None  # type: ignore[assignment,unused-ignore]  # mutable, like list and deque
 
 
 @attrs.frozen
@@ -175,8 +162,8 @@ class Sandbox:
         self.registry = registry or Registry([BUILTIN_ENDPOINTS])
         self.clock = clock  # wire time: signature windows and timestamps
         self.time = as_test_clock(clock)  # business time: what the test clock advances
-        self.exchanges: Record = Record(maxlen=_checked_limit(record_limit))
-        self.deliveries: Record = Record(maxlen=self.exchanges.maxlen)
+        self.exchanges: Ring[Exchange] = Ring(maxlen=_checked_limit(record_limit))
+        self.deliveries: Ring[notify.Delivery] = Ring(maxlen=self.exchanges.maxlen)
         self.faults = FaultPlan(resolve=lambda ref: self.registry.get(ref))
         self.observers: list[Callable[[Exchange, str], None]] = []  # (exchange, verification) per answer
         self._validators: dict[str, PayloadValidator] = {}
@@ -213,8 +200,8 @@ class Sandbox:
     @record_limit.setter
     def record_limit(self, limit: int) -> None:
         limit = _checked_limit(limit)
-        self.exchanges = _resized(self.exchanges, limit)
-        self.deliveries = _resized(self.deliveries, limit)
+        self.exchanges.resize(limit)  # in place: a writer holding the ring appends to the one kept
+        self.deliveries.resize(limit)
 
     @property
     def object_limit(self) -> int:
@@ -237,7 +224,7 @@ class Sandbox:
     @property
     def last(self) -> Exchange:
         """The most recent exchange (``IndexError`` when there is none)."""
-        return cast(Exchange, self.exchanges[-1])
+        return self.exchanges[-1]
 
     def handle(self, request: Request) -> RawResponse:
         """Answer one request as WeChat Pay would (transport faults are not acted out here)."""
@@ -283,9 +270,10 @@ class Sandbox:
             answer = self._answer(request, status, encode_json(body) if body is not None else b"", fault)
         if fault is not None and fault.retry_after is not None:  # not signed: WeChat Pay signs the body only
             answer = attrs.evolve(answer, headers=answer.headers.merged({"Retry-After": str(fault.retry_after)}))
-        self.exchanges.append(Exchange(request, answer, endpoint_id, payload))
-        for observe in self.observers:
-            observe(self.exchanges[-1], verification)
+        exchange = Exchange(request, answer, endpoint_id, payload)
+        self.exchanges.append(exchange)
+        for observe in self.observers:  # this exchange: another thread may have recorded a newer one since
+            observe(exchange, verification)
         return Outcome(answer, fault if fault is not None and fault.at_transport else None)
 
     # -- the server's checks, in the order WeChat Pay applies them ---------------------------
@@ -589,10 +577,6 @@ def corrupt_answer(sandbox: Sandbox, kind: str, status: int, body: bytes, reques
 
 def _checked_limit(limit: Any) -> int:
     return checked_limit("record_limit", limit)
-
-
-def _resized(record: Iterable[Any], limit: int) -> Record:
-    return Record(record, maxlen=limit)
 
 
 def _rfc3339(moment: dt.datetime) -> str:

@@ -16,7 +16,13 @@ Design decisions:
   or APIv3 key is ever part of a snapshot.
 * Objects show their fields with the ones that travelled encrypted masked; callbacks show their
   event, target URL and every delivery attempt, never their (encrypted) body.
-* The record of exchanges is a bounded ring (``size``), independent of the sandbox's own record.
+* The record of exchanges is a bounded ring (``size``, an ``engine.sandbox.ring.Ring``),
+  independent of the sandbox's own record. Exchanges are observed on whichever thread served them
+  (the loop, an in-process engine elsewhere), while the loop reads the ring for a snapshot. A view
+  is built outside any lock; then, under the inspector's own lock, it is numbered and appended, and
+  only then counted in ``seen``: numbers are unique and in the ring's order, and a stream that sees
+  the new count finds the entry in its snapshot (counted first, a snapshot taken in between would
+  lack it, and nothing would push it until the next change).
 * A snapshot is built and serialised under ``World.consistent()`` (``snapshot_text``), so it never
   shows half of a change another thread is making (an order paid but its callback not yet queued,
   a state without its history entry), and the JSON is written before the lock is let go: the views
@@ -30,9 +36,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import collections
 import json
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -42,6 +48,7 @@ from engine.fields import map_encrypted
 from engine.protocol import H_REQUEST_ID, H_SERIAL
 from engine.sandbox.objects import Record, rfc3339
 from engine.sandbox.outbox import Callback
+from engine.sandbox.ring import Ring
 
 if TYPE_CHECKING:
     from engine.sandbox.emulator import Exchange, Sandbox
@@ -59,13 +66,17 @@ class Inspector:
 
     def __init__(self, sandbox: "Sandbox", size: int = 500) -> None:
         self.sandbox = sandbox
-        self.entries: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
+        self.entries: Ring[dict[str, Any]] = Ring(maxlen=size)
         self.seen = 0
+        self._numbering = threading.Lock()  # taken before the ring's: numbering, then appending
         sandbox.observers.append(self._observe)
 
     def _observe(self, exchange: "Exchange", verification: str) -> None:
-        self.seen += 1
-        self.entries.append(exchange_view(self.sandbox, exchange, verification, self.seen))
+        view = exchange_view(self.sandbox, exchange, verification)  # the costly part, outside the lock
+        with self._numbering:  # see the module docstring: numbered, appended, then counted
+            seq = self.seen + 1
+            self.entries.append({"seq": seq, **view})
+            self.seen = seq
 
     def version(self) -> tuple[Any, ...]:
         world = self.sandbox.world
@@ -88,7 +99,7 @@ class Inspector:
         return {
             "clock": {"now": rfc3339(now), "offset_seconds": self.sandbox.time.offset},
             "merchant": self.sandbox.identity.mchid,
-            "exchanges": list(self.entries),
+            "exchanges": self.entries.snapshot(),
             "objects": [object_view(record) for record in world.store],
             "callbacks": [callback_view(callback) for callback in world.outbox.callbacks],
             "faults": self.sandbox.faults.pending(),
@@ -134,7 +145,7 @@ class Inspector:
         return response
 
 
-def exchange_view(sandbox: "Sandbox", exchange: "Exchange", verification: str, seq: int) -> dict[str, Any]:
+def exchange_view(sandbox: "Sandbox", exchange: "Exchange", verification: str) -> dict[str, Any]:
     request, answer = exchange.request, exchange.response
     descriptor = _descriptor(sandbox, exchange.endpoint_id)
     request_fields = {**descriptor.request.query, **descriptor.request.body} if descriptor is not None else {}
@@ -146,7 +157,6 @@ def exchange_view(sandbox: "Sandbox", exchange: "Exchange", verification: str, s
     got, got_encrypted = _wire_body(answer.body, answer.headers.get("Content-Type", ""), response_fields)
     scheme = request.headers.get("Authorization", "").split(" ", 1)[0]
     return {
-        "seq": seq,
         "at": rfc3339(sandbox.clock()),
         "method": request.method,
         "target": request.target,

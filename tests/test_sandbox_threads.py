@@ -1,0 +1,126 @@
+"""The sandbox's records are read while other threads write them: the exchanges and the inspector's entries.
+
+Threads here are made to take turns every microsecond instead of every 5 ms (``eager_switching``),
+so a race a few bytecodes wide shows within a few hundred rounds instead of once in a long while.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import sys
+import threading
+import urllib.error
+import urllib.request
+from typing import Iterator
+
+import pytest
+
+from engine.sandbox import Sandbox, SandboxIdentity
+from engine.sandbox.clock import TestClock
+from engine.sandbox.inspector import Inspector
+from engine.sandbox.server import ServerThread
+from engine.wire import Headers, Request
+
+
+@pytest.fixture
+def eager_switching() -> Iterator[None]:
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+def unsigned(target: str) -> Request:
+    """A request the sandbox refuses (no Accept header) and records, at no signing cost to the test."""
+    return Request(method="GET", base_url="http://127.0.0.1", target=target, headers=Headers({}), body=b"")
+
+
+@contextlib.contextmanager
+def serving_in(sandbox: Sandbox, threads: int) -> Iterator[list[int]]:
+    """``threads`` threads serve requests in-process (as an engine on the same sandbox would) until the
+    block ends; yields how many each served, filled in when they have stopped."""
+    stop, served = threading.Event(), [0] * threads
+
+    def serve(n: int) -> None:
+        while not stop.is_set():
+            sandbox.respond(unsigned(f"/v3/thread-{n}/{served[n]}"))
+            served[n] += 1
+
+    workers = [threading.Thread(target=serve, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    try:
+        yield served
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=60)
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read()
+
+
+def test_the_exchanges_listing_is_whole_while_another_thread_records(
+    identity: SandboxIdentity, eager_switching: None
+) -> None:
+    """``GET /sandbox/exchanges`` walked the live deque: an exchange recorded by another thread meanwhile
+    made it a 500 ("deque mutated during iteration"). Every listing is now one moment of the full ring."""
+    sandbox = Sandbox(identity, clock=TestClock())
+    for n in range(sandbox.record_limit):
+        sandbox.respond(unsigned(f"/v3/before/{n}"))
+    with ServerThread(sandbox) as server, serving_in(sandbox, 1) as served:
+        answers = [get(server.base_url + "/sandbox/exchanges") for _ in range(200)]
+    assert served[0] > 0
+    assert [status for status, _ in answers] == [200] * 200, [body[:200] for status, body in answers if status != 200]
+    assert {len(json.loads(body)) for _, body in answers} == {sandbox.record_limit}
+
+
+def test_walking_the_record_while_threads_append_sees_one_moment(identity: SandboxIdentity, eager_switching) -> None:
+    """Every way of walking the record (``for``, ``list``, ``reversed``, as ``contract_signed`` does)
+    copes with appends from other threads, and sees each exchange once, in order."""
+    sandbox = Sandbox(identity, clock=TestClock(), record_limit=200)
+    with serving_in(sandbox, 2) as served:
+        while sum(served) < 600:
+            walked = [exchange.request.target for exchange in sandbox.exchanges]
+            backwards = [exchange.request.target for exchange in reversed(sandbox.exchanges)]
+            assert len(set(walked)) == len(walked) and len(set(backwards)) == len(backwards)
+            for thread in ("thread-0", "thread-1"):  # each thread's exchanges in the order it sent them
+                numbers = [int(t.rsplit("/", 1)[1]) for t in walked if thread in t]
+                assert numbers == sorted(numbers)
+
+
+def test_a_resize_while_another_thread_records_loses_nothing(identity: SandboxIdentity, eager_switching) -> None:
+    """``record_limit`` used to swap in a copy: an exchange recorded between the copy and the swap went
+    into the old record and was lost. The ring is resized in place."""
+    sandbox = Sandbox(identity, clock=TestClock(), record_limit=100_000)
+    with serving_in(sandbox, 1) as served:
+        while served[0] < 600:
+            sandbox.record_limit = 100_000 + served[0] % 2  # never below what is held: none dropped for room
+    assert served[0] > 0 and len(sandbox.exchanges) == served[0]
+
+
+def test_the_inspector_records_each_exchange_once_with_its_own_number(
+    identity: SandboxIdentity, eager_switching
+) -> None:
+    """Observers were handed "the newest exchange" after the append, and the inspector counted with
+    ``seen += 1``: with two threads serving, one exchange could be shown twice and another never, or
+    two share a number. Each is now shown once, numbered 1, 2, 3 ... in the order of the ring."""
+    sandbox = Sandbox(identity, clock=TestClock(), record_limit=100_000)
+    inspector = Inspector(sandbox, size=100_000)
+    with serving_in(sandbox, 2) as served:
+        while sum(served) < 1500:
+            threading.Event().wait(0.01)
+    shown = inspector.snapshot()["exchanges"]
+    recorded = collections.Counter(exchange.request.target for exchange in sandbox.exchanges)
+    assert len(shown) == inspector.seen == sum(served)
+    assert [entry["seq"] for entry in shown] == list(range(1, len(shown) + 1))
+    assert collections.Counter(entry["target"] for entry in shown) == recorded
