@@ -7,10 +7,11 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -363,6 +364,68 @@ async def test_payment_callback_gives_up_after_the_schedule(engine: Engine) -> N
     engine.emulator.notify_schedule = (0.01, 0.01)
     delivery = await engine.emulator.notify("http://127.0.0.1:9/closed", engine.emulator.payment_succeeded("T1", 100))
     assert delivery.statuses == (0, 0, 0) and not delivery.delivered
+
+
+# -- the deliveries the admin API starts: bounded in flight, and the server's to stop ----------
+
+
+@pytest.fixture
+def silent_url() -> Iterator[tuple[socket.socket, str]]:
+    """A receiver that never answers: a listener nobody accepts on. The kernel completes each
+    connection, and the request then waits for an answer; closing the listener resets them all."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(256)
+    try:
+        yield listener, f"http://127.0.0.1:{listener.getsockname()[1]}/notify"
+    finally:
+        listener.close()
+
+
+async def notify(session: aiohttp.ClientSession, server: SandboxServer, n: int, url: str) -> tuple[int, Any]:
+    """The nth callback started over the admin API: APIv3 and APIv2 by turns (they share the limit)."""
+    path = "/sandbox/notify" if n % 2 == 0 else "/sandbox/v2/notify"
+    async with session.post(server.base_url + path, json={"url": url, "out_trade_no": f"T-{n}"}) as answer:
+        return answer.status, await answer.json()
+
+
+async def test_callbacks_from_the_notify_routes_are_bounded_in_flight(
+    identity: SandboxIdentity, silent_url: tuple[socket.socket, str]
+) -> None:
+    """Each POST started a delivery task, with no bound: a client posting in a loop grew tasks, client
+    sessions and sockets without limit. Past ``delivery_limit`` in flight it is refused 429, naming it;
+    a delivery that ends gives its place back."""
+    listener, url = silent_url
+    async with SandboxServer(Sandbox(identity)) as server, aiohttp.ClientSession() as session:
+        limit = server.tasks.limit
+        answers = [await notify(session, server, n, url) for n in range(limit + 4)]
+        assert [status for status, _ in answers] == [202] * limit + [429] * 4
+        refusal = answers[-1][1]["error"]
+        assert refusal["code"] == "RATELIMIT_EXCEEDED" and f"its delivery limit {limit}:" in refusal["message"]
+        assert limit == 100 and server.tasks.deliveries == limit
+        listener.close()  # the waiting requests are reset and the retries find nobody: every delivery ends
+        for _ in range(200):
+            if server.tasks.deliveries == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert server.tasks.deliveries == 0 and len(server.sandbox.deliveries) == limit // 2
+        assert (await notify(session, server, 0, url))[0] == 202
+
+
+async def test_stopping_the_server_cancels_its_deliveries_and_waits_for_them(
+    identity: SandboxIdentity, silent_url: tuple[socket.socket, str]
+) -> None:
+    """``stop`` cancelled the deliveries but returned before they had finished: the loop still held them
+    pending, and a loop closed right after (``ServerThread``) destroyed them pending."""
+    _, url = silent_url
+    server = SandboxServer(Sandbox(identity))
+    await server.start()
+    async with aiohttp.ClientSession() as session:
+        assert [(await notify(session, server, n, url))[0] for n in range(2)] == [202, 202]
+    await asyncio.sleep(0.2)  # both are waiting for an answer
+    await server.stop()
+    left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task() and not task.done()]
+    assert left == [] and server.tasks.deliveries == 0
 
 
 # -- state and the command line -------------------------------------------------------------

@@ -3,8 +3,23 @@
 Design decisions:
 
 * This is the one place the control API is wired (``add_routes``) and its bodies are read
-  (``_json_object``); ``SandboxServer`` only hands over its app, its sandbox and its ``spawn``,
-  because the callbacks ``/sandbox/notify`` starts are tasks the server owns and cancels on stop.
+  (``_json_object``); ``SandboxServer`` only hands over its app, its sandbox and its ``tasks``
+  (``engine.sandbox.tasks``), because the callbacks the notify routes start are tasks the server
+  owns, and cancels and waits for on stop.
+* ``POST /sandbox/notify`` and ``/sandbox/v2/notify`` start one delivery each, which lives until
+  the receiver acknowledges or ``notify_schedule`` runs out (tens of seconds with the quick
+  schedule and a receiver that never answers; 24 hours with the real one), holding a client
+  session and a socket. At most ``delivery_limit`` are in flight (``SandboxServer``, default 100);
+  past it a request is refused 429 ``{"error": {"code": "RATELIMIT_EXCEEDED", "message": ...}}``
+  naming the limit, before a notification is built (signing it is the costly part), so a client
+  posting in a loop gets refusals, not tasks and memory without bound. The room is asked after the
+  body is read, the route's last ``await``: no other request can take it before the delivery
+  starts. A delivery leaves the count when it ends.
+  The outbox is bounded already, but these are not its callbacks and folding them in would change
+  what these routes do: they retry on the wall clock with ``notify_schedule`` (the outbox on the
+  business clock, on WeChat Pay's schedule), APIv2's are acknowledged by ``return_code`` SUCCESS
+  (the outbox's by 200 or 204), they concern no object the store holds, and they are recorded in
+  ``Sandbox.deliveries`` (and ``Sandbox.v2.deliveries``), not listed by ``/sandbox/callbacks``.
 * Every route validates its JSON body first and reports every problem at once: a body that is not
   a JSON object, a missing or mistyped field, an unknown field, an unknown endpoint name. Problems
   stay structured (``field``, ``issue``) until they become the 400 answer
@@ -54,7 +69,7 @@ Design decisions:
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 from aiohttp import web
 
@@ -62,6 +77,7 @@ from engine.errors import UnknownEndpointError
 from engine.sandbox.clock import parse_duration
 from engine.sandbox.faults import KINDS, Fault
 from engine.sandbox.objects import RefusedError
+from engine.sandbox.tasks import Tasks
 from engine.sandbox.triggers import event_types
 
 if TYPE_CHECKING:
@@ -70,13 +86,12 @@ if TYPE_CHECKING:
 
 Problem = dict[str, str]
 Spec = dict[str, tuple[type | tuple[type, ...], bool]]  # field -> (types, required)
-Spawn = Callable[[Coroutine[Any, Any, Any]], None]  # runs a delivery in the background, owned by the server
 REFUND_STATES = ("SUCCESS", "ABNORMAL", "CLOSED")
 
 
-def add_routes(app: web.Application, sandbox: "Sandbox", spawn: Spawn) -> None:
+def add_routes(app: web.Application, sandbox: "Sandbox", tasks: Tasks) -> None:
     """Register the admin API for ``sandbox`` on ``app`` (before the catch-all WeChat Pay route)."""
-    routes = Routes(sandbox, spawn)
+    routes = Routes(sandbox, tasks)
     app.router.add_post("/sandbox/certificates/rotate", routes.rotate)
     app.router.add_post("/sandbox/faults", routes.add_fault)
     app.router.add_delete("/sandbox/faults", routes.clear_faults)
@@ -94,10 +109,10 @@ def add_routes(app: web.Application, sandbox: "Sandbox", spawn: Spawn) -> None:
 
 
 class Routes:
-    def __init__(self, sandbox: "Sandbox", spawn: Spawn) -> None:
+    def __init__(self, sandbox: "Sandbox", tasks: Tasks) -> None:
         self.sandbox = sandbox
         self.world = sandbox.world
-        self.spawn = spawn
+        self.tasks = tasks
         self._actions: dict[str, tuple[Spec, Callable[[dict[str, Any]], Any]]] = {
             "pay": (
                 {"out_trade_no": (str, True), "fail": (bool, False)},
@@ -263,12 +278,23 @@ class Routes:
 
     async def notify(self, http: web.Request) -> web.Response:
         spec, _ = await _json_object(http)  # not an object: {}, and the keys it lacks make the 400
+        full = self._no_room()  # after the last await: the room it finds is still there at the start
+        if full is not None:
+            return full
         try:
             url, notification = self._notification(spec)
         except (LookupError, TypeError, ValueError, AttributeError) as exc:
             return web.json_response({"error": f"bad notification: {exc}"}, status=400)
-        self.spawn(self.sandbox.notify(url, notification))
+        self.tasks.start_delivery(self.sandbox.notify(url, notification))
         return web.json_response({"id": json.loads(notification.body)["id"], "url": url}, status=202)
+
+    def _no_room(self) -> Optional[web.Response]:
+        """The 429 answer when the deliveries in flight are at their limit; None when one more fits."""
+        try:
+            self.tasks.check_room()
+        except RefusedError as refusal:
+            return _refused(refusal)
+        return None
 
     def _notification(self, spec: dict[str, Any]) -> tuple[str, Any]:
         if "out_contract_code" in spec:
@@ -289,6 +315,9 @@ class Routes:
         """``{"url", "kind": "payment", "out_trade_no", "total_fee", "sign_type"}`` or
         ``{"url", "kind": "refund", "out_refund_no", "out_trade_no", "refund_fee", "total_fee"}``."""
         spec, _ = await _json_object(http)
+        full = self._no_room()  # as in notify
+        if full is not None:
+            return full
         desk = self.sandbox.v2
         try:
             if spec.get("kind") == "refund":
@@ -306,7 +335,7 @@ class Routes:
             url = spec["url"]
         except (KeyError, ValueError) as exc:
             return web.json_response({"error": f"missing or bad {exc}"}, status=400)
-        self.spawn(desk.deliver(url, notification))
+        self.tasks.start_delivery(desk.deliver(url, notification))
         return web.json_response({"url": url, "kind": spec.get("kind", "payment")}, status=202)
 
 
@@ -388,7 +417,11 @@ def _refusable(world: "World", run: Callable[[], web.Response]) -> web.Response:
         with world.store.lock:
             return run()
     except RefusedError as refusal:
-        return _error(refusal.status, refusal.code, refusal.message)
+        return _refused(refusal)
+
+
+def _refused(refusal: RefusedError) -> web.Response:
+    return _error(refusal.status, refusal.code, refusal.message)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -15,8 +15,9 @@ Design decisions:
 * A small control API lives under ``/sandbox/`` (outside WeChat Pay's ``/v3/`` space), all of it
   wired by ``engine.sandbox.admin``: rotate the platform certificate, script faults, trigger
   callbacks (``/sandbox/v2/notify`` for APIv2's), list exchanges, the user's actions, event triggers
-  and the test clock; the server lends it ``_spawn``, so the deliveries it starts are the server's
-  tasks, cancelled by ``stop``. The inspector page is ``/sandbox/`` (``engine.sandbox.inspector``).
+  and the test clock; the server lends it its ``tasks`` (``engine.sandbox.tasks``), so the
+  deliveries it starts are the server's, at most ``delivery_limit`` in flight, and ``stop``
+  cancels them and waits until they have finished. The inspector page is ``/sandbox/`` (``engine.sandbox.inspector``).
   It is unauthenticated, which is why the server binds 127.0.0.1 unless told otherwise. A
   malformed control request is a 400 with a reason, never a 500.
 * While serving, a ticker lets the sandbox act on what falls due (expiries, callback retries) every
@@ -31,13 +32,14 @@ import asyncio
 import logging
 import signal
 import threading
-from typing import Any, Coroutine, Optional
+from typing import Any, Optional
 
 from aiohttp import web
 
 from engine.sandbox import admin
 from engine.sandbox.emulator import Sandbox
 from engine.sandbox.inspector import Inspector
+from engine.sandbox.tasks import DEFAULT_DELIVERY_LIMIT, Tasks
 from engine.wire import Headers, Request
 
 TICK_SECONDS = 0.2
@@ -46,13 +48,20 @@ TICK_SECONDS = 0.2
 class SandboxServer:
     """Serves one ``Sandbox`` over HTTP until stopped."""
 
-    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0, tls: bool = False) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: bool = False,
+        delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
+    ) -> None:
         self.sandbox = sandbox
         self.host = host
         self.port = port
         self.tls = tls
         self._runner: Optional[web.AppRunner] = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = Tasks(delivery_limit)  # the ticker and the admin API's deliveries
         self.inspector = Inspector(sandbox)
 
     @property
@@ -67,7 +76,7 @@ class SandboxServer:
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._spawn(self._tick())
+        self.tasks.start(self._tick())
         return self.base_url
 
     async def _tick(self) -> None:
@@ -78,14 +87,8 @@ class SandboxServer:
                 logging.getLogger("engine.sandbox").exception("sandbox tick failed")
             await asyncio.sleep(TICK_SECONDS)
 
-    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        await self.tasks.close()  # cancelled and finished: nothing of this server is left on the loop
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -100,7 +103,7 @@ class SandboxServer:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=16 * 1024 * 1024)
-        admin.add_routes(app, self.sandbox, self._spawn)
+        admin.add_routes(app, self.sandbox, self.tasks)
         self.inspector.add_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._wechatpay)
         return app
@@ -183,8 +186,15 @@ class ServerThread:
     ``with`` body starts and stopped, its port released, when it ends.
     """
 
-    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0, tls: bool = False) -> None:
-        self.server = SandboxServer(sandbox, host, port, tls)
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: bool = False,
+        delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
+    ) -> None:
+        self.server = SandboxServer(sandbox, host, port, tls, delivery_limit)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="wechatpay-sandbox", daemon=True)
 
