@@ -278,6 +278,21 @@ def test_the_sandbox_delivers_v2_callbacks_until_acknowledged(engine: Engine) ->
     assert [statuses for _, statuses in engine.emulator.v2.deliveries] == [(200,), (200,)]
 
 
+def test_what_became_of_v2_callbacks_is_kept_for_the_newest_record_limit(identity: SandboxIdentity) -> None:
+    """``v2.deliveries`` was a list, one more entry per callback for as long as the sandbox ran."""
+    sandbox = Sandbox(identity, record_limit=2)
+    nobody = [f"http://127.0.0.1:9/notify/{n}" for n in range(3)]  # nothing listens on port 9
+
+    async def deliver_all() -> None:
+        for url in nobody:
+            await sandbox.v2.deliver(url, sandbox.v2.payment_notification("T-1", 1), schedule=())
+
+    asyncio.run(deliver_all())
+    assert [(url, statuses) for url, statuses in sandbox.v2.deliveries] == [(nobody[1], (0,)), (nobody[2], (0,))]
+    sandbox.record_limit = 1
+    assert [url for url, _ in sandbox.v2.deliveries] == [nobody[2]] and sandbox.v2.deliveries.maxlen == 1
+
+
 def test_the_served_sandbox_sends_v2_callbacks_on_request(identity: SandboxIdentity) -> None:
     import json
     import urllib.request

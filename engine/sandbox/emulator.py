@@ -194,7 +194,7 @@ class Sandbox:
 
     @property
     def record_limit(self) -> int:
-        """How many exchanges (and deliveries) the record keeps; setting it keeps the newest that fit."""
+        """How many exchanges (and deliveries, APIv2's too) the record keeps; setting it keeps the newest that fit."""
         return self.exchanges.maxlen or 0
 
     @record_limit.setter
@@ -202,6 +202,7 @@ class Sandbox:
         limit = _checked_limit(limit)
         self.exchanges.resize(limit)  # in place: a writer holding the ring appends to the one kept
         self.deliveries.resize(limit)
+        self.v2.deliveries.resize(limit)
 
     @property
     def object_limit(self) -> int:

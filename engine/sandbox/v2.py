@@ -35,7 +35,9 @@ Design decisions:
   dropped and truncated connections, a non-XML answer).
 * **Callbacks**: a signed payment-result callback and a refund-result callback whose ``req_info``
   is AES-256-ECB-encrypted under the MD5 of the APIv2 key, delivered by ``deliver`` until the
-  merchant answers the documented ``return_code`` SUCCESS reply.
+  merchant answers the documented ``return_code`` SUCCESS reply. What became of each is kept in
+  ``deliveries``, a ring of the sandbox's ``record_limit`` newest, as the APIv3 desk keeps its own:
+  a list grew by one per callback for as long as the sandbox was served.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from engine.descriptor import OAEP_SHA1, Descriptor, Field
 from engine.fields import map_encrypted_fields
 from engine.sandbox.answers import generate
 from engine.sandbox.faults import Fault
+from engine.sandbox.ring import Ring
 from engine.serialize import from_text, query_values
 from engine.v2 import signing, xmlcodec
 from engine.validation import PayloadValidator, ciphertext_problems, compile_validator
@@ -106,7 +109,7 @@ class V2Desk:
 
     def __init__(self, sandbox: "Sandbox") -> None:
         self.sandbox = sandbox
-        self.deliveries: list[tuple[str, tuple[int, ...]]] = []
+        self.deliveries: Ring[tuple[str, tuple[int, ...]]] = Ring(maxlen=sandbox.record_limit)  # (url, statuses)
         self._scripted: list[tuple[Optional[str], Scripted]] = []
         self._validators: dict[str, PayloadValidator] = {}
 
