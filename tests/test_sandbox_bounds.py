@@ -221,13 +221,14 @@ async def test_the_outbox_prunes_finished_callbacks_and_refuses_rather_than_drop
 
     outbox = Outbox(_signed, post=post, limit=4)
     for n in range(2):
-        outbox.enqueue("https://down.example", b'{"id": "down-%d"}' % n, "E", f"order/D-{n}", START)
+        body = b'{"id": "down-%d"}' % n
+        outbox.enqueue("https://down.example", body, "E", f"order/D-{n}", START, f"order/direct/D-{n}")
     for n in range(10):
-        outbox.enqueue("https://up.example", b'{"id": "up-%d"}' % n, "E", f"order/U-{n}", START)
+        outbox.enqueue("https://up.example", b'{"id": "up-%d"}' % n, "E", f"order/U-{n}", START, f"order/direct/U-{n}")
         await outbox.deliver_due(START)
         assert len(outbox.callbacks) <= 4
     assert [c.id for c in outbox.callbacks] == ["down-0", "down-1", "up-8", "up-9"]
-    assert outbox.pending("order/D-0") and not outbox.pending("order/U-9")
+    assert outbox.pending("order/direct/D-0") and not outbox.pending("order/direct/U-9")
     for n in range(2, 4):  # each pending one takes a finished one's place
         outbox.enqueue("https://down.example", b'{"id": "down-%d"}' % n, "E", f"order/D-{n}", START)
     assert [c.id for c in outbox.callbacks] == ["down-0", "down-1", "down-2", "down-3"] and outbox.pruned == 10
@@ -360,6 +361,31 @@ def test_an_object_freed_behind_a_pinned_one_goes_before_anything_is_given_up(en
     assert numbers(engine) == ["B", "D", "E"]
     states = {c.ref: c.state for c in world.outbox.callbacks}
     assert states["order/B"] == "pending" and states["order/C"] == "delivered"
+
+
+def test_a_sample_from_the_event_catalogue_pins_nothing(engine: Engine) -> None:
+    """A triggered sample (an event type no modelled object sends) was filed under ``event/NAME``:
+    pending, it "pinned" that name; done, the store was told ("event", NAME, "") was freed, a key that
+    names no object, kept until some later eviction, one per event type triggered (98 of them)."""
+    from engine.events import catalogue
+    from engine.sandbox.triggers import event_types
+
+    world = engine.emulator.world
+    world.outbox.post = Receiver(204)
+    told: list[str] = []
+    tell_store = world.outbox.on_unpinned
+    assert tell_store is not None
+    world.outbox.on_unpinned = lambda pin: (told.append(pin), tell_store(pin))[-1]
+    samples = [name for name in catalogue().names() if name not in event_types()][:5]
+    for name in samples:
+        world.trigger(name, None, "https://merchant.example/events")
+    engine.call(JSAPI, order("T-1", notify_url="https://merchant.example/orders"))
+    world.pay("T-1")  # a modelled callback, which does pin its order
+    assert not any(world.outbox.pending(f"event/{name}") for name in samples)
+    assert world.outbox.pending("order/direct/T-1")
+    engine.emulator.time.advance(0)  # every callback delivered
+    assert {c.state for c in world.outbox.callbacks} == {"delivered"} and len(world.outbox.callbacks) == 6
+    assert told == ["order/direct/T-1"]
 
 
 # -- a refused trigger leaves the store as it was ------------------------------------------------

@@ -16,7 +16,12 @@ Design decisions:
   blocking ``advance`` from another thread never send the same attempt twice.
 * Pending callbacks are kept in a ``Schedule`` by their next attempt, so a tick touches the
   callbacks due, never the delivered ones; ``pending(ref)`` tells the object store which objects a
-  callback still pins (``engine.sandbox.objects.Pins``).
+  callback still pins (``engine.sandbox.objects.Pins``), by the object's ``Record.pin``. A callback
+  with no pin (a sample of the event catalogue, about no object) is filed under none: it used to
+  be filed under its ``ref``, ``event/NAME``, and once done the store noted a freed key naming no
+  object, one per event type, kept until some later eviction. A callback saved before pins had a
+  scope has none either: its ``ref`` (kind/number) never matched a record's pin (kind/scope/number),
+  so filing it under that pinned nothing and, likewise, only left such a key.
 * The outbox is bounded by its own ``limit`` (the sandbox's ``callback_limit``, by default twice
   its ``object_limit``: one object can have several callbacks pending at once, a contract's signing
   and termination, a refund's ABNORMAL and then SUCCESS, and triggered samples have no object).
@@ -63,19 +68,14 @@ class Callback:
 
     id: str
     event_type: str
-    ref: str  # the object it is about ("order/T1"), or "" for a triggered sample
+    ref: str  # the object it is about ("order/T1"), or "event/NAME" for a sample of the event catalogue
     url: str = attrs.field(repr=False)
     body: str = attrs.field(repr=False)  # the envelope JSON: the resource inside is AEAD ciphertext
     created_at: float
     next_at: Optional[float]
     attempts: list[Attempt] = attrs.field(factory=list)
     claimed: bool = attrs.field(default=False, repr=False)
-    pin: str = attrs.field(default="", repr=False)  # the object's Record.pin (kind/scope/number) it pins
-
-    @property
-    def about(self) -> str:
-        """The key its object is pinned under (``ref`` for a callback saved before pins had a scope)."""
-        return self.pin or self.ref
+    pin: str = attrs.field(default="", repr=False)  # the object's Record.pin (kind/scope/number); "": none
 
     @property
     def state(self) -> str:
@@ -167,7 +167,8 @@ class Outbox:
             self._finished[callback.id] = None
         else:
             self._due.set(callback.id, callback.next_at)
-            self._about.setdefault(callback.about, {})[callback.id] = None
+            if callback.pin:  # one that pins no object files no key: the store is told nothing about it
+                self._about.setdefault(callback.pin, {})[callback.id] = None
 
     def _forget(self, callback: Callback) -> None:
         self._unpend(callback)
@@ -176,13 +177,13 @@ class Outbox:
 
     def _unpend(self, callback: Callback) -> None:
         self._due.discard(callback.id)
-        ids = self._about.get(callback.about)
+        ids = self._about.get(callback.pin)
         if ids is not None:
             ids.pop(callback.id, None)
             if not ids:
-                del self._about[callback.about]
+                del self._about[callback.pin]
                 if self.on_unpinned is not None:
-                    self.on_unpinned(callback.about)
+                    self.on_unpinned(callback.pin)
 
     def _finish(self, callback: Callback) -> None:
         """Delivered or given up: no further attempt, and it joins the pruning queue."""
