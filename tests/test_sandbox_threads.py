@@ -124,3 +124,77 @@ def test_the_inspector_records_each_exchange_once_with_its_own_number(
     assert len(shown) == inspector.seen == sum(served)
     assert [entry["seq"] for entry in shown] == list(range(1, len(shown) + 1))
     assert collections.Counter(entry["target"] for entry in shown) == recorded
+
+
+# -- world.json: written whole, newest last -------------------------------------------------------------
+
+
+def test_world_json_is_always_whole_while_threads_save(identity: SandboxIdentity, tmp_path, eager_switching) -> None:
+    """Saves from several threads (the ticker, a blocking advance, actions) against a reader of the file,
+    as a restart after a crash would read it: the reader only ever finds a whole JSON document."""
+    sandbox = Sandbox(identity, clock=TestClock())
+    world = sandbox.world
+    world.attach(tmp_path)
+    for n in range(40):  # a file of some size, so that a write takes more than one switch
+        world.trigger("TRANSACTION.SUCCESS", None, f"http://127.0.0.1:9/dead/{n}")
+    world.save()
+    path = tmp_path / "world.json"
+    stop, torn, reads, saves = threading.Event(), [], [0], [0]
+
+    def save() -> None:
+        while not stop.is_set():
+            with world.store.lock:
+                sandbox.time.offset += 1.0  # a change to save (the clock's offset is saved)
+            world.save()
+            saves[0] += 1
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                json.loads(path.read_bytes())
+            except ValueError as exc:
+                torn.append(repr(exc)[:80])
+            reads[0] += 1
+
+    workers = [threading.Thread(target=save) for _ in range(2)] + [threading.Thread(target=read)]
+    for worker in workers:
+        worker.start()
+    threading.Event().wait(1.0)
+    stop.set()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert reads[0] > 50 and saves[0] > 50 and torn == []
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary file left
+
+
+def test_an_older_dump_is_never_written_over_a_newer_one(
+    identity: SandboxIdentity, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One save dumps the world and is slow to write it; another dumps the world as changed since and
+    writes it first: the file keeps the newer world, and the slow save writes nothing."""
+    import types
+
+    from engine.sandbox import world as world_module
+
+    sandbox = Sandbox(identity, clock=TestClock())
+    sandbox.world.attach(tmp_path)
+    newer_written, serialised = threading.Event(), []
+
+    def slow_first_dumps(data: object, **options: object) -> str:
+        serialised.append(data)
+        if len(serialised) == 1:  # the first save, slow between its dump and its write
+            newer_written.wait(10)
+        return json.dumps(data, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(world_module, "json", types.SimpleNamespace(dumps=slow_first_dumps, loads=json.loads))
+    sandbox.time.offset = 5.0
+    slow = threading.Thread(target=sandbox.world.save)
+    slow.start()
+    while not serialised:  # the slow save has taken its dump
+        threading.Event().wait(0.001)
+    sandbox.time.offset = 99.0
+    sandbox.world.save()
+    newer_written.set()
+    slow.join(timeout=10)
+    assert [d["clock_offset"] for d in serialised] == [5.0, 99.0]  # type: ignore[index]
+    assert json.loads((tmp_path / "world.json").read_text())["clock_offset"] == 99.0

@@ -6,6 +6,10 @@ Design decisions:
   manifest ``sandbox.json`` names every path (absolute) plus ids, serials and the APIv3 key.
 * Private key files and the manifest (which holds the APIv3 key) are written ``0600``: throwaway
   secrets still deserve the habits of real ones.
+* Every file is written whole or not at all: to a temporary file in the same directory, then
+  renamed over the old one (``os.replace``), so a reader (another process, a restart after a
+  crash) sees the old contents or the new ones, never a file cut short. Secret files are created
+  ``0600`` from the first byte; the others ``0644``.
 * Reuse is all-or-nothing: a directory with a manifest is loaded as it is; anything else is created.
   A manifest written before APIv2 existed gets an APIv2 key and certificates on load, written back,
   and one written before ``pay_bank`` encryption its ``pay_bank`` key pair the same way.
@@ -13,8 +17,10 @@ Design decisions:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -158,10 +164,15 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def _write(path: Path, data: bytes, secret: bool = False) -> None:
-    if not secret:
-        path.write_bytes(data)
-        return
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
-    os.fchmod(descriptor, 0o600)  # an existing file keeps its old mode through O_CREAT
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(data)
+    """Replace ``path`` with ``data`` in one rename (see the module docstring)."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
+    try:
+        if not secret:
+            os.fchmod(descriptor, 0o644)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

@@ -52,6 +52,11 @@ Design decisions:
   build their views under it. It is taken and released in synchronous code only, never across an
   ``await``, so the served ticker (which takes the store's lock in ``on_time``) and a blocking
   ``advance`` in another thread only ever wait for a view to be built, never for each other.
+* Several threads may save at once (the ticker, a blocking ``advance``, an action). Each dump is
+  numbered under ``consistent()``, and the file is written under a lock of its own (``_writing``)
+  only when its dump is newer than the one already written, so a slow older save never lands over
+  a newer one; that lock is the innermost, taken with no other held. The file itself is replaced
+  in one rename (``engine.sandbox.state``), so a reader or a restart never sees half of it.
 * ``on_time`` visits only the objects whose automatic transition fell due (``ObjectStore.due``)
   and the callbacks due (the outbox's schedule), so a tick costs what changes, not what is held.
 """
@@ -61,6 +66,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
@@ -132,6 +138,10 @@ class World:
         self._secret: tuple[str, ...] = ()
         self._path: Optional[Path] = None
         self._saved: tuple[int, float] = (-1, 0.0)
+        # Saves from several threads (the served ticker, a blocking advance, an action): dumps are
+        # numbered under the world's locks and written in that order under _writing (see save)
+        self._writing = threading.Lock()
+        self._dumps = self._written = 0
         self._next_paced_save = 0.0  # the _pace_clock() time before which on_time does not save
         sandbox.time.subscribe(self)
 
@@ -526,9 +536,14 @@ class World:
         with self.consistent():  # the mark and the dump together: a change made meanwhile is not marked saved
             mark = self._mark()
             objects, callbacks = self.store.dump(), self.outbox.dump()
+            self._dumps += 1
+            dump = self._dumps
         data = {"clock_offset": mark[1], "objects": objects, "callbacks": callbacks}
-        write_private(self._path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
-        self._saved = mark
+        text = json.dumps(data, ensure_ascii=False).encode("utf-8")
+        with self._writing:  # a dump older than the one on disk is not written over it
+            if dump > self._written:
+                write_private(self._path, text)
+                self._written, self._saved = dump, mark
         spent = _pace_clock() - started
         if spent > PACED_SAVE_SECONDS:
             self._next_paced_save = started + spent / SAVE_SHARE
