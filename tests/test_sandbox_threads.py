@@ -11,6 +11,7 @@ import contextlib
 import json
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Iterator
@@ -198,3 +199,33 @@ def test_an_older_dump_is_never_written_over_a_newer_one(
     slow.join(timeout=10)
     assert [d["clock_offset"] for d in serialised] == [5.0, 99.0]  # type: ignore[index]
     assert json.loads((tmp_path / "world.json").read_text())["clock_offset"] == 99.0
+
+
+def test_a_fault_queued_for_n_calls_fires_n_times_across_threads(eager_switching) -> None:
+    """In-process engines in several threads on one sandbox take faults from one plan: a fault queued for
+    three calls fires on exactly three, and one queued after it is not lost or taken in its place."""
+    from engine.sandbox.faults import Fault, FaultPlan
+
+    def canonical(ref: str) -> str:  # the registry's lookup, which may load a file: threads switch there
+        time.sleep(0)
+        return "v3.any" if ref == "short-name" else ref
+
+    plan = FaultPlan()
+    for _ in range(300):
+        first, second = Fault.error(500), Fault.error(503)
+        plan.add(first, endpoint="short-name", times=3)  # queued by a short name, as users do
+        plan.add(second, endpoint="short-name", times=1)
+        taken: list[object] = []
+        start = threading.Barrier(6)
+
+        def take(start: threading.Barrier, taken: list[object]) -> None:
+            start.wait()
+            taken.append(plan.take("v3.any", canonical))
+
+        workers = [threading.Thread(target=take, args=(start, taken)) for _ in range(6)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=30)
+        assert sorted(f.status for f in taken if f is not None) == [500, 500, 500, 503]  # type: ignore[attr-defined]
+        assert len(plan) == 0

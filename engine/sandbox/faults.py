@@ -8,7 +8,9 @@ Design decisions:
   corrupt a correctly built answer; transport faults (``latency``, ``drop``, ``truncate``) are carried
   out by the front-end (the in-process transport or the HTTP server), since only it does I/O.
 * ``FaultPlan`` is a queue per endpoint id (``None`` = any endpoint): each fault fires ``times``
-  times, first come first served, so a test scripts exactly the calls it means to break.
+  times, first come first served, so a test scripts exactly the calls it means to break. It is
+  taken under a lock: in-process engines in several threads share one plan, and a fault for n
+  calls fires on n of them, whichever threads make them.
 * An endpoint is named as anywhere else: canonical id, short name (alias) or ``"METHOD /path"``,
   resolved to its canonical id when the fault is added, so it fires whichever name was used; a name
   no descriptor answers to raises ``UnknownEndpointError`` (with the closest names) instead of
@@ -18,6 +20,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Optional
 
 import attrs
@@ -76,6 +79,10 @@ class FaultPlan:
     def __init__(self, resolve: Optional[Callable[[str], Any]] = None) -> None:
         self._queue: list[tuple[Optional[str], _Scheduled]] = []
         self._resolve = resolve  # name -> descriptor (the sandbox's registry.get)
+        # In-process engines in several threads (and the served loop) take from one plan: a fault
+        # queued for n calls must fire on n, and a take must not delete another's entry. A leaf lock:
+        # nothing is called under it but the reference lookup, which takes no lock of the sandbox.
+        self._lock = threading.Lock()
 
     def add(self, fault: Fault, *, endpoint: Optional[str] = None, times: int = 1) -> str:
         """Queue ``fault`` for ``times`` calls of ``endpoint`` (any name of it; None: any call).
@@ -85,7 +92,8 @@ class FaultPlan:
         if not isinstance(times, int) or isinstance(times, bool) or times < 1:
             raise ValueError(f"times must be a whole number >= 1, got {times!r}")
         endpoint_id = self.endpoint_id(endpoint) if endpoint is not None else None
-        self._queue.append((endpoint_id, _Scheduled(fault, times)))
+        with self._lock:
+            self._queue.append((endpoint_id, _Scheduled(fault, times)))
         return endpoint_id or ""
 
     def endpoint_id(self, name: str) -> str:
@@ -105,23 +113,26 @@ class FaultPlan:
         A fault queued for a short name or an alias fires on its operation: ``canonical`` turns the
         reference it was queued with into a canonical id (the sandbox passes its registry's lookup).
         """
-        for index, (endpoint, scheduled) in enumerate(self._queue):
-            if endpoint is None or endpoint == endpoint_id or canonical(endpoint) == endpoint_id:
-                scheduled.remaining -= 1
-                if scheduled.remaining <= 0:
-                    del self._queue[index]
-                return scheduled.fault
+        with self._lock:
+            for index, (endpoint, scheduled) in enumerate(self._queue):
+                if endpoint is None or endpoint == endpoint_id or canonical(endpoint) == endpoint_id:
+                    scheduled.remaining -= 1
+                    if scheduled.remaining <= 0:
+                        del self._queue[index]
+                    return scheduled.fault
         return None
 
     def pending(self) -> list[dict[str, object]]:
         """What is queued, as plain data (the inspector shows it)."""
-        return [
-            {"endpoint": endpoint, "kind": s.fault.kind, "status": s.fault.status, "remaining": s.remaining}
-            for endpoint, s in self._queue
-        ]
+        with self._lock:
+            return [
+                {"endpoint": endpoint, "kind": s.fault.kind, "status": s.fault.status, "remaining": s.remaining}
+                for endpoint, s in self._queue
+            ]
 
     def clear(self) -> None:
-        self._queue.clear()
+        with self._lock:
+            self._queue.clear()
 
     def __len__(self) -> int:
         return len(self._queue)
