@@ -39,6 +39,7 @@ from engine.files import Unread, read_regular_file
 from engine.registry import BUILTIN_ENDPOINTS, Registry
 from engine.sandbox import remote
 from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT
+from engine.sandbox.tasks import DEFAULT_DELIVERY_LIMIT
 from engine.secret import Secret, hide_settings
 from engine.untyped import Untyped
 
@@ -99,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "how many callbacks to keep (default: twice --object-limit): past it finished ones are "
             "forgotten, and an action whose callback would not fit is refused 429"
+        ),
+    )
+    serve.add_argument(
+        "--delivery-limit",
+        type=_positive_int,
+        default=DEFAULT_DELIVERY_LIMIT,
+        help=(
+            f"how many callbacks from /sandbox/notify may be in flight at once (default {DEFAULT_DELIVERY_LIMIT}): "
+            "past it those routes answer 429"
         ),
     )
     remote.add_parsers(sandbox)  # pay, confirm-transfer, sign-contract, trigger, advance ... on a served sandbox
@@ -381,7 +391,7 @@ def _serve_sandbox(args: argparse.Namespace) -> int:
         )
 
     try:
-        asyncio.run(serve_forever(sandbox, args.host, args.port, on_ready=ready))
+        asyncio.run(serve_forever(sandbox, args.host, args.port, on_ready=ready, delivery_limit=args.delivery_limit))
     except OSError as exc:
         raise CliError(f"cannot serve on {args.host}:{args.port}: {exc.strerror}") from None
     except KeyboardInterrupt:

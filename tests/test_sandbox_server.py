@@ -517,3 +517,30 @@ async def test_a_stopping_server_writes_what_changed_since_its_last_tick(
         await engine.aclose()
     saved = json.loads((tmp_path / "world.json").read_text(encoding="utf-8"))
     assert [o["number"] for o in saved["objects"]] == [COMBINE_PAPAY["out_contract_code"]]
+
+
+def test_cli_serve_bounds_notify_deliveries_by_delivery_limit(tmp_path: Path, silent_url) -> None:
+    import urllib.error
+    import urllib.request
+
+    _, url = silent_url
+    process = _serve(tmp_path, "--delivery-limit", "1")
+    try:
+        process.stdout.readline()  # type: ignore[union-attr]  # "WeChat Pay sandbox at ..."
+        base_url = json.loads((tmp_path / "sandbox.json").read_text())["base_url"]
+        statuses, refusal = [], ""
+        for n in range(2):
+            body = json.dumps({"url": url, "out_trade_no": f"T-{n}"}).encode()
+            request = urllib.request.Request(base_url + "/sandbox/notify", data=body, method="POST")
+            request.add_header("Content-Type", "application/json")
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    statuses.append(answer.status)
+            except urllib.error.HTTPError as refused:
+                statuses.append(refused.code)
+                refusal = json.loads(refused.read())["error"]["message"]
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=10)
+    assert statuses == [202, 429] and "its delivery limit 1:" in refusal and "--delivery-limit" in refusal
+    assert process.returncode == 0 and "Traceback" not in err

@@ -151,9 +151,11 @@ async def _truncated(http: web.Request, status: int, headers: dict[str, str], bo
     return response
 
 
-async def serve_forever(sandbox: Sandbox, host: str, port: int, on_ready: Any = None) -> None:
+async def serve_forever(
+    sandbox: Sandbox, host: str, port: int, on_ready: Any = None, delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+) -> None:
     """Serve until cancelled (Ctrl-C in the CLI) or sent SIGTERM; either way stop cleanly."""
-    server = SandboxServer(sandbox, host, port)
+    server = SandboxServer(sandbox, host, port, delivery_limit=delivery_limit)
     await server.start()
     try:
         if on_ready is not None:

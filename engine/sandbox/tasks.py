@@ -49,7 +49,8 @@ class Tasks:
                 "RATELIMIT_EXCEEDED",
                 f"the sandbox has {len(self._deliveries)} callbacks from /sandbox/notify and /sandbox/v2/notify "
                 f"in flight, its delivery limit {self.limit}: wait until they are acknowledged or run out of "
-                "retries, or raise the limit (SandboxServer(delivery_limit=...))",
+                "retries, or raise the limit (SandboxServer(delivery_limit=...), "
+                "wechatpay sandbox serve --delivery-limit)",
             )
 
     def start(self, work: Work) -> None:
