@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import AsyncIterator
+from typing import AsyncIterator, Optional
 
 import attrs
 import pytest
@@ -202,3 +202,33 @@ async def test_rejection_replies_do_not_reveal_our_keys(engine: Engine) -> None:
     assert reply.status == 401 and json.loads(reply.body) == {"code": "FAIL", "message": "签名验证失败"}
     assert engine.emulator.identity.platform_public_key_id.encode() not in reply.body
     await engine.aclose()
+
+
+async def test_sandbox_deliveries_send_back_no_cookie_a_receiver_set(engine: Engine) -> None:
+    """WeChat Pay keeps no cookies from a merchant's answers: a retry of a callback (and every callback
+    of the outbox's one session) carries none, however many the receiver sets."""
+    from engine.sandbox import notify
+
+    cookies: list[Optional[str]] = []
+
+    async def refuse_with_a_cookie(request: web.Request) -> web.Response:
+        cookies.append(request.headers.get("Cookie"))
+        answer = web.json_response({"code": "FAIL", "message": "busy"}, status=500)
+        answer.set_cookie(f"session{len(cookies)}", "x" * 32)
+        return answer
+
+    app = web.Application()
+    app.router.add_post("/notify", refuse_with_a_cookie)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    # By name: aiohttp's default jar keeps no cookie for an IP address, so 127.0.0.1 could not tell.
+    url = f"http://localhost:{runner.addresses[0][1]}/notify"
+    try:
+        notification = engine.emulator.payment_succeeded("T-9", 5)
+        delivery = await notify.deliver(url, notification, schedule=(0.01, 0.01))
+    finally:
+        await runner.cleanup()
+        await engine.aclose()
+    assert delivery.statuses == (500, 500, 500) and cookies == [None, None, None]

@@ -78,12 +78,19 @@ def build(
     return sandbox.sign_answer(200, encode_json(envelope), Headers({}))
 
 
+def delivery_session(timeout: float = 0.0) -> aiohttp.ClientSession:
+    """The client session callbacks are POSTed with: each attempt bounded (``ATTEMPT_TIMEOUT`` unless
+    given), and no cookies, as WeChat Pay keeps none from the merchant's answers (a receiver setting
+    one on every answer would otherwise grow the session's jar)."""
+    attempt = aiohttp.ClientTimeout(total=timeout or ATTEMPT_TIMEOUT)
+    return aiohttp.ClientSession(timeout=attempt, cookie_jar=aiohttp.DummyCookieJar())
+
+
 async def deliver(url: str, notification: RawResponse, schedule: Sequence[float] = QUICK_SCHEDULE) -> Delivery:
     """POST the notification until it is acknowledged or the schedule runs out."""
     notification_id = _notification_id(notification)
     statuses: list[int] = []
-    timeout = aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with delivery_session() as session:
         for wait in (0.0, *schedule):
             await asyncio.sleep(wait)
             statuses.append(await _attempt(session, url, notification))

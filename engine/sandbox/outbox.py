@@ -293,7 +293,7 @@ class _AiohttpPost:
 
     async def __call__(self, url: str, notification: RawResponse) -> tuple[int, str]:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=notify.ATTEMPT_TIMEOUT))
+            self._session = notify.delivery_session()
         return await notify.post_once(self._session, url, notification)
 
     async def close(self) -> None:

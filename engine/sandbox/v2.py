@@ -57,6 +57,7 @@ from engine import multipart
 from engine.crypto import oaep_decrypt
 from engine.descriptor import OAEP_SHA1, Descriptor, Field
 from engine.fields import map_encrypted_fields
+from engine.sandbox import notify
 from engine.sandbox.answers import generate
 from engine.sandbox.faults import Fault
 from engine.sandbox.ring import Ring
@@ -400,8 +401,7 @@ class V2Desk:
         """POST a callback until the merchant replies ``return_code`` SUCCESS or the schedule runs out."""
         statuses: list[int] = []
         acknowledged = False
-        timeout = aiohttp.ClientTimeout(total=5.0)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with notify.delivery_session(5.0) as session:
             for wait in (0.0, *schedule):
                 await asyncio.sleep(wait)
                 status, acknowledged = await _attempt(session, url, notification)
