@@ -45,9 +45,11 @@ Design decisions:
   the cipher's own ``ValueError``.
 * **The caller's payload stays out of tracebacks.** It may hold the plaintext of encrypted fields
   (a bank card number, a name), and error trackers record every frame's locals. ``Engine.call``
-  hands it over boxed (``engine.secret``), ``prepare`` opens it only in ``_prepare``, and an
-  ``EngineError`` raised in there leaves ``prepare`` without the frames below it (a typed error's
-  message says all a caller needs; those frames hold the payload, the plaintext being encrypted).
+  hands it over boxed (``engine.secret``), and ``prepare`` opens it only in ``_prepare``. Below
+  that the plaintext is walked, encrypted and handed to plugins, so whatever leaves ``prepare``
+  (a typed error, a plugin's own bug, with their causes) first has the locals of those finished
+  frames cleared (``forget_frames``): the traceback still names every frame and line, a plugin's
+  included, and none of them holds the payload.
 * An ``ApiError`` a family raises while verifying or decoding (APIv2 ``result_code=FAIL``) gets the
   call's ``Reconcile`` when it says the outcome is unknown (``outcome_unknown``), as a 5xx does.
 """
@@ -64,7 +66,6 @@ from engine.descriptor import Descriptor, Field
 from engine.errors import (
     ApiError,
     ConfigurationError,
-    EngineError,
     MalformedResponseError,
     Reconcile,
     SignatureError,
@@ -78,7 +79,7 @@ from engine.keys import ENCRYPTION_KEY_REMEDIES, MerchantCredentials, PlatformKe
 from engine.multipart import complete_meta
 from engine.protocol import H_REQUEST_ID, H_SERIAL
 from engine.registry import Registry
-from engine.secret import reveal
+from engine.secret import forget_frames, reveal
 from engine.serialize import BodyCodec, build_target, from_text, split_payload
 from engine.transport import DEFAULT_MAX_ANSWER_BYTES, Screen, TransportConfig
 from engine.validation import PayloadValidator, ciphertext_problems, compile_validator
@@ -189,13 +190,14 @@ class Pipeline:
     def prepare(self, ref: str, payload: Any, headers: Optional[Mapping[str, str]] = None) -> Prepared:
         """Resolve, validate, encrypt and serialize one call; ``payload`` may come boxed in a ``Secret``.
 
-        An ``EngineError`` leaves without the frames below this one (the module docstring says why).
+        Whatever is raised leaves with the locals of the frames below this one cleared (the module
+        docstring says why).
         """
         try:
             return self._prepare(ref, reveal(payload), headers)
-        except EngineError as error:
-            error.__context__ = None  # an exception being handled below would bring those frames back
-            raise error.with_traceback(None) from error.__cause__
+        except BaseException as error:
+            forget_frames(error)
+            raise
 
     def _prepare(self, ref: str, payload: Any, headers: Optional[Mapping[str, str]]) -> Prepared:
         descriptor, from_ref = self.registry.resolve(ref)
@@ -344,8 +346,9 @@ class Pipeline:
         def encrypt(value: str, path: str, field: Field) -> str:
             try:
                 ciphertext = self._encrypt_field(plaintext=value, key=key, scheme=scheme)
-            except ValueError:  # the key cannot hold it (cryptography's "Encryption failed"): the caller's to fix
-                problems.append(f"cannot be encrypted with {scheme} under this key (too long for it) @ {path}")
+            except ValueError:  # the cipher refused this value ("Encryption failed"); the validator bounds
+                # the plaintext to what the key holds first, so this is the cipher's verdict, not a length
+                problems.append(f"the field cipher refused this value ({scheme} under {key.key_id}) @ {path}")
                 return ""
             if ciphertext is None:
                 raise ConfigurationError(f"no plugin encrypted the field @ {path} ({scheme})")

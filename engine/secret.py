@@ -10,6 +10,10 @@ Design decisions:
 * ``repr``, ``str`` and ``format`` say ``Secret(<hidden>)``; pickling refuses (key material does not
   belong in a Celery result or a queue); equality and hashing are by identity, so a comparison
   cannot be used to probe the value.
+* Where a value cannot travel boxed through every frame (a payload's plaintext, walked by the
+  field cipher and handed to plugins), the frames are emptied instead: ``forget_frames`` clears the
+  locals of every finished frame an exception went through, its cause's and its context's too, and
+  leaves the traceback whole (files, lines, functions), so a failure still says where it happened.
 * Every constructor that takes ``Engine`` settings as keywords (``Engine``, ``Engine.sandbox``,
   ``Engine.from_env``, the pytest plugin's ``RunningSandbox.engine``) boxes them with the one
   ``hide_settings``, so the list of which settings are secret lives here, once.
@@ -17,9 +21,10 @@ Design decisions:
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-__all__ = ["SECRET_SETTINGS", "Secret", "hide", "hide_settings", "reveal"]
+__all__ = ["SECRET_SETTINGS", "Secret", "forget_frames", "hide", "hide_settings", "reveal"]
 
 SECRET_SETTINGS = ("private_key", "apiv3_key", "apiv2_key", "client_certificate")
 SECRET_TEXT_SETTINGS = ("store",)  # boxed when text: a store URL may carry a password
@@ -75,3 +80,24 @@ def hide_settings(settings: dict[str, Any]) -> dict[str, Any]:
         if isinstance(settings.get(name), str):
             settings[name] = hide(settings[name])
     return settings
+
+
+def forget_frames(error: BaseException) -> None:
+    """Clear the locals of the finished frames ``error`` (and its causes and contexts) went through.
+
+    The frames stay in the traceback, so it still shows where each call failed; what they held
+    (a payload's plaintext, a key handed to a plugin) is gone. Frames still running, the caller's,
+    cannot be cleared and are left as they are.
+    """
+    pending, seen = [error], set()
+    while pending:
+        exc = pending.pop()
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        step = exc.__traceback__
+        while step is not None:
+            with contextlib.suppress(RuntimeError):  # "cannot clear an executing frame"
+                step.tb_frame.clear()
+            step = step.tb_next
+        pending.extend(linked for linked in (exc.__cause__, exc.__context__) if linked is not None)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import base64
 import logging
+import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from test_secret_locals import engine_frames
+from test_secret_locals import OWN, engine_frames
 
 from engine import ConfigurationError, CredentialError, Engine, EngineError, ResultCodeError, ValidationError
 from engine.descriptor import Encryption
@@ -217,8 +218,9 @@ def test_a_cipher_refusing_a_plaintext_is_a_validation_error_at_its_path(identit
     engine = apiv2_engine(identity, pay_bank_public_key=identity.pay_bank_public_pem(), plugins=[_RefusingCipher()])
     with pytest.raises(ValidationError) as caught:
         engine.pipeline.prepare(PAY_BANK, PAYOUT)
+    key_id = engine.pipeline.encryption_keys["pay_bank"].key_id
     assert caught.value.errors == tuple(
-        f"cannot be encrypted with RSA-OAEP-SHA1 under this key (too long for it) @ $.{name}"
+        f"the field cipher refused this value (RSA-OAEP-SHA1 under {key_id}) @ $.{name}"
         for name in ("enc_bank_no", "enc_true_name")
     )
     assert caught.value.__context__ is None  # the ValueError's frames (holding the plaintext) do not travel
@@ -277,6 +279,50 @@ def test_a_call_without_the_key_shows_no_plaintext(identity: SandboxIdentity, ca
     with caplog.at_level(logging.DEBUG), pytest.raises(EngineError) as caught:
         engine.call(PAY_BANK, PAYOUT)
     assert _leaks(engine, caught.value, caplog) == []
+    engine.close()
+
+
+class _KmsError(Exception):
+    pass
+
+
+def _kms_encrypt(plaintext: str) -> str:
+    raise _KmsError("the KMS is down")
+
+
+class _KmsCipher:
+    """A cipher plugin in front of a KMS: it fails, wrapping the KMS's error (its frames hold the plaintext)."""
+
+    @hookimpl(tryfirst=True)
+    def wxpay_encrypt_field(self, plaintext: str, key: Any, scheme: str) -> str:
+        try:
+            return _kms_encrypt(plaintext)
+        except _KmsError as exc:
+            raise ConfigurationError("the KMS could not encrypt a field") from exc
+
+
+class _BuggyCipher:
+    """A cipher plugin with a bug: a raw AttributeError from inside the walk of the payload."""
+
+    @hookimpl(tryfirst=True)
+    def wxpay_encrypt_field(self, plaintext: str, key: Any, scheme: str) -> str:
+        return plaintext.encrypt()  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize(("plugin", "raised"), [(_KmsCipher, ConfigurationError), (_BuggyCipher, AttributeError)])
+def test_a_failing_cipher_plugin_leaves_no_plaintext_in_any_frame_and_the_whole_traceback(
+    identity: SandboxIdentity, plugin: Any, raised: type
+) -> None:
+    """Neither a typed error with a cause nor a plugin's own bug may carry the plaintext in a frame's
+    locals, the plugin's frames included; the traceback still names the plugin's frame and line."""
+    engine = apiv2_engine(identity, pay_bank_public_key=identity.pay_bank_public_pem(), plugins=[plugin()])
+    with pytest.raises(raised) as caught:
+        engine.call(PAY_BANK, PAYOUT)
+    frames = engine_frames(caught.value, (*OWN, Path(__file__).resolve()))
+    assert BANK_NO not in frames and NAME not in frames
+    chain = [caught.value, caught.value.__cause__]
+    names = [f.name for error in chain if error is not None for f in traceback.extract_tb(error.__traceback__)]
+    assert "wxpay_encrypt_field" in names and "_prepare" in names
     engine.close()
 
 
