@@ -29,10 +29,12 @@ Design decisions:
   then too, and raised in ``prepare`` before anything is encrypted and before any signer is asked:
   left to a signer, a replacement signing plugin (or the Stubber) would still sign and send a
   request whose answer this engine could never verify.
-* Those answers follow plugin changes as ``DirectHook`` does: ``prepare`` compares the
-  implementations of the two hooks with those it last saw (one list comparison) and, when they
-  changed (a plugin registered or removed after the engine was built), forgets every plan's
-  answers, so each descriptor is asked again at its next call.
+* Those answers follow plugin changes: they are one record per plan (``_Answers``: the codec, the
+  family's refusal, the transport settings for held and streamed answers), stamped with the
+  generation of the two hooks' implementations (``HookWatch``, one list comparison per call), and
+  asked again when a plugin registered or removed after the engine was built has moved the
+  generation on. A change made while another thread is asking leaves that answer stamped with the
+  old generation, so it is asked again next time instead of being kept for good.
 * Fields the engine fills (``fills``) that it knows once per call are written before validation
   (``engine.fills``), against the descriptor as the caller sees it; every attempt of one call
   therefore sends the same body nonce, and the signer adds its own fields per attempt.
@@ -207,13 +209,10 @@ class Pipeline:
             payload = {**{k: from_text(located.get(k), v) for k, v in from_ref.items()}, **(payload or {})}
         if self.defaults is not None:
             payload = self.defaults.fill(descriptor, payload)
-        if self._asked.changed():
-            self._forget_answers()
         plan = self._plan(descriptor)
-        if plan.family is None:
-            self._ask_family(plan)
-        if plan.refusal is not None:  # the family's reason these credentials cannot make this call
-            raise ConfigurationError(plan.refusal)
+        answers = self._answers(plan)
+        if answers.refusal is not None:  # the family's reason these credentials cannot make this call
+            raise ConfigurationError(answers.refusal)
         if descriptor.client_certificate and self.settings.client_certificate is None:
             raise ConfigurationError(
                 f"{descriptor.id} is sent with the merchant's TLS client certificate (apiclient_cert): "
@@ -233,7 +232,7 @@ class Pipeline:
         body, query = parts.body, parts.query
         if plan.encrypted_body or plan.encrypted_query:
             body, query = self._encrypted(plan, key, body, query)
-        encoded = self._codec(plan).encode(descriptor, body, query)
+        encoded = answers.codec.encode(descriptor, body, query)
         request = Request(
             method=descriptor.method,
             base_url=self.settings.base_url_for(descriptor),
@@ -247,34 +246,28 @@ class Pipeline:
 
     def codec(self, descriptor: Descriptor) -> BodyCodec:
         """The body codec a plugin chose for ``descriptor`` (asked once per descriptor, kept in its plan)."""
-        return self._codec(self._plan(descriptor))
-
-    def _codec(self, plan: "_Plan") -> BodyCodec:
-        if plan.codec is None:
-            descriptor = plan.descriptor
-            codec = self.hook.wxpay_body_codec(descriptor=descriptor)
-            if codec is None:
-                raise ConfigurationError(f"no plugin encodes the {descriptor.body_kind} body of {descriptor.id}")
-            plan.codec = codec
-        return plan.codec
+        return self._answers(self._plan(descriptor)).codec
 
     def refusal(self, descriptor: Descriptor) -> Optional[str]:
         """Why this engine's credentials cannot make ``descriptor``'s calls, by its family; ``None`` when they can."""
-        plan = self._plan(descriptor)
-        if plan.family is None:
-            self._ask_family(plan)
-        return plan.refusal
+        return self._answers(self._plan(descriptor)).refusal
 
-    def answer_screen(self, descriptor: Descriptor) -> Optional[Screen]:
-        """The check a held answer to ``descriptor`` passes on its headers before its body is read, if any."""
-        plan = self._plan(descriptor)
-        if plan.family is None:
-            self._ask_family(plan)
-        return plan.screen
+    def transport_record(self, descriptor: Descriptor, *, streamed: bool = False) -> TransportConfig:
+        """The transport settings of ``descriptor``'s requests: a held answer screened on its headers
+        as its family says (when its answers are signed); a streamed one (a bill file) never."""
+        answers = self._answers(self._plan(descriptor))
+        return answers.streamed if streamed else answers.held
 
-    def _ask_family(self, plan: "_Plan") -> None:
-        """Ask the plugins for the plan's family and keep what follows from it for these credentials."""
-        descriptor = plan.descriptor
+    def _answers(self, plan: "_Plan") -> "_Answers":
+        """What the plugins answered for the plan's descriptor under the plugins registered now."""
+        generation = self._asked.generation()  # read before asking: a change while asking is seen next call
+        answers = plan.answers
+        if answers is None or answers.generation != generation:
+            answers = plan.answers = self._ask(plan.descriptor, generation)
+        return answers
+
+    def _ask(self, descriptor: Descriptor, generation: int) -> "_Answers":
+        """Ask the plugins for ``descriptor``'s family and codec, with what follows for this engine."""
         family = self.hook.wxpay_protocol_family(descriptor=descriptor)
         if family is None:
             raise ConfigurationError(
@@ -286,15 +279,17 @@ class Pipeline:
                 f"a wxpay_protocol_family plugin answered {type(family).__name__} for {descriptor.id}, "
                 "not an engine.Family"
             )
-        plan.refusal = None if family.refusal is None else family.refusal(descriptor, self.credentials)
-        plan.screen = family.screen if descriptor.signed_answer else None
-        plan.family = family  # last: a plan with a family has its refusal and screen
-
-    def _forget_answers(self) -> None:
-        """The plugins that answered changed: every descriptor is asked again at its next call."""
-        for plan in self._plans.values():
-            plan.codec = None
-            plan.family = None
+        codec = self.hook.wxpay_body_codec(descriptor=descriptor)
+        if codec is None:
+            raise ConfigurationError(f"no plugin encodes the {descriptor.body_kind} body of {descriptor.id}")
+        screen = family.screen if descriptor.signed_answer else None
+        return _Answers(
+            generation,
+            codec,
+            refusal=None if family.refusal is None else family.refusal(descriptor, self.credentials),
+            held=self.settings.transport_config(screen=screen, descriptor=descriptor),
+            streamed=self.settings.transport_config(descriptor=descriptor),
+        )
 
     def _plan(self, descriptor: Descriptor) -> "_Plan":
         known = self._plans.get(descriptor.id)
@@ -403,7 +398,7 @@ class Pipeline:
         plan = self._plan(descriptor)
         try:
             key_id = self.verify(raw, None, descriptor, prepared.request) if descriptor.signed_answer else None
-            decoded = self._codec(plan).decode(descriptor, raw)
+            decoded = self._answers(plan).codec.decode(descriptor, raw)
         except ApiError as error:  # a family whose errors travel in a 2xx body (APIv2 result_code=FAIL)
             if error.outcome_unknown and error.reconcile is None:
                 error.reconcile = prepared.reconcile
@@ -464,30 +459,39 @@ class Pipeline:
         )
 
 
+@attrs.frozen
+class _Answers:
+    """What the plugins answered for one descriptor, stamped with the generation of plugins asked.
+
+    One record, replaced whole: a thread reading it never sees one answer of the old plugins beside
+    one of the new.
+    """
+
+    generation: int
+    codec: BodyCodec
+    refusal: Optional[str]  # the family's reason this engine cannot make the calls, or None
+    held: TransportConfig  # a held answer's transport settings (screened as the family says)
+    streamed: TransportConfig  # a streamed answer's: never screened (bill files are not signed)
+
+
 class _Plan:
     """What the stages need to know of one descriptor, worked out at its first call."""
 
     __slots__ = (
-        "codec",
+        "answers",
         "descriptor",
         "encrypted_answer",
         "encrypted_body",
         "encrypted_query",
-        "family",
-        "refusal",
         "required_headers",
-        "screen",
         "validator",
     )
 
     def __init__(self, descriptor: Descriptor, validator: Optional[PayloadValidator]) -> None:
         self.descriptor = descriptor
         self.validator = validator  # None: a free-form descriptor takes any payload
-        self.codec: Optional[BodyCodec] = None  # asked of the plugins at first use (Pipeline.codec)
-        # asked of the plugins at first use (Pipeline._ask_family), with what follows for the engine
-        self.family: Optional[Family] = None
-        self.refusal: Optional[str] = None
-        self.screen: Optional[Screen] = None
+        # asked of the plugins at first use, and again after they change (Pipeline._answers)
+        self.answers: Optional[_Answers] = None
         self.encrypted_body = any_encrypted(descriptor.request.body)
         self.encrypted_query = any_encrypted(descriptor.request.query)
         self.encrypted_answer = any_encrypted(descriptor.response)
@@ -555,28 +559,33 @@ def direct_caller(hook_caller: Any) -> Callable[..., Any]:
 
 
 class HookWatch:
-    """Whether the implementations of some hooks changed since it last looked (one list comparison).
+    """A generation number for the implementations of some hooks: it moves on when they change.
 
-    What plugins answered once per descriptor (the body codec, the family's facts) is kept only
-    while the hooks asked keep the implementations that answered.
+    What plugins answered once per descriptor (the body codec, the family's facts) is stamped with
+    the generation it was asked under, and asked again when the generation has moved on: a plugin
+    registered or removed after the engine was built (the Stubber's, a user's family) takes part
+    from the next call on. A change made while another thread is asking leaves that thread's
+    answer stamped with the old generation, so it too is asked again at the next call.
     """
 
-    __slots__ = ("_watched",)
+    __slots__ = ("_current", "_watched")
 
     def __init__(self, *hook_callers: Any) -> None:
         self._watched = self._look(hook_callers)
+        self._current = 0
 
     @staticmethod
     def _look(hook_callers: Any) -> tuple[tuple[Any, list[Any]], ...]:
         return tuple((caller, list(caller._hookimpls)) for caller in hook_callers)
 
-    def changed(self) -> bool:
+    def generation(self) -> int:
         # pluggy keeps a hook's implementations in one list it edits in place: compare it, uncopied
         for caller, seen in self._watched:
             if caller._hookimpls != seen:
                 self._watched = self._look(caller for caller, _ in self._watched)
-                return True
-        return False
+                self._current += 1
+                break
+        return self._current
 
 
 class DirectHook:

@@ -26,7 +26,6 @@ from typing import Awaitable, Callable, Optional, Union
 
 import attrs
 
-from engine.descriptor import Descriptor
 from engine.errors import (
     ConnectError,
     TransportError,
@@ -38,7 +37,7 @@ from engine.hookspecs import CallInfo
 from engine.pipeline import DirectHook, Pipeline, Prepared
 from engine.retry import RETRYABLE_STATUSES, RetryPolicy, retry_after_seconds
 from engine.runtime import Runtime
-from engine.transport import Screen, Transport, TransportConfig, Write
+from engine.transport import Transport, TransportConfig, Write
 from engine.wire import RawResponse, Request
 
 logger = logging.getLogger("engine.retries")
@@ -53,9 +52,6 @@ class Sender:
         self.pipeline = pipeline
         self.runtime = runtime
         self.policy = policy
-        # One transport record per answer screen (by identity: each record holds its screen, so an id
-        # is never reused while it is a key), made at its first use and shared by every request.
-        self._shared: dict[int, TransportConfig] = {}
         # The observers, called directly while the built-in is their only implementation (DirectHook
         # keeps that current when plugins come and go, the Stubber's among them).
         self._before_send = DirectHook(pipeline.hook.wxpay_before_send)
@@ -67,7 +63,7 @@ class Sender:
         """The answer to ``prepared`` (not yet trusted); ``sink`` streams a 2xx body instead of holding it."""
         policy = policy or self.policy
         transport = self.runtime.transport()
-        base = self._config(prepared.descriptor, streamed=sink is not None)
+        base = self.pipeline.transport_record(prepared.descriptor, streamed=sink is not None)
         deadline = time.monotonic() + policy.deadline
         written = _Counting(sink) if sink is not None else None
         attempt = 0
@@ -107,23 +103,6 @@ class Sender:
             return await self._observed(call, request, send)
         except TransportError as exc:
             return exc
-
-    def _config(self, descriptor: Descriptor, *, streamed: bool) -> TransportConfig:
-        """The transport settings for one request: a shared record, unless the descriptor needs more.
-
-        A held answer is screened on its headers before its body is read when the descriptor's family
-        says how (APIv3's ``Wechatpay-*`` headers; APIv2 signs inside the body) and its answers are
-        signed; a streamed bill file, the one answer WeChat Pay does not sign, never is. Only a
-        ``client_certificate`` operation takes the merchant's TLS certificate, in a record of its own.
-        """
-        screen = None if streamed else self.pipeline.answer_screen(descriptor)
-        if descriptor.client_certificate:
-            return self.pipeline.settings.transport_config(screen=screen, descriptor=descriptor)
-        return self._shared.get(id(screen)) or self._share(screen)
-
-    def _share(self, screen: Optional[Screen]) -> TransportConfig:
-        config = self._shared[id(screen)] = self.pipeline.settings.transport_config(screen=screen)
-        return config
 
     def _retry_wait(
         self, prepared: Prepared, outcome: Outcome, attempt: int, policy: RetryPolicy, written: Optional["_Counting"]

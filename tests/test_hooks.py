@@ -259,9 +259,52 @@ def test_family_facts_and_codecs_are_asked_again_after_their_plugins_change(make
     engine.plugin_manager.unregister(closed)
     assert engine.call("combine_papay.mini_program", COMBINE_PAPAY).status == 200  # APIv3's facts again
     assert engine.call("combine_papay.mini_program", COMBINE_PAPAY).status == 200
-    # each asked at the first call that needed it after the change (the refused call needed no codec),
-    # then not again: a codec kept from before the change would never have asked the new plugin
-    assert closed.seen == codec.seen == [COMBINE_ID]
+    # both asked together at the first call after each change (registering, unregistering), then not
+    # again: answers kept from before a change would never have asked the new plugin
+    assert closed.seen == [COMBINE_ID] and codec.seen == [COMBINE_ID, COMBINE_ID]
+
+
+def test_a_plugin_registered_while_another_thread_asks_is_not_forgotten(make_engine) -> None:
+    """A thread asking the old plugins when a new one arrives must not keep the old answer for good:
+    it is stamped with the old generation of plugins, so the next call asks again."""
+    import threading
+
+    asking, release = threading.Event(), threading.Event()
+
+    class Slow(Recorder):
+        @hookimpl
+        def wxpay_protocol_family(self, descriptor):
+            if descriptor.id == COMBINE_ID and not release.is_set():
+                asking.set()
+                release.wait(10)  # asked, and slow to answer, while the plugins change
+            return Family(refusal=lambda descriptor, credentials: "refused by the first plugin")
+
+    class Newer(Recorder):
+        @hookimpl(tryfirst=True)
+        def wxpay_protocol_family(self, descriptor):
+            return Family(refusal=lambda descriptor, credentials: "refused by the newer plugin")
+
+    engine = make_engine(plugins=[Slow()])
+    refusals: list[str] = []
+
+    def call_slowly() -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+        refusals.append(str(caught.value))
+
+    slow = threading.Thread(target=call_slowly)
+    slow.start()
+    assert asking.wait(10)
+    engine.plugin_manager.register(Newer())
+    with pytest.raises(ConfigurationError, match="refused by the newer plugin"):
+        engine.call("GET /v3/certificates")  # another descriptor, asked under the new plugins
+    release.set()
+    slow.join(10)
+    assert refusals == ["refused by the first plugin"]  # it was asked before the change
+    for _ in range(2):  # but its answer is not kept: the next calls ask the plugins of now
+        with pytest.raises(ConfigurationError, match="refused by the newer plugin"):
+            engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    engine.close()
 
 
 def test_the_stubber_leaves_family_facts_and_codecs_as_they_were_asked(make_engine) -> None:
