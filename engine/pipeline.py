@@ -237,7 +237,7 @@ class Pipeline:
             method=descriptor.method,
             base_url=self.settings.base_url_for(descriptor),
             target=build_target(descriptor.path, parts.path, query),
-            headers=self._headers(plan, user_headers, key, encoded.content_type),
+            headers=self._headers(plan, user_headers, key if plan.names_platform_key else None, encoded.content_type),
             body=encoded.data,
             signed_body=encoded.signed,
             fields=encoded.fields,
@@ -483,6 +483,7 @@ class _Plan:
         "encrypted_answer",
         "encrypted_body",
         "encrypted_query",
+        "names_platform_key",
         "required_headers",
         "validator",
     )
@@ -496,6 +497,9 @@ class _Plan:
         self.encrypted_query = any_encrypted(descriptor.request.query)
         self.encrypted_answer = any_encrypted(descriptor.response)
         self.required_headers = tuple(name for name, f in descriptor.request.header.items() if f.required)
+        # Wechatpay-Serial names the keyring's key that encrypts the fields; a descriptor whose fields
+        # another key encrypts (APIv2 pay_bank) must not name one that did not
+        self.names_platform_key = descriptor.encryption.key == "platform"
 
     @classmethod
     def of(cls, descriptor: Descriptor) -> "_Plan":

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import COMBINE_PAPAY
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from test_secret_locals import OWN, engine_frames
@@ -431,3 +432,13 @@ def test_an_engine_built_by_hand_has_no_pay_bank_key_unless_given(identity: Sand
     engine = apiv2_engine(identity, pay_bank_public_key=None)
     assert engine.pipeline.encryption_keys == {}
     engine.close()
+
+
+def test_a_pay_bank_request_names_no_keyring_key_it_was_not_encrypted_with(make_engine: Any) -> None:
+    """Wechatpay-Serial names the key that encrypted the fields: an engine with APIv3 keys too sends
+    none with pay_bank (its fields are under the pay_bank key), and still sends it with APIv3 calls."""
+    engine = make_engine(mode="public_key")  # APIv3 and APIv2 settings, the WeChat Pay public key in its keyring
+    # the prepared request, which signing plugins are handed (the built-in APIv2 signer sends its own headers)
+    assert "Wechatpay-Serial" not in engine.pipeline.prepare(PAY_BANK, PAYOUT).request.headers
+    engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    assert engine.emulator.last.request.headers["Wechatpay-Serial"] == engine.emulator.identity.platform_public_key_id
