@@ -160,9 +160,10 @@ def wxpay_encrypt_field(plaintext: str, key: "PlatformKey", scheme: str) -> Opti
     keyring's WeChat Pay key, which the engine names in the ``Wechatpay-Serial`` header of the same
     request, or a named key such as APIv2 ``pay_bank``'s (``key.kind == "pay_bank"``, no header);
     ``scheme`` is an ``engine.descriptor.CipherScheme`` (``RSA-OAEP-SHA1``). Return ``None`` for a
-    scheme this plugin does not implement; raise ``ValueError`` for a plaintext the key cannot hold
-    (the engine reports it as a ``ValidationError`` at the field's path). Implementations written
-    before ``scheme`` existed may leave it out of their signature.
+    scheme or a key this plugin does not handle (a KMS knowing only APIv3 serials: ``key.kind ==
+    "pay_bank"``); raise ``ValueError`` to refuse a value (the engine reports it as a
+    ``ValidationError`` at the field's path). Implementations written before ``scheme`` existed may
+    leave it out of their signature; code calling the hook itself must pass it.
     """
 
 
