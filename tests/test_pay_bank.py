@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import traceback
 from pathlib import Path
@@ -442,3 +443,23 @@ def test_a_pay_bank_request_names_no_keyring_key_it_was_not_encrypted_with(make_
     assert "Wechatpay-Serial" not in engine.pipeline.prepare(PAY_BANK, PAYOUT).request.headers
     engine.call("combine_papay.mini_program", COMBINE_PAPAY)
     assert engine.emulator.last.request.headers["Wechatpay-Serial"] == engine.emulator.identity.platform_public_key_id
+
+
+def test_the_inspector_lists_apiv2_calls_with_their_verification_and_no_plaintext(identity: SandboxIdentity) -> None:
+    """APIv2 exchanges were recorded but never reported to the observers: the inspector did not list them."""
+    from engine.sandbox.inspector import Inspector
+
+    with Engine.sandbox(identity=identity, mode="apiv2", load_entry_points=False) as engine:
+        inspector = Inspector(engine.emulator)
+        engine.call(PAY_BANK, PAYOUT)
+        wrong_key = {**identity.apiv2_settings(), "apiv2_key": "k" * 32, "load_entry_points": False}
+        wrong_key["base_url"] = engine.pipeline.settings.base_url  # the same in-process sandbox
+        with Engine(**wrong_key, plugins=[*engine.plugin_manager.get_plugins()]) as forger, pytest.raises(EngineError):
+            forger.call(PAY_BANK, PAYOUT)
+        shown = inspector.snapshot()["exchanges"]
+    assert [(entry["endpoint"], entry["verification"]) for entry in shown] == [
+        (PAY_BANK, "verified"),
+        (PAY_BANK, "not checked: 签名错误"),
+    ]
+    text = json.dumps(shown, ensure_ascii=False)
+    assert BANK_NO not in text and NAME not in text

@@ -246,7 +246,7 @@ class Sandbox:
         """
         served = self.v2.serve(request, client_certificate, tls)
         if served is not None:
-            self.exchanges.append(Exchange(request, served.answer, served.endpoint_id, served.payload))
+            self._record(Exchange(request, served.answer, served.endpoint_id, served.payload), served.verification)
             return Outcome(served.answer, served.fault)
         endpoint_id: Optional[str] = None
         payload: Any = None
@@ -271,11 +271,14 @@ class Sandbox:
             answer = self._answer(request, status, encode_json(body) if body is not None else b"", fault)
         if fault is not None and fault.retry_after is not None:  # not signed: WeChat Pay signs the body only
             answer = attrs.evolve(answer, headers=answer.headers.merged({"Retry-After": str(fault.retry_after)}))
-        exchange = Exchange(request, answer, endpoint_id, payload)
+        self._record(Exchange(request, answer, endpoint_id, payload), verification)
+        return Outcome(answer, fault if fault is not None and fault.at_transport else None)
+
+    def _record(self, exchange: Exchange, verification: str) -> None:
+        """Keep ``exchange`` and report it to the observers (the inspector), APIv3 and APIv2 alike."""
         self.exchanges.append(exchange)
         for observe in self.observers:  # this exchange: another thread may have recorded a newer one since
             observe(exchange, verification)
-        return Outcome(answer, fault if fault is not None and fault.at_transport else None)
 
     # -- the server's checks, in the order WeChat Pay applies them ---------------------------
 

@@ -98,6 +98,7 @@ class Served:
     endpoint_id: str
     payload: Any = attrs.field(default=None, repr=False)
     fault: Optional[Fault] = None
+    verification: str = "not checked"  # the request's sign: "verified", or why not (the inspector shows it)
 
 
 class _FailError(Exception):
@@ -155,12 +156,16 @@ class V2Desk:
                 descriptor.id,
                 None,
                 fault,
+                "not checked: a scripted error answer",
             )
         if fault is not None and fault.kind == "not_json":
             return Served(
-                RawResponse(200, Headers({"Content-Type": "text/html"}), b"<html>502 Bad Gateway</html>"), descriptor.id
+                RawResponse(200, Headers({"Content-Type": "text/html"}), b"<html>502 Bad Gateway</html>"),
+                descriptor.id,
+                verification="not checked: a scripted not_json answer",
             )
         payload: dict[str, Any] = {}
+        verification = "not checked"
         try:
             self._check_certificate(descriptor, client_certificate, tls)
             wire, files = self._read(descriptor, request)
@@ -168,12 +173,16 @@ class V2Desk:
             payload = {name: from_text(_field(descriptor, name), value) for name, value in received.items()}
             payload.update(files)
             sign_type = self._check_sign(descriptor, wire)
+            verification = "verified"
             _check_digest(descriptor, wire, files)
             payload, undecryptable = self._decrypted(descriptor, payload)
             answer = self._answer(descriptor, wire, payload, sign_type, undecryptable)
         except _FailError as failure:
             answer = _xml(200, {"return_code": "FAIL", "return_msg": failure.message})
-        return Served(answer, descriptor.id, payload, fault if fault is not None and fault.at_transport else None)
+            if verification != "verified":
+                verification = f"not checked: {failure.message}"
+        transport_fault = fault if fault is not None and fault.at_transport else None
+        return Served(answer, descriptor.id, payload, transport_fault, verification)
 
     def _check_certificate(self, descriptor: Descriptor, presented: Optional[bytes], tls: bool) -> None:
         if not (tls and descriptor.client_certificate):
