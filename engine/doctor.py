@@ -24,7 +24,7 @@ Design decisions:
   ``--live`` is skipped there: the echo endpoint is APIv3's, and APIv2 has no call without effects
   that proves its sign. The APIv2 key is checked whenever it is set.
 * The ``pay_bank`` key (``--pay-bank-public-key`` or ``WECHATPAY_PAY_BANK_PUBLIC_KEY``), when set,
-  is read by the engine's own reader (PKCS#1 or SPKI PEM, RSA of 2048 bits or more) and must be
+  is read by the engine's own reader (PKCS#1 or SPKI PEM, RSA of exactly 2048 bits) and must be
   neither the merchant's own key nor the APIv3 WeChat Pay public key: each is a key people hand
   over by mistake, and encrypting a bank card number for the wrong key fails only at WeChat Pay.
   Its line shows the key's fingerprint (``PAY_BANK_...``), the id the engine logs it by.

@@ -25,6 +25,10 @@ Design decisions:
   also keep converted to SPKI (``-----BEGIN PUBLIC KEY-----``); both are read. It only encrypts the
   fields of the descriptors whose ``encryption`` names it, is named by no header and verifies
   nothing, so it stays out of the keyring; its ``key_id`` is a fingerprint, for reprs and logs.
+  It must be RSA of exactly 2048 bits (``PAY_BANK_KEY_BITS``), as getpublickey's is: the plaintext
+  limit (``engine.validation.MAX_ENCRYPTED_BYTES``) and the descriptor's ciphertext limit (384
+  base64 characters) are 2048-bit figures, so a larger key is refused when the engine is built,
+  not left to fail every call with a ciphertext-length error that blames the payload.
 * Certificate serials compare case-insensitively and without leading zeros, because SDKs disagree
   on whether ``%X`` keeps a leading zero nibble (PROTOCOL.md §2).
 """
@@ -133,6 +137,8 @@ def load_public_key(value: KeySource, setting: str = "platform_public_key") -> r
 
 
 PAY_BANK_SETTING = "pay_bank_public_key"
+# risk/getpublickey's key is RSA 2048; the 214-byte plaintext and 384-character ciphertext limits assume it.
+PAY_BANK_KEY_BITS = 2048
 # What each named encryption key (engine.descriptor.EncryptionKey) is, and the setting that gives it.
 ENCRYPTION_KEY_REMEDIES = {
     "pay_bank": f"the pay_bank RSA public key: give Engine({PAY_BANK_SETTING}=...), the PEM that "
@@ -143,6 +149,11 @@ ENCRYPTION_KEY_REMEDIES = {
 def pay_bank_key(value: KeySource, setting: str = PAY_BANK_SETTING) -> "PlatformKey":
     """The RSA key APIv2 ``pay_bank`` encrypts with, from PKCS#1 or SPKI PEM (text, bytes, a path) or a key object."""
     public_key = load_public_key(value, setting)
+    if public_key.key_size != PAY_BANK_KEY_BITS:  # under 2048 is already refused by load_public_key
+        raise CredentialError(
+            f"{setting}: RSA key of {public_key.key_size} bits; the pay_bank key is RSA {PAY_BANK_KEY_BITS} "
+            "(the key v2.risk.getpublickey.post answers in pub_key)"
+        )
     der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     digest = hashes.Hash(hashes.SHA256())
     digest.update(der)

@@ -51,7 +51,8 @@ from engine.multipart import file_problem, size_limit
 Checker = Callable[[Any, str, list[str]], None]
 PayloadValidator = Callable[[Any], list[str]]
 
-# RSA-2048 with OAEP/SHA-1 holds at most 256 - 2*20 - 2 bytes of plaintext.
+# RSA-2048 with OAEP/SHA-1 holds at most 256 - 2*20 - 2 bytes of plaintext (a pay_bank key of any
+# other size is refused at construction, engine.keys.PAY_BANK_KEY_BITS, so this figure holds for it).
 MAX_ENCRYPTED_BYTES = 214
 MAX_JSON_DEPTH = 64  # for free-form payloads; described ones are bounded by their descriptor
 INT_RANGE = (-(2**63), 2**64 - 1)  # int64 and uint64 both fit

@@ -128,6 +128,7 @@ def test_the_pay_bank_key_is_checked_when_set(served: Path, capsys) -> None:
         ("platform_public_key_path", "is the APIv3 WeChat Pay public key, not the key risk/getpublickey answers"),
         ("merchant_private_key_path", "is the merchant's own public key, not the key risk/getpublickey answers"),
         ("small", "RSA key of 1024 bits"),
+        ("big", "RSA key of 3072 bits; the pay_bank key is RSA 2048"),
         ("junk", "not a PEM public key"),
     ],
 )
@@ -141,9 +142,10 @@ def test_a_mistaken_pay_bank_key_is_one_line_naming_the_variable(
     from engine.keys import public_pem
 
     manifest = json.loads((served / "sandbox.json").read_text())
-    if key_of == "small":
-        path = tmp_path / "small.pem"
-        path.write_bytes(public_pem(rsa.generate_private_key(public_exponent=65537, key_size=1024)))
+    if key_of in ("small", "big"):
+        path = tmp_path / f"{key_of}.pem"
+        size = 1024 if key_of == "small" else 3072
+        path.write_bytes(public_pem(rsa.generate_private_key(public_exponent=65537, key_size=size)))
     elif key_of == "junk":
         path = tmp_path / "junk.pem"
         path.write_text("-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n")

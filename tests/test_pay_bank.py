@@ -195,10 +195,36 @@ def test_a_too_long_plaintext_is_a_validation_error_before_sending(make_engine: 
     assert len(engine.emulator.exchanges) == sent
 
 
+@pytest.fixture(scope="module")
+def big_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=3072)
+
+
+@pytest.mark.parametrize("form", ["pkcs1", "spki", "key_object"])
+def test_a_pay_bank_key_of_more_than_2048_bits_is_refused_at_construction(
+    identity: SandboxIdentity, big_key: rsa.RSAPrivateKey, form: str
+) -> None:
+    """Its 512-character ciphertext would break every call, blamed on the payload (the 384 limit)."""
+    given = {"pkcs1": pkcs1(big_key), "spki": spki(big_key), "key_object": big_key.public_key()}[form]
+    with pytest.raises(CredentialError) as caught:
+        apiv2_engine(identity, pay_bank_public_key=given)
+    assert str(caught.value) == (
+        "pay_bank_public_key: RSA key of 3072 bits; the pay_bank key is RSA 2048 "
+        "(the key v2.risk.getpublickey.post answers in pub_key)"
+    )
+
+
+class _WideCipher:
+    """A cipher whose ciphertext is longer than the descriptor documents (a 3072-bit key's 512 characters)."""
+
+    @hookimpl(tryfirst=True)
+    def wxpay_encrypt_field(self, plaintext: str, key: Any, scheme: str) -> str:
+        return "A" * 512
+
+
 def test_max_length_bounds_the_ciphertext_not_the_plaintext(identity: SandboxIdentity) -> None:
-    """384 characters is pay_bank's ciphertext: a 3072-bit key's 512 do not fit, whatever the plaintext."""
-    big = rsa.generate_private_key(public_exponent=65537, key_size=3072)
-    engine = apiv2_engine(identity, pay_bank_public_key=pkcs1(big))
+    """384 characters is pay_bank's ciphertext: a longer one does not fit, whatever the plaintext."""
+    engine = apiv2_engine(identity, pay_bank_public_key=identity.pay_bank_public_pem(), plugins=[_WideCipher()])
     with pytest.raises(ValidationError) as caught:
         engine.pipeline.prepare(PAY_BANK, PAYOUT)
     assert caught.value.errors == (
