@@ -13,6 +13,11 @@ Design decisions:
   of UTF-8); its ``min_length``/``max_length`` are the lengths WeChat Pay documents for what travels,
   the base64 ciphertext (``pay_bank``'s 384), so they are checked on that, after encryption
   (``ciphertext_problems``), and not on the plaintext.
+* A *required* ``encrypted`` field must not be ``""``. Empty values are sent as they are, never
+  encrypted (``engine.fields``: WeChat Pay and the official SDKs do not encrypt an empty optional
+  value), and the length limits above skip the plaintext, so a required one given empty used to go
+  out as ``""`` in clear. Refused here, at every depth, by the one validator the engine and the
+  sandbox share; an empty *optional* encrypted field still passes.
 * ``bool`` is not an integer here, although Python says it is: ``True`` for a ``plan_id`` is a bug.
 * Path parameters must be non-empty and never ``.`` or ``..``: percent-encoding cannot stop a
   dot-segment from being normalised away by a proxy, so those values are refused outright.
@@ -59,6 +64,7 @@ INT_RANGE = (-(2**63), 2**64 - 1)  # int64 and uint64 both fit
 LONE_SURROGATE = "contains a lone surrogate, which UTF-8 cannot encode"
 NOT_FINITE = "must be a finite number"
 NOT_64_BITS = "integer does not fit in 64 bits"
+EMPTY_ENCRYPTED = "must not be empty (a required encrypted field)"
 _INT_LOW, _INT_HIGH = INT_RANGE
 
 PYTHON_TYPES: dict[str, tuple[type, ...]] = {
@@ -266,6 +272,8 @@ def _string_checks(field: Field) -> list[Checker]:
         checks.append(_predicate(lambda v: regex.search(v) is not None, f"does not match pattern {field.pattern}"))
     if field.encrypted:
         checks.append(_bounds_check(lambda v: len(v.encode()), "encoded size", None, MAX_ENCRYPTED_BYTES))
+    if field.encrypted and field.required:  # "" is never encrypted: a required one would travel in clear
+        checks.append(_predicate(lambda v: v != "", EMPTY_ENCRYPTED))
     return checks
 
 

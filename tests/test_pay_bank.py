@@ -195,6 +195,32 @@ def test_a_too_long_plaintext_is_a_validation_error_before_sending(make_engine: 
     assert len(engine.emulator.exchanges) == sent
 
 
+@pytest.mark.parametrize("name", ["enc_bank_no", "enc_true_name"])
+def test_an_empty_bank_card_number_or_name_is_refused_not_sent_unencrypted(make_engine: Any, name: str) -> None:
+    engine = make_engine(mode="apiv2")
+    with pytest.raises(ValidationError) as caught:
+        engine.call(PAY_BANK, {**PAYOUT, name: ""})
+    assert caught.value.errors == (f"must not be empty (a required encrypted field) @ $.{name}",)
+    assert engine.emulator.exchanges == []
+
+
+def test_the_sandbox_refuses_an_empty_encrypted_field_sent_past_the_engine(identity: SandboxIdentity) -> None:
+    from engine.v2 import signing, xmlcodec
+    from engine.wire import Headers, Request
+
+    sandbox_engine = Engine.sandbox(identity=identity, mode="apiv2", load_entry_points=False)
+    fields = {
+        "mch_id": identity.mchid, "partner_trade_no": "T-1", "nonce_str": "N" * 16, "bank_code": "1001",
+        "amount": "1", "enc_bank_no": "", "enc_true_name": "",
+    }  # fmt: skip
+    fields["sign"] = signing.sign(fields, identity.apiv2_key, signing.MD5)
+    request = Request("POST", "sandbox://", "/mmpaysptrans/pay_bank", Headers({}), xmlcodec.encode(fields))
+    answer = xmlcodec.parse(sandbox_engine.emulator.handle(request).body)
+    assert (answer["result_code"], answer["err_code"]) == ("FAIL", "PARAM_ERROR")
+    assert answer["err_code_des"] == "参数错误: must not be empty (a required encrypted field) @ $.enc_bank_no"
+    sandbox_engine.close()
+
+
 @pytest.fixture(scope="module")
 def big_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=3072)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 from conftest import COMBINE_PAPAY, REAL_NAME
 
@@ -112,6 +115,71 @@ def test_valid_nested_payload_passes_and_is_answered(engine: Engine) -> None:
 def test_encrypted_field_longer_than_oaep_can_hold(engine: Engine) -> None:
     errors = _errors(engine, "individual_contracts.real_name.mini_program", {**REAL_NAME, "cred_id": "9" * 215})
     assert errors == ["encoded size 215 is over the maximum 214 @ $.cred_id"]
+
+
+ENCRYPTED = Descriptor(
+    id="test.encrypted.post",
+    method="POST",
+    path="/v3/test/encrypted",
+    request=RequestSpec(
+        body={
+            "name": Field(required=True, encrypted=True),
+            "nickname": Field(encrypted=True),
+            "holder": Field(
+                type="object",
+                fields={"id_number": Field(required=True, encrypted=True), "address": Field(encrypted=True)},
+            ),
+            "payees": Field(
+                type="array", items=Field(type="object", fields={"user_name": Field(required=True, encrypted=True)})
+            ),
+        }
+    ),
+)
+EMPTY_REQUIRED = "must not be empty (a required encrypted field)"
+
+
+def test_a_required_encrypted_field_given_empty_is_refused_at_any_depth(engine: Engine) -> None:
+    """An empty value is never encrypted (as WeChat Pay and its SDKs do), so a required one went out as ""."""
+    engine.register(ENCRYPTED)
+    payload = {
+        "name": "",
+        "nickname": "",
+        "holder": {"id_number": "", "address": ""},
+        "payees": [{"user_name": "张三丰"}, {"user_name": ""}],
+    }
+    assert _errors(engine, "test.encrypted.post", payload) == [
+        f"{EMPTY_REQUIRED} @ $.name",
+        f"{EMPTY_REQUIRED} @ $.holder.id_number",
+        f"{EMPTY_REQUIRED} @ $.payees[1].user_name",
+    ]
+    assert _errors(engine, "individual_contracts.real_name.mini_program", {**REAL_NAME, "real_name": ""}) == [
+        f"{EMPTY_REQUIRED} @ $.real_name"
+    ]
+    # an empty optional one still travels as it is, unencrypted
+    payload = {"name": "张三丰", "nickname": "", "holder": {"id_number": "110101199003074477", "address": ""}}
+    assert engine.call("test.encrypted.post", payload).status == 204
+    sent = json.loads(engine.emulator.last.request.body)
+    assert (sent["nickname"], sent["holder"]["address"]) == ("", "")
+    assert sent["name"] != "张三丰" and engine.emulator.last.payload == payload  # encrypted, and decrypted back
+
+
+def test_the_sandbox_refuses_an_empty_required_encrypted_field_too(engine: Engine) -> None:
+    """The sandbox validates with the engine's validator: a request that skipped the engine is refused alike."""
+    from engine.hookspecs import SigningContext
+    from engine.wire import Request
+
+    descriptor = engine.endpoint("individual_contracts.real_name.mini_program")
+    prepared = engine.pipeline.prepare(descriptor.id, REAL_NAME).request  # cred_id encrypted, Wechatpay-Serial set
+    body = json.dumps({**json.loads(prepared.body), "real_name": ""}).encode()
+    unsigned = Request("POST", prepared.base_url, prepared.target, prepared.headers, body)
+    signing = SigningContext(engine.credentials, int(time.time()), "n" * 32)
+    authorization = engine.plugin_manager.hook.wxpay_sign_request(
+        request=unsigned, signing=signing, descriptor=descriptor
+    )
+    headers = prepared.headers.merged({"Authorization": authorization})
+    answer = engine.emulator.handle(Request("POST", prepared.base_url, prepared.target, headers, body))
+    assert answer.status == 400
+    assert json.loads(answer.body)["detail"] == {"field": "/real_name", "location": "body", "issue": EMPTY_REQUIRED}
 
 
 def test_required_header_is_checked(engine: Engine) -> None:
