@@ -186,19 +186,33 @@ def test_app_payment_parameters(make_engine) -> None:
     assert _verifies(engine, "wxapp\n1700000000\nN0NCE\nwx2014\n", params["sign"])
 
 
+UNFIT = "must be a non-empty string of printable ASCII without whitespace, got"
+PREFIXED = "prepay_id must be the id alone, without 'prepay_id=': the engine adds that prefix itself"
+
+
 @pytest.mark.parametrize(
     ("appid", "prepay_id", "message"),
     [
-        (None, "wx2014", "appid must be a non-empty string on one line, got NoneType"),
-        ("", "wx2014", "appid must be a non-empty string on one line, got an empty string"),
-        ("wxapp", "wx2014\n1700000000", "prepay_id must be a non-empty string on one line, got a line break in it"),
-        ("wxapp\r", "wx2014", "appid must be a non-empty string on one line, got a line break in it"),
+        (None, "wx2014", f"appid {UNFIT} NoneType"),
+        ("", "wx2014", f"appid {UNFIT} an empty string"),
+        ("wxapp", "wx2014\n1700000000", f"prepay_id {UNFIT} a line break in it"),
+        ("wxapp\r", "wx2014", f"appid {UNFIT} a line break in it"),
+        ("wxapp", "prepay_id=wx2014", PREFIXED),  # the package would read prepay_id=prepay_id=wx2014
+        ("wxapp ", "wx2014", f"appid {UNFIT} whitespace in it"),
+        (" wxapp", "wx2014", f"appid {UNFIT} whitespace in it"),
+        ("wxapp", "wx 2014", f"prepay_id {UNFIT} whitespace in it"),
+        ("wxapp", "wx2014\t", f"prepay_id {UNFIT} whitespace in it"),
+        ("wxapp", "wx2014\u3000", f"prepay_id {UNFIT} whitespace in it"),
+        ("wx\x00app", "wx2014", f"appid {UNFIT} a control character in it"),
+        ("wxapp", "wx2014\x7f", f"prepay_id {UNFIT} a control character in it"),
+        ("wxapp", "wx２０１４", f"prepay_id {UNFIT} a character outside printable ASCII"),
     ],
 )
 def test_payment_parameters_refuse_what_cannot_be_one_signed_line(
     make_engine, monkeypatch, appid, prepay_id, message
 ) -> None:
-    """The signed message is one value a line: a line break would sign other fields than those handed out."""
+    """The signed message is one value a line: a line break would sign other fields than those handed out,
+    and a space, a tab or a NUL would be signed into a value no client or WeChat Pay id holds."""
     from engine.keys import MerchantCredentials
 
     engine = make_engine()
@@ -209,6 +223,18 @@ def test_payment_parameters_refuse_what_cannot_be_one_signed_line(
             build(appid, prepay_id)
         assert str(caught.value) == message
     assert signed == []
+
+
+def test_payment_parameters_take_any_printable_ascii_id_but_not_a_prefixed_one(make_engine) -> None:
+    """Whitespace, control characters and the package's own prefix are refused: not the appid's shape,
+    nor punctuation, nor an '=' further in."""
+    engine = make_engine(clock=lambda: 1700000000, nonce_factory=lambda: "N0NCE")
+    params = engine.jsapi_payment("WX_Test-App.1", "up_wx2014=a~b!")
+    assert (params["appId"], params["package"]) == ("WX_Test-App.1", "prepay_id=up_wx2014=a~b!")
+    assert _verifies(engine, "WX_Test-App.1\n1700000000\nN0NCE\nprepay_id=up_wx2014=a~b!\n", params["paySign"])
+    assert engine.app_payment("WX_Test-App.1", "up_wx2014=a~b!")["prepayid"] == "up_wx2014=a~b!"
+    with pytest.raises(UsageError, match="without 'prepay_id='"):
+        engine.jsapi_payment("WX_Test-App.1", params["package"])  # the package handed back as the id
 
 
 def test_callbacks_signed_with_a_rotated_certificate_refresh_once(make_engine) -> None:
