@@ -17,6 +17,9 @@ If the third side is as slow as the engine, the gap is the engine's own per-call
 use of aiohttp. Beside them, the same in-process call is timed on its own (CPU per call), back to
 back and after a 2 ms sleep before each call, as a call over HTTP waits for its answer. The
 difference between the two shows what idling does to the cost of the same work on this machine.
+The baseline's own work with no HTTP (``BaselineWork``: its JSON body, five-line message, the same
+stand-in signature, headers, the answer's RSA verification and JSON) is timed the same two ways,
+so the engine's own work is the difference of two like measures, hot and after a wait.
 Per-call CPU is ``time.process_time`` (this process only; the server runs in another).
 
 Two more measures check the reading of the slices:
@@ -35,14 +38,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
+import secrets
 import statistics
 import time
 from typing import Any, Awaitable, Callable
 
-from common import SEED_PAYLOAD, BaselineClient, emit, engine_settings, served_sandbox
+from common import SEED_PATH, SEED_PAYLOAD, BaselineClient, emit, engine_settings, served_sandbox
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from retry_overhead import SEED, engines
+from retry_overhead import SEED, StandInSigner, engines
 
 from engine import Engine
 from engine.sandbox import SandboxIdentity
@@ -82,6 +87,34 @@ async def call_by_call(first: Call, second: Call, pairs: int) -> tuple[list[floa
             await call()
             times[side].append((time.perf_counter() - started) * 1e6)
     return times
+
+
+class BaselineWork:
+    """The baseline call of ``bench/common.py`` without its HTTP, signed by the in-process engine's
+    stand-in signer, verifying a canned signed answer with real RSA as the in-process engine does."""
+
+    def __init__(self) -> None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.public = key.public_key()
+        self.answer, self.timestamp, self.nonce = b'{"mchid":"1900000109"}', str(int(time.time())), "a" * 32
+        message = f"{self.timestamp}\n{self.nonce}\n".encode() + self.answer + b"\n"
+        self.signature = base64.b64encode(key.sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
+        self.signer = StandInSigner()
+
+    async def __call__(self) -> Any:
+        body = json.dumps(SEED_PAYLOAD, ensure_ascii=False, separators=(",", ":")).encode()
+        timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
+        message = f"POST\n{SEED_PATH}\n{timestamp}\n{nonce}\n".encode() + body + b"\n"
+        signature = base64.b64encode(self.signer.sign(message)).decode()
+        headers = {
+            "Authorization": f'WECHATPAY2-SHA256-RSA2048 mchid="1900000109",nonce_str="{nonce}",'
+            f'timestamp="{timestamp}",serial_no="1",signature="{signature}"',
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+        answered = f"{self.timestamp}\n{self.nonce}\n".encode() + self.answer + b"\n"
+        self.public.verify(base64.b64decode(self.signature), answered, padding.PKCS1v15(), hashes.SHA256())
+        return headers, json.loads(self.answer)
 
 
 class Verification:
@@ -136,19 +169,32 @@ async def measure(manifest: dict[str, Any], slice_seconds: float, pairs: int) ->
     rounds: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in sides}
     hot: list[float] = []
     idle: list[float] = []
+    own = BaselineWork()
+    own_hot: list[float] = []
+    own_idle: list[float] = []
     for round_ in range(pairs):
         for offset in range(len(sides)):
             name, call = sides[(round_ + offset) % len(sides)]
             rounds[name].append(await side_rate(call, slice_seconds))
         hot.append(await in_process_cpu(in_process_call, 300, 0.0))
         idle.append(await in_process_cpu(in_process_call, 300, 0.002))
+        own_hot.append(await in_process_cpu(own, 300, 0.0))
+        own_idle.append(await in_process_cpu(own, 300, 0.002))
     alternating = await call_by_call(baseline.call, engine_call, pairs * 500)
     verify = Verification()
     machine = [(verify_after(verify, 0.0, 300), verify_after(verify, 0.002, 300)) for _ in range(pairs)]
     await engine.aclose()
     await baseline.close()
     await in_process.aclose()
-    return {"rounds": rounds, "hot": hot, "idle": idle, "alternating": alternating, "machine": machine}
+    return {
+        "rounds": rounds,
+        "hot": hot,
+        "idle": idle,
+        "own_hot": own_hot,
+        "own_idle": own_idle,
+        "alternating": alternating,
+        "machine": machine,
+    }
 
 
 def main() -> None:
@@ -175,6 +221,9 @@ def main() -> None:
         table.append((name, f"{rate[name]:.0f}", f"{ratio[name]:.3f}", f"{added[name]:+.0f}", f"{cpu[name]:.0f}"))
     table.append(("in-process engine call alone, back to back", "", "", "", f"{hot:.0f}"))
     table.append(("in-process engine call alone, after 2 ms idle", "", "", "", f"{idle:.0f}"))
+    own_hot, own_idle = statistics.median(found["own_hot"]), statistics.median(found["own_idle"])
+    table.append(("the baseline's own work alone, back to back", "", "", "", f"{own_hot:.0f}"))
+    table.append(("the baseline's own work alone, after 2 ms idle", "", "", "", f"{own_idle:.0f}"))
     base_calls, engine_calls = found["alternating"]
     by_call = statistics.fmean(base_calls) / statistics.fmean(engine_calls)
     added_by_call = statistics.fmean(engine_calls) - statistics.fmean(base_calls)
@@ -192,6 +241,7 @@ def main() -> None:
             "client_cpu_us": cpu,
             "wall_us_added": added,
             "in_process_cpu_us": {"back_to_back": hot, "after_2ms_idle": idle},
+            "baseline_own_work_cpu_us": {"back_to_back": own_hot, "after_2ms_idle": own_idle},
             "call_by_call": {"ratio": by_call, "wall_us_added": added_by_call, "calls_per_side": len(base_calls)},
             "rsa_verify_us": {"back_to_back": verify_hot, "after_2ms_busy_wait": verify_waited},
             "pinned": manifest["pinned"],
