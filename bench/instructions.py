@@ -27,6 +27,8 @@ from pathlib import Path
 from common import emit
 
 HERE = Path(__file__).resolve().parent
+
+
 def child_source(policy: str, calls: int, identity_dir: str) -> str:
     return f"""
 import asyncio, sys

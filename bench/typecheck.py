@@ -33,30 +33,52 @@ from wheelenv import install_wheel  # noqa: E402
 
 BIN = Path(sys.executable).parent
 TEN = [  # (short name, payload literal, chain call) for ten operations
-    ("combine_papay.mini_program",
-     '{"appid": "wx1", "plan_id": 1, "out_contract_code": "c", "contract_display_account": "A", '
-     '"notify_url": "https://x.example"}',
-     'v3.ecommerce.combine_papay.contracts.pre_entrust_sign.mini_program.post(json={"appid": "wx1", "plan_id": 1, '
-     '"out_contract_code": "c", "contract_display_account": "A", "notify_url": "https://x.example"})'),
-    ("pay.transactions.out_trade_no.close", '{"out_trade_no": "1", "mchid": "1"}',
-     'v3.pay.transactions.out_trade_no._out_trade_no_.close.post(out_trade_no="1", json={"mchid": "1"})'),
+    (
+        "combine_papay.mini_program",
+        '{"appid": "wx1", "plan_id": 1, "out_contract_code": "c", "contract_display_account": "A", '
+        '"notify_url": "https://x.example"}',
+        'v3.ecommerce.combine_papay.contracts.pre_entrust_sign.mini_program.post(json={"appid": "wx1", "plan_id": 1, '
+        '"out_contract_code": "c", "contract_display_account": "A", "notify_url": "https://x.example"})',
+    ),
+    (
+        "pay.transactions.out_trade_no.close",
+        '{"out_trade_no": "1", "mchid": "1"}',
+        'v3.pay.transactions.out_trade_no._out_trade_no_.close.post(out_trade_no="1", json={"mchid": "1"})',
+    ),
     ("bill.tradebill.get", '{"bill_date": "2026-11-21"}', 'v3.bill.tradebill.get(query={"bill_date": "2026-11-21"})'),
     ("certificates.get", "{}", "v3.certificates.get()"),
-    ("pay.transactions.id._transaction_id_.get", '{"transaction_id": "1", "mchid": "1"}',
-     'v3.pay.transactions.id._transaction_id_.get(transaction_id="1", query={"mchid": "1"})'),
-    ("refund.domestic.refunds._out_refund_no_.get", '{"out_refund_no": "1"}',
-     'v3.refund.domestic.refunds._out_refund_no_.get(out_refund_no="1")'),
-    ("profitsharing.orders._out_order_no_.get", '{"out_order_no": "1", "transaction_id": "1"}',
-     'v3.profitsharing.orders._out_order_no_.get(out_order_no="1", query={"transaction_id": "1"})'),
-    ("merchant.fund.balance._account_type_.get", '{"account_type": "BASIC"}',
-     'v3.merchant.fund.balance._account_type_.get(account_type="BASIC")'),
-    ("transfer.batches.out_batch_no.get", '{"out_batch_no": "1", "need_query_detail": False}',
-     'v3.transfer.batches.out_batch_no._out_batch_no_.get(out_batch_no="1", query={"need_query_detail": False})'),
-    ("pay.transactions.jsapi",
-     '{"appid": "wx1", "mchid": "1", "description": "d", "out_trade_no": "1", "notify_url": "https://x.example", '
-     '"amount": {"total": 1}, "payer": {"openid": "o"}}',
-     'v3.pay.transactions.jsapi.post(json={"appid": "wx1", "mchid": "1", "description": "d", "out_trade_no": "1", '
-     '"notify_url": "https://x.example", "amount": {"total": 1}, "payer": {"openid": "o"}})'),
+    (
+        "pay.transactions.id._transaction_id_.get",
+        '{"transaction_id": "1", "mchid": "1"}',
+        'v3.pay.transactions.id._transaction_id_.get(transaction_id="1", query={"mchid": "1"})',
+    ),
+    (
+        "refund.domestic.refunds._out_refund_no_.get",
+        '{"out_refund_no": "1"}',
+        'v3.refund.domestic.refunds._out_refund_no_.get(out_refund_no="1")',
+    ),
+    (
+        "profitsharing.orders._out_order_no_.get",
+        '{"out_order_no": "1", "transaction_id": "1"}',
+        'v3.profitsharing.orders._out_order_no_.get(out_order_no="1", query={"transaction_id": "1"})',
+    ),
+    (
+        "merchant.fund.balance._account_type_.get",
+        '{"account_type": "BASIC"}',
+        'v3.merchant.fund.balance._account_type_.get(account_type="BASIC")',
+    ),
+    (
+        "transfer.batches.out_batch_no.get",
+        '{"out_batch_no": "1", "need_query_detail": False}',
+        'v3.transfer.batches.out_batch_no._out_batch_no_.get(out_batch_no="1", query={"need_query_detail": False})',
+    ),
+    (
+        "pay.transactions.jsapi",
+        '{"appid": "wx1", "mchid": "1", "description": "d", "out_trade_no": "1", "notify_url": "https://x.example", '
+        '"amount": {"total": 1}, "payer": {"openid": "o"}}',
+        'v3.pay.transactions.jsapi.post(json={"appid": "wx1", "mchid": "1", "description": "d", "out_trade_no": "1", '
+        '"notify_url": "https://x.example", "amount": {"total": 1}, "payer": {"openid": "o"}})',
+    ),
 ]
 
 
@@ -66,8 +88,10 @@ def scripts(where: Path) -> dict[str, Path]:
     chain = head + "".join(f"    engine.{expression}\n" for _, _, expression in TEN)
     found = {"ten_operations.py (mixed forms)": where / "ten_operations.py"}
     shutil.copy(ROOT / "tests" / "typing" / "ten_operations.py", found["ten_operations.py (mixed forms)"])
-    for label, text, name in (("10 calls, call form", call, "call_form.py"), ("10 calls, chain form", chain,
-                                                                                  "chain_form.py")):
+    for label, text, name in (
+        ("10 calls, call form", call, "call_form.py"),
+        ("10 calls, chain form", chain, "chain_form.py"),
+    ):
         (where / name).write_text(text, encoding="utf-8")
         found[label] = where / name
     return found
@@ -124,10 +148,15 @@ def measure(found: dict[str, Path], venv: Path, where: Path, rounds: int) -> lis
         for checker, command in checkers.items():
             samples = [timed(command(), where) for _ in range(rounds)]
             errors = samples[-1][2].count("error:") if "mypy" in checker else samples[-1][2].count(" - error:")
-            rows.append({
-                "script": label, "checker": checker, "errors": errors,
-                "wall": statistics.median(s[0] for s in samples), "cpu": statistics.median(s[1] for s in samples),
-            })
+            rows.append(
+                {
+                    "script": label,
+                    "checker": checker,
+                    "errors": errors,
+                    "wall": statistics.median(s[0] for s in samples),
+                    "cpu": statistics.median(s[1] for s in samples),
+                }
+            )
     return rows
 
 

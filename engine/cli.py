@@ -467,18 +467,20 @@ def _show_text(descriptor: Any, shown: dict[str, Any]) -> str:
         f"id: {descriptor.id}    body: {descriptor.body_kind}",
     ]
     example = json.dumps(shown["example_payload"], ensure_ascii=False, indent=2, default=_jsonable)
-    return "\n".join([
-        *head,
-        "",
-        "Request",
-        reference.fields_table(reference.request_rows(descriptor)),
-        "",
-        "Answer",
-        reference.fields_table(reference.answer_rows(descriptor)),
-        "",
-        "Example payload",
-        example,
-    ])
+    return "\n".join(
+        [
+            *head,
+            "",
+            "Request",
+            reference.fields_table(reference.request_rows(descriptor)),
+            "",
+            "Answer",
+            reference.fields_table(reference.answer_rows(descriptor)),
+            "",
+            "Example payload",
+            example,
+        ]
+    )
 
 
 def _jsonable(value: Any) -> Any:

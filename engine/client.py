@@ -215,7 +215,13 @@ class Engine:
         )
         self.retry = configuration.check_retry(retry)
         self.pipeline = Pipeline(
-            self.registry, self.plugin_manager.hook, self.credentials, keyring, settings, clock, nonce_factory,
+            self.registry,
+            self.plugin_manager.hook,
+            self.credentials,
+            keyring,
+            settings,
+            clock,
+            nonce_factory,
             defaults=Defaults.from_setting(defaults),
             encryption_keys=configuration.encryption_keys(pay_bank_public_key),
         )
@@ -256,8 +262,14 @@ class Engine:
         )
         apiv3, clock, ack_ttl, claim_ttl = self._receiver_settings
         return NotificationReceiver(
-            self.pipeline.verify, self.keys, apiv3, self.store, clock,
-            mchid=self.credentials.mchid, ack_ttl=ack_ttl, claim_ttl=claim_ttl,
+            self.pipeline.verify,
+            self.keys,
+            apiv3,
+            self.store,
+            clock,
+            mchid=self.credentials.mchid,
+            ack_ttl=ack_ttl,
+            claim_ttl=claim_ttl,
         )
 
     @functools.cached_property

@@ -354,12 +354,18 @@ class NotificationReceiver:
             logger.error("notification %s not claimed: %s", notification.id, exc)
             return failure_reply(STORE_DOWN_MESSAGE, 503)
         if claim.status == ACKNOWLEDGED:
-            logger.info("notification %s (%s) already processed: success, handler not run", notification.id,
-                        notification.event_type)
+            logger.info(
+                "notification %s (%s) already processed: success, handler not run",
+                notification.id,
+                notification.event_type,
+            )
             return success_reply()
         if claim.status == IN_FLIGHT:
-            logger.info("notification %s (%s) is being handled elsewhere: asked to resend", notification.id,
-                        notification.event_type)
+            logger.info(
+                "notification %s (%s) is being handled elsewhere: asked to resend",
+                notification.id,
+                notification.event_type,
+            )
             return failure_reply(IN_FLIGHT_MESSAGE, 503)
         return Reception(notification, claim)
 
@@ -367,8 +373,12 @@ class NotificationReceiver:
         """Acknowledge after a handler that returned, release after one that raised; the reply to send."""
         notification, claim = reception.notification, reception.claim
         if error is not None:
-            logger.error("callback handler failed for %s (%s)", notification.id, notification.event_type,
-                         exc_info=(type(error), error, error.__traceback__))
+            logger.error(
+                "callback handler failed for %s (%s)",
+                notification.id,
+                notification.event_type,
+                exc_info=(type(error), error, error.__traceback__),
+            )
             try:
                 await self.release(claim)
             except StoreError as exc:  # the claim expires by itself after claim_ttl
@@ -377,8 +387,9 @@ class NotificationReceiver:
         try:
             await self.acknowledge(notification, claim)
         except StoreError as exc:
-            logger.error("notification %s handled but not recorded: %s; WeChat Pay will send it again",
-                         notification.id, exc)
+            logger.error(
+                "notification %s handled but not recorded: %s; WeChat Pay will send it again", notification.id, exc
+            )
             return failure_reply(STORE_DOWN_MESSAGE, 503)
         return success_reply()
 

@@ -51,8 +51,9 @@ def _ignore(notification: Notification) -> None:
 class Receiver:
     """Receives callbacks for the engines added to it and calls the handler of each event type."""
 
-    def __init__(self, engines: Union["Engine", Iterable["Engine"], Mapping[str, "Engine"]] = (), *,
-                 strict: bool = True) -> None:
+    def __init__(
+        self, engines: Union["Engine", Iterable["Engine"], Mapping[str, "Engine"]] = (), *, strict: bool = True
+    ) -> None:
         self.strict = strict
         self._engines: dict[str, "Engine"] = {}
         self._handlers: dict[str, Handler] = {}
@@ -123,16 +124,18 @@ class Receiver:
 
     # -- receiving -----------------------------------------------------------------------------
 
-    async def handle(self, headers: Mapping[str, str], body: Union[bytes, str], *,
-                     merchant: Optional[str] = None) -> Reply:
+    async def handle(
+        self, headers: Mapping[str, str], body: Union[bytes, str], *, merchant: Optional[str] = None
+    ) -> Reply:
         """For asyncio frameworks: route, verify, claim, dispatch, acknowledge; the reply to send."""
         engine = self._route(headers, body, merchant)
         if isinstance(engine, Reply):
             return engine
         return await engine.notifications.handle(headers, body, self._dispatch)
 
-    def handle_sync(self, headers: Mapping[str, str], body: Union[bytes, str], *,
-                    merchant: Optional[str] = None) -> Reply:
+    def handle_sync(
+        self, headers: Mapping[str, str], body: Union[bytes, str], *, merchant: Optional[str] = None
+    ) -> Reply:
         """For WSGI frameworks (Flask, Django): the same, with sync handlers run in this thread."""
         engine = self._route(headers, body, merchant)
         if isinstance(engine, Reply):
@@ -156,8 +159,9 @@ class Receiver:
             raise _UnhandledEventError(f"no handler for event type {notification.event_type}")
         return handler(notification)
 
-    def _route(self, headers: Mapping[str, str], body: Union[bytes, str],
-               merchant: Optional[str]) -> Union["Engine", Reply]:
+    def _route(
+        self, headers: Mapping[str, str], body: Union[bytes, str], merchant: Optional[str]
+    ) -> Union["Engine", Reply]:
         if merchant is not None:
             engine = self._engines.get(merchant)
             return engine if engine is not None else failure_reply(UNKNOWN_MERCHANT, 404)

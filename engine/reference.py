@@ -101,8 +101,9 @@ def answer_rows(descriptor: Descriptor) -> list[FieldRow]:
     return list(_rows(descriptor.response, "answer"))
 
 
-def _rows(fields: Mapping[str, Field], location: str, prefix: str = "", depth: int = 0,
-          forced_required: bool = False) -> Iterator[FieldRow]:
+def _rows(
+    fields: Mapping[str, Field], location: str, prefix: str = "", depth: int = 0, forced_required: bool = False
+) -> Iterator[FieldRow]:
     for name, field in fields.items():
         path = f"{prefix}{name}"
         yield _row(path, depth, location, field, forced_required)
@@ -124,8 +125,9 @@ def _row(path: str, depth: int, location: str, field: Field, forced_required: bo
     encrypted = field.encrypted or (field.items is not None and field.items.encrypted)
     engine_set = location == "header" and path.lower() in ENGINE_SET_HEADERS
     label = field.label + (" (set by the engine)" if engine_set else "")
-    return FieldRow(path, depth, location, kind, field.required or forced_required, encrypted, tuple(enum or ()),
-                    limits, label)
+    return FieldRow(
+        path, depth, location, kind, field.required or forced_required, encrypted, tuple(enum or ()), limits, label
+    )
 
 
 # -- text tables -----------------------------------------------------------------------------------
@@ -155,8 +157,16 @@ FIELD_HEADERS = ("field", "in", "type", "required", "encrypted", "limits", "labe
 def field_cells(row: FieldRow, indent: bool = True) -> list[str]:
     name = ("  " * row.depth + row.name) if indent else row.path
     enum = "|".join(str(v) for v in row.enum)
-    return [name, row.location, row.type, "yes" if row.required else "", "yes" if row.encrypted else "",
-            row.limits_text(), row.label, enum]
+    return [
+        name,
+        row.location,
+        row.type,
+        "yes" if row.required else "",
+        "yes" if row.encrypted else "",
+        row.limits_text(),
+        row.label,
+        enum,
+    ]
 
 
 def fields_table(rows: Sequence[FieldRow]) -> str:
@@ -184,7 +194,7 @@ def summary(descriptor: Descriptor, name: Optional[str], aliases: Sequence[str] 
 def matches(entry: Mapping[str, Any], words: Sequence[str]) -> bool:
     """Whether every word occurs, case-insensitively, in the id, a name, the method, the path or the title."""
     haystack = " ".join(
-        str(v) for v in (entry["id"], entry["name"] or "", *entry["aliases"], entry["method"], entry["path"],
-                         entry["title"])
+        str(v)
+        for v in (entry["id"], entry["name"] or "", *entry["aliases"], entry["method"], entry["path"], entry["title"])
     ).casefold()
     return all(word.casefold() in haystack for word in words)

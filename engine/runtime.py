@@ -329,9 +329,7 @@ def _close_foreign(
         _drive_idle_loop(lambda: loop.run_until_complete(resources.aclose()))
 
 
-def _close_private(
-    loop: asyncio.AbstractEventLoop, resources: Optional[LoopResources], in_use: threading.Lock
-) -> None:
+def _close_private(loop: asyncio.AbstractEventLoop, resources: Optional[LoopResources], in_use: threading.Lock) -> None:
     if not in_use.acquire(timeout=CLOSE_WAIT_SECONDS):
         return  # a call is still running on it in its thread; that thread's loop ends with it
     try:

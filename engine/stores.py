@@ -155,9 +155,7 @@ def redacted(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, parts.fragment))
 
 
-async def poll_lock(
-    try_acquire: Callable[[], Any], release: Callable[[], Any], wait: float
-) -> AsyncIterator[bool]:
+async def poll_lock(try_acquire: Callable[[], Any], release: Callable[[], Any], wait: float) -> AsyncIterator[bool]:
     """Hold a lock by polling ``try_acquire`` (awaitable or not) for up to ``wait`` s; yields whether it is held.
 
     A lock that cannot be had in time is not waited for forever: the caller proceeds without it

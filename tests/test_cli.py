@@ -238,8 +238,13 @@ def test_endpoints_show_nests_and_states_limits(capsys) -> None:
 
 
 def test_endpoints_show_json(capsys) -> None:
-    status, out, _ = run(capsys, "endpoints", "show", "v3.ecommerce.individual_contracts."
-                         "pre_entrust_sign_with_real_name_identity.mini_program.post", "--json")
+    status, out, _ = run(
+        capsys,
+        "endpoints",
+        "show",
+        "v3.ecommerce.individual_contracts.pre_entrust_sign_with_real_name_identity.mini_program.post",
+        "--json",
+    )
     shown = json.loads(out)
     assert status == 0 and shown["name"] == "individual_contracts.real_name.mini_program"
     assert shown["method"] == "POST" and shown["title"]
@@ -342,4 +347,3 @@ def test_a_refused_engine_from_flags_leaves_no_key_in_frame_locals(identity, tmp
         assert " _engine {" in text, "the traceback should pass through the CLI"
         for secret in [*_pem_lines(identity), identity.apiv3_key.decode(), identity.apiv2_key.decode()]:
             assert secret not in text
-

@@ -278,8 +278,10 @@ async def test_the_served_sandbox_emits_any_catalogued_event(identity) -> None:
     app.router.add_post("/notify", receiver.aiohttp_handler())
     async with TestServer(app) as target, SandboxServer(Sandbox(identity)) as server:
         server.sandbox.notify_schedule = (0.01,)
-        control = aiohttp_post(f"{server.base_url}/sandbox/notify", {"url": str(target.make_url("/notify")),
-                                                                         "event_type": "VIOLATION.PUNISH"})
+        control = aiohttp_post(
+            f"{server.base_url}/sandbox/notify",
+            {"url": str(target.make_url("/notify")), "event_type": "VIOLATION.PUNISH"},
+        )
         assert (await control) == 202
         for _ in range(200):
             if got:

@@ -39,8 +39,15 @@ SEEDS = {
         ["appid", "out_contract_code", "openid", "real_name", "cred_type", "cred_id", "Wechatpay-Serial"],
     ),
 }
-SAMPLE = [*SEEDS, "pay.transactions.jsapi", "pay.transactions.out_trade_no.get", "merchant.media.upload",
-          "refund.domestic.refunds", "hk_refunds", "marketing.favor.users._openid_.coupons"]
+SAMPLE = [
+    *SEEDS,
+    "pay.transactions.jsapi",
+    "pay.transactions.out_trade_no.get",
+    "merchant.media.upload",
+    "refund.domestic.refunds",
+    "hk_refunds",
+    "marketing.favor.users._openid_.coupons",
+]
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +64,12 @@ def _build(out: Path) -> Path:
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or shutil.which("mkdocs")
     assert mkdocs, "mkdocs is a test dependency (pip install -e '.[test]')"
     result = subprocess.run(
-        [mkdocs, "build", "--strict", "--quiet", "--site-dir", str(out)], cwd=ROOT, capture_output=True, text=True,
-        timeout=600, check=False,
+        [mkdocs, "build", "--strict", "--quiet", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return out
@@ -84,8 +95,13 @@ def test_the_seed_pages(site: Path, name: str) -> None:
     request = text[text.index("Request") : text.index("Calling it")]
     for field in fields:
         assert field in request
-    for style in (f'engine.call("{name}"', f'engine.acall("{name}"', f"engine.{path.replace('/', '.')}",
-                  f'engine.chain("{path}")', f'engine["{path}"]'):
+    for style in (
+        f'engine.call("{name}"',
+        f'engine.acall("{name}"',
+        f"engine.{path.replace('/', '.')}",
+        f'engine.chain("{path}")',
+        f'engine["{path}"]',
+    ):
         assert style.replace("-", "_") in text.replace("-", "_"), style
     assert text.count(".post(json=") == 3 and text.count(".apost(json=") == 3
     answer = text[text.index("Answer") :]
@@ -108,8 +124,9 @@ def test_the_guides_come_from_the_readme(site: Path) -> None:
 
 
 @pytest.mark.parametrize("name", SAMPLE)
-def test_the_examples_on_a_page_run_against_the_sandbox(name: str, identity: Any, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_examples_on_a_page_run_against_the_sandbox(
+    name: str, identity: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     page = docgen.operation_page(name, Registry([BUILTIN_ENDPOINTS]).get(name))  # what pages() renders
     blocks = re.findall(r"```python\n(.*?)\n```", page, re.S)
     assert len(blocks) >= 2

@@ -158,9 +158,12 @@ def test_mutated_signed_callbacks_never_parse(receiver, changes) -> None:
 
 
 @BOUNDED
-@given(body=st.one_of(st.binary(max_size=512), st.text(max_size=256)), headers=st.dictionaries(
-    st.sampled_from([*SIGNED_PARTS, "Request-ID", "X-Other"]), st.text(max_size=80), max_size=6
-))
+@given(
+    body=st.one_of(st.binary(max_size=512), st.text(max_size=256)),
+    headers=st.dictionaries(
+        st.sampled_from([*SIGNED_PARTS, "Request-ID", "X-Other"]), st.text(max_size=80), max_size=6
+    ),
+)
 def test_arbitrary_callbacks_raise_only_notification_errors(receiver, body, headers) -> None:
     engine, _, _ = receiver
     with pytest.raises(NotificationError):

@@ -66,6 +66,16 @@ def test_lint_is_clean() -> None:
     assert result.returncode == 0, result.stdout
 
 
+def test_formatting_is_clean() -> None:
+    """One layout everywhere (``ruff format``, pyproject's line length), so a diff shows changes, not reflows."""
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    assert ruff, "ruff is a test dependency"
+    result = subprocess.run(
+        [ruff, "format", "--check", "--no-cache", str(ROOT)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
 def test_types_are_strict_clean() -> None:
     """``mypy --strict`` (pyproject's [tool.mypy]) over engine/, its plugins and its sandbox."""
     result = subprocess.run(

@@ -91,10 +91,18 @@ def test_a_short_name_is_accepted_wherever_an_id_is(engine, tmp_path: Path) -> N
 
     name, endpoint_id = "pay.transactions.out_trade_no.get", "v3.pay.transactions.out_trade_no._out_trade_no_.get"
     payload = {"out_trade_no": "1217752501201407033233368018", "mchid": "1900000109"}
-    engine.call("pay.transactions.jsapi", {  # the stateful sandbox answers a query for an order it holds
-        "appid": "wxd678efh567hg6787", "mchid": "1900000109", "description": "d", "notify_url": "https://x.example/n",
-        "out_trade_no": payload["out_trade_no"], "amount": {"total": 1}, "payer": {"openid": "o"},
-    })
+    engine.call(
+        "pay.transactions.jsapi",
+        {  # the stateful sandbox answers a query for an order it holds
+            "appid": "wxd678efh567hg6787",
+            "mchid": "1900000109",
+            "description": "d",
+            "notify_url": "https://x.example/n",
+            "out_trade_no": payload["out_trade_no"],
+            "amount": {"total": 1},
+            "payer": {"openid": "o"},
+        },
+    )
     assert engine.endpoint(name).id == endpoint_id and engine.call(name, payload).endpoint_id == endpoint_id
     engine.emulator.faults.add(Fault.error(429), endpoint=name)  # a fault queued by short name
     with pytest.raises(ApiError) as refused:

@@ -108,9 +108,9 @@ def test_a_tampered_certificate_cache_is_ignored(make_engine, redis_server: Redi
     key = f"wechatpay:{engine.credentials.mchid}:certificates"
     with redis_server.client() as client:
         record = json.loads(client.get(key))
-        record["entries"][0]["encrypt_certificate"]["ciphertext"] = "AAAA" + record["entries"][0][
-            "encrypt_certificate"
-        ]["ciphertext"][4:]
+        record["entries"][0]["encrypt_certificate"]["ciphertext"] = (
+            "AAAA" + record["entries"][0]["encrypt_certificate"]["ciphertext"][4:]
+        )
         client.set(key, json.dumps(record))
     fresh = make_engine(store=redis_url, mode="certificate", platform_certificates=[])
     fresh.call("combine_papay.mini_program", COMBINE_PAPAY)  # the bad cache is ignored: it downloads itself
@@ -213,9 +213,7 @@ async def _deliver_all(deliveries: list[Any], urls: list[str]) -> list[int]:
         return list(await asyncio.gather(*(deliver(session, n) for n in deliveries)))
 
 
-def test_four_engines_in_certificate_mode_starting_at_once_download_certificates_once(
-    identity, redis_url: str
-) -> None:
+def test_four_engines_in_certificate_mode_starting_at_once_download_certificates_once(identity, redis_url: str) -> None:
     ctx = _spawn()
     barrier, results = ctx.Barrier(4), ctx.Queue()
     settings = redis_workers.engine_settings(identity, mode="certificate")
@@ -243,8 +241,9 @@ def test_four_engines_in_certificate_mode_starting_at_once_download_certificates
 async def test_four_engines_in_one_process_download_once_through_redis(identity, redis_url: str) -> None:
     settings = redis_workers.engine_settings(identity, mode="certificate")
     with ServerThread(Sandbox(identity, mode="certificate")) as server:
-        engines = [Engine(**settings, store=redis_url, base_url=server.base_url, load_entry_points=False)
-                   for _ in range(4)]
+        engines = [
+            Engine(**settings, store=redis_url, base_url=server.base_url, load_entry_points=False) for _ in range(4)
+        ]
         answers = await asyncio.gather(*(e.acall("combine_papay.mini_program", COMBINE_PAPAY) for e in engines))
         for engine in engines:
             await engine.aclose()
@@ -255,8 +254,9 @@ async def test_four_engines_in_one_process_download_once_through_redis(identity,
 async def test_periodic_refreshes_of_many_workers_share_one_download(identity, redis_url: str) -> None:
     settings = redis_workers.engine_settings(identity, mode="certificate")
     with ServerThread(Sandbox(identity, mode="certificate")) as server:
-        engines = [Engine(**settings, store=redis_url, base_url=server.base_url, load_entry_points=False)
-                   for _ in range(3)]
+        engines = [
+            Engine(**settings, store=redis_url, base_url=server.base_url, load_entry_points=False) for _ in range(3)
+        ]
         await engines[0].adownload_certificates()
         for engine in engines[1:]:
             await engine.keys.refresh(fresh_within=1800)  # what run_periodically(3600) does

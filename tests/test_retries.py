@@ -375,4 +375,3 @@ def test_a_proxy_that_is_not_http_is_refused(identity, proxy: Any) -> None:
 def test_a_pool_size_below_one_is_refused(identity) -> None:
     with pytest.raises(ConfigurationError, match="pool_size"):
         Engine(**identity.engine_settings(), pool_size=0, load_entry_points=False)
-

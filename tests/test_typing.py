@@ -83,9 +83,22 @@ def _lines_with(output: str, script: str, pattern: str) -> set[int]:
 
 def test_mypy_strict(wheel_venv: Path, samples: Path) -> None:
     result = subprocess.run(
-        [_tool("mypy"), "--strict", "--python-executable", str(wheel_venv / "bin" / "python"), "--cache-dir",
-         str(samples / ".mypy_cache"), "ten_operations.py", "wrong_payloads.py"],
-        cwd=samples, capture_output=True, text=True, timeout=600, check=False, env=user_environment(),
+        [
+            _tool("mypy"),
+            "--strict",
+            "--python-executable",
+            str(wheel_venv / "bin" / "python"),
+            "--cache-dir",
+            str(samples / ".mypy_cache"),
+            "ten_operations.py",
+            "wrong_payloads.py",
+        ],
+        cwd=samples,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=user_environment(),
     )
     out = result.stdout
     assert "ten_operations.py" not in out.replace("wrong_payloads.py", ""), out[:3000]
@@ -97,12 +110,21 @@ def test_mypy_strict(wheel_venv: Path, samples: Path) -> None:
 
 
 def test_pyright_strict(wheel_venv: Path, samples: Path) -> None:
-    config = {"typeCheckingMode": "strict", "venvPath": str(wheel_venv.parent), "venv": wheel_venv.name,
-              "pythonVersion": f"{sys.version_info.major}.{sys.version_info.minor}"}
+    config = {
+        "typeCheckingMode": "strict",
+        "venvPath": str(wheel_venv.parent),
+        "venv": wheel_venv.name,
+        "pythonVersion": f"{sys.version_info.major}.{sys.version_info.minor}",
+    }
     (samples / "pyrightconfig.json").write_text(json.dumps(config), encoding="utf-8")
     result = subprocess.run(
         [_tool("basedpyright"), "ten_operations.py", "wrong_payloads.py"],
-        cwd=samples, capture_output=True, text=True, timeout=600, check=False, env=user_environment(),
+        cwd=samples,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=user_environment(),
     )
     out = result.stdout
     assert "ten_operations.py:" not in out, out[:3000]
@@ -113,7 +135,11 @@ def test_pyright_strict(wheel_venv: Path, samples: Path) -> None:
 
 def test_the_ten_operations_script_runs(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(SAMPLES / "ten_operations.py")], cwd=tmp_path, capture_output=True, text=True,
-        timeout=300, check=False,
+        [sys.executable, str(SAMPLES / "ten_operations.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr

@@ -28,7 +28,10 @@ def install_wheel(work: Path) -> Path:
     """Build the wheel into ``work/dist`` and install it into the venv ``work/venv``; return the venv."""
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(work / "dist"), str(ROOT)],
-        check=True, capture_output=True, timeout=300, env=user_environment(),
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env=user_environment(),
     )
     wheel = next((work / "dist").glob("wechatpay_engine-*.whl"))
     venv = work / "venv"
@@ -38,13 +41,29 @@ def install_wheel(work: Path) -> Path:
     python = venv / "bin" / "python"
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True, env=user_environment(),
+        check=True,
+        capture_output=True,
+        text=True,
+        env=user_environment(),
     ).stdout.strip()
     base = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
     (Path(site) / "_test_environment.pth").write_text(base + "\n", encoding="utf-8")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", "--no-index",
-         str(wheel)],
-        check=True, capture_output=True, timeout=300, env=user_environment(),
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env=user_environment(),
     )
     return venv

@@ -120,27 +120,29 @@ def operation_page(name: str, descriptor: Descriptor) -> str:
         f"short name `{name}`, canonical id `{descriptor.id}`",
         f"body: {descriptor.body_kind}",
     ]
-    return "\n".join([
-        f"# {title}",
-        "",
-        " · ".join(facts),
-        "",
-        "## Request",
-        "",
-        _field_table(request_rows(descriptor), "request field"),
-        "",
-        "## Calling it",
-        "",
-        *_examples(name, descriptor),
-        "## Answer",
-        "",
-        _field_table(answer_rows(descriptor), "answer field"),
-        "",
-        "---",
-        "",
-        CREDIT,
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# {title}",
+            "",
+            " · ".join(facts),
+            "",
+            "## Request",
+            "",
+            _field_table(request_rows(descriptor), "request field"),
+            "",
+            "## Calling it",
+            "",
+            *_examples(name, descriptor),
+            "## Answer",
+            "",
+            _field_table(answer_rows(descriptor), "answer field"),
+            "",
+            "---",
+            "",
+            CREDIT,
+            "",
+        ]
+    )
 
 
 def _cell(text: str) -> str:
