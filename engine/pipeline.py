@@ -9,8 +9,9 @@ Design decisions:
 * Every attempt is signed afresh (new timestamp and nonce, both injectable), by ``sign``.
 * A 2xx answer is returned only after a verifier hook accepted it; if none does, the call fails.
   Non-2xx answers become ``ApiError`` (their signature is checked only to report ``.verified``).
-* The ``Wechatpay-Serial`` header always names the WeChat Pay key this engine encrypts with and
-  verifies by, so WeChat Pay signs its answer with a key the engine holds (PROTOCOL.md §2).
+* The ``Wechatpay-Serial`` header names the WeChat Pay key this engine encrypts with and verifies
+  by, so WeChat Pay signs its answer with a key the engine holds (PROTOCOL.md §2); a descriptor
+  whose fields another key encrypts (APIv2 ``pay_bank``'s) names none.
 * The keyring is shared data, not a service: the key provider adds to it, the stages read it.
 * Hooks called on every call go through ``DirectHook``: while a hook's implementations are all
   plain functions (the built-ins), they are called directly, in the order and with the stopping
@@ -31,7 +32,8 @@ Design decisions:
   request whose answer this engine could never verify.
 * Those answers follow plugin changes: they are one record per plan (``_Answers``: the codec, the
   family's refusal, the transport settings for held and streamed answers), stamped with the
-  generation of the two hooks' implementations (``HookWatch``, one list comparison per call), and
+  generation of the two hooks' implementations (``HookWatch``, one comparison of each hook's list
+  per call: the prepared call carries its record to the sender and to ``interpret``), and
   asked again when a plugin registered or removed after the engine was built has moved the
   generation on. A change made while another thread is asking leaves that answer stamped with the
   old generation, so it is asked again next time instead of being kept for good.
@@ -59,6 +61,7 @@ Design decisions:
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, cast
 
 import attrs
@@ -146,6 +149,8 @@ class Prepared:
     descriptor: Descriptor = attrs.field(repr=lambda d: d.id)
     request: Request
     reconcile: Optional[Reconcile] = attrs.field(default=None, repr=False)
+    # what the plugins answered when it was prepared (codec, transport settings): the whole call uses them
+    answers: Optional["_Answers"] = attrs.field(default=None, repr=False, eq=False)
 
 
 class Pipeline:
@@ -198,7 +203,7 @@ class Pipeline:
         try:
             return self._prepare(ref, reveal(payload), headers)
         except BaseException as error:
-            forget_frames(error)
+            forget_frames(error, sys._getframe())
             raise
 
     def _prepare(self, ref: str, payload: Any, headers: Optional[Mapping[str, str]]) -> Prepared:
@@ -242,7 +247,7 @@ class Pipeline:
             signed_body=encoded.signed,
             fields=encoded.fields,
         )
-        return Prepared(descriptor, request, _reconcile(descriptor, parts.body))
+        return Prepared(descriptor, request, _reconcile(descriptor, parts.body), answers)
 
     def codec(self, descriptor: Descriptor) -> BodyCodec:
         """The body codec a plugin chose for ``descriptor`` (asked once per descriptor, kept in its plan)."""
@@ -252,11 +257,16 @@ class Pipeline:
         """Why this engine's credentials cannot make ``descriptor``'s calls, by its family; ``None`` when they can."""
         return self._answers(self._plan(descriptor)).refusal
 
-    def transport_record(self, descriptor: Descriptor, *, streamed: bool = False) -> TransportConfig:
-        """The transport settings of ``descriptor``'s requests: a held answer screened on its headers
-        as its family says (when its answers are signed); a streamed one (a bill file) never."""
-        answers = self._answers(self._plan(descriptor))
+    def transport_record(self, prepared: Prepared, *, streamed: bool = False) -> TransportConfig:
+        """The transport settings of ``prepared``'s request: a held answer screened on its headers as
+        its family says (when its answers are signed); a streamed one (a bill file) never."""
+        answers = self._answers_of(prepared)
         return answers.streamed if streamed else answers.held
+
+    def _answers_of(self, prepared: Prepared) -> "_Answers":
+        """The answers ``prepared`` was made with, so one call is encoded, sent and decoded alike."""
+        answers = prepared.answers
+        return answers if answers is not None else self._answers(self._plan(prepared.descriptor))
 
     def _answers(self, plan: "_Plan") -> "_Answers":
         """What the plugins answered for the plan's descriptor under the plugins registered now."""
@@ -398,14 +408,22 @@ class Pipeline:
         plan = self._plan(descriptor)
         try:
             key_id = self.verify(raw, None, descriptor, prepared.request) if descriptor.signed_answer else None
-            decoded = self._answers(plan).codec.decode(descriptor, raw)
+            decoded = self._answers_of(prepared).codec.decode(descriptor, raw)
         except ApiError as error:  # a family whose errors travel in a 2xx body (APIv2 result_code=FAIL)
             if error.outcome_unknown and error.reconcile is None:
                 error.reconcile = prepared.reconcile
             raise
-        data = map_encrypted(descriptor.response, decoded, self._decrypt) if plan.encrypted_answer else decoded
+        data = self._decrypted(descriptor, decoded) if plan.encrypted_answer else decoded
         request_id = raw.headers.get(H_REQUEST_ID, "")
         return Response(raw.status, raw.headers, data, request_id, key_id, descriptor.id)
+
+    def _decrypted(self, descriptor: Descriptor, decoded: Any) -> Any:
+        """``decoded`` with its encrypted fields decrypted; a failure leaves no plaintext in a frame."""
+        try:
+            return map_encrypted(descriptor.response, decoded, self._decrypt)
+        except BaseException as error:  # the fields decrypted before it are in the walker's frames
+            forget_frames(error, sys._getframe())
+            raise
 
     def verify(
         self,
@@ -586,8 +604,9 @@ class HookWatch:
         # pluggy keeps a hook's implementations in one list it edits in place: compare it, uncopied
         for caller, seen in self._watched:
             if caller._hookimpls != seen:
-                self._watched = self._look(caller for caller, _ in self._watched)
+                # the generation first: a thread that sees the new snapshot must also see it has moved
                 self._current += 1
+                self._watched = self._look(caller for caller, _ in self._watched)
                 break
         return self._current
 

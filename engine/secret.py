@@ -12,7 +12,8 @@ Design decisions:
   cannot be used to probe the value.
 * Where a value cannot travel boxed through every frame (a payload's plaintext, walked by the
   field cipher and handed to plugins), the frames are emptied instead: ``forget_frames`` clears the
-  locals of every finished frame an exception went through, its cause's and its context's too, and
+  locals of every finished frame an exception went through below a given frame (causes, contexts
+  and exception-group members too; never the caller's frames, nor a paused coroutine's), and
   leaves the traceback whole (files, lines, functions), so a failure still says where it happened.
 * Every constructor that takes ``Engine`` settings as keywords (``Engine``, ``Engine.sandbox``,
   ``Engine.from_env``, the pytest plugin's ``RunningSandbox.engine``) boxes them with the one
@@ -22,6 +23,7 @@ Design decisions:
 from __future__ import annotations
 
 import contextlib
+from types import FrameType
 from typing import Any
 
 __all__ = ["SECRET_SETTINGS", "Secret", "forget_frames", "hide", "hide_settings", "reveal"]
@@ -82,12 +84,15 @@ def hide_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def forget_frames(error: BaseException) -> None:
-    """Clear the locals of the finished frames ``error`` (and its causes and contexts) went through.
+def forget_frames(error: BaseException, below: FrameType) -> None:
+    """Clear the locals of the finished frames called from ``below`` that ``error`` went through.
 
-    The frames stay in the traceback, so it still shows where each call failed; what they held
-    (a payload's plaintext, a key handed to a plugin) is gone. Frames still running, the caller's,
-    cannot be cleared and are left as they are.
+    ``error``'s traceback, and those of its causes, contexts and (for an exception group) members,
+    are walked; a frame is cleared only when ``below`` called it, directly or not. That leaves alone
+    the caller's own frames (an exception the caller was handling becomes the context), frames of
+    other tasks and threads, and paused generators and coroutines, which ``frame.clear()`` would
+    close. The frames stay in the traceback, so it still shows where the call failed; what they held
+    (a payload's plaintext, a decrypted field) is gone.
     """
     pending, seen = [error], set()
     while pending:
@@ -97,7 +102,19 @@ def forget_frames(error: BaseException) -> None:
         seen.add(id(exc))
         step = exc.__traceback__
         while step is not None:
-            with contextlib.suppress(RuntimeError):  # "cannot clear an executing frame"
-                step.tb_frame.clear()
+            if _called_from(step.tb_frame, below):
+                with contextlib.suppress(RuntimeError):  # "cannot clear an executing frame"
+                    step.tb_frame.clear()
             step = step.tb_next
         pending.extend(linked for linked in (exc.__cause__, exc.__context__) if linked is not None)
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+
+
+def _called_from(frame: FrameType, below: FrameType) -> bool:
+    caller = frame.f_back
+    while caller is not None:
+        if caller is below:
+            return True
+        caller = caller.f_back
+    return False

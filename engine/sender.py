@@ -63,7 +63,7 @@ class Sender:
         """The answer to ``prepared`` (not yet trusted); ``sink`` streams a 2xx body instead of holding it."""
         policy = policy or self.policy
         transport = self.runtime.transport()
-        base = self.pipeline.transport_record(prepared.descriptor, streamed=sink is not None)
+        base = self.pipeline.transport_record(prepared, streamed=sink is not None)
         deadline = time.monotonic() + policy.deadline
         written = _Counting(sink) if sink is not None else None
         attempt = 0

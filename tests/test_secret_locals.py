@@ -18,7 +18,19 @@ from typing import Any, Callable
 import pytest
 from conftest import COMBINE_PAPAY
 
-from engine import Engine, EngineError, MockTransport, RawResponse, Request, RetryPolicy
+from engine import (
+    ConfigurationError,
+    Engine,
+    EngineError,
+    MockTransport,
+    PrivateKeySigner,
+    RawResponse,
+    Request,
+    RetryPolicy,
+    ValidationError,
+)
+from engine.examples import example_payload
+from engine.hookspecs import hookimpl
 from engine.protocol import parse_authorization
 from engine.sandbox import Sandbox, SandboxIdentity
 from engine.sandbox.faults import Fault
@@ -328,3 +340,136 @@ def test_a_refused_engine_of_the_served_sandbox_fixture_leaves_no_key_in_frame_l
         assert secret not in text
     with served.engine(private_key=pem, load_entry_points=False) as engine:  # boxed, and still a working engine
         assert engine.call(PAPAY, COMBINE_PAPAY).status == 200
+
+
+# -- what leaves prepare and interpret: the frames they called are emptied, no others -----------------
+
+
+PAY_BANK = "v2.mmpaysptrans.pay_bank.post"
+CARD = "6225768803214567890"
+PAYOUT = {
+    "partner_trade_no": "1212121221227",
+    "enc_bank_no": CARD,
+    "enc_true_name": "张三",
+    "bank_code": "1001",
+    "amount": 100000,
+    "desc": "理财",
+}
+
+
+def _paused_in_except(held: dict[str, BaseException]) -> Any:
+    """A generator paused inside its ``except`` block: the exception it caught holds its frame."""
+    while True:
+        try:
+            raise KeyError("refresh failed")
+        except KeyError as exc:
+            held["last"] = exc
+            yield
+
+
+class _CauseFromAPausedGenerator:
+    """A cipher plugin whose refusal's cause was caught in a generator still paused (a refresher)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, BaseException] = {}
+        self.refresher = _paused_in_except(self.held)
+        next(self.refresher)
+
+    @hookimpl(tryfirst=True)
+    def wxpay_encrypt_field(self, plaintext: str, key: Any, scheme: str) -> str:
+        raise ConfigurationError("the KMS refresher failed") from self.held["last"]
+
+
+def _encrypt_in_a_group(plaintext: str) -> str:
+    raise RuntimeError("one of the KMS replicas failed")
+
+
+class _GroupRaisingCipher:
+    """A cipher plugin that gathers its replicas' failures in an exception group."""
+
+    @hookimpl(tryfirst=True)
+    def wxpay_encrypt_field(self, plaintext: str, key: Any, scheme: str) -> str:
+        failures = []
+        try:
+            _encrypt_in_a_group(plaintext)
+        except RuntimeError as exc:
+            failures.append(exc)
+        raise ExceptionGroup("every KMS replica failed", failures)
+
+
+def _pay_bank_engine(identity: SandboxIdentity, plugin: Any) -> Engine:
+    return Engine.sandbox(identity=identity, mode="apiv2", load_entry_points=False, plugins=[plugin])
+
+
+def test_the_callers_own_frames_keep_their_locals(identity: SandboxIdentity) -> None:
+    """An engine call made while the caller handles its own exception (a Django or Celery handler) makes
+    that exception the context of the engine's error: its frames are the caller's, and keep their locals."""
+    engine = Engine.sandbox(identity=identity, mode="apiv2", load_entry_points=False)
+
+    def user_step() -> None:
+        order_number = "T-1234"  # noqa: F841  # a local the caller's error tracker should still see
+        raise LookupError("no such order")
+
+    try:
+        user_step()
+    except LookupError as handled:
+        user_error = handled
+        with pytest.raises(ValidationError) as caught:
+            engine.call(PAY_BANK, {**PAYOUT, "amount": "lots"})
+    engine.close()
+    assert caught.value.__context__ is user_error
+    tb = user_error.__traceback__
+    frames = {frame.f_code.co_name: frame.f_locals for frame, _ in traceback.walk_tb(tb)}
+    assert frames["user_step"] == {"order_number": "T-1234"}
+
+
+def test_a_paused_generator_in_an_errors_chain_is_not_closed(identity: SandboxIdentity) -> None:
+    plugin = _CauseFromAPausedGenerator()
+    engine = _pay_bank_engine(identity, plugin)
+    with pytest.raises(ConfigurationError) as caught:
+        engine.call(PAY_BANK, PAYOUT)
+    engine.close()
+    assert caught.value.__cause__ is plugin.held["last"]
+    next(plugin.refresher)  # still running: frame.clear() would have closed it (StopIteration)
+    assert CARD not in engine_frames(caught.value, (*OWN, Path(__file__).resolve()))
+
+
+def test_members_of_an_exception_group_leave_no_plaintext(identity: SandboxIdentity) -> None:
+    engine = _pay_bank_engine(identity, _GroupRaisingCipher())
+    with pytest.raises(ExceptionGroup) as caught:
+        engine.call(PAY_BANK, PAYOUT)
+    engine.close()
+    (member,) = caught.value.exceptions
+    locals_ = [frame.f_locals for frame, _ in traceback.walk_tb(member.__traceback__)]
+    assert locals_ and all(CARD not in repr(found) for found in locals_)
+
+
+class _HalfDecryptingSigner:
+    """A KMS signer that decrypts the first answer field and then fails: the first field's plaintext is
+    in the walker's frames when the failure leaves ``interpret``."""
+
+    def __init__(self, identity: SandboxIdentity) -> None:
+        self._remote = PrivateKeySigner(identity.merchant_key)
+        self.decrypted: list[str] = []
+
+    def sign(self, data: bytes) -> bytes:
+        return self._remote.sign(data)
+
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        if self.decrypted:
+            raise ValueError("the KMS is down")
+        self._remote.decrypt(ciphertext)
+        self.decrypted.append("六二二五-opened-by-the-kms")  # a plaintext no other part of the call holds
+        return self.decrypted[0].encode()
+
+
+def test_a_failed_answer_decryption_leaves_no_decrypted_field_in_a_frame(identity: SandboxIdentity) -> None:
+    signer = _HalfDecryptingSigner(identity)
+    engine = Engine.sandbox(identity=identity, private_key=None, signer=signer, load_entry_points=False)
+    # its sandbox answer holds two encrypted fields: the first opens, the second fails
+    descriptor = engine.endpoint("v3.aggracct_bc.wb_channel.bank_channel_account.rename._application_id_.get")
+    with pytest.raises(EngineError) as caught:
+        engine.call(descriptor.id, example_payload(descriptor))
+    engine.close()
+    frames = engine_frames(caught.value, (*OWN, Path(__file__).resolve()))  # before this frame holds it too
+    assert signer.decrypted == ["六二二五-opened-by-the-kms"] and signer.decrypted[0] not in frames
