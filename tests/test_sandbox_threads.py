@@ -229,3 +229,46 @@ def test_a_fault_queued_for_n_calls_fires_n_times_across_threads(eager_switching
             worker.join(timeout=30)
         assert sorted(f.status for f in taken if f is not None) == [500, 500, 500, 503]  # type: ignore[attr-defined]
         assert len(plan) == 0
+
+
+def test_a_save_holding_the_store_lock_never_waits_for_another_threads_write(
+    identity: SandboxIdentity, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An action saves holding the store's lock; while the ticker's write is slow, it hands its newer
+    dump to the writing thread and returns, so served requests are not held up by file I/O. The newer
+    dump is then written by that thread, and a waiting save (the server's on stop) waits for it."""
+    from engine.sandbox import state as state_module
+
+    sandbox = Sandbox(identity, clock=TestClock())
+    sandbox.world.attach(tmp_path)
+    real_write, writing, release = state_module.write_private, threading.Event(), threading.Event()
+
+    def slow_first_write(path: object, data: bytes) -> None:
+        if not writing.is_set():
+            writing.set()
+            release.wait(30)
+        real_write(path, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(state_module, "write_private", slow_first_write)
+    sandbox.time.offset = 5.0
+    ticker = threading.Thread(target=sandbox.world.save)
+    ticker.start()
+    assert writing.wait(10)
+
+    def act_and_save() -> None:
+        with sandbox.world.store.lock:
+            sandbox.time.offset = 99.0
+            sandbox.world.save()
+
+    action = threading.Thread(target=act_and_save)
+    action.start()
+    action.join(10)
+    returned_while_the_ticker_wrote = not action.is_alive()
+    release.set()
+    ticker.join(10)
+    action.join(10)
+    assert returned_while_the_ticker_wrote
+    assert json.loads((tmp_path / "world.json").read_text())["clock_offset"] == 99.0
+    sandbox.time.offset = 150.0
+    sandbox.world.save(wait=True)
+    assert json.loads((tmp_path / "world.json").read_text())["clock_offset"] == 150.0

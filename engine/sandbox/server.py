@@ -92,7 +92,7 @@ class SandboxServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        self.sandbox.world.save()  # what changed since the last tick
+        self.sandbox.world.save(wait=True)  # what changed since the last tick, written before stop returns
 
     async def __aenter__(self) -> "SandboxServer":
         await self.start()

@@ -52,11 +52,14 @@ Design decisions:
   build their views under it. It is taken and released in synchronous code only, never across an
   ``await``, so the served ticker (which takes the store's lock in ``on_time``) and a blocking
   ``advance`` in another thread only ever wait for a view to be built, never for each other.
-* Several threads may save at once (the ticker, a blocking ``advance``, an action). Each dump is
-  numbered under ``consistent()``, and the file is written under a lock of its own (``_writing``)
-  only when its dump is newer than the one already written, so a slow older save never lands over
-  a newer one; that lock is the innermost, taken with no other held. The file itself is replaced
-  in one rename (``engine.sandbox.state``), so a reader or a restart never sees half of it.
+* Several threads may save at once (the ticker, a blocking ``advance``, an action, which saves
+  holding the store's lock). Each dump is numbered under ``consistent()`` and handed over
+  (``_hand_over``): one thread at a time writes the file, always the newest dump it has been
+  handed, and a saver that finds another writing leaves its dump to it and returns at once. So a
+  slow older save never lands over a newer one, and no saver waits for another's file I/O; the
+  small lock guarding the hand-over is held only to read and set four fields, never while writing.
+  The file itself is replaced in one rename (``engine.sandbox.state``), so a reader or a restart
+  never sees half of it.
 * ``on_time`` visits only the objects whose automatic transition fell due (``ObjectStore.due``)
   and the callbacks due (the outbox's schedule), so a tick costs what changes, not what is held.
 """
@@ -70,6 +73,8 @@ import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+
+import attrs
 
 from engine.descriptor import Descriptor
 from engine.examples import example_payload
@@ -113,6 +118,17 @@ FIXTURES = {  # the endpoint whose example payload makes a throwaway object for 
     **{("contract", scope): seed for scope, (seed, _) in flows.CONTRACT_SEEDS.items()},
 }
 Shape = Callable[[Descriptor, Optional[dict[str, Any]]], Any]
+
+
+@attrs.frozen
+class _Dump:
+    """One dump of the world, numbered in the order dumps were taken, as ``world.json`` holds it."""
+
+    number: int
+    mark: tuple[int, float]
+    text: bytes = attrs.field(repr=False)
+
+
 CALLBACKS_PER_OBJECT = 2  # the default callback_limit, per object the store may hold
 POSTPONE_SECONDS = 15.0  # an automatic change waiting for room, when no delivery attempt is scheduled
 
@@ -139,9 +155,11 @@ class World:
         self._path: Optional[Path] = None
         self._saved: tuple[int, float] = (-1, 0.0)
         # Saves from several threads (the served ticker, a blocking advance, an action): dumps are
-        # numbered under the world's locks and written in that order under _writing (see save)
-        self._writing = threading.Lock()
+        # numbered under the world's locks; one thread at a time writes, the newest it is handed
+        self._writing = threading.Condition()  # guards the four below; never held during file I/O
         self._dumps = self._written = 0
+        self._newest: Optional[_Dump] = None
+        self._writer_busy = False
         self._next_paced_save = 0.0  # the _pace_clock() time before which on_time does not save
         sandbox.time.subscribe(self)
 
@@ -526,8 +544,11 @@ class World:
             self.store.load(data.get("objects", []))
         self._saved = self._mark()
 
-    def save(self) -> None:
-        """Write ``world.json`` if the world changed since it was last written (no-op unattached)."""
+    def save(self, wait: bool = False) -> None:
+        """Write ``world.json`` if the world changed since it was last written (no-op unattached).
+
+        Another thread writing now is handed the dump instead; ``wait`` waits until it is written.
+        """
         if self._path is None or self._saved == self._mark():
             return
         from engine.sandbox.state import write_private
@@ -539,14 +560,42 @@ class World:
             self._dumps += 1
             dump = self._dumps
         data = {"clock_offset": mark[1], "objects": objects, "callbacks": callbacks}
-        text = json.dumps(data, ensure_ascii=False).encode("utf-8")
-        with self._writing:  # a dump older than the one on disk is not written over it
-            if dump > self._written:
-                write_private(self._path, text)
-                self._written, self._saved = dump, mark
+        self._hand_over(_Dump(dump, mark, json.dumps(data, ensure_ascii=False).encode("utf-8")), write_private, wait)
         spent = _pace_clock() - started
         if spent > PACED_SAVE_SECONDS:
             self._next_paced_save = started + spent / SAVE_SHARE
+
+    def _hand_over(self, dump: "_Dump", write: Callable[[Path, bytes], None], wait: bool) -> None:
+        """Write ``dump``, or leave it to the thread writing now, which writes the newest it is handed.
+
+        No saver waits for another's file I/O (an action saves holding the store's lock: it must not
+        wait for the ticker's write) unless it asks to (``wait``: the server's last save on stop), and
+        a dump older than one already handed over is never written over it.
+        """
+        with self._writing:
+            if self._newest is None or dump.number > self._newest.number:
+                self._newest = dump
+            if self._writer_busy:
+                if not wait:
+                    return
+                self._writing.wait_for(lambda: not self._writer_busy or self._written >= dump.number)
+                if self._written >= dump.number:
+                    return
+            self._writer_busy = True
+        try:
+            while True:
+                with self._writing:
+                    newest = self._newest
+                    if newest is None or newest.number <= self._written:
+                        return
+                assert self._path is not None
+                write(self._path, newest.text)  # outside the lock: savers hand over and go
+                with self._writing:
+                    self._written, self._saved = newest.number, newest.mark
+        finally:
+            with self._writing:
+                self._writer_busy = False
+                self._writing.notify_all()
 
     def _mark(self) -> tuple[int, float]:
         return self.version, self.sandbox.time.offset
