@@ -544,3 +544,31 @@ def test_cli_serve_bounds_notify_deliveries_by_delivery_limit(tmp_path: Path, si
         _, err = process.communicate(timeout=10)
     assert statuses == [202, 429] and "its delivery limit 1:" in refusal and "--delivery-limit" in refusal
     assert process.returncode == 0 and "Traceback" not in err
+
+
+def test_state_files_keep_their_modes_and_symlinks_when_rewritten(tmp_path: Path) -> None:
+    """Written by rename, yet as a plain write would leave them: a new public file gets the umask's
+    mode, a rewritten one keeps its own, a symlink stays a symlink, and a secret is 0600 whatever."""
+    from engine.sandbox.state import _write, write_private
+
+    before = os.umask(0o002)
+    try:
+        _write(tmp_path / "new.pem", b"new")
+        (tmp_path / "kept.pem").write_bytes(b"old")
+        os.chmod(tmp_path / "kept.pem", 0o640)
+        _write(tmp_path / "kept.pem", b"rewritten")
+        (tmp_path / "real.pem").write_bytes(b"old")
+        (tmp_path / "link.pem").symlink_to(tmp_path / "real.pem")
+        _write(tmp_path / "link.pem", b"through the link")
+        (tmp_path / "secret.pem").write_bytes(b"old")
+        os.chmod(tmp_path / "secret.pem", 0o644)
+        write_private(tmp_path / "secret.pem", b"key")
+    finally:
+        os.umask(before)
+
+    def mode(name: str) -> str:
+        return oct((tmp_path / name).stat().st_mode & 0o777)
+
+    assert (mode("new.pem"), mode("kept.pem"), mode("secret.pem")) == ("0o664", "0o640", "0o600")
+    assert (tmp_path / "link.pem").is_symlink() and (tmp_path / "real.pem").read_bytes() == b"through the link"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -8,8 +8,9 @@ Design decisions:
   secrets still deserve the habits of real ones.
 * Every file is written whole or not at all: to a temporary file in the same directory, then
   renamed over the old one (``os.replace``), so a reader (another process, a restart after a
-  crash) sees the old contents or the new ones, never a file cut short. Secret files are created
-  ``0600`` from the first byte; the others ``0644``.
+  crash) sees the old contents or the new ones, never a file cut short. Secret files are ``0600``
+  from the first byte; the others get the umask's mode when new and keep theirs when rewritten, and
+  a symlinked file has its target replaced, as a plain write would.
 * Reuse is all-or-nothing: a directory with a manifest is loaded as it is; anything else is created.
   A manifest written before APIv2 existed gets an APIv2 key and certificates on load, written back,
   and one written before ``pay_bank`` encryption its ``pay_bank`` key pair the same way.
@@ -20,7 +21,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 from typing import Any, Optional
 
@@ -165,14 +167,27 @@ def write_private(path: Path, data: bytes) -> None:
 
 def _write(path: Path, data: bytes, secret: bool = False) -> None:
     """Replace ``path`` with ``data`` in one rename (see the module docstring)."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
+    target = Path(os.path.realpath(path))  # a symlinked file stays a symlink: its target is replaced
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}")
+    # Created by the kernel with the umask applied (0600 for secrets whatever the umask), as a
+    # plain write of a new file would be; an existing file keeps its mode, a secret one is 0600.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o666)
     try:
-        if not secret:
-            os.fchmod(descriptor, 0o644)
         with os.fdopen(descriptor, "wb") as file:
+            kept = 0o600 if secret else _existing_mode(target)
+            if kept is not None:
+                os.fchmod(file.fileno(), kept)
             file.write(data)
-        os.replace(temporary, path)
+        os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _existing_mode(path: Path) -> Optional[int]:
+    """The permission bits of ``path`` when it exists (a rewritten file keeps them), else None."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
