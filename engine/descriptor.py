@@ -189,3 +189,9 @@ def adhoc_descriptor(method: str, path: str) -> Descriptor:
     GET and DELETE send the payload as the query string; other methods as the JSON body.
     """
     return Descriptor(id=f"{method} {path}", method=method, path=path, free_form=True)  # type: ignore[arg-type]
+
+
+def is_adhoc(descriptor: Descriptor) -> bool:
+    """Whether ``descriptor`` was made for one ``"METHOD /path"`` call (``adhoc_descriptor``): its id
+    is that text, which no registered id can be (ids hold no space)."""
+    return " " in descriptor.id

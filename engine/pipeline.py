@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, cast
 import attrs
 
 from engine.defaults import Defaults
-from engine.descriptor import Descriptor, Field
+from engine.descriptor import Descriptor, Field, is_adhoc
 from engine.errors import (
     ApiError,
     ConfigurationError,
@@ -302,6 +302,8 @@ class Pipeline:
         )
 
     def _plan(self, descriptor: Descriptor) -> "_Plan":
+        if is_adhoc(descriptor):  # made afresh for each "METHOD /path" call: kept, it would only pile up
+            return _Plan.of(descriptor)
         known = self._plans.get(descriptor.id)
         if known is None or known.descriptor is not descriptor:
             known = self._plans[descriptor.id] = _Plan.of(descriptor)

@@ -607,3 +607,15 @@ async def test_answers_set_no_cookies_on_later_requests(identity: SandboxIdentit
     finally:
         await engine.aclose()
     assert cookie_server.cookies_sent == [None, None, None]
+
+
+def test_ad_hoc_calls_leave_nothing_behind_per_path(make_engine) -> None:
+    """Each "METHOD /path" call with no descriptor behind it gets a descriptor of its own: the plans the
+    pipeline keeps per descriptor grew by one per distinct path (an id in the path: one per call)."""
+    engine = make_engine()
+    engine.call(PAPAY, COMBINE_PAPAY)
+    kept = len(engine.pipeline._plans)
+    for number in range(200):
+        with pytest.raises(ApiError):
+            engine.call(f"GET /v3/no-such-resource/{number}")
+    assert len(engine.pipeline._plans) == kept

@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 
 import attrs
 
+from engine.descriptor import is_adhoc
 from engine.errors import UnknownEndpointError
 
 ERROR_BODIES: dict[int, tuple[str, str]] = {
@@ -101,7 +102,7 @@ class FaultPlan:
         if self._resolve is None:
             return name
         descriptor = self._resolve(name)
-        if " " in descriptor.id:  # an ad-hoc "METHOD /path" with no descriptor behind it
+        if is_adhoc(descriptor):  # an ad-hoc "METHOD /path" with no descriptor behind it
             raise UnknownEndpointError(name)
         return str(descriptor.id)
 
