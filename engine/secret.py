@@ -23,8 +23,8 @@ Design decisions:
 from __future__ import annotations
 
 import contextlib
-from types import FrameType
-from typing import Any
+from types import FrameType, TracebackType
+from typing import Any, Optional
 
 __all__ = ["SECRET_SETTINGS", "Secret", "forget_frames", "hide", "hide_settings", "reveal"]
 
@@ -85,12 +85,14 @@ def hide_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def forget_frames(error: BaseException, below: FrameType) -> None:
-    """Clear the locals of the finished frames called from ``below`` that ``error`` went through.
+    """Clear the locals of the finished frames ``error`` went through from ``below`` on.
 
     ``error``'s traceback, and those of its causes, contexts and (for an exception group) members,
-    are walked; a frame is cleared only when ``below`` called it, directly or not. That leaves alone
-    the caller's own frames (an exception the caller was handling becomes the context), frames of
-    other tasks and threads, and paused generators and coroutines, which ``frame.clear()`` would
+    are walked; in each, the frames from the first one ``below`` called (directly or not) to the
+    end are cleared: what those calls ran, in this thread, in a worker thread whose exception was
+    re-raised here, or in a generator expression. Tracebacks that never pass through a call from
+    ``below`` are left alone: the caller's own frames (an exception the caller was handling becomes
+    the context), other tasks', and paused generators and coroutines, which ``frame.clear()`` would
     close. The frames stay in the traceback, so it still shows where the call failed; what they held
     (a payload's plaintext, a decrypted field) is gone.
     """
@@ -100,15 +102,21 @@ def forget_frames(error: BaseException, below: FrameType) -> None:
         if id(exc) in seen:
             continue
         seen.add(id(exc))
-        step = exc.__traceback__
-        while step is not None:
-            if _called_from(step.tb_frame, below):
-                with contextlib.suppress(RuntimeError):  # "cannot clear an executing frame"
-                    step.tb_frame.clear()
-            step = step.tb_next
+        _clear_from(exc.__traceback__, below)
         pending.extend(linked for linked in (exc.__cause__, exc.__context__) if linked is not None)
         if isinstance(exc, BaseExceptionGroup):
             pending.extend(exc.exceptions)
+
+
+def _clear_from(step: Optional[TracebackType], below: FrameType) -> None:
+    """Clear every frame of the traceback from the first that is ``below`` or was called from it."""
+    reached = False
+    while step is not None:
+        reached = reached or step.tb_frame is below or _called_from(step.tb_frame, below)
+        if reached:
+            with contextlib.suppress(RuntimeError):  # "cannot clear an executing frame": below itself
+                step.tb_frame.clear()
+        step = step.tb_next
 
 
 def _called_from(frame: FrameType, below: FrameType) -> bool:

@@ -9,6 +9,7 @@ searched for in tests/test_pay_bank.py (the caller's own frames hold it anyway; 
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import pickle
 import traceback
@@ -395,6 +396,42 @@ class _GroupRaisingCipher:
         except RuntimeError as exc:
             failures.append(exc)
         raise ExceptionGroup("every KMS replica failed", failures)
+
+
+class _PoolCipher:
+    """A cipher plugin that runs its KMS client in a worker thread (its failure re-raised here)."""
+
+    @hookimpl(tryfirst=True)
+    def wxpay_encrypt_field(self, plaintext: str, key: Any, scheme: str) -> str:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(_encrypt_in_a_group, plaintext).result()
+
+
+class _GeneratorCipher:
+    """A cipher plugin that encrypts through a generator expression (its frames chain to no caller)."""
+
+    @hookimpl(tryfirst=True)
+    def wxpay_encrypt_field(self, plaintext: str, key: Any, scheme: str) -> str:
+        return "".join(_encrypt_in_a_group(value) for value in [plaintext])
+
+
+@pytest.mark.parametrize("plugin", [_PoolCipher, _GeneratorCipher])
+def test_frames_run_for_prepare_in_a_worker_thread_or_a_generator_are_cleared(
+    identity: SandboxIdentity, plugin: Any
+) -> None:
+    engine = _pay_bank_engine(identity, plugin())
+    with pytest.raises(RuntimeError) as caught:
+        engine.call(PAY_BANK, PAYOUT)
+    engine.close()
+    chain = [caught.value, caught.value.__cause__, caught.value.__context__]
+    held = [
+        frame.f_code.co_name
+        for error in chain
+        if error is not None
+        for frame, _ in traceback.walk_tb(error.__traceback__)
+        if CARD in repr(frame.f_locals)
+    ]
+    assert held == []
 
 
 def _pay_bank_engine(identity: SandboxIdentity, plugin: Any) -> Engine:
