@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -272,3 +272,48 @@ def test_a_save_holding_the_store_lock_never_waits_for_another_threads_write(
     sandbox.time.offset = 150.0
     sandbox.world.save(wait=True)
     assert json.loads((tmp_path / "world.json").read_text())["clock_offset"] == 150.0
+
+
+class _SteppedLock:
+    """``World._writing`` with a hook run on the writing thread after its n-th release of the lock."""
+
+    def __init__(self, inner: threading.Condition, writer: str, at: int, hook: Any) -> None:
+        self.inner, self.writer, self.at, self.hook, self.releases = inner, writer, at, hook, 0
+
+    def __enter__(self) -> Any:
+        return self.inner.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.inner.__exit__(*exc)
+        if threading.current_thread().name == self.writer:
+            self.releases += 1
+            if self.releases == self.at:
+                self.hook()
+
+    def wait_for(self, *args: Any) -> Any:
+        return self.inner.wait_for(*args)
+
+    def notify_all(self) -> None:
+        self.inner.notify_all()
+
+
+def test_a_dump_handed_over_as_the_writer_finishes_is_written(identity: SandboxIdentity, tmp_path) -> None:
+    """The writer found nothing newer and was about to stop being the writer when another thread handed
+    its dump over: that dump was dropped (the file kept the older world until some later save)."""
+    sandbox = Sandbox(identity, clock=TestClock())
+    world = sandbox.world
+    world.attach(tmp_path)
+
+    def hand_over_now() -> None:  # on the writer, right after it found nothing newer to write
+        sandbox.time.offset = 99.0
+        saver = threading.Thread(target=world.save)
+        saver.start()
+        saver.join(10)
+
+    # the writer's releases: becoming the writer, taking the dump, recording it written, finding none newer
+    world._writing = _SteppedLock(world._writing, "writer", 4, hand_over_now)  # type: ignore[assignment]
+    sandbox.time.offset = 5.0
+    writer = threading.Thread(target=world.save, name="writer")
+    writer.start()
+    writer.join(20)
+    assert json.loads((tmp_path / "world.json").read_text())["clock_offset"] == 99.0

@@ -129,6 +129,7 @@ class _Dump:
     text: bytes = attrs.field(repr=False)
 
 
+SAVE_WAIT_SECONDS = 30.0  # the longest a waiting save (the server's on stop) waits for another's write
 CALLBACKS_PER_OBJECT = 2  # the default callback_limit, per object the store may hold
 POSTPONE_SECONDS = 15.0  # an automatic change waiting for room, when no delivery attempt is scheduled
 
@@ -569,8 +570,12 @@ class World:
         """Write ``dump``, or leave it to the thread writing now, which writes the newest it is handed.
 
         No saver waits for another's file I/O (an action saves holding the store's lock: it must not
-        wait for the ticker's write) unless it asks to (``wait``: the server's last save on stop), and
-        a dump older than one already handed over is never written over it.
+        wait for the ticker's write) unless it asks to (``wait``: the server's last save on stop, for
+        at most ``SAVE_WAIT_SECONDS``), and a dump older than one already handed over is never
+        written over it. The writer stops being the writer in the same locked step that finds
+        nothing newer, so a dump handed over at that moment is never left unwritten. A write that
+        fails is raised in the thread that wrote; the dump stays handed over, so the next save in any
+        thread writes the newest state.
         """
         with self._writing:
             if self._newest is None or dump.number > self._newest.number:
@@ -578,24 +583,29 @@ class World:
             if self._writer_busy:
                 if not wait:
                     return
-                self._writing.wait_for(lambda: not self._writer_busy or self._written >= dump.number)
-                if self._written >= dump.number:
+                finished = self._writing.wait_for(
+                    lambda: not self._writer_busy or self._written >= dump.number, SAVE_WAIT_SECONDS
+                )
+                if not finished or self._written >= dump.number:
                     return
             self._writer_busy = True
-        try:
-            while True:
-                with self._writing:
-                    newest = self._newest
-                    if newest is None or newest.number <= self._written:
-                        return
+        while True:
+            with self._writing:
+                newest = self._newest
+                if newest is None or newest.number <= self._written:
+                    self._writer_busy = False  # in the step that found nothing newer: nothing slips by
+                    self._writing.notify_all()
+                    return
+            try:
                 assert self._path is not None
                 write(self._path, newest.text)  # outside the lock: savers hand over and go
+            except BaseException:
                 with self._writing:
-                    self._written, self._saved = newest.number, newest.mark
-        finally:
+                    self._writer_busy = False
+                    self._writing.notify_all()
+                raise
             with self._writing:
-                self._writer_busy = False
-                self._writing.notify_all()
+                self._written, self._saved = newest.number, newest.mark
 
     def _mark(self) -> tuple[int, float]:
         return self.version, self.sandbox.time.offset
