@@ -193,5 +193,5 @@ def adhoc_descriptor(method: str, path: str) -> Descriptor:
 
 def is_adhoc(descriptor: Descriptor) -> bool:
     """Whether ``descriptor`` was made for one ``"METHOD /path"`` call (``adhoc_descriptor``): its id
-    is that text, which no registered id can be (ids hold no space)."""
+    is that text, which no registered id can be (the loader refuses an id with whitespace)."""
     return " " in descriptor.id

@@ -198,6 +198,8 @@ def _format_one(error: BaseException, type_: Any) -> str:
 
 def semantic_problems(descriptor: Descriptor) -> Iterator[str]:
     """Checks beyond the shape: consistency between path template, locations and limits."""
+    if any(c.isspace() for c in descriptor.id):  # "METHOD /path" is how ad-hoc calls are told apart
+        yield "an id holds no whitespace (a space is what tells an ad-hoc 'METHOD /path' call apart) @ $.id"
     if not descriptor.path.startswith("/"):
         yield "path must start with '/' @ $.path"
     yield from _template_problems(descriptor.path)

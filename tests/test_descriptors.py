@@ -232,6 +232,14 @@ def test_descriptor_registered_in_python(engine: Engine) -> None:
     assert "py.echo" in engine.endpoints()
 
 
+@pytest.mark.parametrize("endpoint", ["my custom", "py.echo\tpost"])
+def test_a_descriptor_id_with_whitespace_is_refused(engine: Engine, endpoint: str) -> None:
+    """A space is what tells an ad-hoc "METHOD /path" call's descriptor apart (engine.descriptor.is_adhoc):
+    a registered one with a space got no cached plan, and the sandbox could not queue a fault for it."""
+    with pytest.raises(DescriptorError, match="an id holds no whitespace"):
+        engine.register(Descriptor(id=endpoint, method="POST", path="/v3/py/echo"))
+
+
 def test_endpoint_dirs_must_exist(identity) -> None:
     from engine import ConfigurationError
 
