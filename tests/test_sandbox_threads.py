@@ -275,7 +275,7 @@ def test_a_save_holding_the_store_lock_never_waits_for_another_threads_write(
 
 
 class _SteppedLock:
-    """``World._writing`` with a hook run on the writing thread after its n-th release of the lock."""
+    """The world's ``NewestWriter`` lock with a hook run on the writing thread after its n-th release."""
 
     def __init__(self, inner: threading.Condition, writer: str, at: int, hook: Any) -> None:
         self.inner, self.writer, self.at, self.hook, self.releases = inner, writer, at, hook, 0
@@ -311,7 +311,7 @@ def test_a_dump_handed_over_as_the_writer_finishes_is_written(identity: SandboxI
         saver.join(10)
 
     # the writer's releases: becoming the writer, taking the dump, recording it written, finding none newer
-    world._writing = _SteppedLock(world._writing, "writer", 4, hand_over_now)  # type: ignore[assignment]
+    world._saver._lock = _SteppedLock(world._saver._lock, "writer", 4, hand_over_now)  # type: ignore[assignment]
     sandbox.time.offset = 5.0
     writer = threading.Thread(target=world.save, name="writer")
     writer.start()

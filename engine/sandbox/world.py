@@ -53,13 +53,10 @@ Design decisions:
   ``await``, so the served ticker (which takes the store's lock in ``on_time``) and a blocking
   ``advance`` in another thread only ever wait for a view to be built, never for each other.
 * Several threads may save at once (the ticker, a blocking ``advance``, an action, which saves
-  holding the store's lock). Each dump is numbered under ``consistent()`` and handed over
-  (``_hand_over``): one thread at a time writes the file, always the newest dump it has been
-  handed, and a saver that finds another writing leaves its dump to it and returns at once. So a
-  slow older save never lands over a newer one, and no saver waits for another's file I/O; the
-  small lock guarding the hand-over is held only to read and set four fields, never while writing.
-  The file itself is replaced in one rename (``engine.sandbox.state``), so a reader or a restart
-  never sees half of it.
+  holding the store's lock). Each dump is numbered under ``consistent()`` and handed to one
+  ``engine.sandbox.saving.NewestWriter``, which writes the newest and never an older one over it,
+  without any saver waiting for another's file I/O. The file itself is replaced in one rename
+  (``engine.sandbox.state``), so a reader or a restart never sees half of it.
 * ``on_time`` visits only the objects whose automatic transition fell due (``ObjectStore.due``)
   and the callbacks due (the outbox's schedule), so a tick costs what changes, not what is held.
 """
@@ -69,12 +66,9 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
-
-import attrs
 
 from engine.descriptor import Descriptor
 from engine.examples import example_payload
@@ -91,6 +85,7 @@ from engine.sandbox.objects import (
     rfc3339,
 )
 from engine.sandbox.outbox import Callback, Outbox
+from engine.sandbox.saving import Dump, NewestWriter
 from engine.sandbox.triggers import EventType, event_types, for_transition
 from engine.wire import Headers
 
@@ -120,16 +115,6 @@ FIXTURES = {  # the endpoint whose example payload makes a throwaway object for 
 Shape = Callable[[Descriptor, Optional[dict[str, Any]]], Any]
 
 
-@attrs.frozen
-class _Dump:
-    """One dump of the world, numbered in the order dumps were taken, as ``world.json`` holds it."""
-
-    number: int
-    mark: tuple[int, float]
-    text: bytes = attrs.field(repr=False)
-
-
-SAVE_WAIT_SECONDS = 30.0  # the longest a waiting save (the server's on stop) waits for another's write
 CALLBACKS_PER_OBJECT = 2  # the default callback_limit, per object the store may hold
 POSTPONE_SECONDS = 15.0  # an automatic change waiting for room, when no delivery attempt is scheduled
 
@@ -154,13 +139,8 @@ class World:
         self._certificate_expiry: dict[str, float] = {}
         self._secret: tuple[str, ...] = ()
         self._path: Optional[Path] = None
-        self._saved: tuple[int, float] = (-1, 0.0)
-        # Saves from several threads (the served ticker, a blocking advance, an action): dumps are
-        # numbered under the world's locks; one thread at a time writes, the newest it is handed
-        self._writing = threading.Condition()  # guards the four below; never held during file I/O
-        self._dumps = self._written = 0
-        self._newest: Optional[_Dump] = None
-        self._writer_busy = False
+        # saves from several threads: numbered under the world's locks, the newest written (see save)
+        self._saver = NewestWriter(self._write_file, written_mark=(-1, 0.0))
         self._next_paced_save = 0.0  # the _pace_clock() time before which on_time does not save
         sandbox.time.subscribe(self)
 
@@ -543,69 +523,31 @@ class World:
             # object then, or it would be restored about an object already gone.
             self.outbox.load(data.get("callbacks", []))
             self.store.load(data.get("objects", []))
-        self._saved = self._mark()
+        self._saver.written_mark = self._mark()
 
     def save(self, wait: bool = False) -> None:
         """Write ``world.json`` if the world changed since it was last written (no-op unattached).
 
         Another thread writing now is handed the dump instead; ``wait`` waits until it is written.
         """
-        if self._path is None or self._saved == self._mark():
+        if self._path is None or self._saver.written_mark == self._mark():
             return
-        from engine.sandbox.state import write_private
-
         started = _pace_clock()
         with self.consistent():  # the mark and the dump together: a change made meanwhile is not marked saved
             mark = self._mark()
             objects, callbacks = self.store.dump(), self.outbox.dump()
-            self._dumps += 1
-            dump = self._dumps
+            number = self._saver.number()
         data = {"clock_offset": mark[1], "objects": objects, "callbacks": callbacks}
-        self._hand_over(_Dump(dump, mark, json.dumps(data, ensure_ascii=False).encode("utf-8")), write_private, wait)
+        self._saver.hand_over(Dump(number, mark, json.dumps(data, ensure_ascii=False).encode("utf-8")), wait)
         spent = _pace_clock() - started
         if spent > PACED_SAVE_SECONDS:
             self._next_paced_save = started + spent / SAVE_SHARE
 
-    def _hand_over(self, dump: "_Dump", write: Callable[[Path, bytes], None], wait: bool) -> None:
-        """Write ``dump``, or leave it to the thread writing now, which writes the newest it is handed.
+    def _write_file(self, text: bytes) -> None:
+        from engine.sandbox.state import write_private
 
-        No saver waits for another's file I/O (an action saves holding the store's lock: it must not
-        wait for the ticker's write) unless it asks to (``wait``: the server's last save on stop, for
-        at most ``SAVE_WAIT_SECONDS``), and a dump older than one already handed over is never
-        written over it. The writer stops being the writer in the same locked step that finds
-        nothing newer, so a dump handed over at that moment is never left unwritten. A write that
-        fails is raised in the thread that wrote; the dump stays handed over, so the next save in any
-        thread writes the newest state.
-        """
-        with self._writing:
-            if self._newest is None or dump.number > self._newest.number:
-                self._newest = dump
-            if self._writer_busy:
-                if not wait:
-                    return
-                finished = self._writing.wait_for(
-                    lambda: not self._writer_busy or self._written >= dump.number, SAVE_WAIT_SECONDS
-                )
-                if not finished or self._written >= dump.number:
-                    return
-            self._writer_busy = True
-        while True:
-            with self._writing:
-                newest = self._newest
-                if newest is None or newest.number <= self._written:
-                    self._writer_busy = False  # in the step that found nothing newer: nothing slips by
-                    self._writing.notify_all()
-                    return
-            try:
-                assert self._path is not None
-                write(self._path, newest.text)  # outside the lock: savers hand over and go
-            except BaseException:
-                with self._writing:
-                    self._writer_busy = False
-                    self._writing.notify_all()
-                raise
-            with self._writing:
-                self._written, self._saved = newest.number, newest.mark
+        assert self._path is not None  # a dump is only taken once attached
+        write_private(self._path, text)
 
     def _mark(self) -> tuple[int, float]:
         return self.version, self.sandbox.time.offset
