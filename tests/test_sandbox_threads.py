@@ -160,7 +160,11 @@ def test_world_json_is_always_whole_while_threads_save(identity: SandboxIdentity
     workers = [threading.Thread(target=save) for _ in range(2)] + [threading.Thread(target=read)]
     for worker in workers:
         worker.start()
-    threading.Event().wait(1.0)
+    # Run until enough saves and reads have overlapped, not for a fixed time: a loaded CI machine managed
+    # only 46 saves in one second. The deadline only bounds a machine that cannot get there at all.
+    deadline = time.monotonic() + 60.0
+    while (saves[0] <= 50 or reads[0] <= 50) and time.monotonic() < deadline:
+        threading.Event().wait(0.05)
     stop.set()
     for worker in workers:
         worker.join(timeout=60)
