@@ -61,6 +61,7 @@ Design decisions:
 from __future__ import annotations
 
 import json
+import operator
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, cast
 
@@ -559,12 +560,12 @@ def direct_caller(hook_caller: Any) -> Callable[..., Any]:
     implementations = hook_caller.get_hookimpls()
     if not implementations or any(i.hookwrapper or i.wrapper or i.kwargnames for i in implementations):
         return cast(Callable[..., Any], hook_caller)
-    calls = [(i.function, i.argnames) for i in reversed(implementations)]
+    calls = [(i.function, _picker(i.argnames)) for i in reversed(implementations)]
     if hook_caller.spec is not None and hook_caller.spec.opts.get("firstresult"):
 
         def first(**arguments: Any) -> Any:
-            for function, wanted in calls:
-                result = function(*[arguments[name] for name in wanted])
+            for function, pick in calls:
+                result = function(*pick(arguments))
                 if result is not None:
                     return result
             return None
@@ -573,13 +574,24 @@ def direct_caller(hook_caller: Any) -> Callable[..., Any]:
 
     def collected(**arguments: Any) -> list[Any]:
         results = []
-        for function, wanted in calls:
-            result = function(*[arguments[name] for name in wanted])
+        for function, pick in calls:
+            result = function(*pick(arguments))
             if result is not None:
                 results.append(result)
         return results
 
     return collected
+
+
+def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """The arguments an implementation names, in its order, as a tuple (``itemgetter``: one C call a
+    hook call, where a list comprehension is a Python frame; it returns a bare value for one name)."""
+    if len(names) > 1:
+        return operator.itemgetter(*names)
+    if names:
+        name = names[0]
+        return lambda arguments: (arguments[name],)
+    return lambda arguments: ()
 
 
 class HookWatch:

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Protocol, Union, cast
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Protocol, Union, cast
 from urllib.parse import quote, unquote
 
 import attrs
@@ -171,13 +172,23 @@ _FROM_TEXT: dict[str, Any] = {
 
 # Stateless: one instance serves every call. allow_nan=False: NaN and Infinity are not JSON.
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# The C encoder JSONEncoder.encode would build afresh on every call, built once. With no markers
+# (check_circular off) it keeps no state between calls, so threads share it; a cycle ends as a
+# RecursionError, which encode_json reports like any structure nested too deeply.
+_C_ENCODE: Optional[Callable[[Any, int], Any]] = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, _JSON.default, encode_basestring, None, ":", ",", False, False, False)
+)
 
 
 def encode_json(data: Any) -> bytes:
-    """Compact UTF-8 JSON. ``ValueError`` (NaN, lone surrogates, too deep) or ``TypeError`` (sets, objects)
-    for what JSON cannot say: callers turn those into their own errors (``encode_request_json``)."""
+    """Compact UTF-8 JSON. ``ValueError`` (NaN, lone surrogates, too deep, a cycle) or ``TypeError``
+    (sets, objects) for what JSON cannot say: callers turn those into their own errors
+    (``encode_request_json``)."""
     try:
-        return _JSON.encode(data).encode("utf-8")
+        text = _JSON.encode(data) if _C_ENCODE is None else "".join(_C_ENCODE(data, 0))
+        return text.encode("utf-8")
     except RecursionError:
         raise ValueError("nested too deeply to encode") from None
 
