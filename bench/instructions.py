@@ -36,9 +36,11 @@ def child_source(policy: str, calls: int, identity_dir: str) -> str:
     if policy == "baseline":
         return f"""
 import asyncio, sys
+from pathlib import Path
 sys.path.insert(0, {str(HERE)!r})
 from overhead_anatomy import BaselineWork
-work = BaselineWork()
+from engine.sandbox import state
+work = BaselineWork(state.load(Path({identity_dir!r})).platform_key)
 
 async def run(count):
     for _ in range(count):
