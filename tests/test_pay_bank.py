@@ -515,3 +515,32 @@ def test_the_inspector_lists_apiv2_calls_with_their_verification_and_no_plaintex
     ]
     text = json.dumps(shown, ensure_ascii=False)
     assert BANK_NO not in text and NAME not in text
+
+
+def test_the_inspector_shows_a_pay_bank_request_field_by_field_with_nothing_secret(identity: SandboxIdentity) -> None:
+    """An APIv2 body on the inspector page: its fields one a line, the bank card number and name as the
+    head of their ciphertext and the plaintext's length, the sign hidden; not a size alone."""
+    from engine.sandbox.inspector import exchange_view
+
+    with Engine.sandbox(identity=identity, mode="apiv2", load_entry_points=False) as engine:
+        engine.call(PAY_BANK, PAYOUT)
+        exchange = engine.emulator.last
+        view = exchange_view(engine.emulator, exchange, "verified")
+    sent, answered = view["request_body"], view["answer_body"]
+    assert sent.startswith("<xml>\n") and " <partner_trade_no>1212121221227</partner_trade_no>" in sent
+    assert " <bank_code>1001</bank_code>" in sent and "characters of ciphertext)</enc_bank_no>" in sent
+    assert exchange.request.fields is not None and exchange.request.fields["sign"] not in sent
+    assert " <sign>hidden (a signature of 32 characters)</sign>" in sent
+    assert BANK_NO not in sent and NAME not in sent and identity.apiv2_key.decode() not in sent
+    masked = {entry["path"]: entry["decrypted"] for entry in view["encrypted"]}
+    assert masked == {"$.enc_bank_no": "masked (19 characters)", "$.enc_true_name": "masked (3 characters)"}
+    assert " <result_code>SUCCESS</result_code>" in answered and "<sign>hidden (a signature of " in answered
+
+
+def test_the_inspector_shows_an_xml_body_it_cannot_read_by_its_size() -> None:
+    from engine.sandbox.inspector import _wire_body
+
+    hostile = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><xml><a>&a;</a></xml>'
+    assert _wire_body(hostile, "text/xml", {}) == (f"<{len(hostile)} bytes of text/xml>", [])
+    nested = b"<xml><a><b>1</b></a></xml>"
+    assert _wire_body(nested, "", {}) == (f"<{len(nested)} bytes of unknown type>", [])

@@ -13,7 +13,8 @@ Design decisions:
   wire, where every field a descriptor marks ``encrypted`` shows the head of its ciphertext and the
   decrypted value only as "masked (N characters)". A value in an encrypted field that is not
   RSA ciphertext (a client that forgot to encrypt) is hidden too. No Authorization signature, key
-  or APIv3 key is ever part of a snapshot.
+  or APIv3 key is ever part of a snapshot. APIv2 XML bodies are shown one field a line, read by
+  the engine's own refusing XML parser, with the same masking and their ``sign`` hidden.
 * Objects show their fields with the ones that travelled encrypted masked; callbacks show their
   event, target URL and every delivery attempt, never their (encrypted) body.
 * The record of exchanges is a bounded ring (``size``, an ``engine.sandbox.ring.Ring``),
@@ -40,7 +41,7 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from aiohttp import web
 
@@ -49,6 +50,7 @@ from engine.protocol import H_REQUEST_ID, H_SERIAL
 from engine.sandbox.objects import Record, rfc3339
 from engine.sandbox.outbox import Callback
 from engine.sandbox.ring import Ring
+from engine.v2 import xmlcodec
 
 if TYPE_CHECKING:
     from engine.sandbox.emulator import Exchange, Sandbox
@@ -220,10 +222,6 @@ def _wire_body(body: bytes, content_type: str, fields: dict[str, Any]) -> tuple[
         return "", []
     if content_type.startswith("multipart/"):
         return f"<multipart upload, {len(body)} bytes>", []
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return f"<{len(body)} bytes of {content_type or 'unknown type'}>", []
     found: list[dict[str, Any]] = []
 
     def shorten(value: str, path: str) -> str:
@@ -231,8 +229,40 @@ def _wire_body(body: bytes, content_type: str, fields: dict[str, Any]) -> tuple[
         found.append({"path": path, "ciphertext": shown})
         return shown
 
-    text = json.dumps(map_encrypted(fields, data, shorten), ensure_ascii=False, indent=1)
+    if "xml" in content_type or xmlcodec.looks_like_xml(body):
+        text = _xml_text(body, fields, shorten)
+    else:
+        text = _json_text(body, fields, shorten)
+    if text is None:
+        return f"<{len(body)} bytes of {content_type or 'unknown type'}>", []
     return (text if len(text) <= BODY_LIMIT else text[:BODY_LIMIT] + f"\n… ({len(text)} characters)"), found
+
+
+def _json_text(body: bytes, fields: dict[str, Any], shorten: Callable[[str, str], str]) -> Optional[str]:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return json.dumps(map_encrypted(fields, data, shorten), ensure_ascii=False, indent=1)
+
+
+def _xml_text(body: bytes, fields: dict[str, Any], shorten: Callable[[str, str], str]) -> Optional[str]:
+    """An APIv2 document one field a line, read by the engine's refusing parser (no DTD, no entity,
+    flat): encrypted fields cut to their ciphertext's head, and the ``sign`` masked as an APIv3
+    Authorization signature is (it proves the APIv2 key; the page is not where to look at it)."""
+    try:
+        parsed = xmlcodec.parse(body)
+    except xmlcodec.MalformedXmlError:
+        return None
+    shown = map_encrypted(fields, parsed, shorten)
+    if "sign" in shown:
+        shown = {**shown, "sign": f"hidden (a signature of {len(parsed['sign'])} characters)"}
+    lines = [f" <{name}>{_xml_escaped(str(value))}</{name}>" for name, value in shown.items()]
+    return "\n".join(["<xml>", *lines, "</xml>"])
+
+
+def _xml_escaped(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _ciphertext_head(value: str) -> str:
