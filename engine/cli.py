@@ -12,7 +12,14 @@ Design decisions:
   boxes it in ``engine.secret.Secret`` as it parses (``type=Secret``), and the settings of
   ``--sandbox-state`` (which hold the APIv3 and APIv2 keys themselves) are boxed as they are read:
   neither the namespace's repr nor a traceback's frames show a key, and only the engine's
-  innermost cryptographic calls open the box. No other flag carries a secret value.
+  innermost cryptographic calls open the box.
+* ``--data`` is boxed as parsed too, and so are the text of ``--data @file`` and the parsed payload,
+  up to ``Engine.call``, which keeps it boxed: a payload may carry the plaintext of encrypted fields
+  (pay_bank's card number and name), and a traceback's frames (what error trackers record) must not
+  show it. A refused ``--data`` (not JSON, not UTF-8) is raised outside the ``except`` block, so it
+  carries no decoder error whose ``doc`` or frames hold the text. ``main`` lets go of ``argv`` once
+  parsed. (Inline ``--data`` is still on the command line, which other users of the machine can
+  read: ``--data @file`` keeps it off.) No other flag carries a secret value.
 * A user mistake prints one ``error: ...`` line on stderr and exits 2; an answer WeChat Pay refused,
   a failed verification or a network failure exits 1. No traceback for either: every expected
   failure is an ``EngineError`` with a message that says what to fix.
@@ -65,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     call = commands.add_parser("call", help="call an endpoint and print the verified answer")
     call.add_argument("endpoint", help="an endpoint id or alias, or 'METHOD /v3/path'")
-    call.add_argument("--data", default=None, help="the payload: JSON text, or @FILE to read it from a file")
+    call.add_argument(  # boxed as parsed: a payload may hold plaintext of encrypted fields
+        "--data", type=Secret, default=None, help="the payload: JSON text, or @FILE to read it from a file"
+    )
     call.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="an extra header")
     call.add_argument("--sandbox", action="store_true", help="answer from the embedded sandbox (no network)")
     call.add_argument("--wire", action="store_true", help="with --sandbox: show the request as sent on stderr")
@@ -164,6 +173,7 @@ def _add_credential_flags(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    argv = None  # parsed (--data boxed in args): this frame, shown by a traceback, no longer holds the raw text
     try:
         return _run(args)
     except CliError as exc:
@@ -212,18 +222,29 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def read_payload(data: Optional[str]) -> Any:
-    """``--data`` as JSON text or ``@file``; ``None`` when absent."""
+def read_payload(data: Optional[Secret]) -> Optional[Secret]:
+    """``--data`` (boxed as parsed) as JSON text or ``@file``, parsed and boxed; ``None`` when absent.
+
+    The text, the file's content and the payload are only ever held in a ``Secret`` (opened inline,
+    never bound to a local name): a payload may hold plaintext of encrypted fields.
+    """
     if data is None:
         return None
     source = "--data"
-    if data.startswith("@"):
-        source = f"--data file {data[1:]!r}"
-        data = _text(_read_input(Path(data[1:]), source), source)
+    if data.reveal().startswith("@"):
+        source = f"--data file {data.reveal()[1:]!r}"
+        data = _text(Secret(_read_input(Path(data.reveal()[1:]), source)), source)
+    return _json(data, source)
+
+
+def _json(text: Secret, source: str) -> Secret:
+    """``text`` parsed, boxed. The refusal is raised after the ``except`` block, so it has no context:
+    a ``JSONDecodeError`` holds the whole text (``doc``), and so do the decoder's frames in its traceback."""
     try:
-        return json.loads(data)
+        return Secret(json.loads(text.reveal()))
     except json.JSONDecodeError as exc:
-        raise CliError(f"{source} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})") from None
+        problem = f"{source} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
+    raise CliError(problem)
 
 
 def _read_input(path: Path, source: str) -> bytes:
@@ -235,11 +256,13 @@ def _read_input(path: Path, source: str) -> bytes:
     return content
 
 
-def _text(data: bytes, source: str) -> str:
+def _text(data: Secret, source: str) -> Secret:
+    """``data`` (boxed bytes) decoded, boxed; refused, as ``_json`` refuses, with no context holding the bytes."""
     try:
-        return data.decode("utf-8")
+        return Secret(data.reveal().decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise CliError(f"{source} is not UTF-8 text (byte {exc.start})") from None
+        position = exc.start
+    raise CliError(f"{source} is not UTF-8 text (byte {position})")
 
 
 def _headers(pairs: Sequence[str]) -> dict[str, str]:
@@ -330,7 +353,7 @@ def _verify_notification(args: argparse.Namespace) -> int:
 
 def _read_headers(path: Path) -> dict[str, str]:
     source = f"--headers file {str(path)!r}"
-    text = _text(_read_input(path, source), source)
+    text = _text(Secret(_read_input(path, source)), source).reveal()  # headers hold no secret
     if text.lstrip().startswith("{"):
         try:
             return {str(k): str(v) for k, v in json.loads(text).items()}

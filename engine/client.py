@@ -77,6 +77,7 @@ from engine import configuration
 from engine.configuration import DEFAULT_BASE_URL
 from engine.defaults import Defaults
 from engine.descriptor import Descriptor
+from engine.environment import refuse_empty
 from engine.errors import ConfigurationError
 from engine.executor import Executor
 from engine.hookspecs import hookimpl
@@ -130,7 +131,10 @@ def _guarded(init: Callable[P, None]) -> Callable[P, None]:
 
     The key settings (and a store URL, which may carry a password) are boxed in ``Secret`` first,
     here, because this frame holds them for as long as ``init`` runs: so no frame of a traceback
-    shows them (``engine.secret``). Settings given by position are refused as one message. Then a call without
+    shows them (``engine.secret``). Settings given by position are refused as one message. Settings
+    given as empty text are refused next, all named at once, by the check ``Engine.from_env`` and the
+    CLI use (``engine.environment.refuse_empty``): an empty key or URL is a mistake, not "unset", and
+    judged later it would read as a file path or pass as a blank URL. Then a call without
     ``mchid`` is a ``ConfigurationError`` rather than Python's ``TypeError``; type checkers see
     ``init``'s own signature, where ``mchid`` stays required.
     """
@@ -140,6 +144,7 @@ def _guarded(init: Callable[P, None]) -> Callable[P, None]:
         hide_settings(kwargs)
         if len(args) > 1:
             raise ConfigurationError("Engine takes its settings by name: Engine(mchid=..., ...)")
+        refuse_empty(kwargs, environment=False)  # Engine reads no variable: the message names none
         if "mchid" not in kwargs:
             raise ConfigurationError("mchid is required (a non-empty string)")
         init(*args, **kwargs)
@@ -316,7 +321,7 @@ class Engine:
         naming it (``engine.environment.refuse_empty``).
         ``WECHATPAY_MCHID`` and ``WECHATPAY_APIV2_KEY`` alone make an APIv2-only engine.
         """
-        from engine.environment import ENVIRONMENT, missing, paired_client_certificate, read_environment, refuse_empty
+        from engine.environment import ENVIRONMENT, missing, paired_client_certificate, read_environment
 
         refuse_empty(options)  # first: an empty keyword is a mistake, whatever the environment holds
         settings = {**read_environment(environ), **options}

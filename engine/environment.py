@@ -29,6 +29,13 @@ Design decisions:
   variable with nothing, or silently fall back to it. ``refuse_empty`` names every such setting
   (or flag) at once, with the variable that leaving it out would use, in a ``ConfigurationError``,
   before anything is read or parsed; ``Engine.from_env`` and the CLI both call it.
+* ``Engine(...)`` itself refuses an empty setting through the same ``refuse_empty`` (before its
+  first line, beside the boxing), so there is one list of settings whose empty form is a mistake
+  (``EMPTY_REFUSED``: the reader's own, and the constructor's other identity and credential text,
+  ``appid``, a store URL, a proxy URL) and one wording. Without that, ``Engine(private_key="")``
+  was judged as a file path ("not a readable file (Is a directory)"), ``Engine(base_url="")`` and
+  ``Engine(store="")`` were taken as given (a blank base URL; the in-memory store, or
+  ``WECHATPAY_STORE``, in silence). The constructor reads no variable, so its message names none.
 * The reader only reads: ``Engine.from_env`` and the CLI add their own overrides (keyword
   arguments, command-line flags) on top, and say in their own words what is missing.
 * Each setting can be read with the variable it came from (``read_sources``), because
@@ -70,6 +77,9 @@ Sourced = dict[str, tuple[Any, str]]  # setting -> (value, the variable or flag 
 CLIENT_KEY = "WECHATPAY_CLIENT_KEY"  # not a setting of its own: half of client_certificate
 APIV3_MERCHANT = ("serial_no", "private_key", "signer")
 SECRET_VARIABLES = ("private_key", "apiv3_key", "apiv2_key")  # read into an engine.secret.Secret
+# Settings whose empty text is a mistake, never "unset": the reader's, and Engine's other identity and
+# credential text (a store or proxy URL may carry a password). refuse_empty judges these and no others.
+EMPTY_REFUSED = (*ENVIRONMENT, "appid", "store", "notification_store", "proxy")
 
 
 def read_environment(environ: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
@@ -96,14 +106,21 @@ def _value(name: str, text: str) -> Any:
     return text
 
 
-def refuse_empty(settings: Mapping[str, Any], kind: str = "settings", label: Callable[[str], str] = str) -> None:
-    """A ``ConfigurationError`` naming each of the reader's settings that ``settings`` (explicit overrides:
-    keywords, or flags as ``label`` names them) gives as empty text; names only, never a value."""
-    blank = [name for name in ENVIRONMENT if name in settings and _empty(settings[name])]
+def refuse_empty(
+    settings: Mapping[str, Any], kind: str = "settings", label: Callable[[str], str] = str, environment: bool = True
+) -> None:
+    """A ``ConfigurationError`` naming each setting of ``EMPTY_REFUSED`` that ``settings`` (explicit
+    overrides: keywords, or flags as ``label`` names them) gives as empty text; names only, never a value.
+
+    ``environment`` says whether leaving a setting out falls back to its variable (``Engine.from_env``,
+    the CLI), so the message names the variables; ``Engine(...)`` reads none, and passes ``False``.
+    """
+    blank = [name for name in EMPTY_REFUSED if name in settings and _empty(settings[name])]
     if blank:
-        variables = ", ".join(ENVIRONMENT[name] for name in blank)
+        variables = ", ".join(ENVIRONMENT[name] for name in blank if name in ENVIRONMENT)
+        fallback = f"leave it out to use {variables}" if environment and variables else "leave out the optional ones"
         given = ", ".join(map(label, blank))
-        raise ConfigurationError(f"empty {kind}: {given} (give each a value, or leave it out to use {variables})")
+        raise ConfigurationError(f"empty {kind}: {given} (give each a value, or {fallback})")
 
 
 def _empty(value: Any) -> bool:

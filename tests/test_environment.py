@@ -154,6 +154,49 @@ def test_every_empty_keyword_is_named_at_once(environ: dict[str, str]) -> None:
     assert environ["WECHATPAY_BASE_URL"] not in str(caught.value)
 
 
+CONSTRUCTOR_EMPTY: dict[str, list[Any]] = {
+    **EMPTY_KEYWORDS,
+    **{name: ["", b""] for name in ("private_key", "apiv3_key", "apiv2_key", "base_url", "mchid", "serial_no")},
+    **{name: ["", b""] for name in ("appid", "store", "notification_store", "proxy", "platform_public_key_id")},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONSTRUCTOR_EMPTY))
+def test_an_empty_setting_of_the_constructor_is_refused_by_the_same_check(identity, name: str) -> None:
+    """Engine(private_key="") was judged as a path ("Is a directory"), Engine(base_url="") and
+    Engine(store="") were accepted; each is now the one refusal from_env and the CLI give, naming no variable."""
+    from engine.environment import EMPTY_REFUSED
+
+    assert name in EMPTY_REFUSED  # one list: what the constructor refuses is what from_env and the CLI refuse
+    settings = identity.engine_settings("both")
+    for value in CONSTRUCTOR_EMPTY[name]:
+        with pytest.raises(ConfigurationError) as caught:
+            Engine(**{**settings, name: value}, load_entry_points=False)
+        assert str(caught.value) == f"empty settings: {name} (give each a value, or leave out the optional ones)"
+        shown = str(caught.value) + repr(caught.value)
+        for secret in (settings["apiv3_key"], settings["apiv2_key"], settings["serial_no"]):  # nothing else echoed
+            assert str(reveal(secret)) not in shown
+    if name == "base_url":  # Engine.sandbox sets base_url itself
+        return
+    with pytest.raises(ConfigurationError) as caught:  # Engine.sandbox's options reach the same check
+        Engine.sandbox(load_entry_points=False, **{name: CONSTRUCTOR_EMPTY[name][0]})
+    assert str(caught.value).startswith(f"empty settings: {name} (")
+
+
+def test_every_empty_setting_of_the_constructor_is_named_at_once(identity) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Engine(**{**identity.engine_settings(), "private_key": "", "base_url": b"", "store": ""})
+    assert str(caught.value) == (
+        "empty settings: private_key, base_url, store (give each a value, or leave out the optional ones)"
+    )
+
+
+def test_from_env_refuses_an_empty_constructor_only_setting_without_naming_a_variable(environ) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Engine.from_env(environ=environ, store="", load_entry_points=False)
+    assert str(caught.value) == "empty settings: store (give each a value, or leave out the optional ones)"
+
+
 FLAG_VARIABLES = {
     "--mchid": "WECHATPAY_MCHID",
     "--serial-no": "WECHATPAY_SERIAL_NO",

@@ -116,6 +116,38 @@ def test_a_short_name_is_accepted_wherever_an_id_is(engine, tmp_path: Path) -> N
         stub.assert_no_pending_responses()
 
 
+def test_a_fault_queued_by_short_name_is_resolved_once_not_looked_up_on_every_answer(identity, monkeypatch) -> None:
+    """The plan queues a fault under the canonical id its name resolves to, so taking one (on every
+    answer, under the plan's lock) compares ids: it used to look up every queued name again, each take."""
+    from conftest import COMBINE_PAPAY
+
+    from engine import ApiError, Engine, MockTransport, RetryPolicy
+    from engine.sandbox import Sandbox
+    from engine.sandbox.faults import Fault
+
+    sandbox = Sandbox(identity)
+    others = ["pay.transactions.jsapi", "refund.domestic.refunds"]  # queued first: taken past, never fired
+    for name in others:
+        sandbox.faults.add(Fault.error(503), endpoint=name)
+    sandbox.faults.add(Fault.error(429), endpoint="combine_papay.mini_program")
+    other_ids = [REGISTRY.get(name).id for name in others]
+    looked_up: list[str] = []
+    real_get = sandbox.registry.get
+    monkeypatch.setattr(sandbox.registry, "get", lambda ref: looked_up.append(ref) or real_get(ref))
+    engine = Engine(
+        **identity.engine_settings(),
+        transport=MockTransport(sandbox.handle),
+        retry=RetryPolicy.never(),
+        load_entry_points=False,
+    )
+    with pytest.raises(ApiError) as refused:
+        engine.call("combine_papay.mini_program", COMBINE_PAPAY)
+    engine.close()
+    assert refused.value.status == 429  # the fault queued by short name fired on its operation
+    assert [ref for ref in looked_up if ref in other_ids] == []
+    assert [entry["endpoint"] for entry in sandbox.faults.pending()] == other_ids  # still waiting for theirs
+
+
 def test_the_plain_reading_of_aliases_yaml_is_the_yaml_reading() -> None:
     import yaml
 

@@ -572,3 +572,105 @@ def test_state_files_keep_their_modes_and_symlinks_when_rewritten(tmp_path: Path
     assert (mode("new.pem"), mode("kept.pem"), mode("secret.pem")) == ("0o664", "0o640", "0o600")
     assert (tmp_path / "link.pem").is_symlink() and (tmp_path / "real.pem").read_bytes() == b"through the link"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def _fsyncs(monkeypatch: pytest.MonkeyPatch, refuse_directories: bool = False) -> list[str]:
+    """Record each fsync (of a "file" or a "directory") and each os.replace, in order."""
+    import stat
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor: int) -> None:
+        kind = "directory" if stat.S_ISDIR(os.fstat(descriptor).st_mode) else "file"
+        events.append(f"fsync {kind}")
+        if kind == "directory" and refuse_directories:
+            raise OSError(22, "Invalid argument")  # as some file systems answer a directory's fsync
+        real_fsync(descriptor)
+
+    def replace(source: Any, target: Any) -> None:
+        events.append("replace")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+def test_a_state_file_is_synced_before_its_rename_and_its_directory_after(tmp_path: Path, monkeypatch) -> None:
+    """A rename of a file not yet on disk can leave it empty after a power cut; an unsynced directory, the old name."""
+    from engine.sandbox.state import write_private
+
+    events = _fsyncs(monkeypatch)
+    write_private(tmp_path / "world.json", b"{}")
+    assert events == ["fsync file", "replace", "fsync directory"]
+    assert (tmp_path / "world.json").read_bytes() == b"{}"
+
+
+def test_a_directory_that_cannot_be_synced_does_not_fail_the_write_but_a_file_that_cannot_does(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from engine.sandbox.state import write_private
+
+    events = _fsyncs(monkeypatch, refuse_directories=True)
+    write_private(tmp_path / "world.json", b"new")
+    assert events == ["fsync file", "replace", "fsync directory"] and (tmp_path / "world.json").read_bytes() == b"new"
+
+    def refused(descriptor: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", refused)
+    with pytest.raises(OSError):
+        write_private(tmp_path / "world.json", b"never renamed")
+    assert (tmp_path / "world.json").read_bytes() == b"new"  # not replaced by a file that may not be on disk
+    assert [p.name for p in tmp_path.iterdir()] == ["world.json"]  # and its temporary file is gone
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited and been reaped (pids are not reused so soon)."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    pid = int(child.stdout)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    return pid
+
+
+def test_temporary_files_of_dead_writers_are_removed_when_the_state_dir_is_taken_up_live_ones_kept(
+    identity: SandboxIdentity, tmp_path: Path
+) -> None:
+    from engine.sandbox.state import load_or_create, save
+
+    save(identity, tmp_path, "http://127.0.0.1:9")
+    dead, alive = _dead_pid(), os.getpid()
+    for taking_up in (lambda: load_or_create(tmp_path), lambda: Sandbox(identity).world.attach(tmp_path)):
+        planted = {
+            f".world.json.tmp-{dead}-0123456789ab": False,  # its writer died mid-write: removed
+            f".sandbox.json.tmp-{dead}-ba9876543210": False,
+            f".world.json.tmp-{alive}-0123456789ab": True,  # this process may be writing it now: kept
+            ".world.json.tmp-1-0123456789ab": True,  # pid 1 is alive
+            f".notes.tmp-{dead}": True,  # not named as the engine names its temporary files
+            ".world.json.0123456789ab": True,  # named before pids were: nothing says its writer died
+        }
+        for name in planted:
+            (tmp_path / name).write_bytes(b"half a world")
+        taking_up()
+        assert {name: (tmp_path / name).exists() for name in planted} == planted
+        for name in planted:
+            (tmp_path / name).unlink(missing_ok=True)
+    assert load_or_create(tmp_path).mchid == identity.mchid  # the state itself untouched
+
+
+def test_a_temporary_file_is_named_with_its_writers_pid(tmp_path: Path, monkeypatch) -> None:
+    from engine.sandbox.state import TEMPORARY, write_private
+
+    opened: list[str] = []
+    real_open = os.open
+
+    def recording_open(path: Any, *args: Any) -> int:
+        opened.append(Path(path).name)
+        return real_open(path, *args)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    write_private(tmp_path / "world.json", b"{}")
+    found = TEMPORARY.match(opened[0])
+    assert found is not None and int(found["pid"]) == os.getpid() and opened[0].startswith(".world.json.tmp-")

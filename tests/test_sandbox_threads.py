@@ -210,11 +210,10 @@ def test_a_fault_queued_for_n_calls_fires_n_times_across_threads(eager_switching
     three calls fires on exactly three, and one queued after it is not lost or taken in its place."""
     from engine.sandbox.faults import Fault, FaultPlan
 
-    def canonical(ref: str) -> str:  # the registry's lookup, which may load a file: threads switch there
-        time.sleep(0)
-        return "v3.any" if ref == "short-name" else ref
+    class Resolved:  # what the registry's lookup gives for the short name: its descriptor
+        id = "v3.any"
 
-    plan = FaultPlan()
+    plan = FaultPlan(resolve=lambda ref: Resolved())  # a short name is resolved as the fault is queued
     for _ in range(300):
         first, second = Fault.error(500), Fault.error(503)
         plan.add(first, endpoint="short-name", times=3)  # queued by a short name, as users do
@@ -224,7 +223,7 @@ def test_a_fault_queued_for_n_calls_fires_n_times_across_threads(eager_switching
 
         def take(start: threading.Barrier, taken: list[object]) -> None:
             start.wait()
-            taken.append(plan.take("v3.any", canonical))
+            taken.append(plan.take("v3.any"))
 
         workers = [threading.Thread(target=take, args=(start, taken)) for _ in range(6)]
         for worker in workers:

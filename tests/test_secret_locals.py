@@ -510,3 +510,66 @@ def test_a_failed_answer_decryption_leaves_no_decrypted_field_in_a_frame(identit
     engine.close()
     frames = engine_frames(caught.value, (*OWN, Path(__file__).resolve()))  # before this frame holds it too
     assert signer.decrypted == ["六二二五-opened-by-the-kms"] and signer.decrypted[0] not in frames
+
+
+# -- the CLI: `wechatpay call ENDPOINT --data JSON|@file` holds the payload from the command line on --
+
+
+NAME = PAYOUT["enc_true_name"]
+
+
+def _cli_plaintext_in_frames(error: BaseException) -> list[str]:
+    """Which of the payload's plaintexts the engine's frames (the CLI's included) show for ``error``."""
+    text = engine_frames(error)
+    assert " _run {" in text, "the traceback should pass through the CLI"
+    return [plaintext for plaintext in (CARD, NAME) if plaintext in text]
+
+
+def _cli_data(tmp_path: Path, payload: dict[str, Any]) -> list[str]:
+    """Both forms of --data: JSON text on the command line, and @file."""
+    import json
+
+    path = tmp_path / "payout.json"
+    path.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+    return [json.dumps(payload, ensure_ascii=False), f"@{path}"]
+
+
+def test_a_refused_cli_call_leaves_no_payload_plaintext_in_frame_locals(tmp_path: Path) -> None:
+    """The --data text, the file's content and the parsed payload are boxed until Engine.call has them."""
+    from engine.cli import _run, build_parser
+
+    for data in _cli_data(tmp_path, {**PAYOUT, "amount": "lots"}):  # refused by validation, after parsing
+        args = build_parser().parse_args(["call", PAY_BANK, "--sandbox", "--data", data])
+        assert CARD not in repr(args)
+        with pytest.raises(ValidationError) as caught:
+            _run(args)
+        assert _cli_plaintext_in_frames(caught.value) == []
+
+
+def test_refused_cli_data_leaves_no_plaintext_in_frame_locals_nor_in_its_context(tmp_path: Path) -> None:
+    from engine.cli import CliError, _run, build_parser
+
+    not_json, not_utf8 = tmp_path / "not.json", tmp_path / "not-utf8.json"
+    not_json.write_text(f'{{"enc_bank_no": "{CARD}", "enc_true_name": "{NAME}",', encoding="utf-8")
+    not_utf8.write_bytes(f'{{"enc_bank_no": "{CARD}", "enc_true_name": "{NAME}"}}'.encode() + b"\xff")
+    for data in (f"@{not_json}", f"@{not_utf8}", not_json.read_text(encoding="utf-8")):
+        with pytest.raises(CliError) as caught:
+            _run(build_parser().parse_args(["call", PAY_BANK, "--sandbox", "--data", data]))
+        assert caught.value.__context__ is None  # a JSONDecodeError's doc, a UnicodeDecodeError's object: the text
+        assert _cli_plaintext_in_frames(caught.value) == []
+
+
+def test_a_crash_in_a_cli_call_leaves_no_payload_plaintext_in_main_or_run(tmp_path: Path, monkeypatch) -> None:
+    """An unexpected error escapes main (a crash reporter records it): main's and _run's frames hold
+    the command line and the payload no longer."""
+    from engine import cli
+
+    def crash(args: Any, **extra: Any) -> Engine:
+        raise RuntimeError("the engine could not be built")
+
+    monkeypatch.setattr(cli, "_engine", crash)
+    for data in _cli_data(tmp_path, PAYOUT):
+        with pytest.raises(RuntimeError) as caught:
+            cli.main(["call", PAY_BANK, "--sandbox", "--data", data])
+        assert " main {" in engine_frames(caught.value)
+        assert _cli_plaintext_in_frames(caught.value) == []

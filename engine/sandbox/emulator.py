@@ -59,7 +59,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from engine import multipart
 from engine.crypto import aead_encrypt, oaep_decrypt, oaep_encrypt, rsa_sign, rsa_verify
 from engine.descriptor import Descriptor
-from engine.errors import UnknownEndpointError
 from engine.fields import map_encrypted
 from engine.keys import certificate_serial, normalize_serial
 from engine.protocol import (
@@ -231,13 +230,6 @@ class Sandbox:
         """Answer one request as WeChat Pay would (transport faults are not acted out here)."""
         return self.respond(request).answer
 
-    def _canonical(self, ref: str) -> Optional[str]:
-        """The canonical id an id, short name or alias names here; None when it names nothing."""
-        try:
-            return self.registry.get(ref).id
-        except UnknownEndpointError:
-            return None
-
     def respond(self, request: Request, client_certificate: Optional[bytes] = None, tls: bool = False) -> Outcome:
         """Answer one request, apply any scripted fault, and record the exchange.
 
@@ -257,7 +249,7 @@ class Sandbox:
             verification = VERIFIED
             route, descriptor = self._route(request)
             endpoint_id = descriptor.id if descriptor is not None else None
-            fault = self.faults.take(endpoint_id, self._canonical)
+            fault = self.faults.take(endpoint_id)  # faults are queued under canonical ids
             if fault is not None and fault.kind == "error":
                 raise _RefusalError(fault.status, fault.code, fault.message)
             status, body, payload = self._serve(request, route, descriptor, fault)

@@ -14,7 +14,9 @@ Design decisions:
 * An endpoint is named as anywhere else: canonical id, short name (alias) or ``"METHOD /path"``,
   resolved to its canonical id when the fault is added, so it fires whichever name was used; a name
   no descriptor answers to raises ``UnknownEndpointError`` (with the closest names) instead of
-  queueing a fault that could never fire.
+  queueing a fault that could never fire. Resolved there once, and only there: ``take`` compares ids,
+  and looks nothing up, under the lock, on every answer. (A plan made without a resolver queues
+  names as given, and they fire on requests taken with that same name.)
 * Error bodies use the codes and messages of PROTOCOL.md §6.
 """
 
@@ -82,7 +84,7 @@ class FaultPlan:
         self._resolve = resolve  # name -> descriptor (the sandbox's registry.get)
         # In-process engines in several threads (and the served loop) take from one plan: a fault
         # queued for n calls must fire on n, and a take must not delete another's entry. A leaf lock:
-        # nothing is called under it but the reference lookup, which takes no lock of the sandbox.
+        # nothing is called under it (names are resolved by add, before it is taken).
         self._lock = threading.Lock()
 
     def add(self, fault: Fault, *, endpoint: Optional[str] = None, times: int = 1) -> str:
@@ -106,17 +108,15 @@ class FaultPlan:
             raise UnknownEndpointError(name)
         return str(descriptor.id)
 
-    def take(
-        self, endpoint_id: Optional[str], canonical: Callable[[str], Optional[str]] = lambda ref: ref
-    ) -> Optional[Fault]:
-        """The next fault for this endpoint, consuming one of its firings.
+    def take(self, endpoint_id: Optional[str]) -> Optional[Fault]:
+        """The next fault for this endpoint (its canonical id), consuming one of its firings.
 
-        A fault queued for a short name or an alias fires on its operation: ``canonical`` turns the
-        reference it was queued with into a canonical id (the sandbox passes its registry's lookup).
+        A fault queued for a short name or an alias fires on its operation: ``add`` queued it under
+        the canonical id.
         """
         with self._lock:
             for index, (endpoint, scheduled) in enumerate(self._queue):
-                if endpoint is None or endpoint == endpoint_id or canonical(endpoint) == endpoint_id:
+                if endpoint is None or endpoint == endpoint_id:
                     scheduled.remaining -= 1
                     if scheduled.remaining <= 0:
                         del self._queue[index]

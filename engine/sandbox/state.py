@@ -11,6 +11,15 @@ Design decisions:
   crash) sees the old contents or the new ones, never a file cut short. Secret files are ``0600``
   from the first byte; the others get the umask's mode when new and keep theirs when rewritten, and
   a symlinked file has its target replaced, as a plain write would.
+* Written durably, too: the temporary file is fsynced before the rename, so the name never points at
+  blocks not yet on disk (after a power cut, a renamed-but-unsynced file can come back empty), and
+  the directory after it, so the rename itself survives. Some systems cannot fsync a directory; that
+  one step is skipped there, never the file's.
+* A temporary file's name carries the writer's pid (``.NAME.tmp-PID-RANDOM``). One left by a process
+  that died mid-write is removed when the state directory is taken up again (``load_or_create``,
+  ``World.attach``), but only when that pid is not alive (``os.kill(pid, 0)`` says no such process):
+  a live writer's file, this process's included, is never touched. Where no pid can be probed that
+  way (not POSIX, where ``os.kill`` would end the process), nothing is removed.
 * Reuse is all-or-nothing: a directory with a manifest is loaded as it is; anything else is created.
   A manifest written before APIv2 existed gets an APIv2 key and certificates on load, written back,
   and one written before ``pay_bank`` encryption its ``pay_bank`` key pair the same way.
@@ -21,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -33,6 +43,7 @@ from engine.keys import certificate_pem, load_private_key, private_pem, public_p
 from engine.sandbox.identity import SandboxIdentity
 
 MANIFEST = "sandbox.json"
+TEMPORARY = re.compile(r"^\..+\.tmp-(?P<pid>[0-9]+)-[0-9a-f]{12}$")  # _write's temporary files: the writer's pid
 FILES = {
     "merchant_private_key_path": "merchant_private_key.pem",
     "merchant_public_key_path": "merchant_public_key.pem",
@@ -50,6 +61,7 @@ FILES = {
 def load_or_create(state_dir: Path) -> SandboxIdentity:
     """The identity stored in ``state_dir``, or a new one written there."""
     manifest = state_dir / MANIFEST
+    remove_stale_temporaries(state_dir)
     if manifest.exists():
         return load(state_dir)
     identity = SandboxIdentity.generate()
@@ -166,9 +178,9 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def _write(path: Path, data: bytes, secret: bool = False) -> None:
-    """Replace ``path`` with ``data`` in one rename (see the module docstring)."""
+    """Replace ``path`` with ``data`` in one rename, durably (see the module docstring)."""
     target = Path(os.path.realpath(path))  # a symlinked file stays a symlink: its target is replaced
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}")
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(6)}")
     # Created by the kernel with the umask applied (0600 for secrets whatever the umask), as a
     # plain write of a new file would be; an existing file keeps its mode, a secret one is 0600.
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o666)
@@ -178,11 +190,64 @@ def _write(path: Path, data: bytes, secret: bool = False) -> None:
             if kept is not None:
                 os.fchmod(file.fileno(), kept)
             file.write(data)
+            file.flush()
+            os.fsync(file.fileno())  # on disk before the name points at it
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+    _sync_directory(target.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable; where the system cannot open or fsync a directory, skip it."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # e.g. a file system that refuses fsync on directories: the file itself was synced
+    finally:
+        os.close(descriptor)
+
+
+def remove_stale_temporaries(state_dir: Path) -> list[Path]:
+    """Remove the temporary files in ``state_dir`` that writers which died mid-write left; return them.
+
+    Only files named as ``_write`` names them, and only when their pid is not a live process.
+    """
+    if os.name != "posix":  # os.kill(pid, 0) elsewhere is not a probe: it would end the process
+        return []
+    try:
+        names = os.listdir(state_dir)
+    except OSError:  # no directory yet (load_or_create creates it), or unreadable: nothing to clean
+        return []
+    removed = []
+    for name in names:
+        found = TEMPORARY.match(name)
+        if found and not _alive(int(found["pid"])):
+            # best effort: another process may be cleaning up at the same time, and a file that cannot be
+            # removed is no reason to refuse the state directory (what is written next has a name of its own)
+            with contextlib.suppress(OSError):
+                os.unlink(state_dir / name)
+                removed.append(state_dir / name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` may be a live process: only "no such process" says it is not."""
+    if pid <= 0:  # not a process id (0 and below name process groups): never judged dead
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, another user's; anything else: do not guess
+        return True
+    return True
 
 
 def _existing_mode(path: Path) -> Optional[int]:

@@ -514,7 +514,13 @@ class World:
     # -- the state dir ---------------------------------------------------------------------------
 
     def attach(self, state_dir: Path) -> None:
-        """Keep the world in ``state_dir/world.json``: load what is there, save changes (``save``)."""
+        """Keep the world in ``state_dir/world.json``: load what is there, save changes (``save``).
+
+        Temporary files of writers that died mid-write are removed first (``state.remove_stale_temporaries``).
+        """
+        from engine.sandbox.state import remove_stale_temporaries
+
+        remove_stale_temporaries(state_dir)
         self._path = state_dir / WORLD_FILE
         if self._path.exists():
             data = json.loads(self._path.read_text(encoding="utf-8"))
