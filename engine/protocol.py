@@ -95,8 +95,15 @@ def check_signature_headers(headers: Any) -> tuple[str, str, str, str]:
     Each must be text of printable ASCII within ``HEADER_LIMITS``; the timestamp must be digits. This
     runs on the headers alone (the transports call it before reading a 2xx body) and again in the
     built-in verifier, for answers and callbacks alike. Returns the timestamp, nonce, signature and
-    serial it checked, so the verifier reads each once.
+    serial it checked, so the verifier reads each once. The check of an ``engine.wire.Headers`` is
+    kept with it (``Headers.derived``): the verifier does not repeat the transport's.
     """
+    if isinstance(headers, Headers):
+        return headers.derived(_checked_signature_headers)
+    return _checked_signature_headers(headers)
+
+
+def _checked_signature_headers(headers: Any) -> tuple[str, str, str, str]:
     values = _header_values(headers)
     if not all(values[:4]):  # the names are worked out only for the message
         missing = [name for name, value in zip(SIGNATURE_HEADERS, values, strict=False) if not value]
@@ -105,7 +112,7 @@ def check_signature_headers(headers: Any) -> tuple[str, str, str, str]:
     if not (_printable(timestamp, HEADER_LIMITS[H_TIMESTAMP]) and timestamp.isdigit()):
         raise SignatureError("bad_timestamp", f"{H_TIMESTAMP} is not a Unix time in seconds")
     for (name, limit), value in zip(HEADER_LIMITS.items(), values, strict=True):
-        # _printable, inlined: this loop runs twice for every answer. isalnum first: for ASCII text it
+        # _printable, inlined: this loop runs for every answer. isalnum first: for ASCII text it
         # is a table lookup, where isprintable consults the Unicode database for every character
         if value is not None and not (
             isinstance(value, str)

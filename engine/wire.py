@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import abc
-from typing import TYPE_CHECKING, Any, Generic, Iterable, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, Mapping, Optional, cast
 
 import attrs
 
@@ -43,11 +43,13 @@ else:
 
     Data = TypeVar("Data")
 
+Derived = TypeVar("Derived")  # what Headers.derived computes
+
 
 class Headers(Mapping[str, str]):
     """An immutable, case-insensitive header mapping that keeps the original spelling."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_derived", "_items")
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
         # C type checks first: abc.Mapping costs an ABC lookup (typing.Mapping far more), on every call
@@ -58,6 +60,7 @@ class Headers(Mapping[str, str]):
         else:
             pairs = items.items() if isinstance(items, abc.Mapping) else items
         self._items: dict[str, tuple[str, str]] = {k.lower(): (k, v) for k, v in pairs}
+        self._derived: Optional[tuple[Callable[[Headers], Any], Any]] = None
 
     def __getitem__(self, name: str) -> str:
         return self._items[name.lower()][1]
@@ -83,6 +86,18 @@ class Headers(Mapping[str, str]):
         """The values of headers named in lower case (``None`` for an absent one), without case folding."""
         found = self._items
         return [None if (item := found.get(name)) is None else item[1] for name in lowered]
+
+    def derived(self, compute: Callable[["Headers"], Derived]) -> Derived:
+        """``compute(self)``, kept for the next ask with the same function. The mapping never changes, so
+        what a pure function derived from it stays true: an answer's signature headers are checked by
+        the transport before the body is read and asked for again by the verifier, which gets the
+        first check's result (one function is remembered; a failure is not, and fails again)."""
+        remembered = self._derived
+        if remembered is not None and remembered[0] is compute:
+            return cast(Derived, remembered[1])
+        value = compute(self)
+        self._derived = (compute, value)
+        return value
 
     def merged(self, extra: Mapping[str, str]) -> "Headers":
         """A copy with ``extra`` added, replacing same-named headers whatever their case."""

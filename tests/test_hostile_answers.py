@@ -328,3 +328,37 @@ class _Thread:
 def hostile_thread() -> Any:
     with _Thread() as server:
         yield server
+
+
+# == one check of the signature headers per answer ====================================================
+
+
+def test_the_transports_header_check_is_the_one_the_verifier_uses(
+    identity: SandboxIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over HTTP the headers are checked before the body is read and the verifier asks again: the
+    answer's Headers keep the first result, so each answer is checked once; a failed check is not kept."""
+    from engine import protocol
+    from engine.sandbox import Sandbox
+    from engine.sandbox.server import ServerThread
+    from engine.wire import Headers
+
+    checked: list[Any] = []
+    original = protocol._checked_signature_headers
+
+    def counting(headers: Any) -> tuple[str, str, str, str]:
+        checked.append(headers)
+        return original(headers)
+
+    monkeypatch.setattr(protocol, "_checked_signature_headers", counting)
+    with ServerThread(Sandbox(identity)) as served:
+        settings = {**identity.engine_settings(), "base_url": served.base_url, "load_entry_points": False}
+        with Engine(**settings) as engine:
+            for _ in range(3):
+                assert engine.call(PAPAY, COMBINE_PAPAY).verified_with == identity.platform_public_key_id
+    assert len(checked) == 3 and len({id(headers) for headers in checked}) == 3  # held: no id is reused
+    unsigned = Headers({"Content-Type": "application/json"})
+    for _ in range(2):
+        with pytest.raises(SignatureError, match="lacks signature header"):
+            protocol.check_signature_headers(unsigned)
+    assert len(checked) == 5
