@@ -166,9 +166,13 @@ def _sequence_of(item: Callable[[Any], Problem], single: Callable[[Any], bool]) 
 
 
 def _plugins_problem(value: Any) -> Problem:
-    if _is_text(value) or isinstance(value, Mapping):  # a str would be taken as one plugin per character
-        return _got(value)
-    return None if isinstance(value, Iterable) else _got(value)
+    if _is_text(value) or isinstance(value, Mapping) or not isinstance(value, Iterable):
+        return _got(value)  # a str would be taken as one plugin per character
+    if isinstance(value, (list, tuple)):  # only these are looked into: an iterator would be used up
+        for index, plugin in enumerate(value):
+            if plugin is None or isinstance(plugin, (bytes, bytearray, int, float, Mapping)):
+                return f"item {index}: {_got(plugin)}, neither a plugin object nor a module name"
+    return None
 
 
 def _hosts_problem(value: Any) -> Problem:

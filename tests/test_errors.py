@@ -255,6 +255,7 @@ WRONG_VALUES = [
     40321,
     3.25,
     ["wrong-list"],
+    [40321],  # a list whose item is of no kind a list setting takes
     {"wrong-key": "wrong-value"},
     _Opaque(),
     True,
