@@ -84,6 +84,7 @@ from engine.hookspecs import hookimpl
 from engine.invoke import app_parameters, jsapi_parameters
 from engine.keyprovider import KeyProvider, StaticKeys
 from engine.keys import KeySource, MerchantCredentials, MerchantSigner, parsed_private_key
+from engine.kinds import ENGINE_KINDS, FROM_ENV_KINDS, Kind, check_settings, sandbox_kinds
 from engine.pipeline import Pipeline, Settings
 from engine.plugin_manager import build_plugin_manager
 from engine.protocol import new_nonce
@@ -121,9 +122,18 @@ def _boxing(make: Callable[P, T]) -> Callable[P, T]:
     @functools.wraps(make)
     def boxing(*args: P.args, **kwargs: P.kwargs) -> T:
         hide_settings(kwargs)
+        if len(args) > 1:  # args[0] is the class
+            raise ConfigurationError(f"Engine.{make.__name__} takes its settings by name")
         return make(*args, **kwargs)
 
     return boxing
+
+
+def _judge(settings: Mapping[str, Any], kinds: Mapping[str, Kind], constructor: str, environment: bool) -> None:
+    """What every constructor checks first, in this order: empty text (all such settings named at
+    once, ``refuse_empty``), then each keyword's kind (``engine.kinds``). Never a value in a message."""
+    refuse_empty(settings, environment=environment)
+    check_settings(settings, kinds, constructor)
 
 
 def _guarded(init: Callable[P, None]) -> Callable[P, None]:
@@ -134,7 +144,8 @@ def _guarded(init: Callable[P, None]) -> Callable[P, None]:
     shows them (``engine.secret``). Settings given by position are refused as one message. Settings
     given as empty text are refused next, all named at once, by the check ``Engine.from_env`` and the
     CLI use (``engine.environment.refuse_empty``): an empty key or URL is a mistake, not "unset", and
-    judged later it would read as a file path or pass as a blank URL. Then a call without
+    judged later it would read as a file path or pass as a blank URL. Then each setting's kind
+    (``engine.kinds``): a setting of the wrong type is refused by name here. Then a call without
     ``mchid`` is a ``ConfigurationError`` rather than Python's ``TypeError``; type checkers see
     ``init``'s own signature, where ``mchid`` stays required.
     """
@@ -144,7 +155,7 @@ def _guarded(init: Callable[P, None]) -> Callable[P, None]:
         hide_settings(kwargs)
         if len(args) > 1:
             raise ConfigurationError("Engine takes its settings by name: Engine(mchid=..., ...)")
-        refuse_empty(kwargs, environment=False)  # Engine reads no variable: the message names none
+        _judge(kwargs, ENGINE_KINDS, "Engine", environment=False)  # Engine reads no variable
         if "mchid" not in kwargs:
             raise ConfigurationError("mchid is required (a non-empty string)")
         init(*args, **kwargs)
@@ -204,7 +215,6 @@ class Engine:
         given = [_GivenTransport(check_transport(transport, "transport"))] if transport is not None else []
         self.plugin_manager = build_plugin_manager([*plugins, *given], entry_points=load_entry_points)
         self.registry: Registry = configuration.build_registry(self.plugin_manager, endpoint_dirs)
-        configuration.check_limits(timeout, connect_timeout, pool_size, max_answer_bytes)
         settings = Settings(
             base_url.rstrip("/"),
             configuration.user_agent(),
@@ -212,7 +222,7 @@ class Engine:
             connect_timeout,
             configuration.host_families(base_url, hosts),
             configuration.check_proxy(proxy),
-            bool(trust_env),
+            trust_env,
             pool_size,
             max_answer_bytes,
             parse_client_certificate(client_certificate, merchant_key=_merchant_key(private_key, self.credentials)),
@@ -250,9 +260,6 @@ class Engine:
             else StaticKeys(keyring)
         )
         self._executor = Executor(self.pipeline, sender, self.keys)
-        for name, ttl in (("notification_ttl", notification_ttl), ("claim_ttl", claim_ttl)):
-            if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or ttl <= 0:
-                raise ConfigurationError(f"{name} must be a positive number of seconds, got {ttl!r}")
         # The receivers (and their modules) are made at the first callback: a first call needs neither.
         self._receiver_settings = (apiv3, clock, notification_ttl, claim_ttl)
         self.emulator: Any = None  # the in-process Sandbox, on engines made by Engine.sandbox()
@@ -293,17 +300,21 @@ class Engine:
 
         ``identity`` reuses a ``SandboxIdentity`` (saves key generation); ``mode`` is ``public_key``,
         ``certificate`` or ``both`` (which WeChat Pay keys the engine trusts), or ``apiv2`` (an
-        APIv2-only merchant: no APIv3 credentials at all); other options go to ``Engine``.
+        APIv2-only merchant: no APIv3 credentials at all); other options go to ``Engine``, but
+        ``base_url``: the sandbox chooses its own (``sandbox://wechatpay``), and refuses another, because
+        its transport serves no other (a served sandbox is reached by ``Engine(base_url=...)``).
         """
         from engine.plugins.sandbox_transport import SANDBOX_URL, SandboxTransportPlugin
         from engine.sandbox import Sandbox, SandboxIdentity
 
-        identity = identity or SandboxIdentity.generate()
+        # First: the emulator below reads options (clock, mode) before Engine would judge them, and
+        # base_url is the sandbox's own (a served sandbox is reached by Engine(base_url=...)).
+        own = {"identity": identity, "plugins": plugins, "mode": mode}
+        _judge({**options, **own}, sandbox_kinds(), "Engine.sandbox", environment=False)
+        identity = identity if identity is not None else SandboxIdentity.generate()
         emulator = Sandbox(identity, clock=options.get("clock", time.time), mode=mode)
-        try:  # the identity's keys are boxed too: this frame holds them until the engine is built
-            settings = hide_settings({**identity.engine_settings(mode), **options})
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
+        # The identity's keys are boxed too: this frame holds them until the engine is built.
+        settings = hide_settings({**identity.engine_settings(mode), **options})  # mode was judged above
         engine = cls(base_url=SANDBOX_URL, plugins=[SandboxTransportPlugin(emulator), *plugins], **settings)
         emulator.registry = engine.registry  # the sandbox validates against the engine's own descriptors
         engine.emulator = emulator
@@ -323,7 +334,8 @@ class Engine:
         """
         from engine.environment import ENVIRONMENT, missing, paired_client_certificate, read_environment
 
-        refuse_empty(options)  # first: an empty keyword is a mistake, whatever the environment holds
+        # First: an empty or ill-typed keyword is a mistake, whatever the environment holds.
+        _judge({**options, "environ": environ}, FROM_ENV_KINDS, "Engine.from_env", environment=True)
         settings = {**read_environment(environ), **options}
         absent = missing(settings)
         if absent:

@@ -5,6 +5,9 @@ Design decisions:
 * Every setting is checked when the engine is built, and a bad one raises ``ConfigurationError``
   (``CredentialError`` for key material) naming the *setting* and what is wrong with it. Messages
   never carry a credential's value.
+* What *kind* of value each setting takes (text, a URL, a positive number of seconds...) is
+  declared and checked in ``engine.kinds`` before any of these run; these judge what the kind
+  cannot (a key's content, a proxy's scheme, settings that go together).
 * These are plain functions, so ``Engine.__init__`` reads as a list of settings and
   ``Engine.from_env``-style constructors can reuse them.
 * A merchant brings the APIv3 credentials (``serial_no`` with ``private_key`` or ``signer``, and a
@@ -47,7 +50,7 @@ DEFAULT_HOSTS = {
     "payapp": "https://payapp.weixin.qq.com",
     "payapp_mch": "https://payapp.mch.weixin.qq.com",
 }
-APIV2_SIGN_TYPES = ("HMAC-SHA256", "MD5")
+APIV2_SIGN_TYPES: tuple[str, ...] = ("HMAC-SHA256", "MD5")
 
 
 def required_text(value: Any, setting: str) -> str:
@@ -113,6 +116,7 @@ def build_keyring(
     if (public_key is None) != (public_key_id is None):
         raise ConfigurationError("platform_public_key and platform_public_key_id go together: give both or neither")
     if public_key is not None and public_key_id is not None:
+        public_key_id = public_key_id.strip()  # read from a file, it may end with a newline
         if not public_key_id.startswith("PUB_KEY_ID_"):
             raise ConfigurationError("platform_public_key_id: must start with PUB_KEY_ID_ (the value given does not)")
         keyring.add(PlatformKey(public_key_id, load_public_key(public_key)))
@@ -128,15 +132,6 @@ def encryption_keys(pay_bank_public_key: Optional[KeySource]) -> dict[str, Platf
     return {} if pay_bank_public_key is None else {"pay_bank": pay_bank_key(pay_bank_public_key)}
 
 
-def check_limits(timeout: float, connect_timeout: float, pool_size: int, max_answer_bytes: int) -> None:
-    for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
-    for name, count, least in (("pool_size", pool_size, 1), ("max_answer_bytes", max_answer_bytes, 1024)):
-        if not isinstance(count, int) or isinstance(count, bool) or count < least:
-            raise ConfigurationError(f"{name} must be a whole number >= {least}, got {count!r}")
-
-
 def check_retry(retry: Any) -> RetryPolicy:
     """The retry policy: the default one for ``None``, else a ``RetryPolicy`` (``RetryPolicy.never()`` for none)."""
     if retry is None:
@@ -146,18 +141,12 @@ def check_retry(retry: Any) -> RetryPolicy:
     return retry
 
 
-def check_proxy(proxy: Any) -> Optional[str]:
+def check_proxy(proxy: Optional[str]) -> Optional[str]:
     """An ``http://`` or ``https://`` proxy URL (its credentials, if any, are never echoed)."""
     if proxy is None:
         return None
-    if not isinstance(proxy, str):
-        raise ConfigurationError(f"proxy must be an http(s) URL string, got {type(proxy).__name__}")
-    try:
-        parts = urlsplit(proxy)
-        parts.port  # noqa: B018  (raises on a port that is not a number)
-    except ValueError:
-        raise ConfigurationError("proxy: not a URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    parts = urlsplit(proxy)  # a URL with a host: its kind (engine.kinds) was checked before
+    if parts.scheme not in ("http", "https"):
         raise ConfigurationError("proxy: must be an http:// or https:// URL with a host")
     return proxy
 
@@ -206,8 +195,8 @@ def _ascii_bytes(value: Union[str, bytes, bytearray]) -> bytes:
 
 
 def check_apiv2_sign_type(value: Any) -> str:
-    if value not in APIV2_SIGN_TYPES:
-        raise ConfigurationError(f"apiv2_sign_type must be one of {', '.join(APIV2_SIGN_TYPES)}, got {value!r}")
+    if value not in APIV2_SIGN_TYPES:  # the kind check (engine.kinds) refuses it first; never echoed
+        raise ConfigurationError(f"apiv2_sign_type must be one of {', '.join(APIV2_SIGN_TYPES)}")
     return str(value)
 
 

@@ -65,7 +65,7 @@ def build_plugin_manager(
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise ConfigurationError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from None
+        raise ConfigurationError(f"plugins: plugin {exc.plugin!r} implements an unknown hook: {exc}") from None
     return manager
 
 
@@ -74,13 +74,13 @@ def _register(manager: pluggy.PluginManager, plugin: Any) -> None:
         try:
             plugin = importlib.import_module(plugin)
         except ImportError as exc:
-            raise ConfigurationError(f"cannot import plugin {plugin!r}: {exc}") from None
+            raise ConfigurationError(f"plugins: cannot import plugin {plugin!r}: {exc}") from None
     if manager.is_registered(plugin):
         return
     try:
         manager.register(plugin)
     except pluggy.PluginValidationError as exc:
-        raise ConfigurationError(f"plugin {plugin!r} does not match the hook specifications: {exc}") from None
+        raise ConfigurationError(f"plugins: plugin {plugin!r} does not match the hook specifications: {exc}") from None
 
 
 def _may_declare(group: str) -> bool:

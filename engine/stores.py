@@ -132,7 +132,7 @@ def open_store(
             raise ConfigurationError(f"store: {UNPARSEABLE} (a port must be a number); see the README's store URLs")
         return RedisStore(reveal(spec)).bind(namespace, runtime, clock)
     raise ConfigurationError(
-        f"store: unknown scheme {scheme or '(none)'!r} in {redacted(reveal(spec))!r}; use one of "
+        f"store: unknown scheme {scheme or '(none)'!r} (the URL is not shown: it may hold a password); use one of "
         + ", ".join(f"{s}://" for s in SCHEMES)
     )
 

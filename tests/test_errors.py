@@ -238,3 +238,116 @@ def test_sandbox_requires_accept_and_user_agent(engine: Engine) -> None:
 def test_unknown_sandbox_mode(identity) -> None:
     with pytest.raises(ConfigurationError, match="mode must be one of public_key, certificate, both"):
         Engine.sandbox(identity=identity, mode="pgp")
+
+
+# -- every setting of every constructor, given a value of the wrong kind ------------------------------
+
+
+class _Opaque:
+    """An object of no kind any setting takes, whose repr and str a message must not show."""
+
+    def __repr__(self) -> str:
+        return "<opaque-7f3a>"
+
+
+WRONG_VALUES = [
+    b"wrong-bytes",
+    40321,
+    3.25,
+    ["wrong-list"],
+    [40321],  # a list whose item is of no kind a list setting takes
+    {"wrong-key": "wrong-value"},
+    _Opaque(),
+    True,
+    "wrong\0nul",
+    "wrong\ud800surrogate",
+    "wrong\r\nline-break",
+]
+# The documented forms among WRONG_VALUES: numbers for durations and counts, True for flags, any mapping
+# for defaults and for from_env's environ. Anything not listed here must be refused.
+ACCEPTED_FORMS = {
+    **dict.fromkeys(("timeout", "connect_timeout", "notification_ttl", "claim_ttl"), (int, float)),
+    **dict.fromkeys(("pool_size", "max_answer_bytes"), (int,)),
+    **dict.fromkeys(("trust_env", "load_entry_points"), (bool,)),
+    **dict.fromkeys(("defaults", "environ"), (dict,)),
+}
+
+
+def _keywords(constructor) -> list[str]:
+    """The keywords ``constructor`` takes, read from its signature (``**options``: ``Engine``'s)."""
+    import inspect
+
+    found: list[str] = []
+    for name, parameter in inspect.signature(constructor).parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            found += _keywords(Engine.__init__)
+        elif name not in ("self", "cls"):
+            found.append(name)
+    return list(dict.fromkeys(found))
+
+
+def _accepted(name: str, value: object) -> bool:
+    forms = ACCEPTED_FORMS.get(name, ())
+    return isinstance(value, forms) and (bool in forms or not isinstance(value, bool))
+
+
+def _environment(identity) -> dict[str, str]:
+    return {
+        "WECHATPAY_MCHID": identity.mchid,
+        "WECHATPAY_SERIAL_NO": identity.merchant_serial_no,
+        "WECHATPAY_PRIVATE_KEY": identity.merchant_private_pem().decode(),
+        "WECHATPAY_PUBLIC_KEY": identity.platform_public_pem().decode(),
+        "WECHATPAY_PUBLIC_KEY_ID": identity.platform_public_key_id,
+        "WECHATPAY_APIV3_KEY": identity.apiv3_key.decode(),
+    }
+
+
+def _build(constructor: str, identity, name: str, value: object) -> Engine:
+    """``constructor`` given working settings, ``name=value`` in place of its own."""
+    if constructor == "Engine":
+        return Engine(**{**_settings(identity), name: value})
+    if constructor == "Engine.sandbox":
+        return Engine.sandbox(**{"identity": identity, "load_entry_points": False, name: value})
+    return Engine.from_env(**{"environ": _environment(identity), "load_entry_points": False, name: value})
+
+
+CONSTRUCTORS = {"Engine": Engine.__init__, "Engine.sandbox": Engine.sandbox, "Engine.from_env": Engine.from_env}
+
+
+@pytest.mark.parametrize("value", WRONG_VALUES, ids=lambda value: type(value).__name__)
+@pytest.mark.parametrize(
+    ("constructor", "name"),
+    [(constructor, name) for constructor, signature in CONSTRUCTORS.items() for name in _keywords(signature)],
+)
+def test_a_setting_of_the_wrong_kind_is_a_configuration_error_naming_it(identity, constructor, name, value) -> None:
+    """Each keyword of each constructor (from its signature: a new setting is covered as it is added), given
+    each wrong value: a ConfigurationError naming the setting and showing neither repr nor str of the value
+    (it may be a key, or a URL with a password), never a raw TypeError, AttributeError or UnicodeError. A
+    documented form (``ACCEPTED_FORMS``) builds an engine, or is refused the same way for its value."""
+    try:
+        built = _build(constructor, identity, name, value)
+    except ConfigurationError as refused:
+        message = str(refused)
+        assert name in message, message
+        assert repr(value) not in message and str(value) not in message, message
+        return
+    built.close()
+    assert _accepted(name, value), f"{constructor}({name}={value!r}) was accepted"
+
+
+def test_every_engine_setting_declares_its_kind() -> None:
+    from engine.kinds import ENGINE_KINDS
+
+    assert set(ENGINE_KINDS) == set(_keywords(Engine.__init__))
+
+
+def test_the_sandbox_chooses_its_own_base_url(identity) -> None:
+    with pytest.raises(ConfigurationError) as caught:  # even a well-formed URL: the sandbox serves no other
+        Engine.sandbox(identity=identity, base_url="https://api.mch.weixin.qq.com", load_entry_points=False)
+    assert str(caught.value).startswith("base_url must be left out: Engine.sandbox chooses its own base URL")
+
+
+@pytest.mark.parametrize("constructor", [Engine, Engine.sandbox, Engine.from_env])
+def test_an_unknown_setting_is_named_with_the_closest_one(identity, constructor) -> None:
+    with pytest.raises(ConfigurationError, match=r"takes no setting timout \(did you mean timeout\?\)"):
+        constructor(**_settings(identity), timout=5)
