@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -51,6 +53,34 @@ REAL_NAME = {
     "cred_type": "ID_CARD",
     "cred_id": "110101199003074477",
 }
+
+
+# How long a test waits for something that should happen at once (a callback delivered, a thread at
+# its rendezvous, a page rendered): only a wedged machine takes this long, while a loaded CI machine
+# may take seconds where an idle one takes milliseconds. Waits poll for the condition and end as soon
+# as it holds, so the deadline costs nothing when all is well.
+PATIENCE = 60.0
+
+
+def wait_until(condition: Callable[[], Any], seconds: float = PATIENCE, pause: float = 0.01) -> Any:
+    """Poll ``condition`` until it is truthy or ``seconds`` have passed; return its last value, for the
+    test to assert on (a fixed number of short polls is a deadline that a loaded machine misses)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(pause)
+
+
+async def until(condition: Callable[[], Any], seconds: float = PATIENCE, pause: float = 0.01) -> Any:
+    """``wait_until`` for async tests: the loop keeps running (servers, deliveries) between polls."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        await asyncio.sleep(pause)
 
 
 _real_getaddrinfo = socket.getaddrinfo
