@@ -48,7 +48,9 @@ async def served(identity: SandboxIdentity) -> AsyncIterator[SandboxServer]:
 
 @pytest.fixture
 async def http_engine(served: SandboxServer, identity: SandboxIdentity) -> AsyncIterator[Engine]:
-    engine = Engine(**identity.engine_settings(), base_url=served.base_url, load_entry_points=False, timeout=2.0)
+    # The default timeout (30 s), not a short one: a call on a loaded machine must not time out in
+    # a test about something else. The timeout's own test builds an engine with a short one.
+    engine = Engine(**identity.engine_settings(), base_url=served.base_url, load_entry_points=False)
     yield engine
     await engine.aclose()
 
@@ -244,12 +246,16 @@ def test_faults_in_process(engine: Engine, kind: str, expected: type, reason: An
     _check_error(caught.value, expected, reason)
 
 
-async def test_latency_within_and_beyond_the_timeout(http_engine: Engine, served: SandboxServer) -> None:
-    served.sandbox.faults.add(Fault.latency(0.2))
-    assert (await http_engine.acall("combine_papay.mini_program", COMBINE_PAPAY)).status == 200
-    served.sandbox.faults.add(Fault.latency(3.0))
-    with pytest.raises(TransportTimeoutError):
-        await http_engine.acall("combine_papay.mini_program", COMBINE_PAPAY)
+async def test_latency_within_and_beyond_the_timeout(served: SandboxServer, identity: SandboxIdentity) -> None:
+    engine = Engine(**identity.engine_settings(), base_url=served.base_url, load_entry_points=False, timeout=2.0)
+    try:
+        served.sandbox.faults.add(Fault.latency(0.2))
+        assert (await engine.acall("combine_papay.mini_program", COMBINE_PAPAY)).status == 200
+        served.sandbox.faults.add(Fault.latency(3.0))
+        with pytest.raises(TransportTimeoutError):
+            await engine.acall("combine_papay.mini_program", COMBINE_PAPAY)
+    finally:
+        await engine.aclose()
 
 
 def test_latency_in_process_honours_the_timeout(make_engine) -> None:
