@@ -414,13 +414,13 @@ class SlowServer:
 
 @pytest.fixture
 async def slow_server() -> AsyncIterator[SlowServer]:
-    """An HTTP server on 127.0.0.1 whose handler takes 2 s to answer."""
+    """An HTTP server on 127.0.0.1 whose handler answers only when the test ends (or after PATIENCE)."""
     state = SlowServer(base_url="")
 
     async def handler(request: web.Request) -> web.Response:
         state.hits += 1
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(state.release.wait(), timeout=2)
+            await asyncio.wait_for(state.release.wait(), timeout=PATIENCE)
         return web.json_response({})
 
     app = web.Application()
@@ -448,9 +448,11 @@ UNHURRIED = {"timeout": PATIENCE, "connect_timeout": PATIENCE}
 
 @pytest.mark.parametrize(("ref", "payload", "hits"), [(PAPAY, COMBINE_PAPAY, 1), ("GET /v3/certificates", None, 3)])
 async def test_aiohttp_timeout_is_transport_timeout_error(identity, slow_server, ref, payload, hits) -> None:
-    engine = http_engine(identity, slow_server.base_url, timeout=0.2)
+    # 1 s, not less: the timeout also covers connecting and sending, and an attempt cut short by a
+    # stalled loop before its request was written would not be counted in ``hits``.
+    engine = http_engine(identity, slow_server.base_url, timeout=1.0)
     try:
-        # The server holds every request for 2 s: without the 0.2 s timeout the call would succeed.
+        # The server holds every request until the test ends: without the timeout the call would succeed.
         with pytest.raises(TransportTimeoutError):
             await engine.acall(ref, payload)
     finally:
