@@ -17,6 +17,7 @@ import urllib.request
 from typing import Any, Iterator
 
 import pytest
+from conftest import PATIENCE
 
 from engine.sandbox import Sandbox, SandboxIdentity
 from engine.sandbox.clock import TestClock
@@ -188,7 +189,7 @@ def test_an_older_dump_is_never_written_over_a_newer_one(
     def slow_first_dumps(data: object, **options: object) -> str:
         serialised.append(data)
         if len(serialised) == 1:  # the first save, slow between its dump and its write
-            newer_written.wait(10)
+            newer_written.wait(PATIENCE)
         return json.dumps(data, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(world_module, "json", types.SimpleNamespace(dumps=slow_first_dumps, loads=json.loads))
@@ -200,7 +201,7 @@ def test_an_older_dump_is_never_written_over_a_newer_one(
     sandbox.time.offset = 99.0
     sandbox.world.save()
     newer_written.set()
-    slow.join(timeout=10)
+    slow.join(timeout=PATIENCE)
     assert [d["clock_offset"] for d in serialised] == [5.0, 99.0]  # type: ignore[index]
     assert json.loads((tmp_path / "world.json").read_text())["clock_offset"] == 99.0
 
@@ -250,14 +251,14 @@ def test_a_save_holding_the_store_lock_never_waits_for_another_threads_write(
     def slow_first_write(path: object, data: bytes) -> None:
         if not writing.is_set():
             writing.set()
-            release.wait(30)
+            release.wait(3 * PATIENCE)  # longer than the action is given: a save that waited would show
         real_write(path, data)  # type: ignore[arg-type]
 
     monkeypatch.setattr(state_module, "write_private", slow_first_write)
     sandbox.time.offset = 5.0
     ticker = threading.Thread(target=sandbox.world.save)
     ticker.start()
-    assert writing.wait(10)
+    assert writing.wait(PATIENCE)
 
     def act_and_save() -> None:
         with sandbox.world.store.lock:
@@ -266,11 +267,11 @@ def test_a_save_holding_the_store_lock_never_waits_for_another_threads_write(
 
     action = threading.Thread(target=act_and_save)
     action.start()
-    action.join(10)
+    action.join(PATIENCE)  # returns at once unless the save waits for the ticker's write
     returned_while_the_ticker_wrote = not action.is_alive()
     release.set()
-    ticker.join(10)
-    action.join(10)
+    ticker.join(PATIENCE)
+    action.join(PATIENCE)
     assert returned_while_the_ticker_wrote
     assert json.loads((tmp_path / "world.json").read_text())["clock_offset"] == 99.0
     sandbox.time.offset = 150.0
@@ -312,12 +313,12 @@ def test_a_dump_handed_over_as_the_writer_finishes_is_written(identity: SandboxI
         sandbox.time.offset = 99.0
         saver = threading.Thread(target=world.save)
         saver.start()
-        saver.join(10)
+        saver.join(PATIENCE)
 
     # the writer's releases: becoming the writer, taking the dump, recording it written, finding none newer
     world._saver._lock = _SteppedLock(world._saver._lock, "writer", 4, hand_over_now)  # type: ignore[assignment]
     sandbox.time.offset = 5.0
     writer = threading.Thread(target=world.save, name="writer")
     writer.start()
-    writer.join(20)
+    writer.join(PATIENCE)
     assert json.loads((tmp_path / "world.json").read_text())["clock_offset"] == 99.0
