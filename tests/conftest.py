@@ -150,12 +150,11 @@ class RedisServer:
 
     def start(self) -> "RedisServer":
         import subprocess
-        import time
 
         argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + PATIENCE  # a loaded machine may take a while to exec and answer
+        while time.monotonic() < deadline and self.process.poll() is None:  # an exit will not answer
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
                     conn.sendall(b"PING\r\n")
@@ -169,7 +168,7 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(10)
+            self.process.wait(PATIENCE)
         self.process = None
 
     def client(self) -> Any:
