@@ -17,7 +17,7 @@ import urllib.request
 from typing import Any, Iterator
 
 import pytest
-from conftest import PATIENCE
+from conftest import PATIENCE, wait_until
 
 from engine.sandbox import Sandbox, SandboxIdentity
 from engine.sandbox.clock import TestClock
@@ -90,24 +90,27 @@ def test_walking_the_record_while_threads_append_sees_one_moment(identity: Sandb
     """Every way of walking the record (``for``, ``list``, ``reversed``, as ``contract_signed`` does)
     copes with appends from other threads, and sees each exchange once, in order."""
     sandbox = Sandbox(identity, clock=TestClock(), record_limit=200)
+    deadline = time.monotonic() + PATIENCE  # a serving thread that died must fail the test, not hang it
     with serving_in(sandbox, 2) as served:
-        while sum(served) < 600:
+        while sum(served) < 600 and time.monotonic() < deadline:
             walked = [exchange.request.target for exchange in sandbox.exchanges]
             backwards = [exchange.request.target for exchange in reversed(sandbox.exchanges)]
             assert len(set(walked)) == len(walked) and len(set(backwards)) == len(backwards)
             for thread in ("thread-0", "thread-1"):  # each thread's exchanges in the order it sent them
                 numbers = [int(t.rsplit("/", 1)[1]) for t in walked if thread in t]
                 assert numbers == sorted(numbers)
+    assert sum(served) >= 600
 
 
 def test_a_resize_while_another_thread_records_loses_nothing(identity: SandboxIdentity, eager_switching) -> None:
     """``record_limit`` used to swap in a copy: an exchange recorded between the copy and the swap went
     into the old record and was lost. The ring is resized in place."""
     sandbox = Sandbox(identity, clock=TestClock(), record_limit=100_000)
+    deadline = time.monotonic() + PATIENCE  # a serving thread that died must fail the test, not hang it
     with serving_in(sandbox, 1) as served:
-        while served[0] < 600:
+        while served[0] < 600 and time.monotonic() < deadline:
             sandbox.record_limit = 100_000 + served[0] % 2  # never below what is held: none dropped for room
-    assert served[0] > 0 and len(sandbox.exchanges) == served[0]
+    assert served[0] >= 600 and len(sandbox.exchanges) == served[0]
 
 
 def test_the_inspector_records_each_exchange_once_with_its_own_number(
@@ -119,8 +122,8 @@ def test_the_inspector_records_each_exchange_once_with_its_own_number(
     sandbox = Sandbox(identity, clock=TestClock(), record_limit=100_000)
     inspector = Inspector(sandbox, size=100_000)
     with serving_in(sandbox, 2) as served:
-        while sum(served) < 1500:
-            threading.Event().wait(0.01)
+        wait_until(lambda: sum(served) >= 1500)
+    assert sum(served) >= 1500
     shown = inspector.snapshot()["exchanges"]
     recorded = collections.Counter(exchange.request.target for exchange in sandbox.exchanges)
     assert len(shown) == inspector.seen == sum(served)
@@ -196,8 +199,7 @@ def test_an_older_dump_is_never_written_over_a_newer_one(
     sandbox.time.offset = 5.0
     slow = threading.Thread(target=sandbox.world.save)
     slow.start()
-    while not serialised:  # the slow save has taken its dump
-        threading.Event().wait(0.001)
+    assert wait_until(lambda: serialised, pause=0.001)  # the slow save has taken its dump
     sandbox.time.offset = 99.0
     sandbox.world.save()
     newer_written.set()
