@@ -204,6 +204,19 @@ def wheel_venv() -> Iterator[Path]:
 
 
 @pytest.fixture
+def no_local_constants(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis (>= 6.131) mixes constants found in every local module already imported into its
+    examples, so with ``derandomize=True`` the examples still depend on which tests ran first: a
+    failure seen in the full suite would not be seen in the file alone, nor in another order. The
+    property-test modules use this fixture so that their examples depend on their own code only."""
+    from hypothesis.internal.conjecture import providers
+
+    if hasattr(providers, "_get_local_constants") and hasattr(providers, "Constants"):
+        monkeypatch.setattr(providers, "_get_local_constants", providers.Constants)
+        providers.CONSTANTS_CACHE.cache.clear()
+
+
+@pytest.fixture
 def clock() -> TestClock:
     return TestClock(start=START)
 

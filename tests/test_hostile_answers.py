@@ -253,6 +253,7 @@ ENCODINGS = st.sampled_from(["", "identity", "gzip", "deflate", "br", "x-gzip", 
 HEADER_VALUES = st.one_of(st.sampled_from(list(SIGNED.values())), st.text(max_size=40), st.just("9" * 30))
 
 
+@pytest.mark.usefixtures("no_local_constants")  # examples independent of the tests run before
 @settings(derandomize=True, max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     status=st.sampled_from([200, 204, 299, 400, 429, 500]),
