@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -51,6 +53,34 @@ REAL_NAME = {
     "cred_type": "ID_CARD",
     "cred_id": "110101199003074477",
 }
+
+
+# How long a test waits for something that should happen at once (a callback delivered, a thread at
+# its rendezvous, a page rendered): only a wedged machine takes this long, while a loaded CI machine
+# may take seconds where an idle one takes milliseconds. Waits poll for the condition and end as soon
+# as it holds, so the deadline costs nothing when all is well.
+PATIENCE = 60.0
+
+
+def wait_until(condition: Callable[[], Any], seconds: float = PATIENCE, pause: float = 0.01) -> Any:
+    """Poll ``condition`` until it is truthy or ``seconds`` have passed; return its last value, for the
+    test to assert on (a fixed number of short polls is a deadline that a loaded machine misses)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(pause)
+
+
+async def until(condition: Callable[[], Any], seconds: float = PATIENCE, pause: float = 0.01) -> Any:
+    """``wait_until`` for async tests: the loop keeps running (servers, deliveries) between polls."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        await asyncio.sleep(pause)
 
 
 _real_getaddrinfo = socket.getaddrinfo
@@ -120,12 +150,11 @@ class RedisServer:
 
     def start(self) -> "RedisServer":
         import subprocess
-        import time
 
         argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + PATIENCE  # a loaded machine may take a while to exec and answer
+        while time.monotonic() < deadline and self.process.poll() is None:  # an exit will not answer
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
                     conn.sendall(b"PING\r\n")
@@ -139,7 +168,7 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(10)
+            self.process.wait(PATIENCE)
         self.process = None
 
     def client(self) -> Any:
@@ -172,6 +201,19 @@ def wheel_venv() -> Iterator[Path]:
         yield install_wheel(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture
+def no_local_constants(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis (>= 6.131) mixes constants found in every local module already imported into its
+    examples, so with ``derandomize=True`` the examples still depend on which tests ran first: a
+    failure seen in the full suite would not be seen in the file alone, nor in another order. The
+    property-test modules use this fixture so that their examples depend on their own code only."""
+    from hypothesis.internal.conjecture import providers
+
+    if hasattr(providers, "_get_local_constants") and hasattr(providers, "Constants"):
+        monkeypatch.setattr(providers, "_get_local_constants", providers.Constants)
+        providers.CONSTANTS_CACHE.cache.clear()
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ def first_contact(settings: dict[str, Any], redis_url: str, base_url: str, barri
     }
     try:
         engine = Engine(**settings, store=redis_url, base_url=base_url, load_entry_points=False)
-        barrier.wait(30)
+        barrier.wait(120)  # all four spawned interpreters import the engine first: slow on a loaded machine
         answer = engine.call("combine_papay.mini_program", payload)
         results.put(("ok", answer.verified_with))
         engine.close()

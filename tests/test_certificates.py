@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import COMBINE_PAPAY, REAL_NAME
+from conftest import COMBINE_PAPAY, REAL_NAME, until
 
 from engine import ApiError, ConfigurationError, Engine, MalformedResponseError, SignatureError, UsageError
 from engine.certificates import decrypt_certificates
@@ -135,16 +135,11 @@ def test_expired_certificates_are_dropped(make_engine, vectors, tmp_path: Path) 
 
 
 async def test_background_refresh_task(make_engine) -> None:
-    import asyncio
-
     engine = _certificate_only(make_engine)
     await engine.acall("combine_papay.mini_program", COMBINE_PAPAY)
     new_serial = engine.emulator.rotate_certificate()
     task = engine.start_certificate_refresh(interval=0.01)
-    for _ in range(100):
-        if new_serial in engine.keyring.ids():
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: new_serial in engine.keyring.ids())
     task.cancel()
     assert new_serial in engine.keyring.ids()
     await engine.aclose()

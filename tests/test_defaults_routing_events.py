@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from conftest import COMBINE_PAPAY
+from conftest import COMBINE_PAPAY, until
 
 from engine import ApiError, ConfigurationError, Engine, Notification, Receiver, ValidationError
 from engine.events import catalogue, sample_resource
@@ -283,10 +283,7 @@ async def test_the_served_sandbox_emits_any_catalogued_event(identity) -> None:
             {"url": str(target.make_url("/notify")), "event_type": "VIOLATION.PUNISH"},
         )
         assert (await control) == 202
-        for _ in range(200):
-            if got:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: got)  # delivered over HTTP by the server's own task
     assert got == ["sandbox-record_id"]
     await engine.aclose()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from conftest import COMBINE_PAPAY, MICROPAY, REAL_NAME
+from conftest import COMBINE_PAPAY, MICROPAY, PATIENCE, REAL_NAME
 
 from engine import (
     ConfigurationError,
@@ -276,7 +276,7 @@ def test_a_plugin_registered_while_another_thread_asks_is_not_forgotten(make_eng
         def wxpay_protocol_family(self, descriptor):
             if descriptor.id == COMBINE_ID and not release.is_set():
                 asking.set()
-                release.wait(10)  # asked, and slow to answer, while the plugins change
+                release.wait(3 * PATIENCE)  # asked, and slow to answer, while the plugins change
             return Family(refusal=lambda descriptor, credentials: "refused by the first plugin")
 
     class Newer(Recorder):
@@ -294,12 +294,12 @@ def test_a_plugin_registered_while_another_thread_asks_is_not_forgotten(make_eng
 
     slow = threading.Thread(target=call_slowly)
     slow.start()
-    assert asking.wait(10)
+    assert asking.wait(PATIENCE)
     engine.plugin_manager.register(Newer())
     with pytest.raises(ConfigurationError, match="refused by the newer plugin"):
         engine.call("GET /v3/certificates")  # another descriptor, asked under the new plugins
     release.set()
-    slow.join(10)
+    slow.join(PATIENCE)
     assert refusals == ["refused by the first plugin"]  # it was asked before the change
     for _ in range(2):  # but its answer is not kept: the next calls ask the plugins of now
         with pytest.raises(ConfigurationError, match="refused by the newer plugin"):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import COMBINE_PAPAY, REAL_NAME
+from conftest import COMBINE_PAPAY, PATIENCE, REAL_NAME
 
 from engine import (
     ApiError,
@@ -563,11 +563,11 @@ def test_upload_from_a_fifo_neither_blocks_nor_sends(engine: Engine, tmp_path: P
 
     worker = threading.Thread(target=call, daemon=True)
     worker.start()
-    worker.join(10)
+    worker.join(PATIENCE)  # a refusal returns at once; only a read blocked on the FIFO takes this long
     if worker.is_alive():  # blocked reading the FIFO: give it a writer so the test can end
         with open(fifo, "wb"):
             pass
-        worker.join(10)
+        worker.join(PATIENCE)
         pytest.fail("reading an upload from a FIFO blocked the call")
     assert [type(e) for e in outcome] == [ValidationError]
     assert outcome[0].errors == ("cannot read the file (not a regular file) @ $.file",)
@@ -613,7 +613,7 @@ def test_control_api_answers_malformed_requests_with_400(identity, route: str, b
     with ServerThread(Sandbox(identity)) as server:
         request = urllib.request.Request(server.base_url + route, data=data, method="POST")
         with pytest.raises(urllib.error.HTTPError) as caught:
-            urllib.request.urlopen(request, timeout=10)
+            urllib.request.urlopen(request, timeout=PATIENCE)
     assert caught.value.code == 400
 
 

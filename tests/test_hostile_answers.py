@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Callable
 
 import pytest
 from aiohttp import web
-from conftest import COMBINE_PAPAY
+from conftest import COMBINE_PAPAY, PATIENCE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -74,7 +74,7 @@ async def hostile() -> AsyncIterator[Hostile]:
 def engine_for(identity: SandboxIdentity) -> Callable[[Hostile], Engine]:
     def build(server: Hostile, **options: Any) -> Engine:
         settings = {**identity.engine_settings(), "base_url": server.base_url, "load_entry_points": False}
-        return Engine(**{**settings, "retry": RetryPolicy.never(), "timeout": 10.0, **options})
+        return Engine(**{**settings, "retry": RetryPolicy.never(), "timeout": PATIENCE, **options})
 
     return build
 
@@ -253,6 +253,7 @@ ENCODINGS = st.sampled_from(["", "identity", "gzip", "deflate", "br", "x-gzip", 
 HEADER_VALUES = st.one_of(st.sampled_from(list(SIGNED.values())), st.text(max_size=40), st.just("9" * 30))
 
 
+@pytest.mark.usefixtures("no_local_constants")  # examples independent of the tests run before
 @settings(derandomize=True, max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     status=st.sampled_from([200, 204, 299, 400, 429, 500]),
@@ -315,13 +316,13 @@ class _Thread:
 
     def __enter__(self) -> "_Thread":
         self._thread.start()
-        self._ready.wait(10)
+        assert self._ready.wait(PATIENCE), "the hostile server thread did not start"
         return self
 
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(PATIENCE)
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self._thread.join(PATIENCE)
 
 
 @pytest.fixture(scope="module")

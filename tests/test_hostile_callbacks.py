@@ -21,6 +21,7 @@ from engine import Engine, MalformedNotificationError, NotificationError
 from engine.sandbox import SandboxIdentity
 from engine.wire import Headers
 
+pytestmark = pytest.mark.usefixtures("no_local_constants")  # examples independent of the tests run before
 BOUNDED = settings(
     derandomize=True,
     max_examples=150,

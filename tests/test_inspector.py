@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from conftest import COMBINE_PAPAY, REAL_NAME
+from conftest import COMBINE_PAPAY, PATIENCE, REAL_NAME
 
 from engine import ApiError, Engine
 from engine.keys import private_pem
@@ -56,7 +56,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     driver.quit()
 
 
-def wait_for(condition: Callable[[], Any], seconds: float = 15.0) -> Any:
+def wait_for(condition: Callable[[], Any], seconds: float = PATIENCE) -> Any:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = condition()

@@ -9,7 +9,7 @@
 
 Deterministic (``derandomize=True``, no example database) and bounded to a few seconds each.
 Hypothesis also mixes in constants it finds in every local module already imported, which makes
-the examples depend on which other tests ran first; ``_no_local_constants`` switches that off so a
+the examples depend on which other tests ran first; ``no_local_constants`` switches that off so a
 failure seen in the full suite is seen alone too.
 """
 
@@ -128,13 +128,7 @@ def descriptor_payloads(registry: Registry, ref: str) -> st.SearchStrategy[Any]:
     return st.integers(0, 9).flatmap(lambda n: fitting_payload if n < 5 else spoilt if n < 9 else HOSTILE)
 
 
-@pytest.fixture(autouse=True)
-def _no_local_constants(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hypothesis.internal.conjecture import providers
-
-    if hasattr(providers, "_get_local_constants") and hasattr(providers, "Constants"):  # hypothesis >= 6.131
-        monkeypatch.setattr(providers, "_get_local_constants", providers.Constants)
-        providers.CONSTANTS_CACHE.cache.clear()
+pytestmark = pytest.mark.usefixtures("no_local_constants")  # examples independent of the tests run before
 
 
 @pytest.fixture(scope="module")

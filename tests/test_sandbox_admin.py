@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from conftest import PATIENCE, wait_until
 from test_sandbox_objects import JSAPI, TRANSFER, TRANSFER_BILL, order
 
 from engine import Engine
@@ -101,7 +102,7 @@ def test_a_trigger_on_a_throwaway_object_is_forwarded_and_verifies(served, capsy
 
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    runner = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    runner = asyncio.run_coroutine_threadsafe(start(), loop).result(PATIENCE)
     ready.set()
     try:
         url = f"http://127.0.0.1:{port[0]}/hook"
@@ -112,11 +113,7 @@ def test_a_trigger_on_a_throwaway_object_is_forwarded_and_verifies(served, capsy
                 capsys, "sandbox", "trigger", event, "--forward-to", url, "--state-dir", str(state_dir)
             )
             assert status == 0, err
-        import time
-
-        deadline = time.monotonic() + 10
-        while len(received) < 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(received) >= 5)  # forwarded by the served sandbox, over HTTP
         assert sorted(n.event_type for n in received) == [
             "FAPIAO.ISSUED",
             "MCHTRANSFER.BILL.FINISHED",
@@ -125,9 +122,9 @@ def test_a_trigger_on_a_throwaway_object_is_forwarded_and_verifies(served, capsy
             "REFUND.ABNORMAL",
         ]
     finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(PATIENCE)
         loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+        thread.join(PATIENCE)
         loop.close()
 
 

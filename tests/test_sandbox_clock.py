@@ -61,7 +61,11 @@ def test_a_refund_succeeds_after_the_refund_delay(timed: Engine, clock: TestCloc
     )
 
 
-def test_platform_certificates_rotate_with_an_overlap_and_then_expire(make_engine: Any, clock: TestClock) -> None:
+def test_platform_certificates_rotate_with_an_overlap_and_then_expire(make_engine: Any) -> None:
+    # Frozen at the present, not at START: the session identity's certificate was made by the wall
+    # clock (valid from a day before it was made), so a clock frozen at START (2027-01-15) would
+    # find it not yet valid, and this test would fail on every day after 2027-01-16.
+    clock = TestClock(start=time.time())
     engine = make_engine(clock=clock, mode="certificate", platform_certificates=[])
     engine.call(JSAPI, order("T-6"))  # downloads the certificate it verifies with
     sandbox = engine.emulator

@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Iterator
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import COMBINE_PAPAY, PAY_REDIRECT_SIGN, REAL_NAME
+from conftest import COMBINE_PAPAY, PATIENCE, PAY_REDIRECT_SIGN, REAL_NAME, until
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -48,7 +48,9 @@ async def served(identity: SandboxIdentity) -> AsyncIterator[SandboxServer]:
 
 @pytest.fixture
 async def http_engine(served: SandboxServer, identity: SandboxIdentity) -> AsyncIterator[Engine]:
-    engine = Engine(**identity.engine_settings(), base_url=served.base_url, load_entry_points=False, timeout=2.0)
+    # The default timeout (30 s), not a short one: a call on a loaded machine must not time out in
+    # a test about something else. The timeout's own test builds an engine with a short one.
+    engine = Engine(**identity.engine_settings(), base_url=served.base_url, load_entry_points=False)
     yield engine
     await engine.aclose()
 
@@ -244,12 +246,16 @@ def test_faults_in_process(engine: Engine, kind: str, expected: type, reason: An
     _check_error(caught.value, expected, reason)
 
 
-async def test_latency_within_and_beyond_the_timeout(http_engine: Engine, served: SandboxServer) -> None:
-    served.sandbox.faults.add(Fault.latency(0.2))
-    assert (await http_engine.acall("combine_papay.mini_program", COMBINE_PAPAY)).status == 200
-    served.sandbox.faults.add(Fault.latency(3.0))
-    with pytest.raises(TransportTimeoutError):
-        await http_engine.acall("combine_papay.mini_program", COMBINE_PAPAY)
+async def test_latency_within_and_beyond_the_timeout(served: SandboxServer, identity: SandboxIdentity) -> None:
+    engine = Engine(**identity.engine_settings(), base_url=served.base_url, load_entry_points=False, timeout=2.0)
+    try:
+        served.sandbox.faults.add(Fault.latency(0.2))
+        assert (await engine.acall("combine_papay.mini_program", COMBINE_PAPAY)).status == 200
+        served.sandbox.faults.add(Fault.latency(3.0))
+        with pytest.raises(TransportTimeoutError):
+            await engine.acall("combine_papay.mini_program", COMBINE_PAPAY)
+    finally:
+        await engine.aclose()
 
 
 def test_latency_in_process_honours_the_timeout(make_engine) -> None:
@@ -349,10 +355,7 @@ async def test_contract_signing_callback_round_trip(http_engine: Engine, served:
         trigger = {"out_contract_code": COMBINE_PAPAY["out_contract_code"]}
         async with session.post(served.base_url + "/sandbox/notify", json=trigger) as answer:
             assert answer.status == 202
-    for _ in range(100):
-        if served.sandbox.deliveries:
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: served.sandbox.deliveries)  # recorded once it is over: a 500, a wait, the retry
     (delivery,) = served.sandbox.deliveries
     assert delivery.statuses == (500, 204) and delivery.delivered  # retried after the failure
     ((event, resource),) = receiver.events
@@ -404,10 +407,7 @@ async def test_callbacks_from_the_notify_routes_are_bounded_in_flight(
         assert refusal["code"] == "RATELIMIT_EXCEEDED" and f"its delivery limit {limit}:" in refusal["message"]
         assert limit == 100 and server.tasks.deliveries == limit
         listener.close()  # the waiting requests are reset and the retries find nobody: every delivery ends
-        for _ in range(200):
-            if server.tasks.deliveries == 0:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: server.tasks.deliveries == 0)
         assert server.tasks.deliveries == 0 and len(server.sandbox.deliveries) == limit // 2
         assert (await notify(session, server, 0, url))[0] == 202
 
@@ -469,7 +469,7 @@ def test_cli_serve_runs_and_stops_cleanly(tmp_path: Path) -> None:
             assert engine.call("combine_papay.mini_program", COMBINE_PAPAY).status == 200
     finally:
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=10)
+        _, err = process.communicate(timeout=PATIENCE)
     assert process.returncode == 0 and "Traceback" not in err and "sandbox stopped" in err
 
 
@@ -482,7 +482,7 @@ def test_cli_serve_keeps_its_last_calls_when_terminated(tmp_path: Path) -> None:
             engine.call("combine_papay.mini_program", COMBINE_PAPAY)
     finally:
         process.terminate()
-        _, err = process.communicate(timeout=10)
+        _, err = process.communicate(timeout=PATIENCE)
     assert process.returncode == 0 and "Traceback" not in err
     saved = json.loads((tmp_path / "world.json").read_text(encoding="utf-8"))
     assert [o["number"] for o in saved["objects"]] == [COMBINE_PAPAY["out_contract_code"]]
@@ -499,7 +499,7 @@ def test_cli_serve_keeps_at_most_object_limit_objects(tmp_path: Path) -> None:
             assert engine.call(JSAPI, order("T-0")).status == 200  # evicted: its number is free again
     finally:
         process.terminate()
-        _, err = process.communicate(timeout=10)
+        _, err = process.communicate(timeout=PATIENCE)
     assert process.returncode == 0 and "Traceback" not in err
     saved = json.loads((tmp_path / "world.json").read_text(encoding="utf-8"))
     assert [(o["number"], o["state"]) for o in saved["objects"]] == [("T-3", "CLOSED"), ("T-0", "NOTPAY")]
@@ -541,7 +541,7 @@ def test_cli_serve_bounds_notify_deliveries_by_delivery_limit(tmp_path: Path, si
                 refusal = json.loads(refused.read())["error"]["message"]
     finally:
         process.terminate()
-        _, err = process.communicate(timeout=10)
+        _, err = process.communicate(timeout=PATIENCE)
     assert statuses == [202, 429] and "its delivery limit 1:" in refusal and "--delivery-limit" in refusal
     assert process.returncode == 0 and "Traceback" not in err
 

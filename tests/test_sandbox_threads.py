@@ -17,6 +17,7 @@ import urllib.request
 from typing import Any, Iterator
 
 import pytest
+from conftest import PATIENCE, wait_until
 
 from engine.sandbox import Sandbox, SandboxIdentity
 from engine.sandbox.clock import TestClock
@@ -89,24 +90,27 @@ def test_walking_the_record_while_threads_append_sees_one_moment(identity: Sandb
     """Every way of walking the record (``for``, ``list``, ``reversed``, as ``contract_signed`` does)
     copes with appends from other threads, and sees each exchange once, in order."""
     sandbox = Sandbox(identity, clock=TestClock(), record_limit=200)
+    deadline = time.monotonic() + PATIENCE  # a serving thread that died must fail the test, not hang it
     with serving_in(sandbox, 2) as served:
-        while sum(served) < 600:
+        while sum(served) < 600 and time.monotonic() < deadline:
             walked = [exchange.request.target for exchange in sandbox.exchanges]
             backwards = [exchange.request.target for exchange in reversed(sandbox.exchanges)]
             assert len(set(walked)) == len(walked) and len(set(backwards)) == len(backwards)
             for thread in ("thread-0", "thread-1"):  # each thread's exchanges in the order it sent them
                 numbers = [int(t.rsplit("/", 1)[1]) for t in walked if thread in t]
                 assert numbers == sorted(numbers)
+    assert sum(served) >= 600
 
 
 def test_a_resize_while_another_thread_records_loses_nothing(identity: SandboxIdentity, eager_switching) -> None:
     """``record_limit`` used to swap in a copy: an exchange recorded between the copy and the swap went
     into the old record and was lost. The ring is resized in place."""
     sandbox = Sandbox(identity, clock=TestClock(), record_limit=100_000)
+    deadline = time.monotonic() + PATIENCE  # a serving thread that died must fail the test, not hang it
     with serving_in(sandbox, 1) as served:
-        while served[0] < 600:
+        while served[0] < 600 and time.monotonic() < deadline:
             sandbox.record_limit = 100_000 + served[0] % 2  # never below what is held: none dropped for room
-    assert served[0] > 0 and len(sandbox.exchanges) == served[0]
+    assert served[0] >= 600 and len(sandbox.exchanges) == served[0]
 
 
 def test_the_inspector_records_each_exchange_once_with_its_own_number(
@@ -118,8 +122,8 @@ def test_the_inspector_records_each_exchange_once_with_its_own_number(
     sandbox = Sandbox(identity, clock=TestClock(), record_limit=100_000)
     inspector = Inspector(sandbox, size=100_000)
     with serving_in(sandbox, 2) as served:
-        while sum(served) < 1500:
-            threading.Event().wait(0.01)
+        wait_until(lambda: sum(served) >= 1500)
+    assert sum(served) >= 1500
     shown = inspector.snapshot()["exchanges"]
     recorded = collections.Counter(exchange.request.target for exchange in sandbox.exchanges)
     assert len(shown) == inspector.seen == sum(served)
@@ -188,19 +192,18 @@ def test_an_older_dump_is_never_written_over_a_newer_one(
     def slow_first_dumps(data: object, **options: object) -> str:
         serialised.append(data)
         if len(serialised) == 1:  # the first save, slow between its dump and its write
-            newer_written.wait(10)
+            newer_written.wait(PATIENCE)
         return json.dumps(data, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(world_module, "json", types.SimpleNamespace(dumps=slow_first_dumps, loads=json.loads))
     sandbox.time.offset = 5.0
     slow = threading.Thread(target=sandbox.world.save)
     slow.start()
-    while not serialised:  # the slow save has taken its dump
-        threading.Event().wait(0.001)
+    assert wait_until(lambda: serialised, pause=0.001)  # the slow save has taken its dump
     sandbox.time.offset = 99.0
     sandbox.world.save()
     newer_written.set()
-    slow.join(timeout=10)
+    slow.join(timeout=PATIENCE)
     assert [d["clock_offset"] for d in serialised] == [5.0, 99.0]  # type: ignore[index]
     assert json.loads((tmp_path / "world.json").read_text())["clock_offset"] == 99.0
 
@@ -249,14 +252,14 @@ def test_a_save_holding_the_store_lock_never_waits_for_another_threads_write(
     def slow_first_write(path: object, data: bytes) -> None:
         if not writing.is_set():
             writing.set()
-            release.wait(30)
+            release.wait(3 * PATIENCE)  # longer than the action is given: a save that waited would show
         real_write(path, data)  # type: ignore[arg-type]
 
     monkeypatch.setattr(state_module, "write_private", slow_first_write)
     sandbox.time.offset = 5.0
     ticker = threading.Thread(target=sandbox.world.save)
     ticker.start()
-    assert writing.wait(10)
+    assert writing.wait(PATIENCE)
 
     def act_and_save() -> None:
         with sandbox.world.store.lock:
@@ -265,11 +268,11 @@ def test_a_save_holding_the_store_lock_never_waits_for_another_threads_write(
 
     action = threading.Thread(target=act_and_save)
     action.start()
-    action.join(10)
+    action.join(PATIENCE)  # returns at once unless the save waits for the ticker's write
     returned_while_the_ticker_wrote = not action.is_alive()
     release.set()
-    ticker.join(10)
-    action.join(10)
+    ticker.join(PATIENCE)
+    action.join(PATIENCE)
     assert returned_while_the_ticker_wrote
     assert json.loads((tmp_path / "world.json").read_text())["clock_offset"] == 99.0
     sandbox.time.offset = 150.0
@@ -311,12 +314,12 @@ def test_a_dump_handed_over_as_the_writer_finishes_is_written(identity: SandboxI
         sandbox.time.offset = 99.0
         saver = threading.Thread(target=world.save)
         saver.start()
-        saver.join(10)
+        saver.join(PATIENCE)
 
     # the writer's releases: becoming the writer, taking the dump, recording it written, finding none newer
     world._saver._lock = _SteppedLock(world._saver._lock, "writer", 4, hand_over_now)  # type: ignore[assignment]
     sandbox.time.offset = 5.0
     writer = threading.Thread(target=world.save, name="writer")
     writer.start()
-    writer.join(20)
+    writer.join(PATIENCE)
     assert json.loads((tmp_path / "world.json").read_text())["clock_offset"] == 99.0

@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Optional
 import attrs
 import pytest
 from aiohttp import web
-from conftest import COMBINE_PAPAY, REAL_NAME
+from conftest import COMBINE_PAPAY, PATIENCE, REAL_NAME
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -414,13 +414,13 @@ class SlowServer:
 
 @pytest.fixture
 async def slow_server() -> AsyncIterator[SlowServer]:
-    """An HTTP server on 127.0.0.1 whose handler takes 2 s to answer."""
+    """An HTTP server on 127.0.0.1 whose handler answers only when the test ends (or after PATIENCE)."""
     state = SlowServer(base_url="")
 
     async def handler(request: web.Request) -> web.Response:
         state.hits += 1
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(state.release.wait(), timeout=2)
+            await asyncio.wait_for(state.release.wait(), timeout=PATIENCE)
         return web.json_response({})
 
     app = web.Application()
@@ -441,11 +441,18 @@ def http_engine(identity: SandboxIdentity, base_url: str, **options: Any) -> Eng
     return Engine(**identity.engine_settings(), base_url=base_url, load_entry_points=False, **options)
 
 
+# For the tests where a timeout is not the point (a refusal, a hang-up, a 500 with a cookie): generous,
+# so that a loaded machine cannot turn the answer under test into a TransportTimeoutError.
+UNHURRIED = {"timeout": PATIENCE, "connect_timeout": PATIENCE}
+
+
 @pytest.mark.parametrize(("ref", "payload", "hits"), [(PAPAY, COMBINE_PAPAY, 1), ("GET /v3/certificates", None, 3)])
 async def test_aiohttp_timeout_is_transport_timeout_error(identity, slow_server, ref, payload, hits) -> None:
-    engine = http_engine(identity, slow_server.base_url, timeout=0.2)
+    # 1 s, not less: the timeout also covers connecting and sending, and an attempt cut short by a
+    # stalled loop before its request was written would not be counted in ``hits``.
+    engine = http_engine(identity, slow_server.base_url, timeout=1.0)
     try:
-        # The server holds every request for 2 s: without the 0.2 s timeout the call would succeed.
+        # The server holds every request until the test ends: without the timeout the call would succeed.
         with pytest.raises(TransportTimeoutError):
             await engine.acall(ref, payload)
     finally:
@@ -460,7 +467,7 @@ def closed_port() -> int:
 
 
 async def test_aiohttp_connection_refused_is_transport_error(identity: SandboxIdentity, mode: str) -> None:
-    engine = http_engine(identity, f"http://{LOCALHOST}:{closed_port()}", timeout=2, connect_timeout=1)
+    engine = http_engine(identity, f"http://{LOCALHOST}:{closed_port()}", **UNHURRIED)
     try:
         error = await failure(engine, mode, PAPAY, COMBINE_PAPAY, TransportError)
     finally:
@@ -517,7 +524,7 @@ async def hang_up_server() -> AsyncIterator[HangUpServer]:
 )
 async def test_aiohttp_sends_each_signed_request_once(identity, hang_up_server, ref, payload, sends) -> None:
     """The HTTP library must not resend behind the engine: one send per attempt, a fresh nonce each."""
-    engine = http_engine(identity, hang_up_server.base_url, timeout=2, connect_timeout=1)
+    engine = http_engine(identity, hang_up_server.base_url, **UNHURRIED)
     try:
         with pytest.raises(TransportError):
             await engine.acall(ref, payload)
@@ -599,7 +606,7 @@ async def cookie_server() -> AsyncIterator[CookieServer]:
 async def test_answers_set_no_cookies_on_later_requests(identity: SandboxIdentity, cookie_server) -> None:
     """A peer's Set-Cookie is not kept: no state a peer chose rides on later signed requests, and a
     peer setting a new cookie on every answer cannot grow the engine's memory."""
-    engine = http_engine(identity, cookie_server.base_url, timeout=2, connect_timeout=1, retry=RetryPolicy.never())
+    engine = http_engine(identity, cookie_server.base_url, **UNHURRIED, retry=RetryPolicy.never())
     try:
         for _ in range(3):
             with pytest.raises(ApiError):

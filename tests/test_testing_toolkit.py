@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import COMBINE_PAPAY, REAL_NAME
+from conftest import COMBINE_PAPAY, PATIENCE, REAL_NAME
 
 from engine import (
     ApiError,
@@ -480,7 +480,7 @@ def test_sandbox_server_fixture_serves_any_http_client(wechatpay_sandbox_server)
     answer = engine.call("combine_papay.mini_program", COMBINE_PAPAY)
     assert answer.status == 200 and served.base_url.startswith("http://127.0.0.1:")
     assert served.sandbox.last.request.target.startswith("/v3/ecommerce/combine-papay/")
-    with urllib.request.urlopen(served.base_url + "/sandbox/exchanges", timeout=10) as listing:
+    with urllib.request.urlopen(served.base_url + "/sandbox/exchanges", timeout=PATIENCE) as listing:
         assert json.loads(listing.read())[-1]["status"] == 200
 
 

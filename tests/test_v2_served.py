@@ -10,7 +10,7 @@ from typing import Iterator
 import attrs
 import pytest
 from aiohttp import web
-from conftest import COMBINE_PAPAY, MICROPAY
+from conftest import COMBINE_PAPAY, MICROPAY, until
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
 from engine import (
@@ -308,10 +308,7 @@ def test_the_served_sandbox_sends_v2_callbacks_on_request(identity: SandboxIdent
             )
             status = await asyncio.to_thread(lambda: urllib.request.urlopen(control).status)
             assert status == 202
-            for _ in range(100):
-                if received:
-                    break
-                await asyncio.sleep(0.05)
+            await until(lambda: received)
             await runner.cleanup()
 
         asyncio.run(main())

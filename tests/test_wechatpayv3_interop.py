@@ -13,12 +13,12 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from conftest import PATIENCE, wait_until
 from wechatpayv3 import WeChatPay, WeChatPayType
 
 WECHATPAY = Path(sys.executable).with_name("wechatpay")
@@ -37,7 +37,7 @@ def served(tmp_path: Path) -> Iterator[tuple[dict[str, Any], Path]]:
         yield json.loads((tmp_path / "sandbox.json").read_text()), tmp_path
     finally:
         process.terminate()
-        process.communicate(timeout=30)  # also closes the pipes
+        process.communicate(timeout=PATIENCE)  # also closes the pipes
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -108,9 +108,7 @@ def test_wechatpayv3_orders_queries_is_paid_by_the_cli_and_receives_the_callback
     )
     assert paid.returncode == 0, paid.stderr
     assert json.loads(paid.stdout)["callback"]["event_type"] == "TRANSACTION.SUCCESS"
-    deadline = time.monotonic() + 15
-    while not handler.received and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: handler.received)  # sent by the served sandbox, verified by wechatpayv3 in its thread
     (event,) = handler.received  # verified with the WeChat Pay public key, decrypted with the APIv3 key
     assert event["event_type"] == "TRANSACTION.SUCCESS"
     assert event["resource"]["out_trade_no"] == "V3-ORDER-1" and event["resource"]["trade_state"] == "SUCCESS"
