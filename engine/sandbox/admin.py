@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 from aiohttp import web
 
-from engine.errors import UnknownEndpointError
+from engine.errors import UnknownEndpointError, UsageError
 from engine.sandbox.clock import parse_duration
 from engine.sandbox.faults import KINDS, Fault
 from engine.sandbox.objects import RefusedError
@@ -187,7 +187,7 @@ class Routes:
         if "by" in body:
             try:
                 seconds = parse_duration(body["by"])
-            except ValueError as exc:
+            except UsageError as exc:
                 problems.append({"field": "by", "issue": str(exc)})
         if seconds is None and not problems:
             problems.append({"field": "seconds", "issue": "give seconds (a number) or by (a duration such as 2h)"})

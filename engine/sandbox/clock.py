@@ -27,6 +27,8 @@ import threading
 import time
 from typing import Callable, Optional, Protocol
 
+from engine.errors import UsageError
+
 MAX_STEPS = 100_000  # a subscriber that keeps asking for the present is a bug: stop, do not spin
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -78,12 +80,12 @@ class TestClock:
         except RuntimeError:
             asyncio.run(self.aadvance(seconds))
             return
-        raise RuntimeError("TestClock.advance() blocks; inside a running event loop use: await clock.aadvance(seconds)")
+        raise UsageError("TestClock.advance() blocks; inside a running event loop use: await clock.aadvance(seconds)")
 
     async def aadvance(self, seconds: float) -> None:
         """Move business time ``seconds`` ahead, stopping at each due moment on the way."""
         if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
-            raise ValueError(f"a test clock only moves forward: seconds must be a number >= 0, got {seconds!r}")
+            raise UsageError(f"a test clock only moves forward: seconds must be a number >= 0, got {seconds!r}")
         final = self._offset + seconds  # exactly this much ahead at the end, however long the walk takes
         for _ in range(MAX_STEPS):
             moment = self._next_due(self._base() + final)
@@ -92,7 +94,7 @@ class TestClock:
             self._move_to(moment, final)
             await self._tick()
         else:
-            raise RuntimeError(f"more than {MAX_STEPS} due moments while advancing: a subscriber never settles")
+            raise UsageError(f"more than {MAX_STEPS} due moments while advancing: a subscriber never settles")
         with self._lock:
             self._offset = max(self._offset, final)
         await self._tick()
@@ -118,10 +120,10 @@ class TestClock:
 
 
 def parse_duration(text: str) -> float:
-    """``"90"``, ``"15s"``, ``"2h"``, ``"1.5d"`` -> seconds; ``ValueError`` naming the text otherwise."""
+    """``"90"``, ``"15s"``, ``"2h"``, ``"1.5d"`` -> seconds; a ``UsageError`` naming the text otherwise."""
     match = _DURATION.match(str(text))
     if match is None:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90, 15s, 10m, 2h, 1d)")
+        raise UsageError(f"not a duration: {text!r} (use e.g. 90, 15s, 10m, 2h, 1d)")
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
