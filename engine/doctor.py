@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import email.utils
+import http.client
 import os
 import re
 import secrets
@@ -51,7 +52,9 @@ import attrs
 from engine.environment import Sourced, apiv2_only, values
 from engine.errors import ApiError, CredentialError, EngineError, SignatureError, TransportError
 from engine.keys import load_certificate, load_private_key, load_public_key, normalize_serial, public_pem
+from engine.kinds import ENGINE_KINDS
 from engine.secret import reveal
+from engine.stores import redacted
 from engine.untyped import Untyped
 
 SKEW_LIMIT_SECONDS = 300
@@ -321,12 +324,16 @@ def _base_url(settings: Settings, timeout: float, now: Callable[[], float]) -> l
 
     base_url = str(settings.get("base_url", (DEFAULT_BASE_URL, "the default"))[0]).rstrip("/")
     where = _source(settings, "base_url") if "base_url" in settings else "the default"
+    shown = redacted(base_url)  # a gateway's user:password in the URL is not printed
+    refused = ENGINE_KINDS["base_url"].problem(base_url)  # what Engine(base_url=...) would refuse
+    if refused is not None:
+        return [Check("base URL", "FAIL", f"{shown!r} ({where}): {refused}")]
     if not base_url.startswith(("http://", "https://")):
-        return [Check("base URL", "FAIL", f"{base_url!r} ({where}) is not an http(s) URL")]
+        return [Check("base URL", "FAIL", f"{shown!r} ({where}) is not an http(s) URL")]
     date, problem = _probe(base_url + "/v3/certificates", timeout)
     if problem is not None:
-        return [Check("base URL", "FAIL", f"{base_url} ({where}) is not reachable: {problem}")]
-    checks = [Check("base URL", "ok", f"{base_url} answers ({where})")]
+        return [Check("base URL", "FAIL", f"{shown} ({where}) is not reachable: {problem}")]
+    checks = [Check("base URL", "ok", f"{shown} answers ({where})")]
     if date is None:
         return [*checks, Check("clock", "skip", "the answer carried no Date header")]
     skew = now() - date
@@ -346,6 +353,10 @@ def _probe(url: str, timeout: float) -> tuple[Optional[float], Optional[str]]:
         headers = answered.headers
     except (urllib.error.URLError, OSError) as exc:
         return None, str(getattr(exc, "reason", exc))
+    except (ValueError, http.client.InvalidURL):  # a port that is not a number, a control character
+        return None, "the URL is malformed (its host or port cannot be read)"
+    except http.client.HTTPException as exc:  # something answered, not in HTTP (BadStatusLine, ...)
+        return None, f"the answer is not HTTP ({type(exc).__name__})"
     date = headers.get("Date")
     parsed = email.utils.parsedate_to_datetime(date) if date else None
     return (parsed.timestamp() if parsed is not None else None), None

@@ -88,6 +88,16 @@ def _url_problem(value: Any) -> Problem:
     return None if parts.scheme and parts.hostname else "not a URL with a scheme and a host"
 
 
+def _server_url_problem(value: Any) -> Problem:
+    """A URL the engine sends signed requests to: no ``user:password@``. WeChat Pay authenticates by
+    the signature, and aiohttp refuses credentials in a URL beside an Authorization header (a bare
+    ValueError at the first call); a gateway wanting its own credentials is a proxy or a plugin."""
+    problem = _url_problem(value)
+    if problem is None and "@" in urlsplit(value).netloc:
+        return "the URL carries user:password@, which signed requests cannot send"
+    return problem
+
+
 def _path_problem(value: Any) -> Problem:
     if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
         return _got(value)
@@ -181,7 +191,7 @@ def _hosts_problem(value: Any) -> Problem:
     for family, url in value.items():
         if _text_problem(family) is not None:
             return f"a host family's name: {_text_problem(family)}"
-        found = _url_problem(url)
+        found = _server_url_problem(url)
         if found is not None:
             return f"the URL of a host family: {found}"
     return None
@@ -212,6 +222,7 @@ def _environ_problem(value: Any) -> Problem:
 PARSED = Kind("judged where it is parsed", lambda value: None)
 TEXT = Kind("text", _text_problem)
 URL = Kind("a URL (scheme://host...)", _url_problem)
+SERVER_URL = Kind("a URL (scheme://host...) without user:password@", _server_url_problem)
 SECONDS = Kind("a positive number of seconds", _number_problem)
 FLAG = Kind("True or False", lambda value: None if isinstance(value, bool) else _got(value))
 FUNCTION = Kind("a function", lambda value: None if callable(value) else _got(value))
@@ -235,7 +246,7 @@ ENGINE_KINDS: Mapping[str, Kind] = {
     "platform_public_key_id": optional(TEXT),
     "platform_certificates": CERTIFICATES,
     "apiv3_key": PARSED,
-    "base_url": URL,
+    "base_url": SERVER_URL,
     "plugins": PLUGINS,
     "transport": PARSED,
     "endpoint_dirs": PATHS,

@@ -129,7 +129,9 @@ def open_store(
         from engine.redis_store import RedisStore
 
         if redacted(reveal(spec)) == UNPARSEABLE:
-            raise ConfigurationError(f"store: {UNPARSEABLE} (a port must be a number); see the README's store URLs")
+            raise ConfigurationError(
+                "store: <unparseable store URL> (a port must be a number); see the README's store URLs"
+            )
         return RedisStore(reveal(spec)).bind(namespace, runtime, clock)
     raise ConfigurationError(
         f"store: unknown scheme {scheme or '(none)'!r} (the URL is not shown: it may hold a password); use one of "
@@ -137,11 +139,12 @@ def open_store(
     )
 
 
-UNPARSEABLE = "<unparseable store URL>"
+UNPARSEABLE = "<unparseable URL>"  # what redacted shows for a URL it cannot read (store, base URL)
 
 
 def redacted(url: str) -> str:
-    """``url`` without its password (``redis://:secret@h/0`` -> ``redis://:***@h/0``)."""
+    """``url`` without its password (``redis://:secret@h/0`` -> ``redis://:***@h/0``): store URLs, and
+    base URLs in transport and doctor messages (a gateway's credentials may sit in one)."""
     try:
         parts = urlsplit(url)
         number = parts.port  # a port that is not a number is refused here, not later

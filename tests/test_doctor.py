@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -159,3 +160,18 @@ def test_a_mistaken_pay_bank_key_is_one_line_naming_the_variable(
     (line,) = failures(lines)
     assert status == 1 and line.startswith("FAIL  pay_bank key: ")
     assert "WECHATPAY_PAY_BANK_PUBLIC_KEY" in line and expected in line
+
+
+def test_a_base_url_with_a_password_or_a_bad_port_is_one_line_without_the_password(capsys) -> None:
+    """A gateway's credentials in the base URL are masked; a port that is not a number is a FAIL line,
+    not http.client's traceback."""
+    from engine.doctor import _base_url
+
+    settings = {"base_url": ("http://gw:hunter2-gateway@127.0.0.1:9", "--base-url")}
+    (check,) = _base_url(settings, 2.0, time.time)
+    assert check.status == "FAIL" and check.detail.startswith("'http://gw:***@127.0.0.1:9' (--base-url): ")
+    assert "user:password@" in check.detail and "hunter2" not in check.detail
+    (check,) = _base_url({"base_url": ("http://127.0.0.1:abc", "--base-url")}, 2.0, time.time)
+    assert (check.status, check.detail) == ("FAIL", "'<unparseable URL>' (--base-url): not a URL")
+    (check,) = _base_url({"base_url": ("http://127.0.0.1:9", "--base-url")}, 2.0, time.time)  # nothing listens
+    assert check.status == "FAIL" and "is not reachable" in check.detail

@@ -347,6 +347,20 @@ def test_the_sandbox_chooses_its_own_base_url(identity) -> None:
     assert str(caught.value).startswith("base_url must be left out: Engine.sandbox chooses its own base URL")
 
 
+@pytest.mark.parametrize("setting", ["base_url", "hosts"])
+def test_a_server_url_with_credentials_is_refused_without_showing_them(identity, setting) -> None:
+    """aiohttp refuses user:password@ beside the Authorization header with a bare ValueError at the
+    first call; the engine refuses it where it is given. A proxy URL may carry them (proxy auth)."""
+    url = "https://gw:hunter2-gateway@api.mch.weixin.qq.com"
+    value = url if setting == "base_url" else {"api": url}
+    with pytest.raises(ConfigurationError) as caught:
+        Engine(**identity.engine_settings(), load_entry_points=False, **{setting: value})
+    assert str(caught.value).startswith(f"{setting} must be ") and "user:password@" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    with Engine(**identity.engine_settings(), load_entry_points=False, proxy="http://u:p@127.0.0.1:9") as engine:
+        assert engine is not None
+
+
 @pytest.mark.parametrize("constructor", [Engine, Engine.sandbox, Engine.from_env])
 def test_an_unknown_setting_is_named_with_the_closest_one(identity, constructor) -> None:
     with pytest.raises(ConfigurationError, match=r"takes no setting timout \(did you mean timeout\?\)"):
