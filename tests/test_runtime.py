@@ -309,6 +309,150 @@ def test_aclose_in_a_new_loop_closes_the_resources_of_an_idle_user_loop(identity
         idle.close()
 
 
+def _wait_for(condition: Callable[[], bool], what: str, deadline: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after a generous ``deadline``."""
+    import time
+
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"still waiting, after {deadline:.0f} s, for {what}")
+        time.sleep(0.01)
+
+
+class _Gate:
+    """A transport answering from the sandbox once ``release`` is set; ``entered`` says a call is in it."""
+
+    def __init__(self, identity: SandboxIdentity) -> None:
+        self.emulator = Sandbox(identity)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    async def __call__(self, request: Request) -> RawResponse:
+        self.entered.set()
+        while not self.release.is_set():
+            await asyncio.sleep(0.005)
+        return self.emulator.handle(request)
+
+
+def _run_in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start ``work`` in a thread; its return value or exception lands in the dict."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_call_racing_close_is_refused_with_usage_error_not_a_closed_loop(identity, monkeypatch) -> None:
+    """A call that passed the open check just before ``close()`` released its thread's loop used to
+    fail with asyncio's ``RuntimeError: Event loop is closed`` (and a never-awaited coroutine)."""
+    from engine.runtime import Runtime
+
+    engine = Engine.sandbox(identity=identity, load_entry_points=False)
+    assert engine.call(PAPAY, COMBINE_PAPAY).status == 200  # this thread has its private loop now
+    found, closed = threading.Event(), threading.Event()
+    thread_loop = Runtime._thread_loop
+
+    def paused(runtime: Runtime) -> Any:  # the window between the open check and the loop's lock
+        entry = thread_loop(runtime)
+        found.set()
+        closed.wait(30)
+        return entry
+
+    monkeypatch.setattr(Runtime, "_thread_loop", paused)
+    closer, _ = _run_in_thread(lambda: (found.wait(30), engine.close(), closed.set()))
+    with pytest.raises(UsageError, match="closed"):
+        engine.call(PAPAY, COMBINE_PAPAY)
+    closer.join(30)
+
+
+def test_close_lets_a_sync_call_made_inside_a_loop_finish_then_stops_the_portal(identity) -> None:
+    """``close()`` stopped the portal under a call in flight: the call then waited out its whole bound
+    (three deadlines) and its task was destroyed pending."""
+    gate = _Gate(identity)
+    engine = Engine(
+        **identity.engine_settings(),
+        transport=MockTransport(gate),
+        retry=RetryPolicy(deadline=60),
+        load_entry_points=False,
+    )
+
+    async def sync_call_inside_a_loop() -> int:
+        return engine.call(PAPAY, COMBINE_PAPAY).status
+
+    caller, outcome = _run_in_thread(lambda: asyncio.run(sync_call_inside_a_loop()))
+    assert gate.entered.wait(30)
+    assert engine.runtime._portal is not None
+    portal_loop, portal_thread = engine.runtime._portal
+    closer, _ = _run_in_thread(engine.close)
+    _wait_for(lambda: engine.runtime.closed, "close() to start")
+    gate.release.set()
+    caller.join(30)
+    closer.join(30)
+    assert not caller.is_alive(), "the call in flight hung after close()"
+    assert outcome == {"value": 200}
+    _wait_for(lambda: not portal_thread.is_alive(), "the portal thread to end")
+    assert portal_loop.is_closed()
+    with pytest.raises(UsageError, match="closed"):
+        asyncio.run(sync_call_inside_a_loop())
+
+
+def test_a_sync_call_from_the_portal_itself_is_a_usage_error_not_a_wait_on_itself(identity) -> None:
+    """A transport handler (or a plugin) making a sync call inside a sync call made from async code runs
+    on the portal thread; handing the inner call to that same portal waited on itself until timeout."""
+    emulator = Sandbox(identity)
+    inner: list[BaseException] = []
+
+    def answer(request: Request) -> RawResponse:
+        if not inner:
+            try:
+                engine.call(PAPAY, COMBINE_PAPAY)
+            except BaseException as exc:
+                inner.append(exc)
+        return emulator.handle(request)
+
+    engine = Engine(
+        **identity.engine_settings(),
+        transport=MockTransport(answer),
+        retry=RetryPolicy(max_attempts=1, deadline=5),
+        load_entry_points=False,
+    )
+
+    async def sync_call_inside_a_loop() -> int:
+        return engine.call(PAPAY, COMBINE_PAPAY).status
+
+    with engine:
+        assert asyncio.run(sync_call_inside_a_loop()) == 200
+    assert len(inner) == 1 and type(inner[0]) is UsageError
+    assert "use await engine.acall" in str(inner[0])
+
+
+def test_a_thread_whose_call_outlives_closes_wait_releases_its_loop_itself(identity, monkeypatch) -> None:
+    """``close()`` waits ``CLOSE_WAIT_SECONDS`` for a call on a thread's private loop; past that the loop
+    was left open for good (an unclosed event loop and its sockets, its transport never closed)."""
+    from engine import runtime
+
+    monkeypatch.setattr(runtime, "CLOSE_WAIT_SECONDS", 0.05)
+    gate = _Gate(identity)
+    engine = Engine(**identity.engine_settings(), transport=MockTransport(gate), load_entry_points=False)
+    caller, outcome = _run_in_thread(lambda: engine.call(PAPAY, COMBINE_PAPAY).status)
+    assert gate.entered.wait(30)
+    (private,) = [loop for loop, _ in engine.runtime._thread_loops.values()]
+    engine.close()  # gives up waiting for the call in flight
+    assert not private.is_closed()
+    gate.release.set()
+    caller.join(30)
+    assert outcome == {"value": 200}  # the call finished
+    assert private.is_closed()  # and its thread released the loop
+
+
 # == the transport seam =============================================================================
 
 
