@@ -30,6 +30,8 @@ Design decisions:
   resources and closes the loop before it exits. So a call in flight at ``close()`` finishes (or
   fails typed at its own deadline), and nothing is left open behind it. A portal call is handed over
   under the lock ``close()`` takes, so it is either refused or among the calls ``close()`` waits for.
+* An engine collected without ``close()`` winds its portal down as ``close()`` would (a
+  ``weakref.finalize`` on the runtime): the portal thread does not outlive its engine.
 * A sync call from code that runs on the portal thread itself (a plugin, hook or transport
   handler inside a sync call made from async code) is a ``UsageError``: handed to the same portal,
   it would wait on itself until its timeout.
@@ -294,6 +296,8 @@ class Runtime:
                 )
                 thread.start()
                 self._portal = (loop, thread)
+                # An engine dropped without close(): its portal thread must not outlive it.
+                weakref.finalize(self, _abandon_portal, loop, self._pid)
             return self._portal[0]
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -442,10 +446,25 @@ def _close_portal(
     Waited for at most ``CLOSE_WAIT_SECONDS``; past that the portal thread finishes the calls (each
     bounded by its caller, who cancels it at its deadline), then releases everything and exits.
     """
-    with contextlib.suppress(RuntimeError):  # the loop is closed already: nothing left to release
-        asyncio.run_coroutine_threadsafe(_wind_down_portal(resources, calls), loop)
+    _hand_over(_wind_down_portal(resources, calls), loop)
     if thread is not threading.current_thread():  # close() from a call on the portal itself cannot wait on it
         thread.join(CLOSE_WAIT_SECONDS)
+
+
+def _abandon_portal(loop: asyncio.AbstractEventLoop, pid: int) -> None:
+    """The portal's runtime was collected unclosed: wind the portal down (no calls can be left: each
+    holds its engine). Never in a forked child, whose inherited portal has no thread."""
+    if os.getpid() == pid:
+        _hand_over(_wind_down_portal(None, []), loop)
+
+
+def _hand_over(coroutine: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> None:
+    """Schedule ``coroutine`` on ``loop`` from another thread; on a closed loop (nothing left to release)
+    it is discarded unstarted, without a "never awaited" warning."""
+    try:
+        asyncio.run_coroutine_threadsafe(coroutine, loop)
+    except RuntimeError:
+        coroutine.close()
 
 
 async def _wind_down_portal(resources: Optional[LoopResources], calls: list["concurrent.futures.Future[Any]"]) -> None:
@@ -460,6 +479,10 @@ async def _wind_down_portal(resources: Optional[LoopResources], calls: list["con
         if resources is not None:
             await resources.aclose()
         await loop.shutdown_asyncgens()
+        await asyncio.sleep(0)  # a release queued with this one (a collected engine's) starts first
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        if others:
+            await asyncio.wait(others, timeout=CLOSE_WAIT_SECONDS)
     finally:
         loop.stop()
 

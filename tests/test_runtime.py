@@ -453,6 +453,23 @@ def test_a_thread_whose_call_outlives_closes_wait_releases_its_loop_itself(ident
     assert private.is_closed()  # and its thread released the loop
 
 
+def test_an_engine_dropped_without_close_does_not_leave_its_portal_thread_running(identity) -> None:
+    """The portal thread ran its loop forever: each engine dropped unclosed after a sync call from async
+    code (one made per request, per merchant) left a thread behind for the life of the process."""
+    engine = Engine.sandbox(identity=identity, load_entry_points=False)
+
+    async def sync_call_inside_a_loop(engine: Engine) -> int:
+        return engine.call(PAPAY, COMBINE_PAPAY).status
+
+    assert asyncio.run(sync_call_inside_a_loop(engine)) == 200
+    assert engine.runtime._portal is not None
+    portal_loop, portal_thread = engine.runtime._portal
+    del engine
+    _collect_earlier_garbage()
+    _wait_for(lambda: not portal_thread.is_alive(), "the dropped engine's portal thread to end")
+    assert portal_loop.is_closed()
+
+
 # == the transport seam =============================================================================
 
 
