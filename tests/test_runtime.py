@@ -99,6 +99,63 @@ def test_a_fork_after_a_call_from_inside_a_running_loop_uses_a_fresh_portal(iden
     engine.close()
 
 
+def _held_in_another_thread(lock: Any) -> Callable[[], None]:
+    """Take ``lock`` in a thread that keeps it (as a busy thread would at any instant); returns the release."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            taken.set()
+            done.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(30)
+
+    def release() -> None:
+        done.set()
+        holder.join(30)
+
+    return release
+
+
+def _within_a_minute(work: Callable[[], Any]) -> Callable[[], Any]:
+    """``work`` for a forked child, killed by SIGALRM (so "died without a word") if it hangs."""
+    import signal
+
+    def bounded() -> Any:
+        signal.alarm(60)
+        return work()
+
+    return bounded
+
+
+def test_a_fork_while_another_thread_is_inside_the_sandbox_leaves_the_childs_calls_working(identity) -> None:
+    """A lock some thread held at fork() stays held for good in the child, where that thread does not
+    exist: the child's first call into the in-process sandbox used to wait on it forever."""
+    with Engine.sandbox(identity=identity, load_entry_points=False) as engine:
+        release = _held_in_another_thread(engine.emulator.world.store.lock)
+        try:
+            assert _in_child(_within_a_minute(lambda: engine.call(PAPAY, COMBINE_PAPAY).status)) == 200
+        finally:
+            release()
+
+
+def test_a_fork_while_another_thread_claims_a_callback_leaves_the_childs_callbacks_working(identity) -> None:
+    with Engine.sandbox(identity=identity, load_entry_points=False) as engine:
+        callback = engine.emulator.payment_succeeded("T-fork", total=1)
+        release = _held_in_another_thread(engine.store._state.guard)  # the memory store's one lock
+
+        def handle() -> int:
+            reply = engine.handle_notification_sync(dict(callback.headers.items()), callback.body, lambda _: None)
+            return reply.status
+
+        try:
+            assert _in_child(_within_a_minute(handle)) == 204  # handled: success, no body
+        finally:
+            release()
+
+
 # == many event loops ===============================================================================
 
 
