@@ -24,6 +24,9 @@ Design decisions:
   bounded ``Inflater``; aiohttp's own decompression is off), and ``screen`` refuses a 2xx whose
   signature headers are missing or malformed before one byte of its body is read. Leaving the
   ``async with`` early releases (closes) the connection.
+* A closed transport stays closed: an attempt after ``aclose()`` (a call in flight when its engine
+  closed, retrying) is a ``ConnectError`` (nothing was sent), never a fresh session that would send
+  after ``close()`` and itself never be closed.
 * Timeouts, the proxy, ``trust_env`` (environment proxies, off unless asked) and the pool size
   come from ``TransportConfig``; the timeout is per request, so the retry deadline can cut it.
 * **TLS.** ``https://`` requests use a context on the default trust store made by this transport
@@ -57,6 +60,7 @@ class AiohttpTransport(BaseTransport):
         self._config = config
         self._session: Optional[aiohttp.ClientSession] = None
         self._default_tls: Optional[Any] = None
+        self._closed = False
 
     def _tls(self, request: Request, config: TransportConfig) -> Any:
         """The SSL context of one request: the client certificate's, the default one, or none (http)."""
@@ -69,6 +73,10 @@ class AiohttpTransport(BaseTransport):
         return self._default_tls
 
     def _client(self) -> aiohttp.ClientSession:
+        if self._closed:
+            # A call in flight when its engine closed this loop's transport (a retry after the wait):
+            # a new session here would send after close() and never be closed itself.
+            raise ConnectError("the engine was closed while this call waited; the request was not sent")
         if self._session is None or self._session.closed:
             # Decompression is the engine's (engine.transport.Inflater), bounded; aiohttp's is not. The
             # connection pool is shared by every engine on this loop (many merchants, one pool).
@@ -131,6 +139,7 @@ class AiohttpTransport(BaseTransport):
         )
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
 

@@ -27,6 +27,7 @@ from engine import (
 from engine.crypto import rsa_verify
 from engine.examples import example_payload
 from engine.sandbox import Sandbox, SandboxIdentity
+from engine.sandbox.faults import Fault
 from engine.sandbox.server import ServerThread
 
 PAPAY = "combine_papay.mini_program"
@@ -508,6 +509,37 @@ def test_a_thread_whose_call_outlives_closes_wait_releases_its_loop_itself(ident
     caller.join(30)
     assert outcome == {"value": 200}  # the call finished
     assert private.is_closed()  # and its thread released the loop
+
+
+def test_a_retry_due_after_close_is_not_sent_on_a_reopened_session(identity, served, monkeypatch) -> None:
+    """``close()`` closes a running user loop's transport under its calls; a call waiting to retry then
+    opened a fresh aiohttp session on the closed transport, sent its attempt, and left the session
+    unclosed for good. The attempt is refused instead, as not sent."""
+    from engine import ConnectError, sender
+
+    waiting, proceed = threading.Event(), threading.Event()
+
+    async def paused(seconds: float) -> None:  # the backoff wait, held until close() has run
+        waiting.set()
+        while not proceed.is_set():
+            await asyncio.sleep(0.005)
+
+    monkeypatch.setattr(sender, "_sleep", paused)
+    engine = http_engine(identity, served)
+    served.sandbox.faults.add(Fault.error(503), times=1)
+    query = {"out_trade_no": "T-retry-after-close", "mchid": identity.mchid}
+    caller, outcome = _run_in_thread(
+        lambda: asyncio.run(engine.acall("v3.pay.transactions.out_trade_no._out_trade_no_.get", query))
+    )
+    assert waiting.wait(30)
+    (resources,) = engine.runtime._loops.values()  # the caller's loop, the one being retried on
+    transport = resources.transport()
+    engine.close()
+    proceed.set()
+    caller.join(30)
+    assert isinstance(outcome.get("error"), ConnectError), outcome
+    assert "closed" in str(outcome["error"])
+    assert transport._session is not None and transport._session.closed  # no session opened after close
 
 
 def test_an_engine_dropped_without_close_does_not_leave_its_portal_thread_running(identity) -> None:
