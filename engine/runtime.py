@@ -32,6 +32,10 @@ Design decisions:
   under the lock ``close()`` takes, so it is either refused or among the calls ``close()`` waits for.
 * An engine collected without ``close()`` winds its portal down as ``close()`` would (a
   ``weakref.finalize`` on the runtime): the portal thread does not outlive its engine.
+* A sync call interrupted from outside (Ctrl-C, an exception raised by a signal handler, as
+  Celery's soft time limit does) is cancelled and unwound before the exception goes on: left
+  pending on the thread's private loop, it would resume at that thread's next sync call and send
+  what it had not sent yet (a retry) behind an unrelated call.
 * A sync call from code that runs on the portal thread itself (a plugin, hook or transport
   handler inside a sync call made from async code) is a ``UsageError``: handed to the same portal,
   it would wait on itself until its timeout.
@@ -242,6 +246,8 @@ class Runtime:
                 raise TransportTimeoutError(f"no result within {timeout:.0f} s; the call was cancelled") from None
             finally:
                 timer.cancel()
+                if not task.done():  # interrupted from outside: Ctrl-C, a signal handler's exception
+                    _abandon(loop, task)
                 if self.closed:  # close() gave up waiting for this call: the loop is this thread's to release
                     self._release_outlived(loop)
 
@@ -284,6 +290,8 @@ class Runtime:
             future.cancel()
             raise TransportTimeoutError(f"no result within {timeout:.0f} s; the call was cancelled") from None
         finally:
+            if not future.done():  # interrupted from outside, as on a private loop: the call is given up
+                future.cancel()
             self._portal_calls.discard(future)
 
     def _portal_loop(self) -> asyncio.AbstractEventLoop:
@@ -359,6 +367,15 @@ class _Expiry:
     def __call__(self) -> None:
         self.fired = True
         self.task.cancel()
+
+
+def _abandon(loop: asyncio.AbstractEventLoop, task: "asyncio.Task[Any]") -> None:
+    """Cancel a call its caller gave up on, and let it unwind now (its ``finally`` blocks, its
+    connection). Left pending, the thread's next sync call would run it on: an abandoned call would
+    send its retry then. A second interruption here leaves it cancelled, so it only unwinds later."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):  # its outcome is nobody's now
+        loop.run_until_complete(task)
 
 
 def _running_loop() -> Optional[asyncio.AbstractEventLoop]:

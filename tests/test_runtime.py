@@ -542,6 +542,34 @@ def test_a_retry_due_after_close_is_not_sent_on_a_reopened_session(identity, ser
     assert transport._session is not None and transport._session.closed  # no session opened after close
 
 
+def test_a_sync_call_interrupted_from_outside_does_not_resume_at_the_threads_next_call(identity, monkeypatch) -> None:
+    """An exception raised into a sync call from outside it (Ctrl-C, or a signal handler's, as Celery's
+    soft time limit raises) left the call's task pending on the thread's private loop, and the thread's
+    next sync call ran it on: the abandoned call sent its retry then, behind an unrelated call."""
+    from engine import sender
+
+    emulator = Sandbox(identity)
+    transport = MockTransport(emulator.handle)
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    async def interrupted_wait(seconds: float) -> None:  # the backoff: interrupted, then due at once
+        asyncio.get_running_loop().call_soon(interrupt)
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(sender, "_sleep", interrupted_wait)
+    engine = Engine(**identity.engine_settings(), transport=transport, load_entry_points=False)
+    emulator.faults.add(Fault.error(503), times=1)
+    query = {"out_trade_no": "T-interrupted", "mchid": identity.mchid}
+    with engine:
+        with pytest.raises(KeyboardInterrupt):
+            engine.call("v3.pay.transactions.out_trade_no._out_trade_no_.get", query)
+        assert len(transport.requests) == 1  # the first attempt, answered 503
+        assert engine.call(PAPAY, COMBINE_PAPAY).status == 200
+    assert [request.method for request in transport.requests] == ["GET", "POST"]  # no GET resumed behind it
+
+
 def test_an_engine_dropped_without_close_does_not_leave_its_portal_thread_running(identity) -> None:
     """The portal thread ran its loop forever: each engine dropped unclosed after a sync call from async
     code (one made per request, per merchant) left a thread behind for the life of the process."""
