@@ -393,8 +393,14 @@ def _close_foreign(
     elif loop is current:
         resources.spawn(resources.aclose(), "wechatpay-engine-close")  # sync close() inside async code
     elif loop.is_running():
+        closing = resources.aclose()
+        try:
+            future = asyncio.run_coroutine_threadsafe(closing, loop)
+        except RuntimeError:  # it closed meanwhile (its asyncio.run ended): its shutdown released them
+            closing.close()
+            return
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(resources.aclose(), loop).result(CLOSE_WAIT_SECONDS)
+            future.result(CLOSE_WAIT_SECONDS)
     else:
         _drive_idle_loop(lambda: loop.run_until_complete(resources.aclose()))
 

@@ -26,7 +26,9 @@ Design decisions:
   ``async with`` early releases (closes) the connection.
 * A closed transport stays closed: an attempt after ``aclose()`` (a call in flight when its engine
   closed, retrying) is a ``ConnectError`` (nothing was sent), never a fresh session that would send
-  after ``close()`` and itself never be closed.
+  after ``close()`` and itself never be closed. ``aclose()`` waits for the requests in flight (each
+  bounded by its timeout) before closing the session: aiohttp drops a closed session's connector
+  under a request still connecting, which then fails with a bare ``AttributeError``.
 * Timeouts, the proxy, ``trust_env`` (environment proxies, off unless asked) and the pool size
   come from ``TransportConfig``; the timeout is per request, so the retry deadline can cut it.
 * **TLS.** ``https://`` requests use a context on the default trust store made by this transport
@@ -38,6 +40,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -61,6 +64,8 @@ class AiohttpTransport(BaseTransport):
         self._session: Optional[aiohttp.ClientSession] = None
         self._default_tls: Optional[Any] = None
         self._closed = False
+        self._in_flight = 0
+        self._idle: Optional[asyncio.Event] = None  # made by aclose() when requests are in flight
 
     def _tls(self, request: Request, config: TransportConfig) -> Any:
         """The SSL context of one request: the client certificate's, the default one, or none (http)."""
@@ -97,6 +102,7 @@ class AiohttpTransport(BaseTransport):
         return self._session
 
     async def send(self, request: Request, config: TransportConfig) -> RawResponse:
+        self._in_flight += 1
         try:
             async with self._open(request, config) as answer:
                 headers = _headers(answer)
@@ -106,9 +112,12 @@ class AiohttpTransport(BaseTransport):
         except (aiohttp.ClientError, TimeoutError) as exc:
             _raise_mapped(exc, request, config)
             raise
+        finally:
+            self._landed()
 
     async def stream(self, request: Request, config: TransportConfig, write: Write) -> RawResponse:
         """Stream a 2xx body to ``write`` in chunks instead of holding it (bill downloads)."""
+        self._in_flight += 1
         try:
             async with self._open(request, config) as answer:
                 headers = _headers(answer)
@@ -125,6 +134,13 @@ class AiohttpTransport(BaseTransport):
         except (aiohttp.ClientError, TimeoutError) as exc:
             _raise_mapped(exc, request, config)
             raise
+        finally:
+            self._landed()
+
+    def _landed(self) -> None:
+        self._in_flight -= 1
+        if not self._in_flight and self._idle is not None:
+            self._idle.set()
 
     def _open(self, request: Request, config: TransportConfig) -> Any:
         return self._client().request(
@@ -140,6 +156,9 @@ class AiohttpTransport(BaseTransport):
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._in_flight:  # each is bounded by its own timeout; closing under one breaks aiohttp mid-request
+            self._idle = asyncio.Event()
+            await self._idle.wait()
         if self._session is not None:
             await self._session.close()
 

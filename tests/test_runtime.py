@@ -570,6 +570,83 @@ def test_a_sync_call_interrupted_from_outside_does_not_resume_at_the_threads_nex
     assert [request.method for request in transport.requests] == ["GET", "POST"]  # no GET resumed behind it
 
 
+class _HeldServer:
+    """127.0.0.1 HTTP: the first request is held until ``release`` is set; every answer is an unsigned 200."""
+
+    def __init__(self) -> None:
+        import socketserver
+
+        self.first_in, self.release = threading.Event(), threading.Event()
+        held = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    head += self.rfile.read(1)
+                length = [
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ]
+                self.rfile.read(length[0] if length else 0)
+                if not held.first_in.is_set():
+                    held.first_in.set()
+                    held.release.wait(60)
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_close_under_a_request_still_connecting_ends_it_typed_not_with_aiohttp_internals(identity) -> None:
+    """``close()`` closed a running user loop's aiohttp session under its requests; one still waiting for
+    a connection then failed with aiohttp's bare ``AttributeError`` (its closed session has no connector)."""
+    from engine import EngineError
+    from engine.hookspecs import hookimpl
+
+    sent = threading.Semaphore(0)
+
+    class Counting:
+        @hookimpl
+        def wxpay_before_send(self, call: Any, request: Request) -> None:
+            sent.release()
+
+    held = _HeldServer()
+    engine = Engine(
+        **identity.engine_settings(),
+        base_url=held.base_url,
+        pool_size=1,  # the second request waits for the first one's connection
+        retry=RetryPolicy.never(),
+        plugins=[Counting()],
+        load_entry_points=False,
+    )
+
+    async def two_calls() -> list[Any]:
+        calls = [engine.acall(PAPAY, COMBINE_PAPAY) for _ in range(2)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    try:
+        caller, outcome = _run_in_thread(lambda: asyncio.run(two_calls()))
+        assert held.first_in.wait(30) and sent.acquire(timeout=30) and sent.acquire(timeout=30)
+        closer, _ = _run_in_thread(engine.close)
+        _wait_for(lambda: engine.runtime.closed, "close() to start")
+        held.release.set()
+        caller.join(30)
+        closer.join(30)
+    finally:
+        held.stop()
+    assert "value" in outcome, outcome
+    assert all(isinstance(result, EngineError) for result in outcome["value"]), outcome["value"]
+
+
 def test_an_engine_dropped_without_close_does_not_leave_its_portal_thread_running(identity) -> None:
     """The portal thread ran its loop forever: each engine dropped unclosed after a sync call from async
     code (one made per request, per merchant) left a thread behind for the life of the process."""
