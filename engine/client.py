@@ -29,6 +29,8 @@ Design decisions:
   merchants can share one Redis without seeing each other's state. An unreachable store fails here.
 * ``defaults`` fill fields such as ``sp_mchid`` or ``notify_url`` into payloads that leave them out
   (``engine.defaults``), before validation.
+* An engine refuses ``pickle`` and ``copy`` with a ``UsageError`` saying why: it holds keys,
+  connections and loops, and a process pool or a task queue needs one built in each process.
 * The repr names the merchant and key ids only. The constructors (``Engine(...)``, ``Engine.sandbox``,
   ``Engine.from_env``) box key settings and a store URL in ``Secret`` before their first line, so no
   frame of a refused construction shows them.
@@ -78,7 +80,7 @@ from engine.configuration import DEFAULT_BASE_URL
 from engine.defaults import Defaults
 from engine.descriptor import Descriptor
 from engine.environment import refuse_empty
-from engine.errors import ConfigurationError
+from engine.errors import ConfigurationError, UsageError
 from engine.executor import Executor
 from engine.hookspecs import hookimpl
 from engine.invoke import app_parameters, jsapi_parameters
@@ -587,6 +589,14 @@ class Engine:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    def __reduce_ex__(self, protocol: object) -> Any:
+        # pickle (and copy) would otherwise fail deep inside, on a key object ("cannot pickle
+        # 'RSAPrivateKey'"), or copy.copy would hand back a second Engine sharing this one's loops.
+        raise UsageError(
+            "an Engine does not pickle or copy: it holds keys, connections and event loops; "
+            "build one in each process (Engine(...) or Engine.from_env()) and send payloads, not engines"
+        )
 
     def __repr__(self) -> str:
         if "pipeline" not in vars(self) or "keys" not in vars(self):  # shown by a traceback of __init__

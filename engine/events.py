@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import threading
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
 import attrs
 
+from engine import forksafe
 from engine.errors import ConfigurationError
 
 EVENTS_FILE = Path(__file__).resolve().parent / "data" / "events.yaml"
@@ -48,7 +48,7 @@ class EventCatalogue:
     def __init__(self, path: Path = EVENTS_FILE) -> None:
         self.path = path
         self._events: Optional[dict[str, EventType]] = None
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
 
     def _index(self) -> dict[str, EventType]:
         if self._events is None:

@@ -53,12 +53,12 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 from urllib.parse import parse_qsl, unquote
 
 import engine.endpoints as endpoints_package
+from engine import forksafe
 from engine.descriptor import Descriptor, adhoc_descriptor
 from engine.errors import DescriptorError, UnknownEndpointError, UsageError
 from engine.loader import load_descriptor_file, parse_yaml, read_source, semantic_problems
@@ -293,7 +293,7 @@ class Registry:
 
 
 _BUILTIN: Optional[Registry] = None
-_BUILTIN_LOCK = threading.Lock()
+_BUILTIN_LOCK = forksafe.lock()
 
 
 def builtin_registry() -> Registry:

@@ -22,7 +22,23 @@ Design decisions:
   the child (the objects are parked, never closed, so the child neither touches the parent's
   connections nor warns about them); the next call makes fresh ones. A pid check backs it up.
 * A closed runtime refuses work with ``UsageError``: a closed engine neither hangs nor silently
-  reopens.
+  reopens. A call that raced ``close()`` past the open check is refused the same way once it holds
+  its loop, never with asyncio's "Event loop is closed".
+* ``close()`` lets calls in flight finish, waiting at most ``CLOSE_WAIT_SECONDS``, then returns;
+  a call that outlives the wait releases what it ran on itself when it ends: a thread's private
+  loop is closed by that thread, and the portal thread finishes its calls, releases its loop's
+  resources and closes the loop before it exits. So a call in flight at ``close()`` finishes (or
+  fails typed at its own deadline), and nothing is left open behind it. A portal call is handed over
+  under the lock ``close()`` takes, so it is either refused or among the calls ``close()`` waits for.
+* An engine collected without ``close()`` winds its portal down as ``close()`` would (a
+  ``weakref.finalize`` on the runtime): the portal thread does not outlive its engine.
+* A sync call interrupted from outside (Ctrl-C, an exception raised by a signal handler, as
+  Celery's soft time limit does) is cancelled and unwound before the exception goes on: left
+  pending on the thread's private loop, it would resume at that thread's next sync call and send
+  what it had not sent yet (a retry) behind an unrelated call.
+* A sync call from code that runs on the portal thread itself (a plugin, hook or transport
+  handler inside a sync call made from async code) is a ``UsageError``: handed to the same portal,
+  it would wait on itself until its timeout.
 * ``close()`` drives a loop that is not running (a thread's private loop, an idle user loop) to
   release its resources. asyncio refuses to run a loop in a thread that already runs one, so when
   ``close()`` or ``aclose()`` is called from async code that work goes to a short-lived helper
@@ -42,6 +58,7 @@ Design decisions:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -55,6 +72,7 @@ from engine.transport import Transport
 T = TypeVar("T")
 logger = logging.getLogger("engine.runtime")
 CLOSE_WAIT_SECONDS = 10.0
+CLOSED = "this engine is closed; build a new Engine"
 
 _RUNTIMES: "weakref.WeakSet[Runtime]" = weakref.WeakSet()
 # Loop state that must be neither used nor finalised: inherited across fork(), or left on a closed loop.
@@ -142,6 +160,9 @@ class Runtime:
         self._loops: dict[asyncio.AbstractEventLoop, LoopResources] = {}
         self._thread_loops: dict[int, tuple[asyncio.AbstractEventLoop, threading.Lock]] = {}
         self._portal: Optional[tuple[asyncio.AbstractEventLoop, threading.Thread]] = None
+        self._portal_calls: set["concurrent.futures.Future[Any]"] = set()
+        # What close() took away, for a thread whose call outlived close()'s wait to release itself.
+        self._closing: dict[asyncio.AbstractEventLoop, LoopResources] = {}
         self.closed = False
         _RUNTIMES.add(self)
 
@@ -201,13 +222,16 @@ class Runtime:
     def run_sync(self, make: Callable[[], Coroutine[Any, Any, T]], timeout: float) -> T:
         """Run ``make()`` to completion for a synchronous caller, waiting at most ``timeout`` s."""
         self.check_open()
-        if _running_loop() is None:  # not inside ``except``: a failure must not chain "no running event loop"
+        running = _running_loop()
+        if running is None:  # not inside ``except``: a failure must not chain "no running event loop"
             return self._run_on_thread_loop(make, timeout)
-        return self._run_on_portal(make(), timeout)
+        return self._run_on_portal(make, timeout, running)
 
     def _run_on_thread_loop(self, make: Callable[[], Coroutine[Any, Any, T]], timeout: float) -> T:
         loop, in_use = self._thread_loop()
         with in_use:
+            if loop.is_closed():  # close() released it between our check and this lock
+                raise UsageError(CLOSED)
             # The bound is one timer that cancels the call's task. asyncio.wait_for would add a task
             # of its own to every call, asyncio.timeout a context manager: more than the rest of the
             # driver together costs (bench/overhead_http.py, sync case).
@@ -222,6 +246,19 @@ class Runtime:
                 raise TransportTimeoutError(f"no result within {timeout:.0f} s; the call was cancelled") from None
             finally:
                 timer.cancel()
+                if not task.done():  # interrupted from outside: Ctrl-C, a signal handler's exception
+                    _abandon(loop, task)
+                if self.closed:  # close() gave up waiting for this call: the loop is this thread's to release
+                    self._release_outlived(loop)
+
+    def _release_outlived(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close a private loop whose call outlived ``close()``'s wait (its ``in_use`` lock is held here)."""
+        if loop.is_closed():
+            return
+        try:
+            _finish_private(loop, self._closing.get(loop))
+        except Exception:  # the call's own outcome is what the caller must see
+            logger.warning("releasing a thread's event loop after close failed", exc_info=True)
 
     def _thread_loop(self) -> tuple[asyncio.AbstractEventLoop, threading.Lock]:
         ident = threading.get_ident()
@@ -232,29 +269,50 @@ class Runtime:
                 entry = self._thread_loops[ident] = (asyncio.new_event_loop(), threading.Lock())
         return entry
 
-    def _run_on_portal(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._portal_loop())
+    def _run_on_portal(
+        self, make: Callable[[], Coroutine[Any, Any, T]], timeout: float, running: asyncio.AbstractEventLoop
+    ) -> T:
+        # Handed over under the lock close() takes: a call is either refused or counted among those
+        # close() lets finish, never scheduled on a portal that is winding down.
+        with self._lock:
+            loop = self._portal_loop()
+            if running is loop:
+                raise UsageError(
+                    "a sync engine call from code the engine runs on its portal thread (a plugin, hook or "
+                    "transport handler inside a sync call made from async code) would wait on itself; "
+                    "use await engine.acall(...) there"
+                )
+            future = asyncio.run_coroutine_threadsafe(make(), loop)
+            self._portal_calls.add(future)
         try:
             return future.result(timeout)
         except TimeoutError:
             future.cancel()
             raise TransportTimeoutError(f"no result within {timeout:.0f} s; the call was cancelled") from None
+        finally:
+            if not future.done():  # interrupted from outside, as on a private loop: the call is given up
+                future.cancel()
+            self._portal_calls.discard(future)
 
     def _portal_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             self.check_open()
             if self._portal is None:
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="wechatpay-engine-portal", daemon=True)
+                thread = threading.Thread(
+                    target=_serve_portal, args=(loop,), name="wechatpay-engine-portal", daemon=True
+                )
                 thread.start()
                 self._portal = (loop, thread)
+                # An engine dropped without close(): its portal thread must not outlive it.
+                weakref.finalize(self, _abandon_portal, loop, self._pid)
             return self._portal[0]
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def check_open(self) -> None:
         if self.closed:
-            raise UsageError("this engine is closed; build a new Engine")
+            raise UsageError(CLOSED)
         if os.getpid() != self._pid:  # a fork the at-fork hook did not see
             self.after_fork()
 
@@ -263,6 +321,7 @@ class Runtime:
         self._lock = threading.RLock()  # the parent's may have been held by another thread at fork
         _PARKED.append((self._loops, self._thread_loops, self._portal))
         self._loops, self._thread_loops, self._portal = {}, {}, None
+        self._portal_calls, self._closing = set(), {}
         self._pid = os.getpid()
 
     def close(self) -> None:
@@ -270,10 +329,12 @@ class Runtime:
         with self._lock:
             if self.closed:
                 return
-            self.closed = True
             loops, self._loops = dict(self._loops), {}
+            self._closing = loops
+            self.closed = True
             thread_loops, self._thread_loops = dict(self._thread_loops), {}
             portal, self._portal = self._portal, None
+            portal_calls = list(self._portal_calls)
         current = _running_loop()
         private = {loop for loop, _ in thread_loops.values()}
         for loop, resources in loops.items():
@@ -282,7 +343,7 @@ class Runtime:
         for loop, in_use in thread_loops.values():
             _close_private(loop, loops.get(loop), in_use)
         if portal is not None:
-            _close_portal(*portal, loops.get(portal[0]))
+            _close_portal(*portal, loops.get(portal[0]), portal_calls)
 
     async def aclose(self) -> None:
         """``close()`` for async code: the running loop's resources are awaited, not scheduled."""
@@ -308,6 +369,15 @@ class _Expiry:
         self.task.cancel()
 
 
+def _abandon(loop: asyncio.AbstractEventLoop, task: "asyncio.Task[Any]") -> None:
+    """Cancel a call its caller gave up on, and let it unwind now (its ``finally`` blocks, its
+    connection). Left pending, the thread's next sync call would run it on: an abandoned call would
+    send its retry then. A second interruption here leaves it cancelled, so it only unwinds later."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):  # its outcome is nobody's now
+        loop.run_until_complete(task)
+
+
 def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
     """The running loop of this thread, or ``None``: asyncio's own non-raising lookup (every sync call
     asks, and raising and catching ``RuntimeError`` there cost more than the rest of the driver)."""
@@ -323,17 +393,24 @@ def _close_foreign(
     elif loop is current:
         resources.spawn(resources.aclose(), "wechatpay-engine-close")  # sync close() inside async code
     elif loop.is_running():
+        closing = resources.aclose()
+        try:
+            future = asyncio.run_coroutine_threadsafe(closing, loop)
+        except RuntimeError:  # it closed meanwhile (its asyncio.run ended): its shutdown released them
+            closing.close()
+            return
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(resources.aclose(), loop).result(CLOSE_WAIT_SECONDS)
+            future.result(CLOSE_WAIT_SECONDS)
     else:
         _drive_idle_loop(lambda: loop.run_until_complete(resources.aclose()))
 
 
 def _close_private(loop: asyncio.AbstractEventLoop, resources: Optional[LoopResources], in_use: threading.Lock) -> None:
     if not in_use.acquire(timeout=CLOSE_WAIT_SECONDS):
-        return  # a call is still running on it in its thread; that thread's loop ends with it
+        return  # a call is still running on it in its thread; that thread releases the loop when it ends
     try:
-        _drive_idle_loop(lambda: _finish_private(loop, resources))
+        if not loop.is_closed():  # else that thread released it already
+            _drive_idle_loop(lambda: _finish_private(loop, resources))
     finally:
         in_use.release()
 
@@ -372,18 +449,65 @@ def _drive_idle_loop(work: Callable[[], None]) -> None:
         raise failures[0]
 
 
-def _close_portal(
-    loop: asyncio.AbstractEventLoop, thread: threading.Thread, resources: Optional[LoopResources]
-) -> None:
-    if resources is not None:
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(resources.aclose(), loop).result(CLOSE_WAIT_SECONDS)
-    with contextlib.suppress(Exception):
-        asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result(CLOSE_WAIT_SECONDS)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(CLOSE_WAIT_SECONDS)
-    if not thread.is_alive():
+def _serve_portal(loop: asyncio.AbstractEventLoop) -> None:
+    """The portal thread: run the loop until ``_wind_down_portal`` stops it, then close it, here, where
+    no call can be scheduled on it any more."""
+    try:
+        loop.run_forever()
+    finally:
         loop.close()
+
+
+def _close_portal(
+    loop: asyncio.AbstractEventLoop,
+    thread: threading.Thread,
+    resources: Optional[LoopResources],
+    calls: list["concurrent.futures.Future[Any]"],
+) -> None:
+    """Wind the portal down: its calls in flight finish first, as a thread's private loop's do.
+
+    Waited for at most ``CLOSE_WAIT_SECONDS``; past that the portal thread finishes the calls (each
+    bounded by its caller, who cancels it at its deadline), then releases everything and exits.
+    """
+    _hand_over(_wind_down_portal(resources, calls), loop)
+    if thread is not threading.current_thread():  # close() from a call on the portal itself cannot wait on it
+        thread.join(CLOSE_WAIT_SECONDS)
+
+
+def _abandon_portal(loop: asyncio.AbstractEventLoop, pid: int) -> None:
+    """The portal's runtime was collected unclosed: wind the portal down (no calls can be left: each
+    holds its engine). Never in a forked child, whose inherited portal has no thread."""
+    if os.getpid() == pid:
+        _hand_over(_wind_down_portal(None, []), loop)
+
+
+def _hand_over(coroutine: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> None:
+    """Schedule ``coroutine`` on ``loop`` from another thread; on a closed loop (nothing left to release)
+    it is discarded unstarted, without a "never awaited" warning."""
+    try:
+        asyncio.run_coroutine_threadsafe(coroutine, loop)
+    except RuntimeError:
+        coroutine.close()
+
+
+async def _wind_down_portal(resources: Optional[LoopResources], calls: list["concurrent.futures.Future[Any]"]) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        waiting = [asyncio.wrap_future(call, loop=loop) for call in calls]
+        if waiting:
+            await asyncio.wait(waiting)
+        for seen in waiting:  # each caller reads its own outcome; these copies must not warn nobody did
+            if not seen.cancelled():
+                seen.exception()
+        if resources is not None:
+            await resources.aclose()
+        await loop.shutdown_asyncgens()
+        await asyncio.sleep(0)  # a release queued with this one (a collected engine's) starts first
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        if others:
+            await asyncio.wait(others, timeout=CLOSE_WAIT_SECONDS)
+    finally:
+        loop.stop()
 
 
 def _after_fork_in_child() -> None:

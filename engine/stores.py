@@ -38,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
+from engine import forksafe
 from engine.errors import ConfigurationError
 from engine.secret import Secret, reveal
 
@@ -190,7 +191,7 @@ class _MemoryState:
     records: dict[tuple[str, str], tuple[str, str, float]] = attrs.field(factory=dict)
     expiry: list[tuple[float, tuple[str, str]]] = attrs.field(factory=list)
     certificates: dict[str, CachedCertificates] = attrs.field(factory=dict)
-    guard: threading.Lock = attrs.field(factory=threading.Lock)
+    guard: threading.Lock = attrs.field(factory=forksafe.lock)
 
 
 class MemoryStore:

@@ -57,14 +57,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 from collections import deque
 from typing import Any, Mapping, Optional, cast
 
 import attrs
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from engine import multipart
+from engine import forksafe, multipart
 from engine.client import Engine
 from engine.crypto import oaep_encrypt
 from engine.descriptor import Descriptor, Field, RequestSpec
@@ -130,7 +129,7 @@ class Stubber:
         self.key_id = f"STUB_KEY_ID_{secrets.token_hex(12).upper()}"
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._queue: deque[_Queued] = deque()
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
         self._calls: dict[int, CallInfo] = {}
         self._plaintexts: dict[str, str] = {}
         self.transport_plugin = _StubTransportPlugin(self)

@@ -26,13 +26,13 @@ import os
 import secrets
 import ssl
 import tempfile
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from engine import forksafe
 from engine.errors import CredentialError
 from engine.keys import KeySource, certificate_serial, load_certificate, load_private_key
 from engine.secret import Secret, hide, reveal
@@ -58,7 +58,7 @@ class ClientCertificate:
         self.certificate = certificate
         self._key = key
         self._chain = tuple(chain)
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
         self._context: Optional[ssl.SSLContext] = None
 
     @classmethod

@@ -24,6 +24,11 @@ Design decisions:
   bounded ``Inflater``; aiohttp's own decompression is off), and ``screen`` refuses a 2xx whose
   signature headers are missing or malformed before one byte of its body is read. Leaving the
   ``async with`` early releases (closes) the connection.
+* A closed transport stays closed: an attempt after ``aclose()`` (a call in flight when its engine
+  closed, retrying) is a ``ConnectError`` (nothing was sent), never a fresh session that would send
+  after ``close()`` and itself never be closed. ``aclose()`` waits for the requests in flight (each
+  bounded by its timeout) before closing the session: aiohttp drops a closed session's connector
+  under a request still connecting, which then fails with a bare ``AttributeError``.
 * Timeouts, the proxy, ``trust_env`` (environment proxies, off unless asked) and the pool size
   come from ``TransportConfig``; the timeout is per request, so the retry deadline can cut it.
 * **TLS.** ``https://`` requests use a context on the default trust store made by this transport
@@ -35,6 +40,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -57,6 +63,9 @@ class AiohttpTransport(BaseTransport):
         self._config = config
         self._session: Optional[aiohttp.ClientSession] = None
         self._default_tls: Optional[Any] = None
+        self._closed = False
+        self._in_flight = 0
+        self._idle: Optional[asyncio.Event] = None  # made by aclose() when requests are in flight
 
     def _tls(self, request: Request, config: TransportConfig) -> Any:
         """The SSL context of one request: the client certificate's, the default one, or none (http)."""
@@ -69,6 +78,10 @@ class AiohttpTransport(BaseTransport):
         return self._default_tls
 
     def _client(self) -> aiohttp.ClientSession:
+        if self._closed:
+            # A call in flight when its engine closed this loop's transport (a retry after the wait):
+            # a new session here would send after close() and never be closed itself.
+            raise ConnectError("the engine was closed while this call waited; the request was not sent")
         if self._session is None or self._session.closed:
             # Decompression is the engine's (engine.transport.Inflater), bounded; aiohttp's is not. The
             # connection pool is shared by every engine on this loop (many merchants, one pool).
@@ -89,6 +102,7 @@ class AiohttpTransport(BaseTransport):
         return self._session
 
     async def send(self, request: Request, config: TransportConfig) -> RawResponse:
+        self._in_flight += 1
         try:
             async with self._open(request, config) as answer:
                 headers = _headers(answer)
@@ -98,9 +112,12 @@ class AiohttpTransport(BaseTransport):
         except (aiohttp.ClientError, TimeoutError) as exc:
             _raise_mapped(exc, request, config)
             raise
+        finally:
+            self._landed()
 
     async def stream(self, request: Request, config: TransportConfig, write: Write) -> RawResponse:
         """Stream a 2xx body to ``write`` in chunks instead of holding it (bill downloads)."""
+        self._in_flight += 1
         try:
             async with self._open(request, config) as answer:
                 headers = _headers(answer)
@@ -117,6 +134,13 @@ class AiohttpTransport(BaseTransport):
         except (aiohttp.ClientError, TimeoutError) as exc:
             _raise_mapped(exc, request, config)
             raise
+        finally:
+            self._landed()
+
+    def _landed(self) -> None:
+        self._in_flight -= 1
+        if not self._in_flight and self._idle is not None:
+            self._idle.set()
 
     def _open(self, request: Request, config: TransportConfig) -> Any:
         return self._client().request(
@@ -131,6 +155,10 @@ class AiohttpTransport(BaseTransport):
         )
 
     async def aclose(self) -> None:
+        self._closed = True
+        if self._in_flight:  # each is bounded by its own timeout; closing under one breaks aiohttp mid-request
+            self._idle = asyncio.Event()
+            await self._idle.wait()
         if self._session is not None:
             await self._session.close()
 

@@ -11,6 +11,7 @@ new class without a case here fails ``test_every_class_has_a_real_failure``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import inspect
 import multiprocessing
@@ -341,3 +342,32 @@ def test_an_api_error_crosses_a_process_pool() -> None:
     error = caught.value
     assert (error.status, error.code, error.verified) == (503, "SERVICE_UNAVAILABLE", True)
     assert error.request_id and str(error).startswith("WeChat Pay answered 503 SERVICE_UNAVAILABLE")
+
+
+# -- what does not travel --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    [lambda live: pickle.dumps(live), lambda live: pickle.dumps(live.call), copy.copy, copy.deepcopy],
+    ids=["pickle", "a bound method", "copy", "deepcopy"],
+)
+def test_an_engine_refuses_to_travel_with_a_usage_error_saying_why(attempt: Callable[[Engine], Any]) -> None:
+    # Not Python's TypeError about an RSAPrivateKey deep inside, nor a shallow copy sharing its loops.
+    refused = pytest.raises(engine.UsageError, match="an Engine does not pickle or copy: it holds keys")
+    with Engine.sandbox(load_entry_points=False) as live, refused:
+        attempt(live)
+
+
+def test_a_response_survives_pickle() -> None:
+    with Engine.sandbox(load_entry_points=False) as live:
+        response = live.call("combine_papay.mini_program", COMBINE_PAPAY)
+    copy_ = pickle.loads(pickle.dumps(response))
+    assert (copy_.status, copy_.data, copy_.request_id, copy_.verified_with, copy_.endpoint_id) == (
+        response.status,
+        response.data,
+        response.request_id,
+        response.verified_with,
+        response.endpoint_id,
+    )
+    assert copy_.headers["request-id"] == response.request_id

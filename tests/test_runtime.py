@@ -27,6 +27,7 @@ from engine import (
 from engine.crypto import rsa_verify
 from engine.examples import example_payload
 from engine.sandbox import Sandbox, SandboxIdentity
+from engine.sandbox.faults import Fault
 from engine.sandbox.server import ServerThread
 
 PAPAY = "combine_papay.mini_program"
@@ -97,6 +98,63 @@ def test_a_fork_after_a_call_from_inside_a_running_loop_uses_a_fresh_portal(iden
     assert asyncio.run(sync_call_inside_a_loop()) == 200
     assert _in_child(lambda: asyncio.run(sync_call_inside_a_loop())) == 200
     engine.close()
+
+
+def _held_in_another_thread(lock: Any) -> Callable[[], None]:
+    """Take ``lock`` in a thread that keeps it (as a busy thread would at any instant); returns the release."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            taken.set()
+            done.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(30)
+
+    def release() -> None:
+        done.set()
+        holder.join(30)
+
+    return release
+
+
+def _within_a_minute(work: Callable[[], Any]) -> Callable[[], Any]:
+    """``work`` for a forked child, killed by SIGALRM (so "died without a word") if it hangs."""
+    import signal
+
+    def bounded() -> Any:
+        signal.alarm(60)
+        return work()
+
+    return bounded
+
+
+def test_a_fork_while_another_thread_is_inside_the_sandbox_leaves_the_childs_calls_working(identity) -> None:
+    """A lock some thread held at fork() stays held for good in the child, where that thread does not
+    exist: the child's first call into the in-process sandbox used to wait on it forever."""
+    with Engine.sandbox(identity=identity, load_entry_points=False) as engine:
+        release = _held_in_another_thread(engine.emulator.world.store.lock)
+        try:
+            assert _in_child(_within_a_minute(lambda: engine.call(PAPAY, COMBINE_PAPAY).status)) == 200
+        finally:
+            release()
+
+
+def test_a_fork_while_another_thread_claims_a_callback_leaves_the_childs_callbacks_working(identity) -> None:
+    with Engine.sandbox(identity=identity, load_entry_points=False) as engine:
+        callback = engine.emulator.payment_succeeded("T-fork", total=1)
+        release = _held_in_another_thread(engine.store._state.guard)  # the memory store's one lock
+
+        def handle() -> int:
+            reply = engine.handle_notification_sync(dict(callback.headers.items()), callback.body, lambda _: None)
+            return reply.status
+
+        try:
+            assert _in_child(_within_a_minute(handle)) == 204  # handled: success, no body
+        finally:
+            release()
 
 
 # == many event loops ===============================================================================
@@ -307,6 +365,303 @@ def test_aclose_in_a_new_loop_closes_the_resources_of_an_idle_user_loop(identity
         _closed_and_nothing_left(engine)
     finally:
         idle.close()
+
+
+def _wait_for(condition: Callable[[], bool], what: str, deadline: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after a generous ``deadline``."""
+    import time
+
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"still waiting, after {deadline:.0f} s, for {what}")
+        time.sleep(0.01)
+
+
+class _Gate:
+    """A transport answering from the sandbox once ``release`` is set; ``entered`` says a call is in it."""
+
+    def __init__(self, identity: SandboxIdentity) -> None:
+        self.emulator = Sandbox(identity)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    async def __call__(self, request: Request) -> RawResponse:
+        self.entered.set()
+        while not self.release.is_set():
+            await asyncio.sleep(0.005)
+        return self.emulator.handle(request)
+
+
+def _run_in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start ``work`` in a thread; its return value or exception lands in the dict."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_call_racing_close_is_refused_with_usage_error_not_a_closed_loop(identity, monkeypatch) -> None:
+    """A call that passed the open check just before ``close()`` released its thread's loop used to
+    fail with asyncio's ``RuntimeError: Event loop is closed`` (and a never-awaited coroutine)."""
+    from engine.runtime import Runtime
+
+    engine = Engine.sandbox(identity=identity, load_entry_points=False)
+    assert engine.call(PAPAY, COMBINE_PAPAY).status == 200  # this thread has its private loop now
+    found, closed = threading.Event(), threading.Event()
+    thread_loop = Runtime._thread_loop
+
+    def paused(runtime: Runtime) -> Any:  # the window between the open check and the loop's lock
+        entry = thread_loop(runtime)
+        found.set()
+        closed.wait(30)
+        return entry
+
+    monkeypatch.setattr(Runtime, "_thread_loop", paused)
+    closer, _ = _run_in_thread(lambda: (found.wait(30), engine.close(), closed.set()))
+    with pytest.raises(UsageError, match="closed"):
+        engine.call(PAPAY, COMBINE_PAPAY)
+    closer.join(30)
+
+
+def test_close_lets_a_sync_call_made_inside_a_loop_finish_then_stops_the_portal(identity) -> None:
+    """``close()`` stopped the portal under a call in flight: the call then waited out its whole bound
+    (three deadlines) and its task was destroyed pending."""
+    gate = _Gate(identity)
+    engine = Engine(
+        **identity.engine_settings(),
+        transport=MockTransport(gate),
+        retry=RetryPolicy(deadline=60),
+        load_entry_points=False,
+    )
+
+    async def sync_call_inside_a_loop() -> int:
+        return engine.call(PAPAY, COMBINE_PAPAY).status
+
+    caller, outcome = _run_in_thread(lambda: asyncio.run(sync_call_inside_a_loop()))
+    assert gate.entered.wait(30)
+    assert engine.runtime._portal is not None
+    portal_loop, portal_thread = engine.runtime._portal
+    closer, _ = _run_in_thread(engine.close)
+    _wait_for(lambda: engine.runtime.closed, "close() to start")
+    gate.release.set()
+    caller.join(30)
+    closer.join(30)
+    assert not caller.is_alive(), "the call in flight hung after close()"
+    assert outcome == {"value": 200}
+    _wait_for(lambda: not portal_thread.is_alive(), "the portal thread to end")
+    assert portal_loop.is_closed()
+    with pytest.raises(UsageError, match="closed"):
+        asyncio.run(sync_call_inside_a_loop())
+
+
+def test_a_sync_call_from_the_portal_itself_is_a_usage_error_not_a_wait_on_itself(identity) -> None:
+    """A transport handler (or a plugin) making a sync call inside a sync call made from async code runs
+    on the portal thread; handing the inner call to that same portal waited on itself until timeout."""
+    emulator = Sandbox(identity)
+    inner: list[BaseException] = []
+
+    def answer(request: Request) -> RawResponse:
+        if not inner:
+            try:
+                engine.call(PAPAY, COMBINE_PAPAY)
+            except BaseException as exc:
+                inner.append(exc)
+        return emulator.handle(request)
+
+    engine = Engine(
+        **identity.engine_settings(),
+        transport=MockTransport(answer),
+        retry=RetryPolicy(max_attempts=1, deadline=5),
+        load_entry_points=False,
+    )
+
+    async def sync_call_inside_a_loop() -> int:
+        return engine.call(PAPAY, COMBINE_PAPAY).status
+
+    with engine:
+        assert asyncio.run(sync_call_inside_a_loop()) == 200
+    assert len(inner) == 1 and type(inner[0]) is UsageError
+    assert "use await engine.acall" in str(inner[0])
+
+
+def test_a_thread_whose_call_outlives_closes_wait_releases_its_loop_itself(identity, monkeypatch) -> None:
+    """``close()`` waits ``CLOSE_WAIT_SECONDS`` for a call on a thread's private loop; past that the loop
+    was left open for good (an unclosed event loop and its sockets, its transport never closed)."""
+    from engine import runtime
+
+    monkeypatch.setattr(runtime, "CLOSE_WAIT_SECONDS", 0.05)
+    gate = _Gate(identity)
+    engine = Engine(**identity.engine_settings(), transport=MockTransport(gate), load_entry_points=False)
+    caller, outcome = _run_in_thread(lambda: engine.call(PAPAY, COMBINE_PAPAY).status)
+    assert gate.entered.wait(30)
+    (private,) = [loop for loop, _ in engine.runtime._thread_loops.values()]
+    engine.close()  # gives up waiting for the call in flight
+    assert not private.is_closed()
+    gate.release.set()
+    caller.join(30)
+    assert outcome == {"value": 200}  # the call finished
+    assert private.is_closed()  # and its thread released the loop
+
+
+def test_a_retry_due_after_close_is_not_sent_on_a_reopened_session(identity, served, monkeypatch) -> None:
+    """``close()`` closes a running user loop's transport under its calls; a call waiting to retry then
+    opened a fresh aiohttp session on the closed transport, sent its attempt, and left the session
+    unclosed for good. The attempt is refused instead, as not sent."""
+    from engine import ConnectError, sender
+
+    waiting, proceed = threading.Event(), threading.Event()
+
+    async def paused(seconds: float) -> None:  # the backoff wait, held until close() has run
+        waiting.set()
+        while not proceed.is_set():
+            await asyncio.sleep(0.005)
+
+    monkeypatch.setattr(sender, "_sleep", paused)
+    engine = http_engine(identity, served)
+    served.sandbox.faults.add(Fault.error(503), times=1)
+    query = {"out_trade_no": "T-retry-after-close", "mchid": identity.mchid}
+    caller, outcome = _run_in_thread(
+        lambda: asyncio.run(engine.acall("v3.pay.transactions.out_trade_no._out_trade_no_.get", query))
+    )
+    assert waiting.wait(30)
+    (resources,) = engine.runtime._loops.values()  # the caller's loop, the one being retried on
+    transport = resources.transport()
+    engine.close()
+    proceed.set()
+    caller.join(30)
+    assert isinstance(outcome.get("error"), ConnectError), outcome
+    assert "closed" in str(outcome["error"])
+    assert transport._session is not None and transport._session.closed  # no session opened after close
+
+
+def test_a_sync_call_interrupted_from_outside_does_not_resume_at_the_threads_next_call(identity, monkeypatch) -> None:
+    """An exception raised into a sync call from outside it (Ctrl-C, or a signal handler's, as Celery's
+    soft time limit raises) left the call's task pending on the thread's private loop, and the thread's
+    next sync call ran it on: the abandoned call sent its retry then, behind an unrelated call."""
+    from engine import sender
+
+    emulator = Sandbox(identity)
+    transport = MockTransport(emulator.handle)
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    async def interrupted_wait(seconds: float) -> None:  # the backoff: interrupted, then due at once
+        asyncio.get_running_loop().call_soon(interrupt)
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(sender, "_sleep", interrupted_wait)
+    engine = Engine(**identity.engine_settings(), transport=transport, load_entry_points=False)
+    emulator.faults.add(Fault.error(503), times=1)
+    query = {"out_trade_no": "T-interrupted", "mchid": identity.mchid}
+    with engine:
+        with pytest.raises(KeyboardInterrupt):
+            engine.call("v3.pay.transactions.out_trade_no._out_trade_no_.get", query)
+        assert len(transport.requests) == 1  # the first attempt, answered 503
+        assert engine.call(PAPAY, COMBINE_PAPAY).status == 200
+    assert [request.method for request in transport.requests] == ["GET", "POST"]  # no GET resumed behind it
+
+
+class _HeldServer:
+    """127.0.0.1 HTTP: the first request is held until ``release`` is set; every answer is an unsigned 200."""
+
+    def __init__(self) -> None:
+        import socketserver
+
+        self.first_in, self.release = threading.Event(), threading.Event()
+        held = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    head += self.rfile.read(1)
+                length = [
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ]
+                self.rfile.read(length[0] if length else 0)
+                if not held.first_in.is_set():
+                    held.first_in.set()
+                    held.release.wait(60)
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_close_under_a_request_still_connecting_ends_it_typed_not_with_aiohttp_internals(identity) -> None:
+    """``close()`` closed a running user loop's aiohttp session under its requests; one still waiting for
+    a connection then failed with aiohttp's bare ``AttributeError`` (its closed session has no connector)."""
+    from engine import EngineError
+    from engine.hookspecs import hookimpl
+
+    sent = threading.Semaphore(0)
+
+    class Counting:
+        @hookimpl
+        def wxpay_before_send(self, call: Any, request: Request) -> None:
+            sent.release()
+
+    held = _HeldServer()
+    engine = Engine(
+        **identity.engine_settings(),
+        base_url=held.base_url,
+        pool_size=1,  # the second request waits for the first one's connection
+        retry=RetryPolicy.never(),
+        plugins=[Counting()],
+        load_entry_points=False,
+    )
+
+    async def two_calls() -> list[Any]:
+        calls = [engine.acall(PAPAY, COMBINE_PAPAY) for _ in range(2)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    try:
+        caller, outcome = _run_in_thread(lambda: asyncio.run(two_calls()))
+        assert held.first_in.wait(30) and sent.acquire(timeout=30) and sent.acquire(timeout=30)
+        closer, _ = _run_in_thread(engine.close)
+        _wait_for(lambda: engine.runtime.closed, "close() to start")
+        held.release.set()
+        caller.join(30)
+        closer.join(30)
+    finally:
+        held.stop()
+    assert "value" in outcome, outcome
+    assert all(isinstance(result, EngineError) for result in outcome["value"]), outcome["value"]
+
+
+def test_an_engine_dropped_without_close_does_not_leave_its_portal_thread_running(identity) -> None:
+    """The portal thread ran its loop forever: each engine dropped unclosed after a sync call from async
+    code (one made per request, per merchant) left a thread behind for the life of the process."""
+    engine = Engine.sandbox(identity=identity, load_entry_points=False)
+
+    async def sync_call_inside_a_loop(engine: Engine) -> int:
+        return engine.call(PAPAY, COMBINE_PAPAY).status
+
+    assert asyncio.run(sync_call_inside_a_loop(engine)) == 200
+    assert engine.runtime._portal is not None
+    portal_loop, portal_thread = engine.runtime._portal
+    del engine
+    _collect_earlier_garbage()
+    _wait_for(lambda: not portal_thread.is_alive(), "the dropped engine's portal thread to end")
+    assert portal_loop.is_closed()
 
 
 # == the transport seam =============================================================================

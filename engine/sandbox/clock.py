@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 import time
 from typing import Callable, Optional, Protocol
 
+from engine import forksafe
 from engine.errors import UsageError
 
 MAX_STEPS = 100_000  # a subscriber that keeps asking for the present is a bug: stop, do not spin
@@ -51,7 +51,7 @@ class TestClock:
         self._base: Callable[[], float] = base if start is None else (lambda: float(start))
         self._offset = 0.0
         self._subscribers: list[Subscriber] = []
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
 
     def __call__(self) -> float:
         """Wire time: what signatures carry (unaffected by ``advance``)."""

@@ -22,11 +22,11 @@ Design decisions:
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Callable, Optional
 
 import attrs
 
+from engine import forksafe
 from engine.descriptor import is_adhoc
 from engine.errors import UnknownEndpointError
 
@@ -85,7 +85,7 @@ class FaultPlan:
         # In-process engines in several threads (and the served loop) take from one plan: a fault
         # queued for n calls must fire on n, and a take must not delete another's entry. A leaf lock:
         # nothing is called under it (names are resolved by add, before it is taken).
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
 
     def add(self, fault: Fault, *, endpoint: Optional[str] = None, times: int = 1) -> str:
         """Queue ``fault`` for ``times`` calls of ``endpoint`` (any name of it; None: any call).

@@ -51,11 +51,11 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import secrets
-import threading
 from typing import Any, Iterator, Optional, Protocol
 
 import attrs
 
+from engine import forksafe
 from engine.errors import ConfigurationError
 from engine.sandbox.schedule import Schedule
 
@@ -214,7 +214,7 @@ class ObjectStore:
         self._limit = _checked(limit)
         self.pins: Pins = pins or _NoPins()
         self.evicted = 0  # records evicted since the store was made
-        self.lock = threading.RLock()  # the HTTP thread and a blocking clock advance may both act
+        self.lock = forksafe.rlock()  # the HTTP thread and a blocking clock advance may both act
         self.version = 0  # bumped on every change: the inspector's "something moved"
 
     @property

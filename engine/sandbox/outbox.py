@@ -44,6 +44,7 @@ from typing import Any, Awaitable, Callable, Optional, Sequence
 import aiohttp
 import attrs
 
+from engine import forksafe
 from engine.sandbox import notify
 from engine.sandbox.objects import RefusedError
 from engine.sandbox.schedule import Schedule
@@ -106,7 +107,7 @@ class Outbox:
         self._about: dict[str, dict[str, None]] = {}  # ref -> ids of the pending callbacks about it
         # Told when the last pending callback about an object finishes (the store evicts it sooner).
         self.on_unpinned: Optional[Callable[[str], None]] = None
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
 
     @property
     def limit(self) -> int:

@@ -26,8 +26,9 @@ Design decisions:
 from __future__ import annotations
 
 import collections
-import threading
 from typing import Generic, Iterable, Iterator, Optional, TypeVar
+
+from engine import forksafe
 
 T = TypeVar("T")
 
@@ -36,7 +37,7 @@ class Ring(Generic[T]):
     """The newest ``maxlen`` items, oldest first; safe to walk while other threads append."""
 
     def __init__(self, items: Iterable[T] = (), maxlen: Optional[int] = None) -> None:
-        self.lock = threading.Lock()
+        self.lock = forksafe.lock()
         self._items: collections.deque[T] = collections.deque(items, maxlen)
 
     @property

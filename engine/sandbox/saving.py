@@ -19,10 +19,11 @@ Design decisions:
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Callable, Optional
 
 import attrs
+
+from engine import forksafe
 
 WAIT_SECONDS = 30.0  # the longest a waiting save waits for another thread's write
 
@@ -41,7 +42,7 @@ class NewestWriter:
 
     def __init__(self, write: Callable[[bytes], None], written_mark: Any = None) -> None:
         self._write = write
-        self._lock = threading.Condition()  # guards the fields below; never held during file I/O
+        self._lock = forksafe.condition()  # guards the fields below; never held during file I/O
         self._numbered = self._written = 0
         self._newest: Optional[Dump] = None
         self._busy = False

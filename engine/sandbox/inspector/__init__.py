@@ -39,12 +39,12 @@ import base64
 import binascii
 import json
 import re
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from aiohttp import web
 
+from engine import forksafe
 from engine.fields import map_encrypted
 from engine.protocol import H_REQUEST_ID, H_SERIAL
 from engine.sandbox.objects import Record, rfc3339
@@ -70,7 +70,7 @@ class Inspector:
         self.sandbox = sandbox
         self.entries: Ring[dict[str, Any]] = Ring(maxlen=size)
         self.seen = 0
-        self._numbering = threading.Lock()  # taken before the ring's: numbering, then appending
+        self._numbering = forksafe.lock()  # taken before the ring's: numbering, then appending
         sandbox.observers.append(self._observe)
 
     def _observe(self, exchange: "Exchange", verification: str) -> None:
