@@ -55,6 +55,20 @@ async def http_engine(served: SandboxServer, identity: SandboxIdentity) -> Async
     await engine.aclose()
 
 
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("127.0.0.1", "http://127.0.0.1:8080"), ("::1", "http://[::1]:8080"), ("localhost", "http://localhost:8080")],
+)
+def test_the_base_url_of_a_server_on_an_ipv6_address_brackets_it(
+    identity: SandboxIdentity, host: str, url: str
+) -> None:
+    """--host ::1 served at http://::1:8080, a URL with no readable host or port: the engine refused it
+    (base_url must be a URL) and aiohttp before it, so the manifest's base_url reached nothing."""
+    server = SandboxServer(Sandbox(identity), host=host, port=8080)
+    assert server.base_url == url
+    Engine(**identity.engine_settings(), base_url=server.base_url, load_entry_points=False).close()
+
+
 # -- a client written from PROTOCOL.md alone: plain aiohttp + cryptography, no engine code ----------
 
 
