@@ -16,10 +16,11 @@ Design decisions:
 * ``--data`` is boxed as parsed too, and so are the text of ``--data @file`` and the parsed payload,
   up to ``Engine.call``, which keeps it boxed: a payload may carry the plaintext of encrypted fields
   (pay_bank's card number and name), and a traceback's frames (what error trackers record) must not
-  show it. A refused ``--data`` (not JSON, not UTF-8) is raised outside the ``except`` block, so it
-  carries no decoder error whose ``doc`` or frames hold the text. ``main`` lets go of ``argv`` once
-  parsed. (Inline ``--data`` is still on the command line, which other users of the machine can
-  read: ``--data @file`` keeps it off.) No other flag carries a secret value.
+  show it. A refused ``--data`` (not JSON, nested too deeply, not UTF-8) is raised outside the
+  ``except`` block, so it carries no decoder error whose ``doc`` or frames hold the text. ``main``
+  lets go of ``argv`` once parsed. (Inline ``--data`` is still on the command line, which other
+  users of the machine can read: ``--data @file`` keeps it off.) No other flag carries a secret
+  value.
 * A user mistake prints one ``error: ...`` line on stderr and exits 2; an answer WeChat Pay refused,
   a failed verification or a network failure exits 1. No traceback for either: every expected
   failure is an ``EngineError`` with a message that says what to fix.
@@ -244,6 +245,8 @@ def _json(text: Secret, source: str) -> Secret:
         return Secret(json.loads(text.reveal()))
     except json.JSONDecodeError as exc:
         problem = f"{source} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
+    except RecursionError:  # json.loads' own error for a document nested past the recursion limit
+        problem = f"{source} is nested too deeply to read"
     raise CliError(problem)
 
 
@@ -357,7 +360,7 @@ def _read_headers(path: Path) -> dict[str, str]:
     if text.lstrip().startswith("{"):
         try:
             return {str(k): str(v) for k, v in json.loads(text).items()}
-        except (json.JSONDecodeError, AttributeError):
+        except (json.JSONDecodeError, AttributeError, RecursionError):  # RecursionError: nested too deeply
             raise CliError(f"--headers file {str(path)!r} is not a JSON object") from None
     pairs = [line.partition(":") for line in text.splitlines() if line.strip()]
     return {name.strip(): value.strip() for name, _, value in pairs}

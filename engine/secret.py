@@ -29,7 +29,7 @@ from typing import Any, Optional
 __all__ = ["SECRET_SETTINGS", "Secret", "forget_frames", "hide", "hide_settings", "reveal"]
 
 SECRET_SETTINGS = ("private_key", "apiv3_key", "apiv2_key", "client_certificate")
-SECRET_TEXT_SETTINGS = ("store",)  # boxed when text: a store URL may carry a password
+SECRET_TEXT_SETTINGS = ("store", "notification_store")  # boxed when text: a store URL may carry a password
 
 
 class Secret:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Protocol, Union, cast
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Protocol, Union, cast
 from urllib.parse import quote, unquote
 
 import attrs
@@ -172,14 +172,11 @@ _FROM_TEXT: dict[str, Any] = {
 
 # Stateless: one instance serves every call. allow_nan=False: NaN and Infinity are not JSON.
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-# The C encoder JSONEncoder.encode would build afresh on every call, built once. With no markers
-# (check_circular off) it keeps no state between calls, so threads share it; a cycle ends as a
-# RecursionError, which encode_json reports like any structure nested too deeply.
-_C_ENCODE: Optional[Callable[[Any, int], Any]] = (
-    None
-    if c_make_encoder is None
-    else c_make_encoder(None, _JSON.default, encode_basestring, None, ":", ",", False, False, False)
-)
+# The C encoder JSONEncoder.encode would reach through iterencode's Python layers, called directly.
+# Made per call, with markers of its own (check_circular): without markers a cycle recursed to the
+# recursion limit, and under a limit an application raised that overflowed the C stack (a crash,
+# not a RecursionError); shared markers would make threads encoding one object see a cycle.
+_ENCODER_ARGUMENTS = (_JSON.default, encode_basestring, None, ":", ",", False, False, False)
 
 
 def encode_json(data: Any) -> bytes:
@@ -187,7 +184,9 @@ def encode_json(data: Any) -> bytes:
     (sets, objects) for what JSON cannot say: callers turn those into their own errors
     (``encode_request_json``)."""
     try:
-        text = _JSON.encode(data) if _C_ENCODE is None else "".join(_C_ENCODE(data, 0))
+        text = (
+            _JSON.encode(data) if c_make_encoder is None else "".join(c_make_encoder({}, *_ENCODER_ARGUMENTS)(data, 0))
+        )
         return text.encode("utf-8")
     except RecursionError:
         raise ValueError("nested too deeply to encode") from None

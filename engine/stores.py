@@ -148,15 +148,15 @@ def redacted(url: str) -> str:
     base URLs in transport and doctor messages (a gateway's credentials may sit in one)."""
     try:
         parts = urlsplit(url)
-        number = parts.port  # a port that is not a number is refused here, not later
+        parts.port  # noqa: B018  (a port that is not a number is refused here, not later)
     except ValueError:
         return UNPARSEABLE
     if parts.password is None:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{number}" if number else ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, parts.fragment))
+    # The host and port as written (hostname would drop an IPv6 literal's brackets and lower-case it)
+    userinfo, _, place = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit((parts.scheme, f"{user}:***@{place}", parts.path, parts.query, parts.fragment))
 
 
 async def poll_lock(try_acquire: Callable[[], Any], release: Callable[[], Any], wait: float) -> AsyncIterator[bool]:

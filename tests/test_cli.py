@@ -12,7 +12,7 @@ import pytest
 from engine import cli
 from engine.cli import main
 from engine.sandbox import state
-from engine.secret import reveal
+from engine.secret import Secret, reveal
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "combine_papay.json"
@@ -94,6 +94,27 @@ def test_files_named_on_the_command_line_are_read_bounded_and_as_utf8(capsys, tm
     for data, message in cases:
         status, out, err = run(capsys, "call", "combine_papay.mini_program", "--data", data, "--sandbox")
         assert (status, out) == (2, "") and err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_json_nested_past_the_recursion_limit_is_a_usage_error(capsys, tmp_path: Path) -> None:
+    """json.loads raises RecursionError, not JSONDecodeError, for a document nested past the recursion
+    limit: --data '[[[...' escaped main as a traceback whose json.decoder frames held the whole text
+    (which may be a pay_bank card number); a --headers file the same way."""
+    deep = "[" * 100_000
+    payload = tmp_path / "deep.json"
+    payload.write_text(deep, encoding="utf-8")
+    headers = tmp_path / "headers.json"
+    headers.write_text('{"a": ' + deep, encoding="utf-8")
+    body = tmp_path / "body.json"
+    body.write_text("{}", encoding="utf-8")
+    for data, source in ((deep, "--data"), (f"@{payload}", f"--data file '{payload}'")):
+        status, out, err = run(capsys, "call", "combine_papay.mini_program", "--data", data, "--sandbox")
+        assert (status, out) == (2, "") and err == f"error: {source} is nested too deeply to read\n", err
+        with pytest.raises(cli.CliError) as caught:
+            cli.read_payload(Secret(data))
+        assert caught.value.__context__ is None  # no RecursionError whose frames hold the text
+    status, out, err = run(capsys, "notify", "verify", "--headers", str(headers), "--body", str(body))
+    assert (status, out) == (2, "") and err == f"error: --headers file {str(headers)!r} is not a JSON object\n", err
 
 
 def test_bad_key_file_from_environment(capsys, monkeypatch, tmp_path: Path) -> None:

@@ -102,6 +102,88 @@ def test_json_encoding_refuses_what_is_not_json(value: Any) -> None:
         encode_body(adhoc_descriptor("POST", "/v3/x"), {"x": value})
 
 
+def test_a_cycle_is_refused_even_under_a_raised_recursion_limit() -> None:
+    """The shared C encoder kept no markers, so a cycle recursed until the recursion limit: under a limit an
+    application raised (sys.setrecursionlimit(200000)), that overflowed the C stack and killed the process
+    (SIGSEGV) where JSONEncoder.encode said 'Circular reference detected'. Run in a child: a crash is its exit."""
+    import subprocess
+    import sys
+
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.setrecursionlimit(200000)
+        from engine.serialize import encode_json
+        cycle = {"a": []}
+        cycle["a"].append(cycle)
+        try:
+            encode_json(cycle)
+        except ValueError as error:
+            print("refused:", error)
+        """
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    child = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.strip() == "refused: Circular reference detected"
+
+
+def test_one_object_encoded_from_many_threads_at_once_is_no_cycle() -> None:
+    """Each encoding keeps its own markers: shared ones would see another thread's containers as a cycle."""
+    import threading
+
+    shared = {"amount": {"total": 1, "detail": [{"n": n} for n in range(50)]}, "tags": [[1], [2]]}
+    expected = encode_json(shared)
+    failures: list[BaseException] = []
+
+    def encode_often() -> None:
+        try:
+            for _ in range(2000):
+                assert encode_json(shared) == expected
+        except BaseException as error:  # reported below: an assertion in a thread fails nothing by itself
+            failures.append(error)
+
+    threads = [threading.Thread(target=encode_often) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(PATIENCE)
+    assert not any(thread.is_alive() for thread in threads) and failures == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": {"b": [1, 2, (3, 4)]}, "c": None, "d": True, "e": False},
+        [0.0, -0.0, 1e300, 1e-300, 3.14, 2**70, -(2**70)],
+        {2: "int key", True: "bool key", None: "null key", 1.5: "float key", -0.0: "negative zero key"},
+        'é\u2028\x00"\\',
+    ],
+)
+def test_json_encoding_matches_the_standard_encoder(value: Any) -> None:
+    import enum
+    import json
+
+    class Text(str):
+        pass
+
+    class Number(enum.IntEnum):
+        ONE = 1
+
+    class Table(dict):  # type: ignore[type-arg]
+        pass
+
+    standard = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    for each in (value, [value], Table(wrapped=value), {Text("k"): Text("v"), Number.ONE: Number.ONE}):
+        assert encode_json(each) == standard.encode(each).encode("utf-8")
+
+
 def test_finite_numbers_still_pass(engine: Engine) -> None:
     engine.register(NUMBERS)
     assert engine.call("t.numbers.post", {"rate": 1.5, "rates": [0, -2.25], "detail": {"rate": 1e300}}).status == 204

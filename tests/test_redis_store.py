@@ -150,6 +150,23 @@ def test_store_errors_name_the_store_without_the_password() -> None:
     assert "hunter2" not in str(caught.value) and "redis://:***@127.0.0.1:1/0" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:hunter2@[::1]:6379/0", "redis://:***@[::1]:6379/0"),
+        ("https://gw:hunter2@[fe80::1%25eth0]:8443/pay", "https://gw:***@[fe80::1%25eth0]:8443/pay"),
+        ("redis://:hunter2@Redis.Internal:0/1", "redis://:***@Redis.Internal:0/1"),
+        ("redis://us%40er:hunter2@h/0", "redis://us%40er:***@h/0"),
+    ],
+)
+def test_a_redacted_url_keeps_its_host_and_port_as_written(url: str, shown: str) -> None:
+    """redacted rebuilt the host from urlsplit's hostname: an IPv6 literal lost its brackets
+    (redis://:***@::1:6379/0, which names no host), the host was lower-cased and a port 0 dropped."""
+    from engine.stores import redacted
+
+    assert redacted(url) == shown
+
+
 def _spawn() -> Any:
     return multiprocessing.get_context("spawn")
 

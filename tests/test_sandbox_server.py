@@ -55,6 +55,20 @@ async def http_engine(served: SandboxServer, identity: SandboxIdentity) -> Async
     await engine.aclose()
 
 
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("127.0.0.1", "http://127.0.0.1:8080"), ("::1", "http://[::1]:8080"), ("localhost", "http://localhost:8080")],
+)
+def test_the_base_url_of_a_server_on_an_ipv6_address_brackets_it(
+    identity: SandboxIdentity, host: str, url: str
+) -> None:
+    """--host ::1 served at http://::1:8080, a URL with no readable host or port: the engine refused it
+    (base_url must be a URL) and aiohttp before it, so the manifest's base_url reached nothing."""
+    server = SandboxServer(Sandbox(identity), host=host, port=8080)
+    assert server.base_url == url
+    Engine(**identity.engine_settings(), base_url=server.base_url, load_entry_points=False).close()
+
+
 # -- a client written from PROTOCOL.md alone: plain aiohttp + cryptography, no engine code ----------
 
 
@@ -658,6 +672,22 @@ def test_temporary_files_of_dead_writers_are_removed_when_the_state_dir_is_taken
         for name in planted:
             (tmp_path / name).unlink(missing_ok=True)
     assert load_or_create(tmp_path).mchid == identity.mchid  # the state itself untouched
+
+
+def test_a_temporary_name_whose_pid_no_process_can_have_is_kept_not_a_crash(
+    identity: SandboxIdentity, tmp_path: Path
+) -> None:
+    """os.kill raises OverflowError, not an OSError, for a pid beyond a C int: a file so named in the state
+    dir (copied in, or another system's) made load_or_create and World.attach fail with that raw error."""
+    from engine.sandbox.state import load_or_create
+
+    made = load_or_create(tmp_path)
+    planted = [tmp_path / f".world.json.tmp-{pid}-0123456789ab" for pid in (2**31, 2**64, 10**30)]
+    for path in planted:
+        path.write_bytes(b"half a world")
+    assert load_or_create(tmp_path).mchid == made.mchid
+    Sandbox(identity).world.attach(tmp_path)
+    assert all(path.exists() for path in planted)  # nothing says a writer died: left alone
 
 
 def test_a_temporary_file_is_named_with_its_writers_pid(tmp_path: Path, monkeypatch) -> None:

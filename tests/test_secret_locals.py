@@ -238,16 +238,19 @@ def test_settings_from_the_environment_leave_no_key_material_in_frame_locals(ide
         assert secret not in text
 
 
-def test_a_store_url_with_a_password_stays_out_of_frame_locals_and_a_bad_one_is_a_setting_error(identity) -> None:
+@pytest.mark.parametrize("setting", ["store", "notification_store"])  # notification_store: the former name
+def test_a_store_url_with_a_password_stays_out_of_frame_locals_and_a_bad_one_is_a_setting_error(
+    identity, setting: str
+) -> None:
     from engine import ConfigurationError
 
     settings = {**identity.engine_settings(), "load_entry_points": False}
     pytest.importorskip("redis")
     with pytest.raises(EngineError) as caught:  # nothing listens on port 9: the construction check fails
-        Engine(**settings, store="redis://:hunter2-store-password@127.0.0.1:9/0")
+        Engine(**settings, **{setting: "redis://:hunter2-store-password@127.0.0.1:9/0"})
     assert "hunter2-store-password" not in engine_frames(caught.value) + str(caught.value)
     with pytest.raises(ConfigurationError, match="unparseable store URL") as refused:
-        Engine(**settings, store="redis://:hunter2-store-password@127.0.0.1:notaport/0")
+        Engine(**settings, **{setting: "redis://:hunter2-store-password@127.0.0.1:notaport/0"})
     assert "hunter2-store-password" not in engine_frames(refused.value) + str(refused.value)
     with pytest.raises(ConfigurationError, match="by name"):
         Engine("1900000109")  # type: ignore[misc]

@@ -247,6 +247,8 @@ def _alive(pid: int) -> bool:
         return False
     except OSError:  # PermissionError: alive, another user's; anything else: do not guess
         return True
+    except OverflowError:  # beyond a C pid_t: no process here has it, so nothing says its writer died
+        return True
     return True
 
 
