@@ -251,7 +251,7 @@ class Stubber:
         v2: Optional[v2_stubs.CannedV2] = None,
     ) -> None:
         checks = expected_payload is not None
-        expected = _expected_on_wire(descriptor, expected_payload) if checks else None
+        expected = _expected(descriptor, expected_payload) if checks else None
         queued = _Queued(descriptor.id, label, status, body, dict(headers or {}), checks, expected, v2)
         with self._lock:
             self._queue.append(queued)
@@ -482,6 +482,15 @@ def _decoded_body(request: Request) -> Any:
         parts = multipart.decode(content_type, request.body)
         return {"meta": json.loads(parts["meta"][1]), "file": parts["file"][1]}
     return json.loads(request.body)
+
+
+def _expected(descriptor: Descriptor, payload: Any) -> Any:
+    """``_expected_on_wire``, refusing what JSON cannot say (NaN, a set, a cycle) as a ``StubResponseError``."""
+    try:
+        return _expected_on_wire(descriptor, payload)
+    except (TypeError, ValueError) as exc:  # encode_json's refusals name a type or a rule, never a value
+        problem = f"expected_payload is not a JSON value: {exc}"
+    raise StubResponseError(descriptor.id, [problem])
 
 
 def _expected_on_wire(descriptor: Descriptor, payload: Any) -> Any:

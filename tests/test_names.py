@@ -155,3 +155,14 @@ def test_the_plain_reading_of_aliases_yaml_is_the_yaml_reading() -> None:
 
     path = BUILTIN_ENDPOINTS / "aliases.yaml"
     assert _read_aliases(path) == yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("times", [0, -1, 1.5, True, "2"])
+def test_a_fault_for_no_whole_number_of_calls_is_a_usage_error(times) -> None:
+    from engine.errors import UsageError
+    from engine.sandbox.faults import Fault, FaultPlan
+
+    plan = FaultPlan()
+    with pytest.raises(UsageError, match="times must be a whole number >= 1"):
+        plan.add(Fault("not_json"), times=times)
+    assert len(plan) == 0

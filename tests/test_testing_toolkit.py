@@ -187,6 +187,20 @@ def test_expected_payload_is_compared_as_sent_path_query_and_body(engine: Engine
         engine.call("POST /v3/free/form", {"nested": {"a": [1, 2]}})
 
 
+def test_an_expected_payload_json_cannot_say_is_refused_when_queued(engine: Engine) -> None:
+    """NaN, a set or a cycle in expected_payload: a StubResponseError at add_response, never a bare
+    ValueError or TypeError from the JSON encoder, and nothing queued."""
+    cyclic: dict = {}
+    cyclic["self"] = cyclic
+    with Stubber(engine) as stub:
+        for bad in ({"a": float("nan")}, {"a": {1, 2}}, cyclic):
+            with pytest.raises(StubResponseError) as caught:
+                stub.add_response("POST /v3/free/form", {}, expected_payload=bad)
+            assert "expected_payload is not a JSON value" in str(caught.value)
+        stub.add_response("POST /v3/free/form", {}, expected_payload={"a": 1})
+        engine.call("POST /v3/free/form", {"a": 1})  # the refused ones were not queued before it
+
+
 def test_expected_payload_of_an_upload_compares_meta_and_file_bytes(engine: Engine, tmp_path: Path) -> None:
     picture = tmp_path / "logo.png"
     picture.write_bytes(b"\x89PNG" + bytes(range(256)))

@@ -28,7 +28,7 @@ import attrs
 
 from engine import forksafe
 from engine.descriptor import is_adhoc
-from engine.errors import UnknownEndpointError
+from engine.errors import UnknownEndpointError, UsageError
 
 ERROR_BODIES: dict[int, tuple[str, str]] = {
     400: ("PARAM_ERROR", "参数错误"),
@@ -93,7 +93,7 @@ class FaultPlan:
         Returns the canonical id it was queued for ("" for any endpoint).
         """
         if not isinstance(times, int) or isinstance(times, bool) or times < 1:
-            raise ValueError(f"times must be a whole number >= 1, got {times!r}")
+            raise UsageError(f"times must be a whole number >= 1, got {times!r}")
         endpoint_id = self.endpoint_id(endpoint) if endpoint is not None else None
         with self._lock:
             self._queue.append((endpoint_id, _Scheduled(fault, times)))
