@@ -395,7 +395,7 @@ class Pipeline:
             raise ConfigurationError("no plugin signed the request")
         if isinstance(signed, Request):
             return signed
-        return prepared.request.with_headers(prepared.request.headers.merged({"Authorization": signed}))
+        return prepared.request.with_headers(prepared.request.headers.with_header("Authorization", signed))
 
     # -- interpret -------------------------------------------------------------------------
 

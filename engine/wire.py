@@ -99,6 +99,13 @@ class Headers(Mapping[str, str]):
         self._derived = (compute, value)
         return value
 
+    def with_header(self, name: str, value: str) -> "Headers":
+        """A copy with one header set, replacing a same-named one whatever its case (``merged`` for one
+        header, without building a mapping: the signer adds Authorization this way to every attempt)."""
+        copy = Headers()
+        copy._items = {**self._items, name.lower(): (name, value)}
+        return copy
+
     def merged(self, extra: Mapping[str, str]) -> "Headers":
         """A copy with ``extra`` added, replacing same-named headers whatever their case."""
         if not extra:

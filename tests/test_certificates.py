@@ -252,3 +252,21 @@ async def test_async_callback_handler_refreshes_too(make_engine) -> None:
     reply = await engine.handle_notification(dict(callback.headers.items()), callback.body, seen.append)
     assert reply.status == 204 and seen[0].resource["out_trade_no"] == "T-ROT2"
     await engine.aclose()
+
+
+def test_the_preferred_key_is_the_last_public_key_in_keyring_order_as_keys_come(identity) -> None:
+    """preferred() keeps its answer from one add to the next: the last public key in the keyring's
+    order (re-adding a key keeps its place), the newest valid certificate when it holds none."""
+    from engine.keys import PlatformKey, PlatformKeyring
+
+    public = identity.platform_key.public_key()
+    first, second = PlatformKey("PUB_KEY_ID_01", public), PlatformKey("PUB_KEY_ID_02", public)
+    keyring = PlatformKeyring()
+    assert keyring.preferred() is None
+    keyring.add(first)
+    assert keyring.preferred() is first
+    keyring.add(second)
+    assert keyring.preferred() is second
+    again = PlatformKey("PUB_KEY_ID_01", public)
+    keyring.add(again)  # replaces first in its place: second is still last
+    assert keyring.preferred() is second and keyring.find("PUB_KEY_ID_01") is again
