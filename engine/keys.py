@@ -357,15 +357,11 @@ class PlatformKeyring:
 
     def __init__(self, keys: Iterable[PlatformKey] = ()) -> None:
         self._keys: dict[str, PlatformKey] = {}
-        # The public key preferred() names, worked out when a key is added (rarely) rather than on
-        # every call: the last public key in the keyring's order, None when it holds certificates only.
-        self._public: Optional[PlatformKey] = None
         for key in keys:
             self.add(key)
 
     def add(self, key: PlatformKey) -> None:
         self._keys[normalize_serial(key.key_id)] = key
-        self._public = next((k for k in reversed(self._keys.values()) if k.kind == "public_key"), None)
 
     def find(self, key_id: str) -> Optional[PlatformKey]:
         return self._keys.get(normalize_serial(key_id))
@@ -381,9 +377,10 @@ class PlatformKeyring:
 
     def preferred(self, now: Optional[float] = None) -> Optional[PlatformKey]:
         """The key to encrypt with and to name in ``Wechatpay-Serial`` (``now``: Unix seconds)."""
-        if self._public is not None:
-            return self._public
         keys = list(self._keys.values())
+        public = [k for k in keys if k.kind == "public_key"]
+        if public:
+            return public[-1]
         moment = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC)
         epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
         valid = [(k.not_before or epoch, order, k) for order, k in enumerate(keys) if k.valid_at(moment)]
