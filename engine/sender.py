@@ -14,6 +14,8 @@ Design decisions:
 * A state-changing request that failed after it may have reached WeChat Pay is reported as
   ``UnconfirmedError`` carrying the ``Reconcile`` record, never as a plain transport failure that
   would invite a resend. A streamed answer is never retried once a byte of it was written.
+* An answer over the size bound (``AnswerTooLargeError``) is final, whatever the operation: the same
+  request gets the same answer, so another attempt would only read the bound's worth again.
 * The transport comes from ``Runtime`` (one per event loop); the sender holds no loop-bound state.
 """
 
@@ -27,6 +29,7 @@ from typing import Awaitable, Callable, Optional, Union
 import attrs
 
 from engine.errors import (
+    AnswerTooLargeError,
     ConnectError,
     TransportError,
     TransportTimeoutError,
@@ -113,6 +116,8 @@ class Sender:
         resend_safe = prepared.descriptor.idempotency is not None
         if isinstance(outcome, ConnectError):
             return policy.backoff(attempt)
+        if isinstance(outcome, AnswerTooLargeError):
+            return None
         if isinstance(outcome, TransportError):
             return policy.backoff(attempt) if resend_safe else None
         if outcome.status in RETRYABLE_STATUSES and resend_safe:

@@ -140,6 +140,22 @@ async def test_an_oversize_answer_to_a_post_is_unconfirmed(hostile, engine_for) 
     assert isinstance(error.__cause__, AnswerTooLargeError) and error.reconcile is not None
 
 
+async def test_an_oversize_answer_to_a_get_is_not_asked_for_again(hostile, engine_for) -> None:
+    """A GET may be resent, but an answer over the bound is the server's answer to it: retrying would
+    read the bound's worth again, for the same refusal."""
+    asked: list[str] = []
+    oversize = streamed(8 * MiB, b"x" * MiB, {**SIGNED, "Content-Type": "application/json"})
+
+    def answer(request: web.Request) -> Any:
+        asked.append(request.path)
+        return oversize(request)
+
+    hostile.answer = answer
+    engine = engine_for(hostile, retry=RetryPolicy(base_delay=0.01, max_delay=0.01))
+    await failure(engine, AnswerTooLargeError, ref=GET)
+    assert asked == ["/v3/certificates"]
+
+
 async def test_an_announced_oversize_is_refused_before_reading(hostile, engine_for) -> None:
     hostile.answer = lambda request: web.Response(body=b"x" * (2 * MiB), headers=SIGNED)
     error = await failure(engine_for(hostile, max_answer_bytes=MiB), AnswerTooLargeError, ref=GET)
