@@ -368,3 +368,31 @@ def test_a_refused_engine_from_flags_leaves_no_key_in_frame_locals(identity, tmp
         assert " _engine {" in text, "the traceback should pass through the CLI"
         for secret in [*_pem_lines(identity), identity.apiv3_key.decode(), identity.apiv2_key.decode()]:
             assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("flag", "setting"),
+    [
+        ("--private-key", "private_key"),
+        ("--public-key", "platform_public_key"),
+        ("--platform-certificate", "platform_certificates[0]"),
+        ("--pay-bank-public-key", "pay_bank_public_key"),
+    ],
+)
+def test_a_key_flag_naming_a_fifo_or_a_device_is_refused_not_read(
+    identity, tmp_path: Path, capsys, monkeypatch, flag: str, setting: str
+) -> None:
+    """Key files were read with Path.read_bytes: --private-key naming a FIFO waited forever for a
+    writer, and /dev/zero (which passes a size check at 0 bytes) was read until memory ran out."""
+    import os
+
+    for variable in cli.ENVIRONMENT.values():
+        monkeypatch.delenv(variable, raising=False)
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)
+    flags = {**dict(zip(_pem_flags(identity, tmp_path)[::2], _pem_flags(identity, tmp_path)[1::2]))}
+    for path in (str(fifo), "/dev/zero"):
+        argv = [*(item for pair in {**flags, flag: path}.items() for item in pair), "--base-url", "http://127.0.0.1:9"]
+        status, out, err = run(capsys, "call", "combine_papay.mini_program", "--data", "{}", *argv)
+        assert (status, out) == (2, "")
+        assert err == f"error: {setting}: not PEM and not a readable file (not a regular file)\n", err
