@@ -42,7 +42,7 @@ from typing import Any, Optional, Sequence
 from engine import __version__, doctor, environment
 from engine.client import Engine
 from engine.configuration import DEFAULT_BASE_URL
-from engine.errors import EngineError, NotificationError, UsageError, ValidationError
+from engine.errors import ConfigurationError, EngineError, NotificationError, UsageError, ValidationError
 from engine.files import Unread, read_regular_file
 from engine.registry import BUILTIN_ENDPOINTS, Registry
 from engine.sandbox import remote
@@ -322,7 +322,7 @@ def _sandbox_credentials(state_dir: Path) -> dict[str, Any]:
 
     try:  # boxed as read: the state holds the APIv3 and APIv2 keys themselves
         return hide_settings(state.engine_settings(state_dir))
-    except (OSError, KeyError, json.JSONDecodeError):
+    except (ConfigurationError, KeyError):  # no manifest to read (state.read_manifest), or one lacking a setting
         hint = "start 'wechatpay sandbox serve --state-dir' first"
         raise CliError(f"no sandbox.json in {str(state_dir)!r}: {hint}") from None
 

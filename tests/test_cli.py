@@ -390,9 +390,46 @@ def test_a_key_flag_naming_a_fifo_or_a_device_is_refused_not_read(
         monkeypatch.delenv(variable, raising=False)
     fifo = tmp_path / "key.fifo"
     os.mkfifo(fifo)
-    flags = {**dict(zip(_pem_flags(identity, tmp_path)[::2], _pem_flags(identity, tmp_path)[1::2]))}
+    pem = _pem_flags(identity, tmp_path)
+    flags = dict(zip(pem[::2], pem[1::2], strict=True))
     for path in (str(fifo), "/dev/zero"):
         argv = [*(item for pair in {**flags, flag: path}.items() for item in pair), "--base-url", "http://127.0.0.1:9"]
         status, out, err = run(capsys, "call", "combine_papay.mini_program", "--data", "{}", *argv)
         assert (status, out) == (2, "")
         assert err == f"error: {setting}: not PEM and not a readable file (not a regular file)\n", err
+
+
+def _write_manifest(state_dir: Path, kind: str) -> None:
+    import os
+
+    manifest = state_dir / "sandbox.json"
+    if kind == "fifo":
+        os.mkfifo(manifest)
+    elif kind == "directory":
+        manifest.mkdir()
+    else:
+        contents = {"list": b"[1, 2]", "deep": b"[" * 100_000, "binary": b"\xff\xfe", "string": b'"x"'}
+        manifest.write_bytes(contents[kind])
+
+
+@pytest.mark.parametrize("kind", ["list", "deep", "binary", "string", "fifo", "directory"])
+def test_a_state_dir_whose_manifest_cannot_be_read_is_one_error_line(capsys, tmp_path: Path, kind: str) -> None:
+    """sandbox.json was read with read_text and json.loads, catching only OSError and JSONDecodeError:
+    a JSON list was a TypeError, deep nesting a RecursionError and a binary file a UnicodeDecodeError,
+    each a traceback, and a FIFO blocked forever waiting for a writer."""
+    _write_manifest(tmp_path, kind)
+    commands = [
+        ["call", "GET /v3/certificates", "--sandbox-state", str(tmp_path)],
+        ["doctor", "--sandbox-state", str(tmp_path)],
+        ["sandbox", "objects", "--state-dir", str(tmp_path)],
+    ]
+    for argv in commands:
+        status, out, err = run(capsys, *argv)
+        assert (status, out) == (2, ""), argv
+        assert err.startswith(f"error: no sandbox.json in {str(tmp_path)!r}: start ") and err.count("\n") == 1, err
+
+
+def test_remote_commands_refuse_a_manifest_whose_base_url_is_not_text(capsys, tmp_path: Path) -> None:
+    (tmp_path / "sandbox.json").write_text('{"base_url": 5}', encoding="utf-8")
+    status, out, err = run(capsys, "sandbox", "objects", "--state-dir", str(tmp_path))
+    assert (status, out) == (2, "") and "names no base_url" in err and err.count("\n") == 1, err

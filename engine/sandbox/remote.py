@@ -92,14 +92,15 @@ class AdminClient:
     @classmethod
     def from_state_dir(cls, state_dir: Path) -> "AdminClient":
         from engine.cli import CliError
+        from engine.sandbox.state import read_manifest
 
         manifest = state_dir / "sandbox.json"
-        try:
-            base_url = json.loads(manifest.read_text(encoding="utf-8")).get("base_url")
-        except (OSError, ValueError):
+        content = read_manifest(state_dir)  # None for a FIFO, a binary file or JSON that is not an object
+        if content is None:
             hint = "start 'wechatpay sandbox serve --state-dir' first"
-            raise CliError(f"no sandbox.json in {str(state_dir)!r}: {hint}") from None
-        if not base_url:
+            raise CliError(f"no sandbox.json in {str(state_dir)!r}: {hint}")
+        base_url = content.get("base_url")
+        if not base_url or not isinstance(base_url, str):
             raise CliError(f"{manifest} names no base_url: start 'wechatpay sandbox serve --state-dir {state_dir}'")
         return cls(str(base_url), str(state_dir))
 

@@ -39,10 +39,13 @@ from typing import Any, Optional
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from engine.errors import ConfigurationError
+from engine.files import Unread, read_regular_file
 from engine.keys import certificate_pem, load_private_key, private_pem, public_pem
 from engine.sandbox.identity import SandboxIdentity
 
 MANIFEST = "sandbox.json"
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is about 2 KiB
 TEMPORARY = re.compile(r"^\..+\.tmp-(?P<pid>[0-9]+)-[0-9a-f]{12}$")  # _write's temporary files: the writer's pid
 FILES = {
     "merchant_private_key_path": "merchant_private_key.pem",
@@ -108,9 +111,30 @@ def _own_key_if_any(path: Optional[str]) -> Any:
     return _own_key(Path(path)) if path and Path(path).exists() else None
 
 
+def read_manifest(state_dir: Path) -> Optional[dict[str, Any]]:
+    """``sandbox.json`` of ``state_dir`` as a JSON object, or ``None`` when there is none to read.
+
+    Bounded and regular-file only (``engine.files``): a state dir named by mistake may hold a FIFO, a
+    binary file or JSON that is not an object, and a reader must say so, not block or raise a raw error.
+    """
+    content = read_regular_file(state_dir / MANIFEST, MAX_MANIFEST_BYTES)
+    if isinstance(content, Unread):
+        return None
+    try:
+        manifest = json.loads(content.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested past the recursion limit
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 def engine_settings(state_dir: Path) -> dict[str, Any]:
-    """``Engine`` keyword arguments for a served sandbox, from its ``sandbox.json`` (both key modes)."""
-    manifest = json.loads((state_dir / MANIFEST).read_text(encoding="utf-8"))
+    """``Engine`` keyword arguments for a served sandbox, from its ``sandbox.json`` (both key modes).
+
+    A ``ConfigurationError`` when there is no manifest to read; a ``KeyError`` when it lacks a setting.
+    """
+    manifest = read_manifest(state_dir)
+    if manifest is None:
+        raise ConfigurationError(f"no readable {MANIFEST} in {str(state_dir)!r}")
     return {
         "mchid": manifest["mchid"],
         "serial_no": manifest["merchant_serial_no"],
