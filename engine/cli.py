@@ -247,6 +247,8 @@ def _json(text: Secret, source: str) -> Secret:
         problem = f"{source} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
     except RecursionError:  # json.loads' own error for a document nested past the recursion limit
         problem = f"{source} is nested too deeply to read"
+    except ValueError:  # an integer past sys.get_int_max_str_digits(): int() refuses it, not the decoder
+        problem = f"{source} holds a number too long to read"
     raise CliError(problem)
 
 
@@ -360,7 +362,7 @@ def _read_headers(path: Path) -> dict[str, str]:
     if text.lstrip().startswith("{"):
         try:
             return {str(k): str(v) for k, v in json.loads(text).items()}
-        except (json.JSONDecodeError, AttributeError, RecursionError):  # RecursionError: nested too deeply
+        except (ValueError, AttributeError, RecursionError):  # nested too deeply, or a number too long for int()
             raise CliError(f"--headers file {str(path)!r} is not a JSON object") from None
     pairs = [line.partition(":") for line in text.splitlines() if line.strip()]
     return {name.strip(): value.strip() for name, _, value in pairs}

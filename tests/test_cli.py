@@ -433,3 +433,23 @@ def test_remote_commands_refuse_a_manifest_whose_base_url_is_not_text(capsys, tm
     (tmp_path / "sandbox.json").write_text('{"base_url": 5}', encoding="utf-8")
     status, out, err = run(capsys, "sandbox", "objects", "--state-dir", str(tmp_path))
     assert (status, out) == (2, "") and "names no base_url" in err and err.count("\n") == 1, err
+
+
+def test_a_number_too_long_for_int_is_a_usage_error(capsys, tmp_path: Path) -> None:
+    """json.loads refuses an integer of more than sys.get_int_max_str_digits() digits with a bare
+    ValueError (not JSONDecodeError), so --data '99...9' escaped main as a traceback; a --headers file too."""
+    digits = "9" * 5000
+    payload = tmp_path / "long.json"
+    payload.write_text(f'{{"plan_id": {digits}}}', encoding="utf-8")
+    headers = tmp_path / "headers.json"
+    headers.write_text(f'{{"Wechatpay-Timestamp": {digits}}}', encoding="utf-8")
+    body = tmp_path / "body.json"
+    body.write_text("{}", encoding="utf-8")
+    for data, source in ((digits, "--data"), (f"@{payload}", f"--data file '{payload}'")):
+        status, out, err = run(capsys, "call", "combine_papay.mini_program", "--data", data, "--sandbox")
+        assert (status, out) == (2, "") and err == f"error: {source} holds a number too long to read\n", err
+        with pytest.raises(cli.CliError) as caught:
+            cli.read_payload(Secret(data))
+        assert caught.value.__context__ is None  # no ValueError whose frames hold the text
+    status, out, err = run(capsys, "notify", "verify", "--headers", str(headers), "--body", str(body))
+    assert (status, out) == (2, "") and err == f"error: --headers file {str(headers)!r} is not a JSON object\n", err
