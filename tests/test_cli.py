@@ -453,3 +453,20 @@ def test_a_number_too_long_for_int_is_a_usage_error(capsys, tmp_path: Path) -> N
         assert caught.value.__context__ is None  # no ValueError whose frames hold the text
     status, out, err = run(capsys, "notify", "verify", "--headers", str(headers), "--body", str(body))
     assert (status, out) == (2, "") and err == f"error: --headers file {str(headers)!r} is not a JSON object\n", err
+
+
+@pytest.mark.parametrize("host", ["a..b", "a" * 64 + ".example", ".x"])
+def test_a_base_url_whose_host_cannot_be_resolved_as_a_name_is_refused(
+    identity, tmp_path: Path, capsys, monkeypatch, host: str
+) -> None:
+    """getaddrinfo encodes the host with the idna codec, whose UnicodeError (an empty label, one of
+    over 63 characters) escaped the first call as a traceback: --base-url http://a..b is now refused
+    where it is given, as a call and as the doctor's base URL check."""
+    for variable in cli.ENVIRONMENT.values():
+        monkeypatch.delenv(variable, raising=False)
+    flags = [*_pem_flags(identity, tmp_path), "--base-url", f"http://{host}", "--timeout", "2"]
+    status, out, err = run(capsys, "call", "combine_papay.mini_program", "--data", "{}", *flags)
+    assert (status, out) == (2, "") and err.count("\n") == 1, err
+    assert err.startswith("error: base_url must be a URL") and "empty label" in err, err
+    status, out, _ = run(capsys, "doctor", *flags)
+    assert status == 1 and "FAIL  base URL:" in out and "empty label" in out, out
