@@ -516,4 +516,8 @@ def _jsonable(value: Any) -> Any:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # python -m engine.cli runs this file as __main__, whose CliError is not engine.cli.CliError, the
+    # one engine.sandbox.remote raises: main must be the imported module's, or that error escapes it
+    from engine import cli
+
+    sys.exit(cli.main())

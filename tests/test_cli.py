@@ -181,6 +181,25 @@ def test_installed_command_has_no_traceback_for_mistakes() -> None:
     assert result.stderr.startswith("error: unknown endpoint 'nope'") and "Traceback" not in result.stderr
 
 
+def test_python_m_engine_cli_has_no_traceback_for_a_remote_command_mistake(tmp_path: Path) -> None:
+    """python -m engine.cli runs cli.py as __main__, so engine.sandbox.remote's CliError (imported
+    from engine.cli) was a different class from the one main caught: every mistake of a remote
+    sandbox command (no sandbox.json, nothing listening) was a traceback, exit 1."""
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "sandbox", "objects", "--state-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert (
+        result.stderr
+        == f"error: no sandbox.json in {str(tmp_path)!r}: start 'wechatpay sandbox serve --state-dir' first\n"
+    )
+
+
 def test_certificates_download_to_a_directory(capsys, tmp_path: Path) -> None:
     status, out, err = run(capsys, "certificates", "download", "--out", str(tmp_path), "--sandbox")
     assert status == 0, err
