@@ -489,3 +489,17 @@ def test_a_base_url_whose_host_cannot_be_resolved_as_a_name_is_refused(
     assert err.startswith("error: base_url must be a URL") and "empty label" in err, err
     status, out, _ = run(capsys, "doctor", *flags)
     assert status == 1 and "FAIL  base URL:" in out and "empty label" in out, out
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [("Content-Length: 5", "Content-Length"), ("transfer-encoding: chunked", "Transfer-Encoding")],
+)
+def test_a_header_that_frames_the_body_is_refused(capsys, header: str, name: str) -> None:
+    """--header 'Content-Length: 5' was sent in place of the real length (a 126-byte body framed as 5,
+    the rest read by the server as the next request on the kept-alive connection), and
+    Transfer-Encoding beside it: the body's framing is the engine's, as Authorization is."""
+    status, out, err = run(
+        capsys, "call", "combine_papay.mini_program", "--data", f"@{EXAMPLE}", "--header", header, "--sandbox"
+    )
+    assert (status, out) == (2, "") and err == f"error: the {name} header is set by the engine; do not pass it\n"
