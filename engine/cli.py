@@ -24,6 +24,9 @@ Design decisions:
 * A user mistake prints one ``error: ...`` line on stderr and exits 2; an answer WeChat Pay refused,
   a failed verification or a network failure exits 1. No traceback for either: every expected
   failure is an ``EngineError`` with a message that says what to fix.
+* ``sandbox serve`` judges its flags before binding: a port outside 0-65535 (a bare OverflowError
+  from bind), an empty ``--host`` (every interface, the opposite of the loopback default), a
+  ``--state-dir`` that is a file or holds a manifest that cannot be read are each one line.
 * A file named on the command line (``--data @file``, ``--headers``, ``--body``) is read only if it
   is a regular file of at most ``MAX_INPUT_BYTES``, and must be UTF-8 where it is text: a FIFO,
   ``/dev/zero`` or a binary file is one ``error:`` line, never a read that blocks or a traceback.
@@ -84,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     serve = sandbox.add_parser("serve", help="serve the sandbox over HTTP until Ctrl-C")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
-    serve.add_argument("--port", type=int, default=0, help="port (default: a free one, written to sandbox.json)")
+    serve.add_argument(
+        "--host", type=_host, default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)"
+    )
+    serve.add_argument("--port", type=_port, default=0, help="port (default: a free one, written to sandbox.json)")
     serve.add_argument("--state-dir", default=".wechatpay-sandbox", help="where keys and sandbox.json live")
     serve.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
     serve.add_argument(
@@ -392,13 +397,38 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """A TCP port: bind() refuses one outside 0-65535 with a bare OverflowError."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text[:20]!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be from 0 to 65535 (0: a free one)")
+    return value
+
+
+def _host(text: str) -> str:
+    """An address to bind: not empty, which asyncio takes as every interface, the opposite of the default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: give an address (0.0.0.0 for every interface)")
+    try:
+        text.encode("idna")  # as getaddrinfo encodes it: an empty label or one past 63 characters fails
+    except UnicodeError:
+        raise argparse.ArgumentTypeError(f"not a host name: {text[:40]!r}") from None
+    return text
+
+
 def _serve_sandbox(args: argparse.Namespace) -> int:
     from engine.sandbox import Sandbox, state
     from engine.sandbox.clock import TestClock
     from engine.sandbox.server import serve_forever
 
     state_dir = Path(args.state_dir)
-    identity = state.load_or_create(state_dir)
+    try:
+        identity = state.load_or_create(state_dir)
+    except OSError as exc:  # a file where the directory should be, a directory that cannot be made
+        raise CliError(f"cannot use --state-dir {args.state_dir!r}: {exc.strerror or exc}") from None
     registry = Registry([BUILTIN_ENDPOINTS, *map(Path, args.endpoint_dir)])
     sandbox = Sandbox(  # real time until advanced
         identity,
@@ -421,7 +451,7 @@ def _serve_sandbox(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve_forever(sandbox, args.host, args.port, on_ready=ready, delivery_limit=args.delivery_limit))
     except OSError as exc:
-        raise CliError(f"cannot serve on {args.host}:{args.port}: {exc.strerror}") from None
+        raise CliError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
     except KeyboardInterrupt:
         print("sandbox stopped", file=sys.stderr)
     return EXIT_OK

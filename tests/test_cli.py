@@ -503,3 +503,29 @@ def test_a_header_that_frames_the_body_is_refused(capsys, header: str, name: str
         capsys, "call", "combine_papay.mini_program", "--data", f"@{EXAMPLE}", "--header", header, "--sandbox"
     )
     assert (status, out) == (2, "") and err == f"error: the {name} header is set by the engine; do not pass it\n"
+
+
+def test_sandbox_serve_refuses_bad_flags_and_state_dirs_in_one_line(capsys, tmp_path: Path) -> None:
+    """bind() refused a port past 65535 with a bare OverflowError, --host '' bound every interface,
+    and a --state-dir that was a file (FileExistsError) or held a broken sandbox.json (JSONDecodeError,
+    UnicodeDecodeError, KeyError, a PEM ValueError) escaped main as a traceback."""
+    for flags, message in (
+        (["--port", "65536"], "argument --port: must be from 0 to 65535"),
+        (["--port", "-1"], "argument --port: must be from 0 to 65535"),
+        (["--host", ""], "argument --host: empty: give an address"),
+        (["--host", "a" * 64], "argument --host: not a host name: "),  # getaddrinfo's idna: a bare UnicodeError
+    ):
+        with pytest.raises(SystemExit) as exited:
+            main(["sandbox", "serve", "--state-dir", str(tmp_path / "unused"), *flags])
+        assert exited.value.code == 2 and message in capsys.readouterr().err
+    a_file = tmp_path / "file"
+    a_file.write_text("x", encoding="utf-8")
+    status, out, err = run(capsys, "sandbox", "serve", "--state-dir", str(a_file))
+    assert (status, out, err) == (2, "", f"error: cannot use --state-dir {str(a_file)!r}: File exists\n")
+    for name, manifest in (("json", b"not json"), ("binary", b"\xff\xfe"), ("empty", b"{}")):
+        state_dir = tmp_path / name
+        state_dir.mkdir()
+        (state_dir / "sandbox.json").write_bytes(manifest)
+        status, out, err = run(capsys, "sandbox", "serve", "--state-dir", str(state_dir))
+        assert (status, out) == (2, "") and err.startswith(f"error: sandbox.json in {str(state_dir)!r} ")
+        assert err.endswith(": remove it to start afresh\n") and err.count("\n") == 1, err

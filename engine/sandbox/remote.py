@@ -153,7 +153,7 @@ class AdminClient:
 def _error_message(body: bytes) -> str:
     try:
         error: Optional[dict[str, Any]] = json.loads(body).get("error")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # RecursionError: a refusal nested too deeply
         error = None
     if not isinstance(error, dict):
         return body.decode("utf-8", errors="replace")[:200] or "no details"

@@ -73,9 +73,28 @@ def load_or_create(state_dir: Path) -> SandboxIdentity:
 
 
 def load(state_dir: Path) -> SandboxIdentity:
-    data = json.loads((state_dir / MANIFEST).read_text(encoding="utf-8"))
+    data = read_manifest(state_dir)
+    if data is None:  # a FIFO, a directory, a binary file or JSON that is not an object: say so, not a traceback
+        raise ConfigurationError(
+            f"{MANIFEST} in {str(state_dir)!r} cannot be read (not a regular file holding a JSON object): "
+            "remove it to start afresh"
+        )
+    try:
+        identity = _identity(data)
+    except (KeyError, TypeError, ValueError, AttributeError):  # a field missing, of the wrong type, or not PEM
+        raise ConfigurationError(
+            f"{MANIFEST} in {str(state_dir)!r} does not describe a sandbox (a field is missing or wrong, "
+            "or a file it names is not PEM): remove it to start afresh"
+        ) from None
+    completed = identity.with_apiv2()
+    if completed is not identity:  # a state dir from before APIv2: keep what is generated now
+        save(completed, state_dir, data.get("base_url"))
+    return completed
+
+
+def _identity(data: dict[str, Any]) -> SandboxIdentity:
     certificate = x509.load_pem_x509_certificate(Path(data["platform_certificate_path"]).read_bytes())
-    identity = SandboxIdentity(
+    return SandboxIdentity(
         mchid=data["mchid"],
         merchant_serial_no=data["merchant_serial_no"],
         merchant_key=load_private_key(Path(data["merchant_private_key_path"])),
@@ -89,10 +108,6 @@ def load(state_dir: Path) -> SandboxIdentity:
         server_certificate=_certificate(data.get("server_certificate_path")),
         pay_bank_key=_own_key_if_any(data.get("pay_bank_private_key_path")),
     )
-    completed = identity.with_apiv2()
-    if completed is not identity:  # a state dir from before APIv2: keep what is generated now
-        save(completed, state_dir, data.get("base_url"))
-    return completed
 
 
 def _certificate(path: Optional[str]) -> Optional[x509.Certificate]:
