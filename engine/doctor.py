@@ -321,7 +321,13 @@ def _is_merchant_key(settings: Settings, key: Any) -> bool:
 def _apiv3(settings: Settings) -> list[Check]:
     if "apiv3_key" not in settings:
         return [Check("APIv3 key", "warn", f"not set ({HINTS['apiv3_key']}): callbacks cannot be decrypted")]
-    size = len(str(reveal(settings["apiv3_key"][0])).encode("utf-8"))
+    where = _source(settings, "apiv3_key")
+    try:  # text from os.environ may hold a lone surrogate (a byte that is not UTF-8), which encode refuses
+        size = len(str(reveal(settings["apiv3_key"][0])).encode("utf-8"))
+    except UnicodeEncodeError:
+        return [
+            Check("APIv3 key", "FAIL", f"{where} is not UTF-8 text (a byte that is not UTF-8); it must be 32 bytes")
+        ]
     if size != 32:
         return [Check("APIv3 key", "FAIL", f"{_source(settings, 'apiv3_key')} is {size} bytes; it must be 32")]
     return [Check("APIv3 key", "ok", f"32 bytes ({_source(settings, 'apiv3_key')})")]

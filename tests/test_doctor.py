@@ -197,3 +197,15 @@ def test_settings_put_in_the_wrong_variable_are_named_not_printed(environment: d
     monkeypatch.setenv("WECHATPAY_MCHID", "1900000109")
     _, lines = doctor(capsys)
     assert "ok    mchid: 1900000109 (WECHATPAY_MCHID)" in lines  # a merchant id of its own form is shown
+
+
+def test_an_apiv3_key_that_is_not_utf8_is_a_fail_line(environment: dict, monkeypatch, capsys) -> None:
+    """A variable holding a byte that is not UTF-8 reaches os.environ as a lone surrogate ('\\udcff'),
+    and the doctor's size check encoded it unguarded: a UnicodeEncodeError traceback, not a FAIL line."""
+    monkeypatch.setenv("WECHATPAY_APIV3_KEY", "\udcff" + "a" * 31)
+    status, lines = doctor(capsys)
+    assert status == 1
+    assert (
+        "FAIL  APIv3 key: WECHATPAY_APIV3_KEY is not UTF-8 text (a byte that is not UTF-8); it must be 32 bytes"
+        in lines
+    )
