@@ -529,3 +529,24 @@ def test_sandbox_serve_refuses_bad_flags_and_state_dirs_in_one_line(capsys, tmp_
         status, out, err = run(capsys, "sandbox", "serve", "--state-dir", str(state_dir))
         assert (status, out) == (2, "") and err.startswith(f"error: sandbox.json in {str(state_dir)!r} ")
         assert err.endswith(": remove it to start afresh\n") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"id": ' + b"9" * 5000 + b"}"], ids=["deep", "long-number"])
+def test_a_signed_callback_body_json_cannot_read_is_rejected_in_one_line(capsys, tmp_path: Path, body: bytes) -> None:
+    """The callback envelope's json.loads caught UnicodeDecodeError and JSONDecodeError only: a body
+    nested past the recursion limit (RecursionError) or holding an integer past int()'s digit limit
+    (a bare ValueError) escaped parse_notification once its signature verified."""
+    from engine.sandbox import Sandbox
+    from engine.wire import Headers
+
+    identity = state.load_or_create(tmp_path / "state")
+    state.write_manifest(identity, tmp_path / "state", "http://127.0.0.1:9")
+    signed = Sandbox(identity).sign_answer(200, body, Headers({}))
+    headers = tmp_path / "headers.txt"
+    headers.write_text("".join(f"{k}: {v}\n" for k, v in signed.headers.items()), encoding="utf-8")
+    body_file = tmp_path / "body.json"
+    body_file.write_bytes(body)
+    argv = ["--headers", str(headers), "--body", str(body_file), "--sandbox-state", str(tmp_path / "state")]
+    status, out, err = run(capsys, "notify", "verify", *argv)
+    assert (status, out) == (1, "")
+    assert err == "error: rejected (MalformedNotificationError): callback body is not JSON\n", err
