@@ -336,6 +336,10 @@ def _sandbox_credentials(state_dir: Path) -> dict[str, Any]:
 
 def _download_certificates(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    try:  # made here, so a file where the directory should be is one line, not the engine's FileExistsError
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot use --out {args.out!r}: {exc.strerror or exc}") from None
     extra = {"mode": "certificate", "platform_certificates": []} if args.sandbox else {}
     with _engine(args, certificates_dir=out, **extra) as engine:
         serials = engine.download_certificates()

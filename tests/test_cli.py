@@ -550,3 +550,13 @@ def test_a_signed_callback_body_json_cannot_read_is_rejected_in_one_line(capsys,
     status, out, err = run(capsys, "notify", "verify", *argv)
     assert (status, out) == (1, "")
     assert err == "error: rejected (MalformedNotificationError): callback body is not JSON\n", err
+
+
+def test_certificates_download_to_a_file_is_one_error_line(capsys, tmp_path: Path) -> None:
+    """--out naming a file (or /dev/zero) was the engine's FileExistsError from mkdir, a traceback."""
+    a_file = tmp_path / "file"
+    a_file.write_text("x", encoding="utf-8")
+    for out in (str(a_file), str(a_file / "below")):
+        status, stdout, err = run(capsys, "certificates", "download", "--out", out, "--sandbox")
+        assert (status, stdout) == (2, "") and err.startswith(f"error: cannot use --out {out!r}: "), err
+        assert err.count("\n") == 1
