@@ -24,6 +24,9 @@ Design decisions:
 * A user mistake prints one ``error: ...`` line on stderr and exits 2; an answer WeChat Pay refused,
   a failed verification or a network failure exits 1. No traceback for either: every expected
   failure is an ``EngineError`` with a message that says what to fix.
+* ``sandbox serve`` judges its flags before binding: a port outside 0-65535 (a bare OverflowError
+  from bind), an empty ``--host`` (every interface, the opposite of the loopback default), a
+  ``--state-dir`` that is a file or holds a manifest that cannot be read are each one line.
 * A file named on the command line (``--data @file``, ``--headers``, ``--body``) is read only if it
   is a regular file of at most ``MAX_INPUT_BYTES``, and must be UTF-8 where it is text: a FIFO,
   ``/dev/zero`` or a binary file is one ``error:`` line, never a read that blocks or a traceback.
@@ -42,7 +45,7 @@ from typing import Any, Optional, Sequence
 from engine import __version__, doctor, environment
 from engine.client import Engine
 from engine.configuration import DEFAULT_BASE_URL
-from engine.errors import EngineError, NotificationError, UsageError, ValidationError
+from engine.errors import ConfigurationError, EngineError, NotificationError, UsageError, ValidationError
 from engine.files import Unread, read_regular_file
 from engine.registry import BUILTIN_ENDPOINTS, Registry
 from engine.sandbox import remote
@@ -84,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     serve = sandbox.add_parser("serve", help="serve the sandbox over HTTP until Ctrl-C")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
-    serve.add_argument("--port", type=int, default=0, help="port (default: a free one, written to sandbox.json)")
+    serve.add_argument(
+        "--host", type=_host, default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)"
+    )
+    serve.add_argument("--port", type=_port, default=0, help="port (default: a free one, written to sandbox.json)")
     serve.add_argument("--state-dir", default=".wechatpay-sandbox", help="where keys and sandbox.json live")
     serve.add_argument("--endpoint-dir", action="append", default=[], help="a directory of descriptor files")
     serve.add_argument(
@@ -247,6 +252,8 @@ def _json(text: Secret, source: str) -> Secret:
         problem = f"{source} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
     except RecursionError:  # json.loads' own error for a document nested past the recursion limit
         problem = f"{source} is nested too deeply to read"
+    except ValueError:  # an integer past sys.get_int_max_str_digits(): int() refuses it, not the decoder
+        problem = f"{source} holds a number too long to read"
     raise CliError(problem)
 
 
@@ -322,13 +329,17 @@ def _sandbox_credentials(state_dir: Path) -> dict[str, Any]:
 
     try:  # boxed as read: the state holds the APIv3 and APIv2 keys themselves
         return hide_settings(state.engine_settings(state_dir))
-    except (OSError, KeyError, json.JSONDecodeError):
+    except (ConfigurationError, KeyError):  # no manifest to read (state.read_manifest), or one lacking a setting
         hint = "start 'wechatpay sandbox serve --state-dir' first"
         raise CliError(f"no sandbox.json in {str(state_dir)!r}: {hint}") from None
 
 
 def _download_certificates(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    try:  # made here, so a file where the directory should be is one line, not the engine's FileExistsError
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot use --out {args.out!r}: {exc.strerror or exc}") from None
     extra = {"mode": "certificate", "platform_certificates": []} if args.sandbox else {}
     with _engine(args, certificates_dir=out, **extra) as engine:
         serials = engine.download_certificates()
@@ -360,7 +371,7 @@ def _read_headers(path: Path) -> dict[str, str]:
     if text.lstrip().startswith("{"):
         try:
             return {str(k): str(v) for k, v in json.loads(text).items()}
-        except (json.JSONDecodeError, AttributeError, RecursionError):  # RecursionError: nested too deeply
+        except (ValueError, AttributeError, RecursionError):  # nested too deeply, or a number too long for int()
             raise CliError(f"--headers file {str(path)!r} is not a JSON object") from None
     pairs = [line.partition(":") for line in text.splitlines() if line.strip()]
     return {name.strip(): value.strip() for name, _, value in pairs}
@@ -390,13 +401,38 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """A TCP port: bind() refuses one outside 0-65535 with a bare OverflowError."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text[:20]!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be from 0 to 65535 (0: a free one)")
+    return value
+
+
+def _host(text: str) -> str:
+    """An address to bind: not empty, which asyncio takes as every interface, the opposite of the default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: give an address (0.0.0.0 for every interface)")
+    try:
+        text.encode("idna")  # as getaddrinfo encodes it: an empty label or one past 63 characters fails
+    except UnicodeError:
+        raise argparse.ArgumentTypeError(f"not a host name: {text[:40]!r}") from None
+    return text
+
+
 def _serve_sandbox(args: argparse.Namespace) -> int:
     from engine.sandbox import Sandbox, state
     from engine.sandbox.clock import TestClock
     from engine.sandbox.server import serve_forever
 
     state_dir = Path(args.state_dir)
-    identity = state.load_or_create(state_dir)
+    try:
+        identity = state.load_or_create(state_dir)
+    except OSError as exc:  # a file where the directory should be, a directory that cannot be made
+        raise CliError(f"cannot use --state-dir {args.state_dir!r}: {exc.strerror or exc}") from None
     registry = Registry([BUILTIN_ENDPOINTS, *map(Path, args.endpoint_dir)])
     sandbox = Sandbox(  # real time until advanced
         identity,
@@ -419,7 +455,7 @@ def _serve_sandbox(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve_forever(sandbox, args.host, args.port, on_ready=ready, delivery_limit=args.delivery_limit))
     except OSError as exc:
-        raise CliError(f"cannot serve on {args.host}:{args.port}: {exc.strerror}") from None
+        raise CliError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
     except KeyboardInterrupt:
         print("sandbox stopped", file=sys.stderr)
     return EXIT_OK
@@ -514,4 +550,8 @@ def _jsonable(value: Any) -> Any:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # python -m engine.cli runs this file as __main__, whose CliError is not engine.cli.CliError, the
+    # one engine.sandbox.remote raises: main must be the imported module's, or that error escapes it
+    from engine import cli
+
+    sys.exit(cli.main())

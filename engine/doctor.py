@@ -28,6 +28,10 @@ Design decisions:
   neither the merchant's own key nor the APIv3 WeChat Pay public key: each is a key people hand
   over by mistake, and encrypting a bank card number for the wrong key fails only at WeChat Pay.
   Its line shows the key's fingerprint (``PAY_BANK_...``), the id the engine logs it by.
+* A merchant id or serial is shown only when it has its form (digits; hex digits), and a base URL
+  only when it is one (its password masked): text of another form is more likely another setting
+  put in the wrong variable (the APIv3 key in ``WECHATPAY_SERIAL_NO``, a PEM in
+  ``WECHATPAY_BASE_URL``) than a typo, and is named by its flag or variable, not printed.
 * Exit 0 when nothing failed (warnings and skips do not fail), 1 otherwise. No line ever carries
   key material, the APIv3 or APIv2 key or a signature.
 """
@@ -46,6 +50,7 @@ import time
 import urllib.error
 import urllib.request
 from typing import Any, Callable, Iterable, Optional
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -74,6 +79,7 @@ HINTS = {  # where each setting comes from, for the line that names it
     "base_url": "--base-url or WECHATPAY_BASE_URL",
     "merchant_certificate": "--merchant-certificate or WECHATPAY_MERCHANT_CERTIFICATE",
 }
+FORMS = {"mchid": r"[0-9]{1,32}", "serial_no": r"[0-9A-Fa-f]{8,40}"}  # the settings a line may show as given
 Settings = Sourced  # name -> (value, the flag or variable it came from), as engine.cli reads them
 
 
@@ -192,18 +198,20 @@ def _required(settings: Settings, names: Iterable[str] = ("mchid", "serial_no", 
     checks = []
     for name in names:
         if name in settings:
-            shown = settings[name][0] if name != "private_key" else "given"
-            checks.append(Check(name, "ok", f"{shown} ({settings[name][1]})"))
+            checks.append(Check(name, "ok", f"{_shown(name, settings[name][0])} ({settings[name][1]})"))
         else:
             checks.append(Check(name, "FAIL", f"missing: set {HINTS[name]}"))
-    serial = settings.get("serial_no", ("", ""))[0]
-    if serial and not re.fullmatch(r"[0-9A-Fa-f]{8,40}", str(serial)):
-        checks.append(
-            Check(
-                "serial_no format", "FAIL", f"not a certificate serial (hex digits): {_source(settings, 'serial_no')}"
-            )
-        )
+    for name, what in (("mchid", "merchant id (digits)"), ("serial_no", "certificate serial (hex digits)")):
+        if name in settings and settings[name][0] and _shown(name, settings[name][0]) == "given":
+            checks.append(Check(f"{name} format", "FAIL", f"not a {what}: {_source(settings, name)}"))
     return checks
+
+
+def _shown(name: str, value: Any) -> str:
+    """A merchant id or serial as given when it has its form; else ``"given"``: text of another form
+    may be another setting put in the wrong variable (the APIv3 key in WECHATPAY_SERIAL_NO)."""
+    pattern = FORMS.get(name)
+    return str(value) if pattern is not None and re.fullmatch(pattern, str(value)) else "given"
 
 
 def _merchant_key(settings: Settings) -> list[Check]:
@@ -313,7 +321,13 @@ def _is_merchant_key(settings: Settings, key: Any) -> bool:
 def _apiv3(settings: Settings) -> list[Check]:
     if "apiv3_key" not in settings:
         return [Check("APIv3 key", "warn", f"not set ({HINTS['apiv3_key']}): callbacks cannot be decrypted")]
-    size = len(str(reveal(settings["apiv3_key"][0])).encode("utf-8"))
+    where = _source(settings, "apiv3_key")
+    try:  # text from os.environ may hold a lone surrogate (a byte that is not UTF-8), which encode refuses
+        size = len(str(reveal(settings["apiv3_key"][0])).encode("utf-8"))
+    except UnicodeEncodeError:
+        return [
+            Check("APIv3 key", "FAIL", f"{where} is not UTF-8 text (a byte that is not UTF-8); it must be 32 bytes")
+        ]
     if size != 32:
         return [Check("APIv3 key", "FAIL", f"{_source(settings, 'apiv3_key')} is {size} bytes; it must be 32")]
     return [Check("APIv3 key", "ok", f"32 bytes ({_source(settings, 'apiv3_key')})")]
@@ -324,7 +338,7 @@ def _base_url(settings: Settings, timeout: float, now: Callable[[], float]) -> l
 
     base_url = str(settings.get("base_url", (DEFAULT_BASE_URL, "the default"))[0]).rstrip("/")
     where = _source(settings, "base_url") if "base_url" in settings else "the default"
-    shown = redacted(base_url)  # a gateway's user:password in the URL is not printed
+    shown = _shown_url(base_url)
     refused = ENGINE_KINDS["base_url"].problem(base_url)  # what Engine(base_url=...) would refuse
     if refused is not None:
         return [Check("base URL", "FAIL", f"{shown!r} ({where}): {refused}")]
@@ -341,6 +355,16 @@ def _base_url(settings: Settings, timeout: float, now: Callable[[], float]) -> l
     if abs(skew) > SKEW_LIMIT_SECONDS:
         return [*checks, Check("clock", "FAIL", f"{detail}: this machine's clock is off by more than 5 minutes")]
     return [*checks, Check("clock", "warn" if abs(skew) > SKEW_WARNING_SECONDS else "ok", detail)]
+
+
+def _shown_url(url: str) -> str:
+    """``url`` with a gateway's user:password masked, or a placeholder for text that is no URL at all
+    (printable, with a scheme and a host): that may be a key put in the wrong variable."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    return redacted(url) if parts.scheme and parts.netloc and url.isprintable() else "<not a URL, not shown>"
 
 
 def _probe(url: str, timeout: float) -> tuple[Optional[float], Optional[str]]:

@@ -4,7 +4,8 @@ Design decisions:
 
 * Every key setting takes PEM text, PEM bytes or a file path; each is parsed once, when the engine
   is built, so a bad key fails at start-up with a ``CredentialError`` naming the *setting* and the
-  reason, never the key material.
+  reason, never the key material. A path is read by ``engine.files.read_regular_file``: a FIFO or
+  ``/dev/zero`` named by mistake is refused at once, not a read that blocks or never ends.
 * A private key read from PEM is the merchant's own, not a peer's: it is parsed without
   cryptography's RSA self-validation (a primality check of about 45 ms, a tenth of a cold start)
   and proved instead by one signature verified with its own public half (under a millisecond),
@@ -40,7 +41,6 @@ import binascii
 import datetime as dt
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Protocol, Union, cast, runtime_checkable
 
 import attrs
@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from engine.crypto import oaep_decrypt_bytes, rsa_sign_bytes
 from engine.errors import ConfigurationError, CredentialError
+from engine.files import Unread, read_regular_file
 from engine.secret import Secret, reveal
 
 if TYPE_CHECKING:
@@ -78,13 +79,13 @@ def _read_source(source: Any, setting: str) -> bytes:
         raise CredentialError(f"{setting}: expected PEM text, PEM bytes or a file path, got {kind.__name__}")
     if not _plausible_path(reveal(source)):
         raise CredentialError(f"{setting}: not PEM (no -----BEGIN line) and not the path of a file")
-    try:
-        if Path(reveal(source)).stat().st_size > MAX_KEY_FILE_BYTES:
-            raise CredentialError(f"{setting}: the file is larger than a key or certificate can be")
-        return Path(reveal(source)).read_bytes()
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or "not a usable path"
-        raise CredentialError(f"{setting}: not PEM and not a readable file ({reason})") from None
+    # read_regular_file: a FIFO (opened without waiting for a writer) or /dev/zero is refused, not read
+    content = read_regular_file(reveal(source), MAX_KEY_FILE_BYTES)
+    if isinstance(content, Unread) and content.too_large:
+        raise CredentialError(f"{setting}: the file is larger than a key or certificate can be")
+    if isinstance(content, Unread):
+        raise CredentialError(f"{setting}: not PEM and not a readable file ({content.reason})")
+    return content
 
 
 def _plausible_path(value: Any) -> bool:

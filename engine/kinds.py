@@ -85,7 +85,19 @@ def _url_problem(value: Any) -> Problem:
         parts.port  # noqa: B018  (raises on a port that is not a number)
     except ValueError:
         return "not a URL"
-    return None if parts.scheme and parts.hostname else "not a URL with a scheme and a host"
+    if not (parts.scheme and parts.hostname):
+        return "not a URL with a scheme and a host"
+    return None if _resolvable(parts.hostname) else "the URL's host has an empty label or one of over 63 characters"
+
+
+def _resolvable(host: str) -> bool:
+    """Whether ``getaddrinfo`` can take ``host``: it encodes the name with the ``idna`` codec, whose
+    UnicodeError (``a..b``, a label of 64 characters) would otherwise escape the first call raw."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _server_url_problem(value: Any) -> Problem:

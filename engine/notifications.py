@@ -182,7 +182,7 @@ def _verified(raw: RawResponse, verify: Verify) -> str:
 def _envelope(body: bytes) -> dict[str, Any]:
     try:
         envelope = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # also: nested past the recursion limit, a number too long for int()
         raise MalformedNotificationError("callback body is not JSON") from None
     if not isinstance(envelope, dict):
         raise MalformedNotificationError("callback body is not a JSON object")
@@ -222,7 +222,7 @@ def _decrypt(resource: dict[str, Any], apiv3_key: Any) -> Any:
         ) from None
     try:
         return json.loads(plaintext)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # as for the envelope: the resource is kept as text then
         return plaintext.decode("utf-8", errors="replace")
 
 

@@ -94,7 +94,10 @@ from engine.wire import Headers, RawResponse, Request, Response, caller_headers
 if TYPE_CHECKING:
     from engine.tls import ClientCertificate
 
-RESERVED_HEADERS = ("Authorization", "Content-Type")
+# The body's framing is the engine's too: a caller's Content-Length (sent in place of the real one) or
+# Transfer-Encoding (sent beside it) frames the body wrongly, and on a kept-alive connection the
+# rest of the body is read as the next request
+RESERVED_HEADERS = ("Authorization", "Content-Type", "Content-Length", "Transfer-Encoding")
 
 
 @attrs.frozen

@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine import forksafe
 from engine.errors import CredentialError
-from engine.keys import KeySource, certificate_serial, load_certificate, load_private_key
+from engine.files import Unread, read_regular_file
+from engine.keys import MAX_KEY_FILE_BYTES, KeySource, certificate_serial, load_certificate, load_private_key
 from engine.secret import Secret, hide, reveal
 
 if TYPE_CHECKING:  # x509 is a tenth of `import engine`; only an engine given a certificate needs it
@@ -178,7 +179,7 @@ def _password_bytes(password: Any) -> Optional[bytes]:
 
 
 def _read(path: Path, setting: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise CredentialError(f"{setting}: cannot read {str(path)!r} ({exc.strerror})") from None
+    content = read_regular_file(path, MAX_KEY_FILE_BYTES)  # a FIFO or /dev/zero is refused, not read
+    if isinstance(content, Unread):
+        raise CredentialError(f"{setting}: cannot read {str(path)!r} ({content.reason})")
+    return content

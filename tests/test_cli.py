@@ -181,6 +181,25 @@ def test_installed_command_has_no_traceback_for_mistakes() -> None:
     assert result.stderr.startswith("error: unknown endpoint 'nope'") and "Traceback" not in result.stderr
 
 
+def test_python_m_engine_cli_has_no_traceback_for_a_remote_command_mistake(tmp_path: Path) -> None:
+    """python -m engine.cli runs cli.py as __main__, so engine.sandbox.remote's CliError (imported
+    from engine.cli) was a different class from the one main caught: every mistake of a remote
+    sandbox command (no sandbox.json, nothing listening) was a traceback, exit 1."""
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "sandbox", "objects", "--state-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert (
+        result.stderr
+        == f"error: no sandbox.json in {str(tmp_path)!r}: start 'wechatpay sandbox serve --state-dir' first\n"
+    )
+
+
 def test_certificates_download_to_a_directory(capsys, tmp_path: Path) -> None:
     status, out, err = run(capsys, "certificates", "download", "--out", str(tmp_path), "--sandbox")
     assert status == 0, err
@@ -368,3 +387,176 @@ def test_a_refused_engine_from_flags_leaves_no_key_in_frame_locals(identity, tmp
         assert " _engine {" in text, "the traceback should pass through the CLI"
         for secret in [*_pem_lines(identity), identity.apiv3_key.decode(), identity.apiv2_key.decode()]:
             assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("flag", "setting"),
+    [
+        ("--private-key", "private_key"),
+        ("--public-key", "platform_public_key"),
+        ("--platform-certificate", "platform_certificates[0]"),
+        ("--pay-bank-public-key", "pay_bank_public_key"),
+    ],
+)
+def test_a_key_flag_naming_a_fifo_or_a_device_is_refused_not_read(
+    identity, tmp_path: Path, capsys, monkeypatch, flag: str, setting: str
+) -> None:
+    """Key files were read with Path.read_bytes: --private-key naming a FIFO waited forever for a
+    writer, and /dev/zero (which passes a size check at 0 bytes) was read until memory ran out."""
+    import os
+
+    for variable in cli.ENVIRONMENT.values():
+        monkeypatch.delenv(variable, raising=False)
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)
+    pem = _pem_flags(identity, tmp_path)
+    flags = dict(zip(pem[::2], pem[1::2], strict=True))
+    for path in (str(fifo), "/dev/zero"):
+        argv = [*(item for pair in {**flags, flag: path}.items() for item in pair), "--base-url", "http://127.0.0.1:9"]
+        status, out, err = run(capsys, "call", "combine_papay.mini_program", "--data", "{}", *argv)
+        assert (status, out) == (2, "")
+        assert err == f"error: {setting}: not PEM and not a readable file (not a regular file)\n", err
+
+
+def _write_manifest(state_dir: Path, kind: str) -> None:
+    import os
+
+    manifest = state_dir / "sandbox.json"
+    if kind == "fifo":
+        os.mkfifo(manifest)
+    elif kind == "directory":
+        manifest.mkdir()
+    else:
+        contents = {"list": b"[1, 2]", "deep": b"[" * 100_000, "binary": b"\xff\xfe", "string": b'"x"'}
+        manifest.write_bytes(contents[kind])
+
+
+@pytest.mark.parametrize("kind", ["list", "deep", "binary", "string", "fifo", "directory"])
+def test_a_state_dir_whose_manifest_cannot_be_read_is_one_error_line(capsys, tmp_path: Path, kind: str) -> None:
+    """sandbox.json was read with read_text and json.loads, catching only OSError and JSONDecodeError:
+    a JSON list was a TypeError, deep nesting a RecursionError and a binary file a UnicodeDecodeError,
+    each a traceback, and a FIFO blocked forever waiting for a writer."""
+    _write_manifest(tmp_path, kind)
+    commands = [
+        ["call", "GET /v3/certificates", "--sandbox-state", str(tmp_path)],
+        ["doctor", "--sandbox-state", str(tmp_path)],
+        ["sandbox", "objects", "--state-dir", str(tmp_path)],
+    ]
+    for argv in commands:
+        status, out, err = run(capsys, *argv)
+        assert (status, out) == (2, ""), argv
+        assert err.startswith(f"error: no sandbox.json in {str(tmp_path)!r}: start ") and err.count("\n") == 1, err
+
+
+def test_remote_commands_refuse_a_manifest_whose_base_url_is_not_text(capsys, tmp_path: Path) -> None:
+    (tmp_path / "sandbox.json").write_text('{"base_url": 5}', encoding="utf-8")
+    status, out, err = run(capsys, "sandbox", "objects", "--state-dir", str(tmp_path))
+    assert (status, out) == (2, "") and "names no base_url" in err and err.count("\n") == 1, err
+
+
+def test_a_number_too_long_for_int_is_a_usage_error(capsys, tmp_path: Path) -> None:
+    """json.loads refuses an integer of more than sys.get_int_max_str_digits() digits with a bare
+    ValueError (not JSONDecodeError), so --data '99...9' escaped main as a traceback; a --headers file too."""
+    digits = "9" * 5000
+    payload = tmp_path / "long.json"
+    payload.write_text(f'{{"plan_id": {digits}}}', encoding="utf-8")
+    headers = tmp_path / "headers.json"
+    headers.write_text(f'{{"Wechatpay-Timestamp": {digits}}}', encoding="utf-8")
+    body = tmp_path / "body.json"
+    body.write_text("{}", encoding="utf-8")
+    for data, source in ((digits, "--data"), (f"@{payload}", f"--data file '{payload}'")):
+        status, out, err = run(capsys, "call", "combine_papay.mini_program", "--data", data, "--sandbox")
+        assert (status, out) == (2, "") and err == f"error: {source} holds a number too long to read\n", err
+        with pytest.raises(cli.CliError) as caught:
+            cli.read_payload(Secret(data))
+        assert caught.value.__context__ is None  # no ValueError whose frames hold the text
+    status, out, err = run(capsys, "notify", "verify", "--headers", str(headers), "--body", str(body))
+    assert (status, out) == (2, "") and err == f"error: --headers file {str(headers)!r} is not a JSON object\n", err
+
+
+@pytest.mark.parametrize("host", ["a..b", "a" * 64 + ".example", ".x"])
+def test_a_base_url_whose_host_cannot_be_resolved_as_a_name_is_refused(
+    identity, tmp_path: Path, capsys, monkeypatch, host: str
+) -> None:
+    """getaddrinfo encodes the host with the idna codec, whose UnicodeError (an empty label, one of
+    over 63 characters) escaped the first call as a traceback: --base-url http://a..b is now refused
+    where it is given, as a call and as the doctor's base URL check."""
+    for variable in cli.ENVIRONMENT.values():
+        monkeypatch.delenv(variable, raising=False)
+    flags = [*_pem_flags(identity, tmp_path), "--base-url", f"http://{host}", "--timeout", "2"]
+    status, out, err = run(capsys, "call", "combine_papay.mini_program", "--data", "{}", *flags)
+    assert (status, out) == (2, "") and err.count("\n") == 1, err
+    assert err.startswith("error: base_url must be a URL") and "empty label" in err, err
+    status, out, _ = run(capsys, "doctor", *flags)
+    assert status == 1 and "FAIL  base URL:" in out and "empty label" in out, out
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [("Content-Length: 5", "Content-Length"), ("transfer-encoding: chunked", "Transfer-Encoding")],
+)
+def test_a_header_that_frames_the_body_is_refused(capsys, header: str, name: str) -> None:
+    """--header 'Content-Length: 5' was sent in place of the real length (a 126-byte body framed as 5,
+    the rest read by the server as the next request on the kept-alive connection), and
+    Transfer-Encoding beside it: the body's framing is the engine's, as Authorization is."""
+    status, out, err = run(
+        capsys, "call", "combine_papay.mini_program", "--data", f"@{EXAMPLE}", "--header", header, "--sandbox"
+    )
+    assert (status, out) == (2, "") and err == f"error: the {name} header is set by the engine; do not pass it\n"
+
+
+def test_sandbox_serve_refuses_bad_flags_and_state_dirs_in_one_line(capsys, tmp_path: Path) -> None:
+    """bind() refused a port past 65535 with a bare OverflowError, --host '' bound every interface,
+    and a --state-dir that was a file (FileExistsError) or held a broken sandbox.json (JSONDecodeError,
+    UnicodeDecodeError, KeyError, a PEM ValueError) escaped main as a traceback."""
+    for flags, message in (
+        (["--port", "65536"], "argument --port: must be from 0 to 65535"),
+        (["--port", "-1"], "argument --port: must be from 0 to 65535"),
+        (["--host", ""], "argument --host: empty: give an address"),
+        (["--host", "a" * 64], "argument --host: not a host name: "),  # getaddrinfo's idna: a bare UnicodeError
+    ):
+        with pytest.raises(SystemExit) as exited:
+            main(["sandbox", "serve", "--state-dir", str(tmp_path / "unused"), *flags])
+        assert exited.value.code == 2 and message in capsys.readouterr().err
+    a_file = tmp_path / "file"
+    a_file.write_text("x", encoding="utf-8")
+    status, out, err = run(capsys, "sandbox", "serve", "--state-dir", str(a_file))
+    assert (status, out, err) == (2, "", f"error: cannot use --state-dir {str(a_file)!r}: File exists\n")
+    for name, manifest in (("json", b"not json"), ("binary", b"\xff\xfe"), ("empty", b"{}")):
+        state_dir = tmp_path / name
+        state_dir.mkdir()
+        (state_dir / "sandbox.json").write_bytes(manifest)
+        status, out, err = run(capsys, "sandbox", "serve", "--state-dir", str(state_dir))
+        assert (status, out) == (2, "") and err.startswith(f"error: sandbox.json in {str(state_dir)!r} ")
+        assert err.endswith(": remove it to start afresh\n") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"id": ' + b"9" * 5000 + b"}"], ids=["deep", "long-number"])
+def test_a_signed_callback_body_json_cannot_read_is_rejected_in_one_line(capsys, tmp_path: Path, body: bytes) -> None:
+    """The callback envelope's json.loads caught UnicodeDecodeError and JSONDecodeError only: a body
+    nested past the recursion limit (RecursionError) or holding an integer past int()'s digit limit
+    (a bare ValueError) escaped parse_notification once its signature verified."""
+    from engine.sandbox import Sandbox
+    from engine.wire import Headers
+
+    identity = state.load_or_create(tmp_path / "state")
+    state.write_manifest(identity, tmp_path / "state", "http://127.0.0.1:9")
+    signed = Sandbox(identity).sign_answer(200, body, Headers({}))
+    headers = tmp_path / "headers.txt"
+    headers.write_text("".join(f"{k}: {v}\n" for k, v in signed.headers.items()), encoding="utf-8")
+    body_file = tmp_path / "body.json"
+    body_file.write_bytes(body)
+    argv = ["--headers", str(headers), "--body", str(body_file), "--sandbox-state", str(tmp_path / "state")]
+    status, out, err = run(capsys, "notify", "verify", *argv)
+    assert (status, out) == (1, "")
+    assert err == "error: rejected (MalformedNotificationError): callback body is not JSON\n", err
+
+
+def test_certificates_download_to_a_file_is_one_error_line(capsys, tmp_path: Path) -> None:
+    """--out naming a file (or /dev/zero) was the engine's FileExistsError from mkdir, a traceback."""
+    a_file = tmp_path / "file"
+    a_file.write_text("x", encoding="utf-8")
+    for out in (str(a_file), str(a_file / "below")):
+        status, stdout, err = run(capsys, "certificates", "download", "--out", out, "--sandbox")
+        assert (status, stdout) == (2, "") and err.startswith(f"error: cannot use --out {out!r}: "), err
+        assert err.count("\n") == 1

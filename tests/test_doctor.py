@@ -175,3 +175,37 @@ def test_a_base_url_with_a_password_or_a_bad_port_is_one_line_without_the_passwo
     assert (check.status, check.detail) == ("FAIL", "'<unparseable URL>' (--base-url): not a URL")
     (check,) = _base_url({"base_url": ("http://127.0.0.1:9", "--base-url")}, 2.0, time.time)  # nothing listens
     assert check.status == "FAIL" and "is not reachable" in check.detail
+
+
+def test_settings_put_in_the_wrong_variable_are_named_not_printed(environment: dict, monkeypatch, capsys) -> None:
+    """The doctor printed mchid and serial_no as given, and a base URL refused as not a URL: the APIv3
+    key swapped into WECHATPAY_SERIAL_NO, or a PEM pasted into WECHATPAY_BASE_URL, went to the terminal."""
+    apiv3_key = environment["WECHATPAY_APIV3_KEY"]
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\n-----END PRIVATE KEY-----"
+    monkeypatch.setenv("WECHATPAY_SERIAL_NO", apiv3_key)
+    monkeypatch.setenv("WECHATPAY_MCHID", "http://gw:hunter2@127.0.0.1:9")
+    monkeypatch.setenv("WECHATPAY_BASE_URL", pem)
+    status, lines = doctor(capsys)
+    text = "\n".join(lines)
+    assert status == 1
+    for secret in (apiv3_key, "hunter2", "MIIEvQIBADANBgkqhkiG9w0B"):
+        assert secret not in text
+    assert "ok    mchid: given (WECHATPAY_MCHID)" in lines and "ok    serial_no: given (WECHATPAY_SERIAL_NO)" in lines
+    assert "FAIL  mchid format: not a merchant id (digits): WECHATPAY_MCHID" in lines
+    assert "FAIL  serial_no format: not a certificate serial (hex digits): WECHATPAY_SERIAL_NO" in lines
+    assert any(line.startswith("FAIL  base URL: '<not a URL, not shown>' (WECHATPAY_BASE_URL): ") for line in lines)
+    monkeypatch.setenv("WECHATPAY_MCHID", "1900000109")
+    _, lines = doctor(capsys)
+    assert "ok    mchid: 1900000109 (WECHATPAY_MCHID)" in lines  # a merchant id of its own form is shown
+
+
+def test_an_apiv3_key_that_is_not_utf8_is_a_fail_line(environment: dict, monkeypatch, capsys) -> None:
+    """A variable holding a byte that is not UTF-8 reaches os.environ as a lone surrogate ('\\udcff'),
+    and the doctor's size check encoded it unguarded: a UnicodeEncodeError traceback, not a FAIL line."""
+    monkeypatch.setenv("WECHATPAY_APIV3_KEY", "\udcff" + "a" * 31)
+    status, lines = doctor(capsys)
+    assert status == 1
+    assert (
+        "FAIL  APIv3 key: WECHATPAY_APIV3_KEY is not UTF-8 text (a byte that is not UTF-8); it must be 32 bytes"
+        in lines
+    )

@@ -373,3 +373,36 @@ def test_concurrent_writes_and_reads_on_the_served_sandbox_never_deadlock_or_tea
     assert torn == []
     saved = json.loads((tmp_path / "world.json").read_text(encoding="utf-8"))
     assert len(saved["objects"]) <= 12
+
+
+@pytest.mark.parametrize("answer", [b"<html>not a sandbox</html>", b"[" * 100_000, b"\xff\xfe"])
+def test_a_server_that_is_not_a_sandbox_is_one_error_line(capsys, tmp_path: Path, answer: bytes) -> None:
+    """The admin client parsed whatever answered with json.loads and caught nothing: a web server on
+    the port named by sandbox.json (HTML), or deeply nested JSON, escaped main as a traceback."""
+    import http.server
+    import threading
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base_url = f"http://127.0.0.1:{server.server_address[1]}"
+        (tmp_path / "sandbox.json").write_text(json.dumps({"base_url": base_url}), encoding="utf-8")
+        status, out, err = cli(capsys, "sandbox", "objects", "--state-dir", str(tmp_path))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (status, out) == (2, None), out
+    assert err == (
+        f"error: what answers at {base_url} is not a sandbox's admin API (not JSON): "
+        f"is {str(tmp_path)!r} the state dir of a running sandbox?\n"
+    )

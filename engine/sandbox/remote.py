@@ -7,8 +7,9 @@ Design decisions:
   the running server; each command is one call of the admin API (``engine.sandbox.admin``).
 * Plain ``urllib`` on loopback: these commands need nothing the standard library lacks.
 * A refusal (no such object, a state that does not allow the action, an unknown event type, a
-  sandbox that is not running) is one ``error:`` line naming what is wrong and exit status 2, as for
-  every other mistake on the command line; success prints the admin API's JSON answer.
+  sandbox that is not running, another server on its port answering what is not the admin API's
+  JSON) is one ``error:`` line naming what is wrong and exit status 2, as for every other mistake
+  on the command line; success prints the admin API's JSON answer.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Optional
 
 DEFAULT_STATE_DIR = ".wechatpay-sandbox"
 TIMEOUT_SECONDS = 120.0  # an advance may walk through many due callbacks
+MAX_ANSWER_BYTES = 64 << 20  # the objects or callbacks listing of a full sandbox, with room to spare
 ACTIONS = {  # command -> (admin action, its number field, help)
     "pay": ("pay", "out_trade_no", "the user pays an order (or a combined order)"),
     "confirm-transfer": ("confirm-transfer", "out_bill_no", "the user confirms receipt of a transfer"),
@@ -92,14 +94,15 @@ class AdminClient:
     @classmethod
     def from_state_dir(cls, state_dir: Path) -> "AdminClient":
         from engine.cli import CliError
+        from engine.sandbox.state import read_manifest
 
         manifest = state_dir / "sandbox.json"
-        try:
-            base_url = json.loads(manifest.read_text(encoding="utf-8")).get("base_url")
-        except (OSError, ValueError):
+        content = read_manifest(state_dir)  # None for a FIFO, a binary file or JSON that is not an object
+        if content is None:
             hint = "start 'wechatpay sandbox serve --state-dir' first"
-            raise CliError(f"no sandbox.json in {str(state_dir)!r}: {hint}") from None
-        if not base_url:
+            raise CliError(f"no sandbox.json in {str(state_dir)!r}: {hint}")
+        base_url = content.get("base_url")
+        if not base_url or not isinstance(base_url, str):
             raise CliError(f"{manifest} names no base_url: start 'wechatpay sandbox serve --state-dir {state_dir}'")
         return cls(str(base_url), str(state_dir))
 
@@ -119,7 +122,7 @@ class AdminClient:
 
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as answer:
-                return json.loads(answer.read() or b"null")
+                content = answer.read(MAX_ANSWER_BYTES + 1)
         except urllib.error.HTTPError as refused:
             message = _error_message(refused.read())
             if refused.code < 500:
@@ -129,12 +132,28 @@ class AdminClient:
             reason = getattr(exc, "reason", exc)
             hint = f"start 'wechatpay sandbox serve --state-dir {self.where}'" if self.where else "is it running?"
             raise CliError(f"no sandbox answers at {self.base_url} ({reason}): {hint}") from None
+        return self._parsed(content)
+
+    def _parsed(self, content: bytes) -> Any:
+        """The admin API's JSON answer; something else listening on the port (a web server, a proxy
+        page) answers HTML or worse, which is said in one line, not a decoder's traceback."""
+        from engine.cli import CliError
+
+        problem = f"{len(content)} bytes or more, more than an admin answer" if len(content) > MAX_ANSWER_BYTES else ""
+        try:
+            parsed = None if problem else json.loads(content or b"null")
+        except (ValueError, RecursionError):  # not UTF-8 or not JSON, or nested past the recursion limit
+            problem = "not JSON"
+        if problem:
+            hint = f"is {self.where!r} the state dir of a running sandbox?" if self.where else "is it a sandbox?"
+            raise CliError(f"what answers at {self.base_url} is not a sandbox's admin API ({problem}): {hint}")
+        return parsed
 
 
 def _error_message(body: bytes) -> str:
     try:
         error: Optional[dict[str, Any]] = json.loads(body).get("error")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # RecursionError: a refusal nested too deeply
         error = None
     if not isinstance(error, dict):
         return body.decode("utf-8", errors="replace")[:200] or "no details"

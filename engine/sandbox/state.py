@@ -39,10 +39,13 @@ from typing import Any, Optional
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from engine.errors import ConfigurationError
+from engine.files import Unread, read_regular_file
 from engine.keys import certificate_pem, load_private_key, private_pem, public_pem
 from engine.sandbox.identity import SandboxIdentity
 
 MANIFEST = "sandbox.json"
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is about 2 KiB
 TEMPORARY = re.compile(r"^\..+\.tmp-(?P<pid>[0-9]+)-[0-9a-f]{12}$")  # _write's temporary files: the writer's pid
 FILES = {
     "merchant_private_key_path": "merchant_private_key.pem",
@@ -70,9 +73,28 @@ def load_or_create(state_dir: Path) -> SandboxIdentity:
 
 
 def load(state_dir: Path) -> SandboxIdentity:
-    data = json.loads((state_dir / MANIFEST).read_text(encoding="utf-8"))
+    data = read_manifest(state_dir)
+    if data is None:  # a FIFO, a directory, a binary file or JSON that is not an object: say so, not a traceback
+        raise ConfigurationError(
+            f"{MANIFEST} in {str(state_dir)!r} cannot be read (not a regular file holding a JSON object): "
+            "remove it to start afresh"
+        )
+    try:
+        identity = _identity(data)
+    except (KeyError, TypeError, ValueError, AttributeError):  # a field missing, of the wrong type, or not PEM
+        raise ConfigurationError(
+            f"{MANIFEST} in {str(state_dir)!r} does not describe a sandbox (a field is missing or wrong, "
+            "or a file it names is not PEM): remove it to start afresh"
+        ) from None
+    completed = identity.with_apiv2()
+    if completed is not identity:  # a state dir from before APIv2: keep what is generated now
+        save(completed, state_dir, data.get("base_url"))
+    return completed
+
+
+def _identity(data: dict[str, Any]) -> SandboxIdentity:
     certificate = x509.load_pem_x509_certificate(Path(data["platform_certificate_path"]).read_bytes())
-    identity = SandboxIdentity(
+    return SandboxIdentity(
         mchid=data["mchid"],
         merchant_serial_no=data["merchant_serial_no"],
         merchant_key=load_private_key(Path(data["merchant_private_key_path"])),
@@ -86,10 +108,6 @@ def load(state_dir: Path) -> SandboxIdentity:
         server_certificate=_certificate(data.get("server_certificate_path")),
         pay_bank_key=_own_key_if_any(data.get("pay_bank_private_key_path")),
     )
-    completed = identity.with_apiv2()
-    if completed is not identity:  # a state dir from before APIv2: keep what is generated now
-        save(completed, state_dir, data.get("base_url"))
-    return completed
 
 
 def _certificate(path: Optional[str]) -> Optional[x509.Certificate]:
@@ -108,9 +126,30 @@ def _own_key_if_any(path: Optional[str]) -> Any:
     return _own_key(Path(path)) if path and Path(path).exists() else None
 
 
+def read_manifest(state_dir: Path) -> Optional[dict[str, Any]]:
+    """``sandbox.json`` of ``state_dir`` as a JSON object, or ``None`` when there is none to read.
+
+    Bounded and regular-file only (``engine.files``): a state dir named by mistake may hold a FIFO, a
+    binary file or JSON that is not an object, and a reader must say so, not block or raise a raw error.
+    """
+    content = read_regular_file(state_dir / MANIFEST, MAX_MANIFEST_BYTES)
+    if isinstance(content, Unread):
+        return None
+    try:
+        manifest = json.loads(content.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested past the recursion limit
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 def engine_settings(state_dir: Path) -> dict[str, Any]:
-    """``Engine`` keyword arguments for a served sandbox, from its ``sandbox.json`` (both key modes)."""
-    manifest = json.loads((state_dir / MANIFEST).read_text(encoding="utf-8"))
+    """``Engine`` keyword arguments for a served sandbox, from its ``sandbox.json`` (both key modes).
+
+    A ``ConfigurationError`` when there is no manifest to read; a ``KeyError`` when it lacks a setting.
+    """
+    manifest = read_manifest(state_dir)
+    if manifest is None:
+        raise ConfigurationError(f"no readable {MANIFEST} in {str(state_dir)!r}")
     return {
         "mchid": manifest["mchid"],
         "serial_no": manifest["merchant_serial_no"],
