@@ -621,6 +621,17 @@ def test_a_state_file_is_synced_before_its_rename_and_its_directory_after(tmp_pa
     assert (tmp_path / "world.json").read_bytes() == b"{}"
 
 
+def test_world_saves_rename_without_syncing(identity, tmp_path: Path, monkeypatch) -> None:
+    """world.json is saved many times a second, on the served sandbox's loop among others: a sync per
+    save stalled its answers. Its saves keep the one rename (a crash leaves a whole file), no fsync."""
+    world = Sandbox(identity).world
+    world.attach(tmp_path)
+    events = _fsyncs(monkeypatch)
+    world.trigger("TRANSACTION.SUCCESS", None, "http://127.0.0.1:9/dead")
+    world.save(wait=True)
+    assert events == ["replace"] and json.loads((tmp_path / "world.json").read_bytes())["callbacks"]
+
+
 def test_a_directory_that_cannot_be_synced_does_not_fail_the_write_but_a_file_that_cannot_does(
     tmp_path: Path, monkeypatch
 ) -> None:

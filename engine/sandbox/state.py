@@ -11,7 +11,8 @@ Design decisions:
   crash) sees the old contents or the new ones, never a file cut short. Secret files are ``0600``
   from the first byte; the others get the umask's mode when new and keep theirs when rewritten, and
   a symlinked file has its target replaced, as a plain write would.
-* Written durably, too: the temporary file is fsynced before the rename, so the name never points at
+* Written durably, too (all but ``world.json``, whose saves are too frequent: ``write_private``):
+  the temporary file is fsynced before the rename, so the name never points at
   blocks not yet on disk (after a power cut, a renamed-but-unsynced file can come back empty), and
   the directory after it, so the rename itself survives. Some systems cannot fsync a directory; that
   one step is skipped there, never the file's.
@@ -211,13 +212,17 @@ def write_manifest(identity: SandboxIdentity, state_dir: Path, base_url: Optiona
     return path
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file only its owner can read (keys, the manifest, the sandbox's objects)."""
-    _write(path, data, secret=True)
+def write_private(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write a file only its owner can read (keys, the manifest, the sandbox's objects).
+
+    ``durable=False`` skips the fsyncs and keeps the one rename: ``world.json``, rewritten many times a
+    second by the served sandbox's ticker on its event loop, where a sync per save stalled every answer.
+    A crash still leaves the old file or the new one, whole; only a power cut can cost the last saves."""
+    _write(path, data, secret=True, durable=durable)
 
 
-def _write(path: Path, data: bytes, secret: bool = False) -> None:
-    """Replace ``path`` with ``data`` in one rename, durably (see the module docstring)."""
+def _write(path: Path, data: bytes, secret: bool = False, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` in one rename, durably unless told not to (see the module docstring)."""
     target = Path(os.path.realpath(path))  # a symlinked file stays a symlink: its target is replaced
     temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(6)}")
     # Created by the kernel with the umask applied (0600 for secrets whatever the umask), as a
@@ -229,14 +234,16 @@ def _write(path: Path, data: bytes, secret: bool = False) -> None:
             if kept is not None:
                 os.fchmod(file.fileno(), kept)
             file.write(data)
-            file.flush()
-            os.fsync(file.fileno())  # on disk before the name points at it
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())  # on disk before the name points at it
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
-    _sync_directory(target.parent)
+    if durable:
+        _sync_directory(target.parent)
 
 
 def _sync_directory(directory: Path) -> None:

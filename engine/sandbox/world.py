@@ -553,7 +553,7 @@ class World:
         from engine.sandbox.state import write_private
 
         assert self._path is not None  # a dump is only taken once attached
-        write_private(self._path, text)
+        write_private(self._path, text, durable=False)  # saved many times a second: see write_private
 
     def _mark(self) -> tuple[int, float]:
         return self.version, self.sandbox.time.offset
