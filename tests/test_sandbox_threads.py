@@ -249,11 +249,11 @@ def test_a_save_holding_the_store_lock_never_waits_for_another_threads_write(
     sandbox.world.attach(tmp_path)
     real_write, writing, release = state_module.write_private, threading.Event(), threading.Event()
 
-    def slow_first_write(path: object, data: bytes) -> None:
+    def slow_first_write(path: object, data: bytes, **options: Any) -> None:
         if not writing.is_set():
             writing.set()
             release.wait(3 * PATIENCE)  # longer than the action is given: a save that waited would show
-        real_write(path, data)  # type: ignore[arg-type]
+        real_write(path, data, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(state_module, "write_private", slow_first_write)
     sandbox.time.offset = 5.0
