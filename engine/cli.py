@@ -52,6 +52,7 @@ from engine.sandbox import remote
 from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT
 from engine.sandbox.tasks import DEFAULT_DELIVERY_LIMIT
 from engine.secret import Secret, hide_settings
+from engine.serialize import UnreadableJsonError, decode_json
 from engine.untyped import Untyped
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -247,13 +248,9 @@ def _json(text: Secret, source: str) -> Secret:
     """``text`` parsed, boxed. The refusal is raised after the ``except`` block, so it has no context:
     a ``JSONDecodeError`` holds the whole text (``doc``), and so do the decoder's frames in its traceback."""
     try:
-        return Secret(json.loads(text.reveal()))
-    except json.JSONDecodeError as exc:
-        problem = f"{source} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
-    except RecursionError:  # json.loads' own error for a document nested past the recursion limit
-        problem = f"{source} is nested too deeply to read"
-    except ValueError:  # an integer past sys.get_int_max_str_digits(): int() refuses it, not the decoder
-        problem = f"{source} holds a number too long to read"
+        return Secret(decode_json(text.reveal()))
+    except UnreadableJsonError as exc:
+        problem = f"{source} {exc}"
     raise CliError(problem)
 
 
@@ -370,8 +367,8 @@ def _read_headers(path: Path) -> dict[str, str]:
     text = _text(Secret(_read_input(path, source)), source).reveal()  # headers hold no secret
     if text.lstrip().startswith("{"):
         try:
-            return {str(k): str(v) for k, v in json.loads(text).items()}
-        except (ValueError, AttributeError, RecursionError):  # nested too deeply, or a number too long for int()
+            return {str(k): str(v) for k, v in decode_json(text).items()}
+        except (UnreadableJsonError, AttributeError):
             raise CliError(f"--headers file {str(path)!r} is not a JSON object") from None
     pairs = [line.partition(":") for line in text.splitlines() if line.strip()]
     return {name.strip(): value.strip() for name, _, value in pairs}

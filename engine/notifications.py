@@ -59,6 +59,7 @@ from engine.errors import (
     StoreError,
 )
 from engine.protocol import H_REQUEST_ID, H_SERIAL
+from engine.serialize import UnreadableJsonError, decode_json
 from engine.stores import ACKNOWLEDGED, CLAIMED, DEFAULT_ACK_TTL, DEFAULT_CLAIM_TTL, IN_FLIGHT, Claim
 from engine.wire import Headers, RawResponse
 
@@ -181,8 +182,8 @@ def _verified(raw: RawResponse, verify: Verify) -> str:
 
 def _envelope(body: bytes) -> dict[str, Any]:
     try:
-        envelope = json.loads(body)
-    except (ValueError, RecursionError):  # also: nested past the recursion limit, a number too long for int()
+        envelope = decode_json(body)
+    except UnreadableJsonError:
         raise MalformedNotificationError("callback body is not JSON") from None
     if not isinstance(envelope, dict):
         raise MalformedNotificationError("callback body is not a JSON object")
@@ -221,8 +222,8 @@ def _decrypt(resource: dict[str, Any], apiv3_key: Any) -> Any:
             "resource does not decrypt under the APIv3 key (wrong key or tampered)"
         ) from None
     try:
-        return json.loads(plaintext)
-    except (ValueError, RecursionError):  # as for the envelope: the resource is kept as text then
+        return decode_json(plaintext)
+    except UnreadableJsonError:  # as for the envelope: the resource is kept as text then
         return plaintext.decode("utf-8", errors="replace")
 
 

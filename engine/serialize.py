@@ -17,6 +17,10 @@ Design decisions:
 * JSON is encoded with ``allow_nan=False``: ``NaN`` is not JSON, and a peer would read it as an error
   or as garbage. A request body that still cannot be encoded is a ``ValidationError``, never a raw
   ``ValueError`` (``encode_request_json``).
+* JSON from outside (a CLI flag or file, a state file, a callback, a peer's answer) is read by
+  ``decode_json``: every way ``json.loads`` refuses (not UTF-8, not JSON, nested past the recursion
+  limit, an integer past ``int``'s digit limit, a bare ``ValueError``) is one ``UnreadableJsonError``
+  with the reason, raised with no context, because a decoder's error and frames hold the whole text.
 * A raw ``"METHOD /path"`` target is percent-encoded by ``raw_target`` (the rules are in
   ``engine.registry``'s docstring); ``query_values`` reads a target's query back, keeping every
   value of a repeated key.
@@ -190,6 +194,26 @@ def encode_json(data: Any) -> bytes:
         return text.encode("utf-8")
     except RecursionError:
         raise ValueError("nested too deeply to encode") from None
+
+
+class UnreadableJsonError(ValueError):
+    """JSON text ``decode_json`` could not read; the message is the reason (``"is nested too deeply to
+    read"``), never the text. A ``ValueError``: callers that caught ``json.loads``' errors still catch it."""
+
+
+def decode_json(data: Union[bytes, str]) -> Any:
+    """``json.loads`` for text from outside, every refusal an ``UnreadableJsonError`` (see the docstring)."""
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        reason = f"is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
+    except UnicodeDecodeError:
+        reason = "is not UTF-8"
+    except RecursionError:  # json.loads' own error for a document nested past the recursion limit
+        reason = "is nested too deeply to read"
+    except ValueError:  # an integer past sys.get_int_max_str_digits(): int() refuses it, not the decoder
+        reason = "holds a number too long to read"
+    raise UnreadableJsonError(reason)
 
 
 def encode_request_json(descriptor: Descriptor, data: Any) -> bytes:

@@ -101,18 +101,24 @@ def test_json_nested_past_the_recursion_limit_is_a_usage_error(capsys, tmp_path:
     limit: --data '[[[...' escaped main as a traceback whose json.decoder frames held the whole text
     (which may be a pay_bank card number); a --headers file the same way."""
     deep = "[" * 100_000
-    payload = tmp_path / "deep.json"
-    payload.write_text(deep, encoding="utf-8")
+    _unreadable_json_is_one_line(capsys, tmp_path, deep, '{"a": ' + deep, "is nested too deeply to read")
+
+
+def _unreadable_json_is_one_line(capsys, tmp_path: Path, data: str, headers_text: str, problem: str) -> None:
+    """``data`` as --data and as --data @file, and ``headers_text`` as a --headers file: each one error
+    line, and the --data refusal carries no decoder error (whose frames hold the text) as its context."""
+    payload = tmp_path / "payload.json"
+    payload.write_text(data, encoding="utf-8")
     headers = tmp_path / "headers.json"
-    headers.write_text('{"a": ' + deep, encoding="utf-8")
+    headers.write_text(headers_text, encoding="utf-8")
     body = tmp_path / "body.json"
     body.write_text("{}", encoding="utf-8")
-    for data, source in ((deep, "--data"), (f"@{payload}", f"--data file '{payload}'")):
-        status, out, err = run(capsys, "call", "combine_papay.mini_program", "--data", data, "--sandbox")
-        assert (status, out) == (2, "") and err == f"error: {source} is nested too deeply to read\n", err
+    for given, source in ((data, "--data"), (f"@{payload}", f"--data file '{payload}'")):
+        status, out, err = run(capsys, "call", "combine_papay.mini_program", "--data", given, "--sandbox")
+        assert (status, out) == (2, "") and err == f"error: {source} {problem}\n", err
         with pytest.raises(cli.CliError) as caught:
-            cli.read_payload(Secret(data))
-        assert caught.value.__context__ is None  # no RecursionError whose frames hold the text
+            cli.read_payload(Secret(given))
+        assert caught.value.__context__ is None
     status, out, err = run(capsys, "notify", "verify", "--headers", str(headers), "--body", str(body))
     assert (status, out) == (2, "") and err == f"error: --headers file {str(headers)!r} is not a JSON object\n", err
 
@@ -458,20 +464,9 @@ def test_a_number_too_long_for_int_is_a_usage_error(capsys, tmp_path: Path) -> N
     """json.loads refuses an integer of more than sys.get_int_max_str_digits() digits with a bare
     ValueError (not JSONDecodeError), so --data '99...9' escaped main as a traceback; a --headers file too."""
     digits = "9" * 5000
-    payload = tmp_path / "long.json"
-    payload.write_text(f'{{"plan_id": {digits}}}', encoding="utf-8")
-    headers = tmp_path / "headers.json"
-    headers.write_text(f'{{"Wechatpay-Timestamp": {digits}}}', encoding="utf-8")
-    body = tmp_path / "body.json"
-    body.write_text("{}", encoding="utf-8")
-    for data, source in ((digits, "--data"), (f"@{payload}", f"--data file '{payload}'")):
-        status, out, err = run(capsys, "call", "combine_papay.mini_program", "--data", data, "--sandbox")
-        assert (status, out) == (2, "") and err == f"error: {source} holds a number too long to read\n", err
-        with pytest.raises(cli.CliError) as caught:
-            cli.read_payload(Secret(data))
-        assert caught.value.__context__ is None  # no ValueError whose frames hold the text
-    status, out, err = run(capsys, "notify", "verify", "--headers", str(headers), "--body", str(body))
-    assert (status, out) == (2, "") and err == f"error: --headers file {str(headers)!r} is not a JSON object\n", err
+    _unreadable_json_is_one_line(
+        capsys, tmp_path, digits, f'{{"Wechatpay-Timestamp": {digits}}}', "holds a number too long to read"
+    )
 
 
 @pytest.mark.parametrize("host", ["a..b", "a" * 64 + ".example", ".x"])

@@ -45,6 +45,8 @@ LOCAL_EXCEPTIONS = {
     "engine.sandbox.v2._FailError": "the APIv2 desk's control flow, turned into a return_code=FAIL answer",
     "engine.v2.xmlcodec.MalformedXmlError": "the XML reader's refusal, turned into MalformedResponseError or "
     "MalformedNotificationError by its callers",
+    "engine.serialize.UnreadableJsonError": "decode_json's refusal, turned into each caller's own error "
+    "(a CLI line, MalformedNotificationError, a 400 of the sandbox)",
 }
 
 

@@ -21,6 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Optional
 
+from engine.serialize import UnreadableJsonError, decode_json
+
 DEFAULT_STATE_DIR = ".wechatpay-sandbox"
 TIMEOUT_SECONDS = 120.0  # an advance may walk through many due callbacks
 MAX_ANSWER_BYTES = 64 << 20  # the objects or callbacks listing of a full sandbox, with room to spare
@@ -141,8 +143,8 @@ class AdminClient:
 
         problem = f"{len(content)} bytes or more, more than an admin answer" if len(content) > MAX_ANSWER_BYTES else ""
         try:
-            parsed = None if problem else json.loads(content or b"null")
-        except (ValueError, RecursionError):  # not UTF-8 or not JSON, or nested past the recursion limit
+            parsed = None if problem else decode_json(content or b"null")
+        except UnreadableJsonError:
             problem = "not JSON"
         if problem:
             hint = f"is {self.where!r} the state dir of a running sandbox?" if self.where else "is it a sandbox?"
@@ -152,8 +154,8 @@ class AdminClient:
 
 def _error_message(body: bytes) -> str:
     try:
-        error: Optional[dict[str, Any]] = json.loads(body).get("error")
-    except (ValueError, AttributeError, RecursionError):  # RecursionError: a refusal nested too deeply
+        error: Optional[dict[str, Any]] = decode_json(body).get("error")
+    except (UnreadableJsonError, AttributeError):
         error = None
     if not isinstance(error, dict):
         return body.decode("utf-8", errors="replace")[:200] or "no details"

@@ -44,6 +44,7 @@ from engine.errors import ConfigurationError
 from engine.files import Unread, read_regular_file
 from engine.keys import certificate_pem, load_private_key, private_pem, public_pem
 from engine.sandbox.identity import SandboxIdentity
+from engine.serialize import decode_json
 
 MANIFEST = "sandbox.json"
 MAX_MANIFEST_BYTES = 1 << 20  # a manifest is about 2 KiB
@@ -137,8 +138,8 @@ def read_manifest(state_dir: Path) -> Optional[dict[str, Any]]:
     if isinstance(content, Unread):
         return None
     try:
-        manifest = json.loads(content.decode("utf-8"))
-    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested past the recursion limit
+        manifest = decode_json(content.decode("utf-8"))
+    except ValueError:  # not UTF-8 (UnicodeDecodeError), or UnreadableJsonError
         return None
     return manifest if isinstance(manifest, dict) else None
 
