@@ -656,13 +656,16 @@ def test_upload_from_a_fifo_neither_blocks_nor_sends(engine: Engine, tmp_path: P
     _nothing_sent(engine)
 
 
-def test_sandbox_answers_a_signed_but_absurdly_deep_body_with_400(engine: Engine) -> None:
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000 + b"]" * 100_000, b'{"plan_id": ' + b"9" * 5000 + b"}"], ids=["deep", "long_number"]
+)
+def test_sandbox_answers_a_signed_but_absurdly_deep_body_with_400(engine: Engine, body: bytes) -> None:
     from engine.hookspecs import SigningContext
     from engine.wire import Headers, Request
 
     path = "/v3/ecommerce/combine-papay/contracts/pre-entrust-sign/mini-program"
     headers = Headers({"Accept": "application/json", "User-Agent": "t", "Content-Type": "application/json"})
-    request = Request("POST", "sandbox://x", path, headers, b"[" * 100_000 + b"]" * 100_000)
+    request = Request("POST", "sandbox://x", path, headers, body)
     signing = SigningContext(engine.credentials, int(time.time()), "n" * 32)
     descriptor = engine.endpoint("combine_papay.mini_program")
     sign = engine.plugin_manager.hook.wxpay_sign_request

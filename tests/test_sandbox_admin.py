@@ -141,6 +141,7 @@ def test_the_commands_say_when_no_sandbox_is_served(tmp_path: Path, identity: Sa
     [
         (b"[1]", [{"field": "", "issue": "the body must be a JSON object"}]),
         (b"{", [{"field": "", "issue": "the body is not JSON"}]),
+        (b'{"times": ' + b"9" * 5000 + b"}", [{"field": "", "issue": "the body is not JSON"}]),
         (
             {"kind": "error", "status": "429", "times": 0, "colour": "red", "endpoint": "combine_papay.mini"},
             [

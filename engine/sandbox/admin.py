@@ -79,6 +79,7 @@ from engine.sandbox.faults import KINDS, Fault
 from engine.sandbox.objects import RefusedError
 from engine.sandbox.tasks import Tasks
 from engine.sandbox.triggers import event_types
+from engine.serialize import UnreadableJsonError, decode_json
 
 if TYPE_CHECKING:
     from engine.sandbox.emulator import Sandbox
@@ -370,8 +371,8 @@ async def _json_object(http: web.Request) -> tuple[dict[str, Any], list[Problem]
     """The body as a JSON object (an empty body counts as {}), or {} and why it is not one."""
     raw = await http.read()
     try:
-        body = json.loads(raw) if raw.strip() else {}
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: absurd nesting
+        body = decode_json(raw) if raw.strip() else {}
+    except UnreadableJsonError:
         return {}, [{"field": "", "issue": "the body is not JSON"}]
     if not isinstance(body, dict):
         return {}, [{"field": "", "issue": "the body must be a JSON object"}]

@@ -85,7 +85,7 @@ from engine.sandbox.objects import DEFAULT_OBJECT_LIMIT, checked_limit
 from engine.sandbox.ring import Ring
 from engine.sandbox.v2 import V2Desk
 from engine.sandbox.world import World
-from engine.serialize import encode_json, from_text, query_values
+from engine.serialize import UnreadableJsonError, decode_json, encode_json, from_text, query_values
 from engine.v2 import xmlcodec
 from engine.validation import PayloadValidator, compile_validator
 from engine.wire import Headers, RawResponse, Request
@@ -351,8 +351,8 @@ class Sandbox:
             payload.update(_upload_payload(descriptor, request))
         elif request.body and descriptor.body_kind == "json":
             try:
-                body = json.loads(request.body)
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: [[[[...
+                body = decode_json(request.body)
+            except UnreadableJsonError:
                 raise _RefusalError(400, "PARAM_ERROR", "请求体不是合法的JSON") from None
             if not isinstance(body, dict):
                 raise _RefusalError(400, "PARAM_ERROR", "请求体必须是JSON对象")
