@@ -121,6 +121,9 @@ class Registry:
         self._loaded: dict[str, Descriptor] = {}
         self._registered: dict[str, Descriptor] = {}
         self._routes: Optional[dict[tuple[str, int], _Routes]] = None
+        # An id or alias already resolved, so a call's lookup is one dict hit, not the layered search
+        # (own files, the parent, the aliases). Bounded by the known ids and aliases; emptied by register().
+        self._resolved: dict[str, Descriptor] = {}
         for descriptor in descriptors:
             self.register(descriptor)
 
@@ -133,6 +136,7 @@ class Registry:
         for alias in aliases:
             self._extra_aliases[alias] = descriptor.id
         self._routes = None
+        self._resolved.clear()
 
     def get(self, ref: str) -> Descriptor:
         """Resolve an id, an alias or ``"METHOD /path"``; raise ``UnknownEndpointError`` otherwise."""
@@ -143,12 +147,16 @@ class Registry:
 
         A query key given more than once maps to the list of its values.
         """
+        known = self._resolved.get(ref) if isinstance(ref, str) else None
+        if known is not None:
+            return known, {}
         if not isinstance(ref, str):
             raise UsageError(
                 f"an endpoint reference is a string (an id, an alias or 'METHOD /path'), got {type(ref).__name__}"
             )
         found = self._by_id(ref) or self._by_id(self._alias_target(ref))
         if found is not None:
+            self._resolved[ref] = found
             return found, {}
         method_path = split_method_path(ref)
         if method_path is None:

@@ -280,3 +280,18 @@ def test_python_descriptors_get_the_same_checks_as_files(engine: Engine) -> None
         "invalid descriptor 'py.broken' (registered in Python): "
         "path parameter {item_id} has no field in request.path @ $.request.path"
     )
+
+
+def test_a_descriptor_registered_after_a_lookup_replaces_what_that_lookup_remembered() -> None:
+    import attrs
+
+    registry = Registry(parent=Registry([BUILTIN_ENDPOINTS]))
+    builtin = registry.get("combine_papay.mini_program")
+    assert registry.get("combine_papay.mini_program") is builtin  # remembered: the same object
+    replacement = attrs.evolve(builtin, path="/v3/mine")
+    registry.register(replacement)  # same id: the engine's own endpoint now wins over the catalogue's
+    assert registry.get("combine_papay.mini_program") is replacement
+    assert registry.get(builtin.id) is replacement
+    other = attrs.evolve(builtin, id="v3.other.post", path="/v3/other")
+    registry.register(other, aliases=["combine_papay.mini_program"])  # an alias moved to another id
+    assert registry.get("combine_papay.mini_program") is other
