@@ -147,13 +147,13 @@ class Registry:
 
         A query key given more than once maps to the list of its values.
         """
-        known = self._resolved.get(ref) if isinstance(ref, str) else None
-        if known is not None:
-            return known, {}
         if not isinstance(ref, str):
             raise UsageError(
                 f"an endpoint reference is a string (an id, an alias or 'METHOD /path'), got {type(ref).__name__}"
             )
+        known = self._resolved.get(ref)
+        if known is not None:
+            return known, {}
         found = self._by_id(ref) or self._by_id(self._alias_target(ref))
         if found is not None:
             self._resolved[ref] = found
