@@ -97,7 +97,15 @@ from engine.secret import hide, hide_settings
 from engine.sender import Sender
 from engine.stores import DEFAULT_ACK_TTL, DEFAULT_CLAIM_TTL, STORE_ENV, Store, open_store
 from engine.tls import client_certificate as parse_client_certificate
-from engine.transport import DEFAULT_MAX_ANSWER_BYTES, BaseTransport, Transport, TransportConfig, Write, check_transport
+from engine.transport import (
+    DEFAULT_MAX_ANSWER_BYTES,
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    BaseTransport,
+    Transport,
+    TransportConfig,
+    Write,
+    check_transport,
+)
 from engine.wire import RawResponse, Request, Response
 
 if TYPE_CHECKING:  # generated stubs: type checkers read them, run time never imports them
@@ -416,15 +424,37 @@ class Engine:
 
     # -- downloads -----------------------------------------------------------------------------
 
-    def download(self, endpoint: str, payload: Any, dest: Union[str, Path], *, gunzip: bool = True) -> Download:
-        """Request a bill (verified) and stream its file to ``dest``, checking its digest."""
-        return self._run_sync(lambda: self.adownload(endpoint, payload, dest, gunzip=gunzip))
+    def download(
+        self,
+        endpoint: str,
+        payload: Any,
+        dest: Union[str, Path],
+        *,
+        gunzip: bool = True,
+        max_bytes: Optional[int] = DEFAULT_MAX_DOWNLOAD_BYTES,
+    ) -> Download:
+        """Request a bill (verified) and stream its file to ``dest``, checking its digest.
 
-    async def adownload(self, endpoint: str, payload: Any, dest: Union[str, Path], *, gunzip: bool = True) -> Download:
-        from engine.downloads import download
+        ``max_bytes`` bounds the file's uncompressed size (1 GiB unless given; ``None`` lifts it):
+        past it the download fails with ``AnswerTooLargeError`` and leaves no file.
+        """
+        return self._run_sync(lambda: self.adownload(endpoint, payload, dest, gunzip=gunzip, max_bytes=max_bytes))
 
+    async def adownload(
+        self,
+        endpoint: str,
+        payload: Any,
+        dest: Union[str, Path],
+        *,
+        gunzip: bool = True,
+        max_bytes: Optional[int] = DEFAULT_MAX_DOWNLOAD_BYTES,
+    ) -> Download:
+        """The async form of ``download``."""
+        from engine.downloads import check_max_bytes, download
+
+        check_max_bytes(max_bytes)  # before step 1: a bad setting sends nothing
         step_one = await self._acall(endpoint, payload)
-        return await download(self._executor, step_one, Path(dest), gunzip)
+        return await download(self._executor, step_one, Path(dest), gunzip, max_bytes)
 
     # -- certificates --------------------------------------------------------------------------
 

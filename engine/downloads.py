@@ -14,23 +14,29 @@ Design decisions:
   fly when it is gzip, hashed over the *uncompressed* bytes as WeChat Pay computes it, and written to
   ``<dest>.partial``. Only a matching digest renames it to ``dest``; a mismatch or any failure
   removes the partial file, so nothing incomplete looks finished.
+* Bounded, whatever the peer sends: ``max_bytes`` caps the file's uncompressed size (what is
+  hashed), and a gzip bill is inflated with ``engine.transport.Inflater``, a piece of at most 64 KiB
+  at a time, so neither an endless body nor a compression bomb fills memory or the disk. Past the
+  cap the download fails with ``AnswerTooLargeError`` (final: never retried) and the partial file
+  goes. The default (``DEFAULT_MAX_DOWNLOAD_BYTES``, 1 GiB) is far above a day's bill of a large
+  merchant; ``max_bytes=None`` lifts it for a caller who bounds the disk otherwise.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import zlib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 from urllib.parse import urlsplit
 
 import attrs
 
 from engine.descriptor import adhoc_descriptor
-from engine.errors import DigestMismatchError, MalformedResponseError, UsageError
+from engine.errors import AnswerTooLargeError, DigestMismatchError, MalformedResponseError, UsageError
 from engine.executor import Executor
 from engine.pipeline import Prepared, Settings
+from engine.transport import DEFAULT_MAX_DOWNLOAD_BYTES, Inflater
 from engine.wire import Headers, Request, Response
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -48,16 +54,17 @@ class Download:
 
 
 class _Sink:
-    """Writes chunks to a file, gunzipping if asked, hashing the uncompressed stream."""
+    """Writes chunks to a file, gunzipping if asked, hashing the uncompressed stream, within ``limit`` bytes."""
 
-    def __init__(self, path: Path, hash_type: str, gunzip: bool) -> None:
+    def __init__(self, path: Path, hash_type: str, gunzip: bool, limit: Optional[int]) -> None:
         try:
             self.digest = hashlib.new(hash_type.lower().replace("-", ""))
         except ValueError:
             raise MalformedResponseError(f"unsupported hash_type {hash_type!r} in the bill answer") from None
         self.file = path.open("wb")
         self.gunzip = gunzip
-        self.inflater: Optional[Any] = None
+        self.limit = limit
+        self.inflater: Optional[Inflater] = None
         self.size = 0
         self.compressed = False
         self.head = b""
@@ -70,27 +77,49 @@ class _Sink:
             chunk, self.head = self.head, b""
         if self.size == 0 and self.inflater is None and chunk.startswith(GZIP_MAGIC):
             self.compressed = True
-            self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        plain = self.inflater.decompress(chunk) if self.inflater is not None else chunk
-        self.digest.update(plain)
-        self.file.write(plain if self.gunzip or self.inflater is None else chunk)
+            self.inflater = Inflater("gzip", self.limit)
         self.size += len(chunk)
+        if self.inflater is None:
+            self._plain(chunk)
+            return
+        if (
+            self.limit is not None and self.size > self.limit
+        ):  # compressed bytes past the cap (a gzip stream that never ends)
+            raise AnswerTooLargeError(f"the bill is larger than {self.limit} bytes")
+        for piece in self.inflater.pieces(chunk):
+            self.digest.update(piece)
+            if self.gunzip:
+                self.file.write(piece)
+        if not self.gunzip:
+            self.file.write(chunk)
+
+    def _plain(self, data: bytes) -> None:
+        if self.limit is not None and self.size > self.limit:
+            raise AnswerTooLargeError(f"the bill is larger than {self.limit} bytes")
+        self.digest.update(data)
+        self.file.write(data)
 
     def close(self) -> None:
         if self.head:  # a body shorter than the gzip magic: plain text
-            self.digest.update(self.head)
-            self.file.write(self.head)
             self.size += len(self.head)
+            self._plain(self.head)
         if self.inflater is not None:
-            tail = self.inflater.flush()
+            tail = self.inflater.finish()
             self.digest.update(tail)
             if self.gunzip:
                 self.file.write(tail)
         self.file.close()
 
 
-async def download(executor: Executor, step_one: Response, dest: Path, gunzip: bool = True) -> Download:
+async def download(
+    executor: Executor,
+    step_one: Response,
+    dest: Path,
+    gunzip: bool = True,
+    max_bytes: Optional[int] = DEFAULT_MAX_DOWNLOAD_BYTES,
+) -> Download:
     """Follow a verified bill answer to its file, checking the digest; see the module docstring."""
+    check_max_bytes(max_bytes)
     data = step_one.data if isinstance(step_one.data, dict) else {}
     try:
         url, hash_type, expected = data["download_url"], data["hash_type"], data["hash_value"]
@@ -100,7 +129,7 @@ async def download(executor: Executor, step_one: Response, dest: Path, gunzip: b
         ) from None
     prepared = _download_request(executor.pipeline.settings, str(url))
     partial = dest.with_name(dest.name + ".partial")
-    sink = _Sink(partial, str(hash_type), gunzip)
+    sink = _Sink(partial, str(hash_type), gunzip, max_bytes)
     try:
         answer = await executor.sender.send(prepared, sink=sink.write)
         sink.close()
@@ -113,6 +142,12 @@ async def download(executor: Executor, step_one: Response, dest: Path, gunzip: b
         partial.unlink(missing_ok=True)
         raise
     return Download(dest, dest.stat().st_size, str(hash_type), str(expected), sink.compressed)
+
+
+def check_max_bytes(max_bytes: object) -> None:
+    """A ``UsageError`` unless ``max_bytes`` is a positive int or ``None`` (checked before step 1 is sent)."""
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
+        raise UsageError(f"max_bytes must be a positive int or None, not {type(max_bytes).__name__} {max_bytes!r:.40}")
 
 
 def _download_request(settings: Settings, url: str) -> Prepared:

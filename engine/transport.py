@@ -36,6 +36,7 @@ Write = Callable[[bytes], None]
 
 Screen = Callable[[int, Headers], None]
 DEFAULT_MAX_ANSWER_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_DOWNLOAD_BYTES = 1024**3  # a bill file, streamed to disk: far above a large merchant's day
 
 
 @attrs.frozen

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import tracemalloc
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
 import pytest
 
-from engine import ApiError, Engine, UsageError
+from engine import AnswerTooLargeError, ApiError, Engine, MalformedResponseError, MockTransport, RetryPolicy, UsageError
 from engine.downloads import DigestMismatchError
 from engine.sandbox import Sandbox, SandboxIdentity
 from engine.sandbox.faults import Fault
 from engine.sandbox.server import SandboxServer
+from engine.wire import Headers, RawResponse, Request
 
 BILL = {"bill_date": "2026-11-21", "bill_type": "ALL"}
 
@@ -92,3 +94,116 @@ async def test_streamed_download_over_http(http_engine: Engine, tmp_path: Path) 
     result = await http_engine.adownload("v3.bill.tradebill.get", {**BILL, "tar_type": "GZIP"}, tmp_path / "b.csv")
     assert result.compressed and result.size == (tmp_path / "b.csv").stat().st_size
     assert (tmp_path / "b.csv").read_bytes().endswith(b"`3,`6.00\n")
+
+
+# -- bounds: whatever the peer sends, memory and the disk stay bounded and nothing half-written stays --
+
+
+def test_a_bill_past_max_bytes_fails_and_leaves_no_file(engine: Engine, tmp_path: Path) -> None:
+    with pytest.raises(AnswerTooLargeError, match="larger than 64 bytes"):
+        engine.download("v3.bill.tradebill.get", BILL, tmp_path / "b.csv", max_bytes=64)
+    assert list(tmp_path.iterdir()) == []
+    assert len(engine.emulator.exchanges) == 2  # never retried: the stream had started
+
+
+def test_max_bytes_counts_the_uncompressed_bill_even_when_it_is_kept_compressed(engine: Engine, tmp_path: Path) -> None:
+    whole = engine.download("v3.bill.tradebill.get", BILL, tmp_path / "plain.csv")
+    with pytest.raises(AnswerTooLargeError):
+        engine.download(
+            "v3.bill.tradebill.get",
+            {**BILL, "tar_type": "GZIP"},
+            tmp_path / "b.gz",
+            gunzip=False,
+            max_bytes=whole.size - 1,
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.csv"]
+    exact = engine.download("v3.bill.tradebill.get", BILL, tmp_path / "exact.csv", max_bytes=whole.size)
+    assert exact.size == whole.size  # the bound is inclusive
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "1024"])
+def test_a_bad_max_bytes_is_refused_before_anything_is_sent(engine: Engine, tmp_path: Path, bad: object) -> None:
+    with pytest.raises(UsageError, match="max_bytes must be a positive int or None"):
+        engine.download("v3.bill.tradebill.get", BILL, tmp_path / "b.csv", max_bytes=bad)  # type: ignore[arg-type]
+    assert engine.emulator.exchanges == [] and list(tmp_path.iterdir()) == []
+
+
+def _bill_served_as(identity: SandboxIdentity, body: bytes) -> Iterator[Engine]:
+    """An engine whose step 1 is the sandbox's (verified, as ever) and whose file answer is ``body``."""
+    sandbox = Sandbox(identity)
+
+    def handler(request: Request) -> RawResponse:
+        if request.target.startswith("/v3/billdownload/file"):
+            return RawResponse(200, Headers({"Content-Type": "application/octet-stream"}), body)
+        return sandbox.handle(request)
+
+    engine = Engine(
+        **identity.engine_settings(),
+        transport=MockTransport(handler),
+        retry=RetryPolicy.never(),
+        load_entry_points=False,
+    )
+    yield engine
+    engine.close()
+
+
+BOMB_BYTES = 64 * 1024 * 1024  # inflated; about 64 KiB compressed, one transport chunk
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    return gzip.compress(bytes(BOMB_BYTES), compresslevel=9)
+
+
+def test_a_gzip_bomb_is_inflated_a_piece_at_a_time_and_stops_at_max_bytes(
+    identity: SandboxIdentity, gzip_bomb: bytes, tmp_path: Path
+) -> None:
+    for engine in _bill_served_as(identity, gzip_bomb):
+        engine.call("v3.bill.tradebill.get", BILL)  # warm: imports and keys out of the measured peak
+        tracemalloc.start()
+        try:
+            with pytest.raises(AnswerTooLargeError, match="larger than 8388608 bytes"):
+                engine.download("v3.bill.tradebill.get", BILL, tmp_path / "b.csv", max_bytes=8 * 1024 * 1024)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert len(gzip_bomb) < 128 * 1024 < 8 * 1024 * 1024 < BOMB_BYTES
+    # An unbounded decompress(chunk) holds one chunk's whole inflation (~64 MiB) at once.
+    assert peak < 4 * 1024 * 1024
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_gzip_bomb_under_no_bound_still_inflates_in_bounded_pieces(
+    identity: SandboxIdentity, gzip_bomb: bytes, tmp_path: Path
+) -> None:
+    for engine in _bill_served_as(identity, gzip_bomb):
+        engine.call("v3.bill.tradebill.get", BILL)
+        tracemalloc.start()
+        try:
+            with pytest.raises(DigestMismatchError):  # the bomb is not the bill step 1 announced
+                engine.download("v3.bill.tradebill.get", BILL, tmp_path / "b.csv", max_bytes=None)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "body", [b"\x1f\x8b" + b"\xff" * 64, gzip.compress("交易时间,x\n".encode())[:10] + b"\x00garbage" * 8]
+)
+def test_a_corrupt_gzip_bill_is_a_typed_error_and_leaves_no_file(
+    identity: SandboxIdentity, tmp_path: Path, body: bytes
+) -> None:
+    for engine in _bill_served_as(identity, body):
+        with pytest.raises(MalformedResponseError, match="compressed body is corrupt"):
+            engine.download("v3.bill.tradebill.get", BILL, tmp_path / "b.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_max_bytes_bounds_a_download_streamed_over_http(http_engine: Engine, tmp_path: Path) -> None:
+    with pytest.raises(AnswerTooLargeError):
+        await http_engine.adownload("v3.bill.tradebill.get", BILL, tmp_path / "b.csv", max_bytes=64)
+    assert list(tmp_path.iterdir()) == []
+    again = await http_engine.adownload("v3.bill.tradebill.get", BILL, tmp_path / "b.csv")
+    assert again.size > 64  # the connection the refused stream used did not spoil the next
