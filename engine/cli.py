@@ -282,8 +282,17 @@ def _headers(pairs: Sequence[str]) -> dict[str, str]:
     return headers
 
 
+def _endpoint_dirs(args: argparse.Namespace) -> list[Path]:
+    """The ``--endpoint-dir`` directories; one that is not a directory is an error, not a silent skip."""
+    dirs = [Path(d) for d in getattr(args, "endpoint_dir", [])]
+    for directory in dirs:
+        if not directory.is_dir():
+            raise CliError(f"--endpoint-dir {str(directory)!r} is not a directory")
+    return dirs
+
+
 def _engine(args: argparse.Namespace, **extra: Any) -> Engine:
-    dirs = args.endpoint_dir
+    dirs = _endpoint_dirs(args)
     if getattr(args, "sandbox", False):
         return Engine.sandbox(endpoint_dirs=dirs, timeout=args.timeout, **extra)
     settings = _credentials(args)
@@ -425,12 +434,13 @@ def _serve_sandbox(args: argparse.Namespace) -> int:
     from engine.sandbox.clock import TestClock
     from engine.sandbox.server import serve_forever
 
+    endpoint_dirs = _endpoint_dirs(args)  # before anything is made on disk
     state_dir = Path(args.state_dir)
     try:
         identity = state.load_or_create(state_dir)
     except OSError as exc:  # a file where the directory should be, a directory that cannot be made
         raise CliError(f"cannot use --state-dir {args.state_dir!r}: {exc.strerror or exc}") from None
-    registry = Registry([BUILTIN_ENDPOINTS, *map(Path, args.endpoint_dir)])
+    registry = Registry([BUILTIN_ENDPOINTS, *endpoint_dirs])
     sandbox = Sandbox(  # real time until advanced
         identity,
         registry,
@@ -459,7 +469,7 @@ def _serve_sandbox(args: argparse.Namespace) -> int:
 
 
 def _endpoints(args: argparse.Namespace) -> int:
-    registry = Registry([BUILTIN_ENDPOINTS, *map(Path, getattr(args, "endpoint_dir", []))])
+    registry = Registry([BUILTIN_ENDPOINTS, *_endpoint_dirs(args)])
     if args.action == "show":
         return _show_endpoint(registry, args.endpoint, args.json)
     return _list_endpoints(registry, args.grep, args.json)

@@ -97,7 +97,9 @@ if TYPE_CHECKING:
 # The body's framing is the engine's too: a caller's Content-Length (sent in place of the real one) or
 # Transfer-Encoding (sent beside it) frames the body wrongly, and on a kept-alive connection the
 # rest of the body is read as the next request
-RESERVED_HEADERS = ("Authorization", "Content-Type", "Content-Length", "Transfer-Encoding")
+# Set by the engine or its transport, never by a caller: the signature, the body's framing, and the
+# host the base_url names (a caller's Host would send the request to one virtual host under another's name).
+RESERVED_HEADERS = ("Authorization", "Content-Type", "Content-Length", "Transfer-Encoding", "Host")
 
 
 @attrs.frozen

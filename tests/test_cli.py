@@ -488,12 +488,17 @@ def test_a_base_url_whose_host_cannot_be_resolved_as_a_name_is_refused(
 
 @pytest.mark.parametrize(
     ("header", "name"),
-    [("Content-Length: 5", "Content-Length"), ("transfer-encoding: chunked", "Transfer-Encoding")],
+    [
+        ("Content-Length: 5", "Content-Length"),
+        ("transfer-encoding: chunked", "Transfer-Encoding"),
+        ("Host: api.evil.example", "Host"),
+    ],
 )
 def test_a_header_that_frames_the_body_is_refused(capsys, header: str, name: str) -> None:
     """--header 'Content-Length: 5' was sent in place of the real length (a 126-byte body framed as 5,
     the rest read by the server as the next request on the kept-alive connection), and
-    Transfer-Encoding beside it: the body's framing is the engine's, as Authorization is."""
+    Transfer-Encoding beside it: the body's framing is the engine's, as Authorization is. So is the
+    Host: base_url names it, and a caller's was passed through to the server."""
     status, out, err = run(
         capsys, "call", "combine_papay.mini_program", "--data", f"@{EXAMPLE}", "--header", header, "--sandbox"
     )
@@ -555,3 +560,26 @@ def test_certificates_download_to_a_file_is_one_error_line(capsys, tmp_path: Pat
         status, stdout, err = run(capsys, "certificates", "download", "--out", out, "--sandbox")
         assert (status, stdout) == (2, "") and err.startswith(f"error: cannot use --out {out!r}: "), err
         assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("endpoints", "list"),
+        ("endpoints", "show", "combine_papay.mini_program"),
+        ("call", "combine_papay.mini_program", "--data", f"@{EXAMPLE}", "--sandbox"),
+    ],
+)
+def test_an_endpoint_dir_that_is_not_a_directory_is_an_error(capsys, tmp_path: Path, argv: tuple[str, ...]) -> None:
+    """A mistyped --endpoint-dir was skipped without a word: the user's descriptors silently absent."""
+    missing = tmp_path / "no-such-dir"
+    status, out, err = run(capsys, *argv, "--endpoint-dir", str(missing))
+    assert (status, out) == (2, "") and err == f"error: --endpoint-dir {str(missing)!r} is not a directory\n"
+
+
+def test_sandbox_serve_refuses_a_missing_endpoint_dir_before_making_its_state(capsys, tmp_path: Path) -> None:
+    state_dir, missing = tmp_path / "state", tmp_path / "no-such-dir"
+    argv = ("sandbox", "serve", "--state-dir", str(state_dir), "--port", "0", "--endpoint-dir", str(missing))
+    status, out, err = run(capsys, *argv)
+    assert (status, out) == (2, "") and err == f"error: --endpoint-dir {str(missing)!r} is not a directory\n"
+    assert not state_dir.exists()
