@@ -450,11 +450,12 @@ class Engine:
         max_bytes: Optional[int] = DEFAULT_MAX_DOWNLOAD_BYTES,
     ) -> Download:
         """The async form of ``download``."""
-        from engine.downloads import check_max_bytes, download
+        from engine.downloads import check_destination, check_max_bytes, download
 
         check_max_bytes(max_bytes)  # before step 1: a bad setting sends nothing
+        target = check_destination(dest)
         step_one = await self._acall(endpoint, payload)
-        return await download(self._executor, step_one, Path(dest), gunzip, max_bytes)
+        return await download(self._executor, step_one, target, gunzip, max_bytes)
 
     # -- certificates --------------------------------------------------------------------------
 

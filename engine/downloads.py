@@ -12,22 +12,30 @@ Design decisions:
 * The signed GET goes through the ordinary send loop with a sink: the transport protocol's
   ``stream`` writes the body in chunks instead of holding it. It is decompressed on the
   fly when it is gzip, hashed over the *uncompressed* bytes as WeChat Pay computes it, and written to
-  ``<dest>.partial``. Only a matching digest renames it to ``dest``; a mismatch or any failure
-  removes the partial file, so nothing incomplete looks finished.
+  ``<dest>.<random>.partial`` (its own: two downloads to one ``dest`` never mix). Only a matching
+  digest renames it to ``dest``; a mismatch or any failure removes the partial file, so nothing
+  incomplete looks finished. ``dest`` and ``max_bytes`` are checked before step 1 is sent.
 * Bounded, whatever the peer sends: ``max_bytes`` caps the file's uncompressed size (what is
   hashed), and a gzip bill is inflated with ``engine.transport.Inflater``, a piece of at most 64 KiB
-  at a time, so neither an endless body nor a compression bomb fills memory or the disk. Past the
-  cap the download fails with ``AnswerTooLargeError`` (final: never retried) and the partial file
-  goes. The default (``DEFAULT_MAX_DOWNLOAD_BYTES``, 1 GiB) is far above a day's bill of a large
-  merchant; ``max_bytes=None`` lifts it for a caller who bounds the disk otherwise.
+  at a time, so neither an endless body nor a compression bomb fills memory or the disk. Its
+  compressed bytes may pass the cap only by deflate's worst-case overhead (1 % and 64 KiB here), so
+  a stream that never yields output is cut too. Past either, the download fails with
+  ``AnswerTooLargeError`` (final: never retried) and the partial file goes. The default
+  (``DEFAULT_MAX_DOWNLOAD_BYTES``, 1 GiB) is far above a day's bill of a large merchant;
+  ``max_bytes=None`` lifts it for a caller who bounds the disk otherwise.
+* One gzip stream is the whole bill. Anything after its end (junk, or a second member the digest
+  never covered, which ``gunzip=False`` would keep and ``zcat`` would read as bill rows) and a
+  stream cut before its end are ``MalformedResponseError``, as is a corrupt one.
+* The file is made by ``tempfile.mkstemp``: readable by its owner only, as a bill should be.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import IO, Any, Optional
 from urllib.parse import urlsplit
 
 import attrs
@@ -56,37 +64,35 @@ class Download:
 class _Sink:
     """Writes chunks to a file, gunzipping if asked, hashing the uncompressed stream, within ``limit`` bytes."""
 
-    def __init__(self, path: Path, hash_type: str, gunzip: bool, limit: Optional[int]) -> None:
-        try:
-            self.digest = hashlib.new(hash_type.lower().replace("-", ""))
-        except ValueError:
-            raise MalformedResponseError(f"unsupported hash_type {hash_type!r} in the bill answer") from None
-        self.file = path.open("wb")
+    def __init__(self, file: IO[bytes], hash_type: str, gunzip: bool, limit: Optional[int]) -> None:
+        self.digest = _digest(hash_type)
+        self.file = file
         self.gunzip = gunzip
         self.limit = limit
+        # what the compressed form may hold beyond the bill: deflate's worst case (stored blocks) is a
+        # few bytes in 64 KiB, plus the gzip header; past it, no output is coming that the cap would see
+        self.compressed_limit = None if limit is None else limit + limit // 100 + 64 * 1024
         self.inflater: Optional[Inflater] = None
-        self.size = 0
+        self.size = 0  # bytes received (compressed when the bill is gzip)
         self.compressed = False
         self.head = b""
 
     def write(self, chunk: bytes) -> None:
-        if self.size == 0 and len(chunk) < len(GZIP_MAGIC):  # too short to tell gzip from text yet
-            self.head += chunk
-            if len(self.head) < len(GZIP_MAGIC):
+        if self.size == 0:  # gzip or text is told by the first two bytes, which may come one by one
+            chunk, self.head = self.head + chunk, b""
+            if len(chunk) < len(GZIP_MAGIC):
+                self.head = chunk
                 return
-            chunk, self.head = self.head, b""
-        if self.size == 0 and self.inflater is None and chunk.startswith(GZIP_MAGIC):
-            self.compressed = True
-            self.inflater = Inflater("gzip", self.limit)
+            if chunk.startswith(GZIP_MAGIC):
+                self.compressed = True
+                self.inflater = Inflater("gzip", self.limit)
         self.size += len(chunk)
         if self.inflater is None:
             self._plain(chunk)
             return
-        if (
-            self.limit is not None and self.size > self.limit
-        ):  # compressed bytes past the cap (a gzip stream that never ends)
+        if self.compressed_limit is not None and self.size > self.compressed_limit:
             raise AnswerTooLargeError(f"the bill is larger than {self.limit} bytes")
-        for piece in self.inflater.pieces(chunk):
+        for piece in self.inflater.pieces(chunk):  # refuses anything after the gzip stream's end
             self.digest.update(piece)
             if self.gunzip:
                 self.file.write(piece)
@@ -104,11 +110,21 @@ class _Sink:
             self.size += len(self.head)
             self._plain(self.head)
         if self.inflater is not None:
-            tail = self.inflater.finish()
+            tail = self.inflater.finish()  # refuses a gzip stream cut before its end
             self.digest.update(tail)
             if self.gunzip:
                 self.file.write(tail)
         self.file.close()
+
+
+def _digest(hash_type: str) -> Any:
+    try:
+        digest = hashlib.new(hash_type.lower().replace("-", ""))
+    except (ValueError, TypeError):
+        digest = None
+    if digest is None or not digest.digest_size:  # unknown, or an extendable one (SHAKE) with no fixed digest
+        raise MalformedResponseError(f"unsupported hash_type {hash_type[:32]!r} in the bill answer")
+    return digest
 
 
 async def download(
@@ -120,6 +136,7 @@ async def download(
 ) -> Download:
     """Follow a verified bill answer to its file, checking the digest; see the module docstring."""
     check_max_bytes(max_bytes)
+    dest = check_destination(dest)
     data = step_one.data if isinstance(step_one.data, dict) else {}
     try:
         url, hash_type, expected = data["download_url"], data["hash_type"], data["hash_value"]
@@ -128,20 +145,26 @@ async def download(
             f"{step_one.endpoint_id} did not answer with {exc.args[0]}: it is not a bill endpoint"
         ) from None
     prepared = _download_request(executor.pipeline.settings, str(url))
-    partial = dest.with_name(dest.name + ".partial")
-    sink = _Sink(partial, str(hash_type), gunzip, max_bytes)
+    digest_name = str(hash_type)
+    _digest(digest_name)  # an unsupported digest is refused before the file is asked for
+    # A partial file of its own: two downloads to one dest never write into each other's.
+    handle, name = _partial(dest)
+    partial = Path(name)
     try:
-        answer = await executor.sender.send(prepared, sink=sink.write)
-        sink.close()
+        sink = _Sink(os.fdopen(handle, "wb"), digest_name, gunzip, max_bytes)
+        try:
+            answer = await executor.sender.send(prepared, sink=sink.write)
+            sink.close()
+        finally:
+            sink.file.close()
         if not 200 <= answer.status < 300:
             raise executor.pipeline.interpret_error(answer)
         _check(sink.digest.hexdigest(), str(expected).lower())
         os.replace(partial, dest)
     except BaseException:
-        sink.file.close()
         partial.unlink(missing_ok=True)
         raise
-    return Download(dest, dest.stat().st_size, str(hash_type), str(expected), sink.compressed)
+    return Download(dest, dest.stat().st_size, digest_name, str(expected), sink.compressed)
 
 
 def check_max_bytes(max_bytes: object) -> None:
@@ -150,8 +173,35 @@ def check_max_bytes(max_bytes: object) -> None:
         raise UsageError(f"max_bytes must be a positive int or None, not {type(max_bytes).__name__} {max_bytes!r:.40}")
 
 
+def check_destination(dest: object) -> Path:
+    """``dest`` as a path a file can be made at, or a ``UsageError`` (checked before step 1 is sent)."""
+    if not isinstance(dest, (str, os.PathLike)):
+        raise UsageError(f"dest must be a path (str or os.PathLike), not {type(dest).__name__}")
+    try:
+        path = Path(dest)
+    except TypeError:  # an os.PathLike whose __fspath__ answers neither str nor bytes
+        raise UsageError("dest must be a path (str or os.PathLike)") from None
+    if not path.name or path.is_dir():
+        raise UsageError(f"dest {str(path)!r} names a directory, not a file")
+    if not path.parent.is_dir():
+        raise UsageError(f"dest {str(path)!r}: its directory does not exist")
+    return path
+
+
+def _partial(dest: Path) -> tuple[int, str]:
+    try:
+        return tempfile.mkstemp(prefix=f"{dest.name}.", suffix=".partial", dir=dest.parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write beside dest {str(dest)!r}: {exc.strerror or type(exc).__name__}") from None
+
+
 def _download_request(settings: Settings, url: str) -> Prepared:
-    base, target = urlsplit(settings.base_url), urlsplit(url)
+    base = urlsplit(settings.base_url)
+    try:
+        target = urlsplit(url)
+        target.port  # noqa: B018  (parsed lazily: a bad port raises here, not later)
+    except ValueError:
+        raise MalformedResponseError("the bill answer's download_url is not a URL") from None
     if (target.scheme, target.netloc) != (base.scheme, base.netloc):
         raise UsageError(f"download_url is on {target.scheme}://{target.netloc}, not the engine's {settings.base_url}")
     raw_target = target.path + (f"?{target.query}" if target.query else "")

@@ -170,7 +170,8 @@ class TransportTimeoutError(TransportError):
 
 
 class AnswerTooLargeError(TransportError):
-    """The answer was bigger than ``max_answer_bytes`` (after decompression); it was not read further."""
+    """The answer was bigger than ``max_answer_bytes``, or a bill file than ``max_bytes`` (after
+    decompression); it was not read further."""
 
 
 class ConnectError(TransportError):

@@ -66,7 +66,10 @@ class Inflater:
 
     ``identity`` passes bytes through; ``gzip`` and ``deflate`` (zlib or raw) are inflated with
     ``max_length``, so a small bomb cannot expand into gigabytes before the limit is noticed. Other
-    encodings are refused: the engine never asks for them.
+    encodings are refused: the engine never asks for them. One compressed stream is the whole body:
+    anything after its end (junk, or a second gzip member no digest covered) is refused at once,
+    where zlib would park it, unbounded, in ``unused_data``; a stream that never reaches its end is
+    refused at ``finish``.
     """
 
     def __init__(self, encoding: str, limit: Optional[int]) -> None:
@@ -80,6 +83,7 @@ class Inflater:
         elif kind == "deflate":
             self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip header, detected
         self.size = 0
+        self._fed = False  # an empty body is empty whatever its declared encoding
 
     def pieces(self, chunk: bytes) -> Iterator[bytes]:
         """The decoded bytes of ``chunk``, at most 64 KiB at a time; ``AnswerTooLargeError`` past the limit."""
@@ -87,21 +91,30 @@ class Inflater:
             yield self._count(chunk)
             return
         data = chunk
+        self._fed = self._fed or bool(chunk)
         while data:
+            if self._zlib.eof:
+                raise MalformedResponseError("the answer's compressed body is followed by other data")
             try:
                 out = self._zlib.decompress(data, CHUNK)
             except zlib.error:
                 raise MalformedResponseError("the answer's compressed body is corrupt") from None
             if out:
                 yield self._count(out)
-            data = self._zlib.unconsumed_tail
+            data = self._zlib.unconsumed_tail or self._zlib.unused_data
 
     def feed(self, chunk: bytes) -> bytes:
         return b"".join(self.pieces(chunk))
 
     def finish(self) -> bytes:
-        """What the decoder still holds at the end of the body."""
-        return self._count(self._zlib.flush()) if self._zlib is not None else b""
+        """What the decoder still holds at the end of the body; ``MalformedResponseError`` if the
+        compressed stream stopped before its end (a truncated body)."""
+        if self._zlib is None:
+            return b""
+        tail = self._count(self._zlib.flush())
+        if self._fed and not self._zlib.eof:
+            raise MalformedResponseError("the answer's compressed body ends before the end of its stream")
+        return tail
 
     def _count(self, data: bytes) -> bytes:
         self.size += len(data)

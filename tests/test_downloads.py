@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import tracemalloc
@@ -207,3 +208,163 @@ async def test_max_bytes_bounds_a_download_streamed_over_http(http_engine: Engin
     assert list(tmp_path.iterdir()) == []
     again = await http_engine.adownload("v3.bill.tradebill.get", BILL, tmp_path / "b.csv")
     assert again.size > 64  # the connection the refused stream used did not spoil the next
+
+
+# -- what follows a gzip stream: refused, never held, counted, or kept unverified --
+
+
+def _real_bill(identity: SandboxIdentity, tmp_path: Path) -> bytes:
+    honest = Engine(
+        **identity.engine_settings(),
+        transport=MockTransport(Sandbox(identity).handle),
+        retry=RetryPolicy.never(),
+        load_entry_points=False,
+    )
+    try:
+        honest.download("v3.bill.tradebill.get", BILL, tmp_path / "real.csv")
+        return (tmp_path / "real.csv").read_bytes()
+    finally:
+        honest.close()
+        (tmp_path / "real.csv").unlink()
+
+
+def test_trailing_data_after_a_gzip_bill_is_not_held_in_memory(identity: SandboxIdentity, tmp_path: Path) -> None:
+    # zlib parks everything after the end of the gzip stream in unused_data, growing by copy: the
+    # "endless body" the docstring promises to bound is held whole (peak ~2x the junk, quadratic time).
+    body = gzip.compress(_real_bill(identity, tmp_path)) + bytes(16 * 1024 * 1024)
+    for engine in _bill_served_as(identity, body):
+        engine.call("v3.bill.tradebill.get", BILL)
+        tracemalloc.start()
+        try:
+            with contextlib.suppress(MalformedResponseError):
+                engine.download("v3.bill.tradebill.get", BILL, tmp_path / "b.csv", max_bytes=None)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024
+
+
+def test_a_second_gzip_member_is_not_kept_unverified(identity: SandboxIdentity, tmp_path: Path) -> None:
+    # Only the first member is hashed; with gunzip=False the kept file carries an unverified second
+    # member that gzip.decompress / zcat read as part of the bill.
+    forged = b"`2026-11-21 23:59:59,`FORGED,`999999.00\n"
+    body = gzip.compress(_real_bill(identity, tmp_path)) + gzip.compress(forged)
+    for engine in _bill_served_as(identity, body):
+        with pytest.raises(MalformedResponseError):
+            engine.download("v3.bill.tradebill.get", BILL, tmp_path / "b.csv.gz", gunzip=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_max_bytes_bounds_junk_after_a_gzip_content_encoding(identity: SandboxIdentity, tmp_path: Path) -> None:
+    # Content-Encoding: gzip over HTTP: the transport's Inflater (limit None) swallows whatever follows
+    # the gzip stream, so the sink - and max_bytes - never sees it: 8 MiB read against max_bytes=64 KiB.
+    from aiohttp import web
+
+    real = _real_bill(identity, tmp_path)
+
+    class Hostile(SandboxServer):
+        def app(self) -> web.Application:
+            app = web.Application()
+            app.router.add_get("/v3/billdownload/file", self._file)
+            app.router.add_route("*", "/{tail:.*}", self._wechatpay)
+            return app
+
+        async def _file(self, http: web.Request) -> web.StreamResponse:
+            answer = web.StreamResponse(status=200, headers={"Content-Encoding": "gzip"})
+            await answer.prepare(http)
+            await answer.write(gzip.compress(real))
+            for _ in range(128):
+                await answer.write(bytes(65536))
+            await answer.write_eof()
+            return answer
+
+    async with Hostile(Sandbox(identity)) as server:
+        engine = Engine(**identity.engine_settings(), base_url=server.base_url, load_entry_points=False)
+        try:
+            with pytest.raises((AnswerTooLargeError, MalformedResponseError)):
+                await engine.adownload("v3.bill.tradebill.get", BILL, tmp_path / "b.csv", max_bytes=64 * 1024)
+        finally:
+            await engine.aclose()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_max_bytes_is_the_uncompressed_size_even_for_a_small_gzip_bill(
+    identity: SandboxIdentity, tmp_path: Path
+) -> None:
+    # A 4-byte bill, gzipped (24 bytes), under max_bytes=4: the docs bound the *uncompressed* size,
+    # inclusively; the compressed-bytes check refuses it (it should get as far as the digest).
+    for engine in _bill_served_as(identity, gzip.compress(b"a,b\n")):
+        with pytest.raises(DigestMismatchError):
+            engine.download("v3.bill.tradebill.get", BILL, tmp_path / "b.csv", max_bytes=4)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_body_whose_first_chunk_is_one_byte_keeps_its_order_and_kind(tmp_path: Path, gzipped: bool) -> None:
+    """The byte held to tell gzip from text was written at the end of the file once a big chunk followed."""
+    from engine.downloads import _Sink
+
+    bill = "交易时间,x\n".encode() * 3
+    body = gzip.compress(bill) if gzipped else bill
+    sink = _Sink((tmp_path / "b").open("wb"), "SHA1", True, None)
+    sink.write(body[:1])
+    sink.write(body[1:])
+    sink.close()
+    assert (tmp_path / "b").read_bytes() == bill and sink.compressed is gzipped
+    assert sink.digest.hexdigest() == hashlib.sha1(bill).hexdigest()
+
+
+def test_a_gzip_bill_cut_before_its_trailer_is_refused(identity: SandboxIdentity, tmp_path: Path) -> None:
+    whole = gzip.compress(_real_bill(identity, tmp_path))
+    for engine in _bill_served_as(identity, whole[:-8]):  # the stream's CRC and length missing
+        with pytest.raises(MalformedResponseError, match="ends before the end of its stream"):
+            engine.download("v3.bill.tradebill.get", BILL, tmp_path / "b.csv.gz", gunzip=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("make_dest", "reason"),
+    [
+        (lambda tmp: tmp / "missing" / "b.csv", "its directory does not exist"),
+        (lambda tmp: tmp, "names a directory"),
+        (lambda tmp: Path("/"), "names a directory"),
+        (lambda tmp: None, "dest must be a path"),
+        (lambda tmp: 42, "dest must be a path"),
+    ],
+)
+def test_a_bad_dest_is_refused_before_anything_is_sent(engine: Engine, tmp_path: Path, make_dest, reason) -> None:
+    with pytest.raises(UsageError, match=reason):
+        engine.download("v3.bill.tradebill.get", BILL, make_dest(tmp_path))
+    assert engine.emulator.exchanges == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ({"hash_type": "SHAKE_128", "download_url": "/f"}, "unsupported hash_type 'SHAKE_128'"),
+        ({"hash_type": "NOPE", "download_url": "/f"}, "unsupported hash_type 'NOPE'"),
+        ({"hash_type": "SHA1", "download_url": "https://[::1/v3/billdownload/file"}, "download_url is not a URL"),
+        ({"hash_type": "SHA1", "download_url": "https://127.0.0.1:99999/x"}, "download_url is not a URL"),
+    ],
+)
+def test_a_bill_answer_that_cannot_be_followed_is_a_typed_error(
+    engine: Engine, tmp_path: Path, answer: dict, message: str
+) -> None:
+    from engine.testing import Stubber
+
+    url = answer["download_url"]
+    answer = {
+        **answer,
+        "hash_value": "0" * 40,
+        "download_url": engine.pipeline.settings.base_url + url if url == "/f" else url,
+    }
+    with Stubber(engine) as stub:
+        stub.add_response("v3.bill.tradebill.get", answer)
+        with pytest.raises(MalformedResponseError, match=message):
+            engine.download("v3.bill.tradebill.get", BILL, tmp_path / "b.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_bill_file_is_readable_by_its_owner_only(engine: Engine, tmp_path: Path) -> None:
+    engine.download("v3.bill.tradebill.get", BILL, tmp_path / "bill.csv")
+    assert (tmp_path / "bill.csv").stat().st_mode & 0o777 == 0o600
