@@ -10,19 +10,21 @@ Design decisions:
 * ``download_url`` must be on the engine's own origin: an Authorization header is never sent to a
   host the merchant did not configure.
 * The signed GET goes through the ordinary send loop with a sink: the transport protocol's
-  ``stream`` writes the body in chunks instead of holding it. It is decompressed on the
-  fly when it is gzip, hashed over the *uncompressed* bytes as WeChat Pay computes it, and written to
-  ``<dest>.<random>.partial`` (its own: two downloads to one ``dest`` never mix). Only a matching
-  digest renames it to ``dest``; a mismatch or any failure removes the partial file, so nothing
-  incomplete looks finished. ``dest`` and ``max_bytes`` are checked before step 1 is sent.
+  ``stream`` writes the body in chunks instead of holding it. It is decompressed on the fly when it
+  is gzip, hashed over the *uncompressed* bytes as WeChat Pay computes it, and written to
+  ``<dest>.<random>.partial`` (of dest's name, the first 64 characters; a file of its own: two
+  downloads to one ``dest`` never mix). Only a matching digest renames it to ``dest``; a mismatch or
+  any failure removes the partial file, so nothing incomplete looks finished. ``dest`` and
+  ``max_bytes`` are checked before step 1 is sent.
 * Bounded, whatever the peer sends: ``max_bytes`` caps the file's uncompressed size (what is
   hashed), and a gzip bill is inflated with ``engine.transport.Inflater``, a piece of at most 64 KiB
   at a time, so neither an endless body nor a compression bomb fills memory or the disk. Its
   compressed bytes may pass the cap only by deflate's worst-case overhead (1 % and 64 KiB here), so
-  a stream that never yields output is cut too. Past either, the download fails with
-  ``AnswerTooLargeError`` (final: never retried) and the partial file goes. The default
-  (``DEFAULT_MAX_DOWNLOAD_BYTES``, 1 GiB) is far above a day's bill of a large merchant;
-  ``max_bytes=None`` lifts it for a caller who bounds the disk otherwise.
+  a gzip bill that never yields output is cut too. (A transfer encoded with ``Content-Encoding`` is
+  undone by the transport first; one that never yields output is bounded by the timeout.) Past
+  either, the download fails with ``AnswerTooLargeError`` (final: never retried) and the partial
+  file goes. The default (``DEFAULT_MAX_DOWNLOAD_BYTES``, 1 GiB) is far above a day's bill of a
+  large merchant; ``max_bytes=None`` lifts it for a caller who bounds the disk otherwise.
 * One gzip stream is the whole bill. Anything after its end (junk, or a second member the digest
   never covered, which ``gunzip=False`` would keep and ``zcat`` would read as bill rows) and a
   stream cut before its end are ``MalformedResponseError``, as is a corrupt one.
@@ -181,18 +183,26 @@ def check_destination(dest: object) -> Path:
         path = Path(dest)
     except TypeError:  # an os.PathLike whose __fspath__ answers neither str nor bytes
         raise UsageError("dest must be a path (str or os.PathLike)") from None
-    if not path.name or path.is_dir():
-        raise UsageError(f"dest {str(path)!r} names a directory, not a file")
-    if not path.parent.is_dir():
-        raise UsageError(f"dest {str(path)!r}: its directory does not exist")
+    shown = repr(str(path))[:200]
+    if "\0" in str(path):
+        raise UsageError(f"dest {shown} holds a NUL character")
+    try:
+        if not path.name or path.is_dir():
+            raise UsageError(f"dest {shown} names a directory, not a file")
+        if not path.parent.is_dir():
+            raise UsageError(f"dest {shown}: its directory does not exist")
+    except OSError as exc:  # a name past the file system's limit, a directory that cannot be searched
+        raise UsageError(f"dest {shown}: {exc.strerror or type(exc).__name__}") from None
     return path
 
 
 def _partial(dest: Path) -> tuple[int, str]:
     try:
-        return tempfile.mkstemp(prefix=f"{dest.name}.", suffix=".partial", dir=dest.parent)
-    except OSError as exc:
-        raise UsageError(f"cannot write beside dest {str(dest)!r}: {exc.strerror or type(exc).__name__}") from None
+        # the name's head only: a dest near the file system's name limit still gets a partial beside it
+        return tempfile.mkstemp(prefix=f"{dest.name[:64]}.", suffix=".partial", dir=dest.parent)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL the checks before did not see
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise UsageError(f"cannot write beside dest {str(dest)!r}: {reason}") from None
 
 
 def _download_request(settings: Settings, url: str) -> Prepared:

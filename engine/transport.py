@@ -64,12 +64,12 @@ class TransportConfig:
 class Inflater:
     """Content-Encoding undone with a bound: no chunk ever inflates past ``limit`` bytes in memory.
 
-    ``identity`` passes bytes through; ``gzip`` and ``deflate`` (zlib or raw) are inflated with
-    ``max_length``, so a small bomb cannot expand into gigabytes before the limit is noticed. Other
-    encodings are refused: the engine never asks for them. One compressed stream is the whole body:
-    anything after its end (junk, or a second gzip member no digest covered) is refused at once,
-    where zlib would park it, unbounded, in ``unused_data``; a stream that never reaches its end is
-    refused at ``finish``.
+    ``identity`` passes bytes through; ``gzip`` and ``deflate`` (zlib-wrapped, or gzip sent as
+    deflate) are inflated with ``max_length``, so a small bomb cannot expand into gigabytes before
+    the limit is noticed. Other encodings are refused: the engine never asks for them. One
+    compressed stream is the whole body: anything after its end (junk, or a second gzip member no
+    digest covered) is refused at once, where zlib would park it, unbounded, in ``unused_data``; a
+    stream that never reaches its end is refused at ``finish``.
     """
 
     def __init__(self, encoding: str, limit: Optional[int]) -> None:

@@ -368,3 +368,19 @@ def test_a_bill_answer_that_cannot_be_followed_is_a_typed_error(
 def test_the_bill_file_is_readable_by_its_owner_only(engine: Engine, tmp_path: Path) -> None:
     engine.download("v3.bill.tradebill.get", BILL, tmp_path / "bill.csv")
     assert (tmp_path / "bill.csv").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(("name", "reason"), [("a\0b.csv", "holds a NUL character"), ("x" * 300, "File name too long")])
+def test_a_dest_the_file_system_cannot_take_is_refused_before_anything_is_sent(
+    engine: Engine, tmp_path: Path, name: str, reason: str
+) -> None:
+    with pytest.raises(UsageError, match=reason):
+        engine.download("v3.bill.tradebill.get", BILL, str(tmp_path / name))
+    assert engine.emulator.exchanges == [] and list(tmp_path.iterdir()) == []
+
+
+def test_a_dest_near_the_name_limit_still_gets_its_partial_file(engine: Engine, tmp_path: Path) -> None:
+    """The partial's name was dest's name plus 17 characters: a valid 245-character dest failed after step 1."""
+    dest = tmp_path / ("b" * 241 + ".csv")
+    result = engine.download("v3.bill.tradebill.get", BILL, dest)
+    assert result.path == dest and [p.name for p in tmp_path.iterdir()] == [dest.name]
