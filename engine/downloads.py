@@ -66,8 +66,8 @@ class Download:
 class _Sink:
     """Writes chunks to a file, gunzipping if asked, hashing the uncompressed stream, within ``limit`` bytes."""
 
-    def __init__(self, file: IO[bytes], hash_type: str, gunzip: bool, limit: Optional[int]) -> None:
-        self.digest = _digest(hash_type)
+    def __init__(self, file: IO[bytes], digest: Any, gunzip: bool, limit: Optional[int]) -> None:
+        self.digest = digest
         self.file = file
         self.gunzip = gunzip
         self.limit = limit
@@ -107,7 +107,8 @@ class _Sink:
         self.digest.update(data)
         self.file.write(data)
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """Write what the body's end leaves (a short text body, the inflater's tail); the file stays open."""
         if self.head:  # a body shorter than the gzip magic: plain text
             self.size += len(self.head)
             self._plain(self.head)
@@ -116,7 +117,6 @@ class _Sink:
             self.digest.update(tail)
             if self.gunzip:
                 self.file.write(tail)
-        self.file.close()
 
 
 def _digest(hash_type: str) -> Any:
@@ -136,9 +136,11 @@ async def download(
     gunzip: bool = True,
     max_bytes: Optional[int] = DEFAULT_MAX_DOWNLOAD_BYTES,
 ) -> Download:
-    """Follow a verified bill answer to its file, checking the digest; see the module docstring."""
-    check_max_bytes(max_bytes)
-    dest = check_destination(dest)
+    """Follow a verified bill answer to its file, checking the digest; see the module docstring.
+
+    ``dest`` and ``max_bytes`` come checked (``check_destination``, ``check_max_bytes``): the caller
+    checks them before step 1 is sent.
+    """
     data = step_one.data if isinstance(step_one.data, dict) else {}
     try:
         url, hash_type, expected = data["download_url"], data["hash_type"], data["hash_value"]
@@ -148,17 +150,15 @@ async def download(
         ) from None
     prepared = _download_request(executor.pipeline.settings, str(url))
     digest_name = str(hash_type)
-    _digest(digest_name)  # an unsupported digest is refused before the file is asked for
+    digest = _digest(digest_name)  # an unsupported digest is refused before the file is asked for
     # A partial file of its own: two downloads to one dest never write into each other's.
     handle, name = _partial(dest)
     partial = Path(name)
     try:
-        sink = _Sink(os.fdopen(handle, "wb"), digest_name, gunzip, max_bytes)
-        try:
+        with os.fdopen(handle, "wb") as file:
+            sink = _Sink(file, digest, gunzip, max_bytes)
             answer = await executor.sender.send(prepared, sink=sink.write)
-            sink.close()
-        finally:
-            sink.file.close()
+            sink.finish()
         if not 200 <= answer.status < 300:
             raise executor.pipeline.interpret_error(answer)
         _check(sink.digest.hexdigest(), str(expected).lower())
@@ -200,9 +200,8 @@ def _partial(dest: Path) -> tuple[int, str]:
     try:
         # the name's head only: a dest near the file system's name limit still gets a partial beside it
         return tempfile.mkstemp(prefix=f"{dest.name[:64]}.", suffix=".partial", dir=dest.parent)
-    except (OSError, ValueError) as exc:  # ValueError: a NUL the checks before did not see
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise UsageError(f"cannot write beside dest {str(dest)!r}: {reason}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write beside dest {str(dest)!r}: {exc.strerror or type(exc).__name__}") from None
 
 
 def _download_request(settings: Settings, url: str) -> Prepared:

@@ -306,10 +306,11 @@ def test_a_body_whose_first_chunk_is_one_byte_keeps_its_order_and_kind(tmp_path:
 
     bill = "交易时间,x\n".encode() * 3
     body = gzip.compress(bill) if gzipped else bill
-    sink = _Sink((tmp_path / "b").open("wb"), "SHA1", True, None)
-    sink.write(body[:1])
-    sink.write(body[1:])
-    sink.close()
+    with (tmp_path / "b").open("wb") as file:
+        sink = _Sink(file, hashlib.sha1(), True, None)
+        sink.write(body[:1])
+        sink.write(body[1:])
+        sink.finish()
     assert (tmp_path / "b").read_bytes() == bill and sink.compressed is gzipped
     assert sink.digest.hexdigest() == hashlib.sha1(bill).hexdigest()
 
